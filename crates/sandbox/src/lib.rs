@@ -1,0 +1,254 @@
+//! Throwaway local MariaDB servers for tests, the quickstart and benchmarks.
+//!
+//! [`Server::start`] runs `mariadb-install-db` and `mariadbd` from the installed packages
+//! in a temporary directory on a free port. A small watchdog shell kills the server and
+//! removes its directory when the owning process exits, even after `SIGKILL` or when a
+//! test binary keeps servers in a `static`.
+
+use anyhow::{bail, Context, Result};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Write a binary log (ROW format, FULL row image), as a replication source needs.
+    pub binlog: bool,
+    pub server_id: u32,
+    /// `default-time-zone`, e.g. `+05:30`.
+    pub time_zone: Option<String>,
+    /// Extra `--option=value` arguments for `mariadbd`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            binlog: true,
+            server_id: 1,
+            time_zone: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running server; stopped and deleted on drop.
+pub struct Server {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    watchdog: Child,
+}
+
+fn tool(name: &str, fallback: &str) -> Result<PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        for n in [name, fallback] {
+            let p = Path::new(dir).join(n);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+    }
+    bail!("`{name}` was not found: install MariaDB's server package (e.g. `apt-get install -y mariadb-server`)")
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free local port")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Server {
+    pub fn start(opts: &Options) -> Result<Server> {
+        let installer = tool("mariadb-install-db", "mysql_install_db")?;
+        let daemon = tool("mariadbd", "mysqld")?;
+        let dir = tempfile::Builder::new()
+            .prefix("tidemark-mariadb-")
+            .tempdir()?;
+        let data = dir.path().join("data");
+        // A private tmpdir: servers bootstrapping side by side must not share one.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        let install = || {
+            let _ = std::fs::remove_dir_all(&data);
+            Command::new(&installer)
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args([
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ])
+                .env("TMPDIR", &tmp)
+                .output()
+                .with_context(|| format!("running {}", installer.display()))
+        };
+        let mut out = install()?;
+        if !out.status.success() {
+            out = install()?;
+        }
+        if !out.status.success() {
+            bail!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let port = free_port()?;
+        let mut args = vec![
+            "--no-defaults".to_string(),
+            format!("--datadir={}", data.display()),
+            "--user=root".into(),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--socket={}", dir.path().join("sock").display()),
+            format!("--pid-file={}", dir.path().join("pid").display()),
+            format!("--log-error={}", dir.path().join("error.log").display()),
+            format!("--tmpdir={}", tmp.display()),
+            format!("--server-id={}", opts.server_id),
+            "--innodb-buffer-pool-size=256M".into(),
+            "--innodb-log-file-size=256M".into(),
+            "--innodb-flush-log-at-trx-commit=2".into(),
+            "--max-connections=500".into(),
+            "--character-set-server=utf8mb4".into(),
+            "--collation-server=utf8mb4_general_ci".into(),
+        ];
+        if opts.binlog {
+            args.push(format!("--log-bin={}", data.join("binlog").display()));
+            args.extend([
+                "--binlog-format=ROW".into(),
+                "--binlog-row-image=FULL".into(),
+            ]);
+        }
+        if let Some(tz) = &opts.time_zone {
+            args.push(format!("--default-time-zone={tz}"));
+        }
+        args.extend(opts.extra_args.iter().cloned());
+        let quoted: Vec<String> = std::iter::once(daemon.display().to_string())
+            .chain(args)
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect();
+        // The watchdog outlives neither us nor the server: when our pid is gone it kills
+        // the server and removes the data directory.
+        let script = format!(
+            "trap '' HUP INT; {cmd} & srv=$!; trap 'kill -9 $srv' TERM; while kill -0 {parent} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; \
+             kill -9 $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf '{dir}'",
+            cmd = quoted.join(" "),
+            parent = std::process::id(),
+            dir = dir.path().display()
+        );
+        // Its own process group: a Ctrl-C or hang-up aimed at the terminal must not kill
+        // the watchdog before it has cleaned up.
+        let watchdog = Command::new("bash")
+            .process_group(0)
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mariadbd")?;
+        let server = Server {
+            port,
+            dir,
+            watchdog,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut c) = self.try_conn() {
+                use mysql::prelude::Queryable;
+                if c.query_drop("SELECT 1").is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+                bail!("mariadbd did not become ready in 60 s; its error log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_conn(&self) -> mysql::Result<mysql::Conn> {
+        mysql::Conn::new(
+            mysql::OptsBuilder::new()
+                .ip_or_hostname(Some("127.0.0.1"))
+                .tcp_port(self.port)
+                .user(Some("root")),
+        )
+    }
+
+    /// A root connection.
+    pub fn conn(&self) -> Result<mysql::Conn> {
+        self.try_conn()
+            .with_context(|| format!("connecting to sandbox on port {}", self.port))
+    }
+
+    /// `mysql://root@127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// `mysql://USER:PASS@127.0.0.1:PORT`.
+    pub fn url_for(&self, user: &str, password: &str) -> String {
+        format!("mysql://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Ask for a clean shutdown, then make sure.
+        if let Ok(mut c) = self.try_conn() {
+            use mysql::prelude::Queryable;
+            let _ = c.query_drop("SHUTDOWN");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.watchdog.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// A source (binlog on) and a destination server, started in parallel.
+pub struct Pair {
+    pub source: Server,
+    pub destination: Server,
+}
+
+impl Pair {
+    pub fn start() -> Result<Pair> {
+        Self::start_with(
+            Options::default(),
+            Options {
+                server_id: 2,
+                ..Options::default()
+            },
+        )
+    }
+
+    pub fn start_with(source: Options, destination: Options) -> Result<Pair> {
+        let dst = std::thread::spawn(move || Server::start(&destination));
+        let source = Server::start(&source)?;
+        let destination = dst
+            .join()
+            .map_err(|_| anyhow::anyhow!("server start panicked"))??;
+        Ok(Pair {
+            source,
+            destination,
+        })
+    }
+}

@@ -1,0 +1,589 @@
+//! The task file: one TOML file that says what to migrate, from where, to where, and how.
+//!
+//! Every key is documented with its default in `docs/task-file.md`. Unknown keys and
+//! invalid values are errors that name the key, the position in the file and the allowed
+//! values. Secrets come from the environment through `${NAME}` in URLs and never appear
+//! in logs or errors: [`Endpoint`]'s `Display` and `Debug` leave the password out.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFile {
+    name: Option<String>,
+    source: EndpointFile,
+    destination: DestinationFile,
+    migration: Migration,
+    #[serde(default)]
+    full: FullOptions,
+    #[serde(default)]
+    state: StateOptions,
+    #[serde(default)]
+    objects: Vec<ObjectSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointFile {
+    url: String,
+    #[serde(default)]
+    tls: TlsMode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationFile {
+    #[serde(default, rename = "type")]
+    kind: DestinationKind,
+    url: String,
+    #[serde(default)]
+    tls: TlsMode,
+}
+
+/// `tls`: whether and how connections are encrypted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Disabled,
+    /// TLS when the server offers it, plain otherwise.
+    #[default]
+    Preferred,
+    /// TLS, without checking the certificate.
+    Required,
+    /// TLS with a certificate signed by a trusted CA.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate names the host.
+    VerifyIdentity,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestinationKind {
+    #[default]
+    Mysql,
+}
+
+/// `migration.types` entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Schema,
+    Full,
+    Incremental,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictMode {
+    /// A selected table that already exists on the destination fails the precheck.
+    #[default]
+    Fail,
+    /// Proceed; destination rows whose key already exists are kept.
+    Ignore,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NameCase {
+    /// Same as `source`.
+    #[default]
+    Default,
+    Source,
+    /// Lower-case when the destination has `lower_case_table_names` != 0.
+    Destination,
+    Lower,
+    Upper,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    pub types: Vec<Phase>,
+    #[serde(default)]
+    pub on_conflicting_tables: ConflictMode,
+    #[serde(default)]
+    pub name_case: NameCase,
+}
+
+/// `[full]`: the full data migration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FullOptions {
+    /// Parallel copy pipelines (each: one source and one destination connection).
+    pub threads: usize,
+    /// Target rows per chunk; a chunk is the unit of parallelism and of resume.
+    pub chunk_rows: u64,
+    /// Rows per INSERT statement (also capped by bytes, see `batch_bytes`).
+    pub batch_rows: usize,
+    /// Bytes per INSERT statement (capped by the destination's max_allowed_packet).
+    pub batch_bytes: usize,
+    /// Queries per second against the source, 0 = unlimited.
+    pub source_qps: u64,
+    /// Rows per second, 0 = unlimited.
+    pub rows_per_second: u64,
+    /// MB (10^6 bytes) per second, 0 = unlimited.
+    pub mb_per_second: f64,
+    /// Create non-unique secondary indexes after the table is loaded.
+    pub defer_secondary_indexes: bool,
+    /// How rows are written: LOAD DATA LOCAL INFILE or multi-row INSERT.
+    pub load_method: LoadMethod,
+}
+
+/// `[full] load_method`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadMethod {
+    /// `load-data` when the destination allows it (`local_infile = ON`), else `insert`.
+    Auto,
+    /// Multi-row INSERT statements.
+    #[default]
+    Insert,
+    /// LOAD DATA LOCAL INFILE (the destination must allow `local_infile`).
+    LoadData,
+}
+
+impl Default for FullOptions {
+    fn default() -> Self {
+        FullOptions {
+            threads: 4,
+            chunk_rows: 50_000,
+            batch_rows: 1_000,
+            batch_bytes: 4 << 20,
+            source_qps: 0,
+            rows_per_second: 0,
+            mb_per_second: 0.0,
+            defer_secondary_indexes: false,
+            load_method: LoadMethod::Insert,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateOptions {
+    /// Directory of the state store; default `.tidemark/<task name>` beside the task file.
+    pub dir: Option<PathBuf>,
+}
+
+/// One `[[objects]]` entry: a whole database, or one table of it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectSpec {
+    pub database: String,
+    pub table: Option<String>,
+    pub rename: Option<String>,
+    pub columns: Option<Vec<String>>,
+    #[serde(default)]
+    pub column_rename: BTreeMap<String, String>,
+    #[serde(rename = "where")]
+    pub where_clause: Option<String>,
+}
+
+/// A parsed connection URL. `Display` and `Debug` never show the password.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub tls: TlsMode,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Endpoint({self}, tls={:?})", self.tls)
+    }
+}
+
+/// A validated task.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub name: String,
+    pub file: PathBuf,
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub destination_kind: DestinationKind,
+    pub migration: Migration,
+    pub full: FullOptions,
+    pub state_dir: PathBuf,
+    pub objects: Vec<ObjectSpec>,
+}
+
+impl Task {
+    pub fn has(&self, phase: Phase) -> bool {
+        self.migration.types.contains(&phase)
+    }
+
+    /// Reads and validates a task file.
+    pub fn load(path: &Path) -> Result<Task> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read task file {}", path.display()))?;
+        Task::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses task-file text; `env` resolves `${NAME}` references.
+    pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Task> {
+        let file: TaskFile = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("invalid task file {}: {e}", path.display()))?;
+        let name = match file.name {
+            Some(n) => n,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "task".into()),
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!("invalid task file {}: `name` must be letters, digits, '-', '_' or '.' (got {name:?})", path.display());
+        }
+        let source = parse_url("source.url", &file.source.url, file.source.tls, env)?;
+        let destination = parse_url(
+            "destination.url",
+            &file.destination.url,
+            file.destination.tls,
+            env,
+        )?;
+        validate_migration(&file.migration)?;
+        validate_full(&file.full)?;
+        validate_objects(&file.objects)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let state_dir = match file.state.dir {
+            Some(d) if d.is_absolute() => d,
+            Some(d) => base.join(d),
+            None => base.join(".tidemark").join(&name),
+        };
+        Ok(Task {
+            name,
+            file: path.to_path_buf(),
+            source,
+            destination,
+            destination_kind: file.destination.kind,
+            migration: file.migration,
+            full: file.full,
+            state_dir,
+            objects: file.objects,
+        })
+    }
+}
+
+fn interpolate(key: &str, raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("`{key}`: unterminated `${{` (write `${{NAME}}` to read the environment variable NAME)");
+        };
+        let var = &after[..end];
+        match env(var) {
+            Some(v) => out.push_str(&v),
+            None => bail!("`{key}` refers to the environment variable {var}, which is not set: export it before running tidemark"),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_url(
+    key: &str,
+    raw: &str,
+    tls: TlsMode,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Endpoint> {
+    let text = interpolate(key, raw, env)?;
+    // The URL may hold a password: errors describe it without echoing it.
+    let url = url::Url::parse(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "`{key}` is not a valid URL ({e}); expected mysql://USER:PASSWORD@HOST:PORT"
+        )
+    })?;
+    if url.scheme() != "mysql" && url.scheme() != "mariadb" {
+        bail!("`{key}` must start with mysql:// (got {}://)", url.scheme());
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("`{key}` has no host; expected mysql://USER:PASSWORD@HOST:PORT")
+        })?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let user = if url.username().is_empty() {
+        "root".to_string()
+    } else {
+        decode(url.username())
+    };
+    let password = url.password().map(decode);
+    if url.query().is_some() {
+        bail!("`{key}`: URL parameters are not supported; use the task file's keys (e.g. `tls`)");
+    }
+    Ok(Endpoint {
+        host,
+        port: url.port().unwrap_or(3306),
+        user,
+        password,
+        tls,
+    })
+}
+
+fn validate_migration(m: &Migration) -> Result<()> {
+    if m.types.is_empty() {
+        bail!(
+            "`migration.types` is empty: list one or more of \"schema\", \"full\", \"incremental\""
+        );
+    }
+    let set: BTreeSet<_> = m.types.iter().collect();
+    if set.len() != m.types.len() {
+        bail!("`migration.types` lists a type twice");
+    }
+    Ok(())
+}
+
+fn validate_full(f: &FullOptions) -> Result<()> {
+    if !(1..=64).contains(&f.threads) {
+        bail!(
+            "`full.threads` must be between 1 and 64 (got {})",
+            f.threads
+        );
+    }
+    if f.chunk_rows < 1_000 {
+        bail!(
+            "`full.chunk_rows` must be at least 1000 (got {})",
+            f.chunk_rows
+        );
+    }
+    if !(1..=100_000).contains(&f.batch_rows) {
+        bail!(
+            "`full.batch_rows` must be between 1 and 100000 (got {})",
+            f.batch_rows
+        );
+    }
+    if !((64 << 10)..=(256 << 20)).contains(&f.batch_bytes) {
+        bail!(
+            "`full.batch_bytes` must be between 65536 and 268435456 (got {})",
+            f.batch_bytes
+        );
+    }
+    if f.mb_per_second < 0.0 || !f.mb_per_second.is_finite() {
+        bail!("`full.mb_per_second` must be 0 (unlimited) or a positive number");
+    }
+    Ok(())
+}
+
+fn validate_objects(objects: &[ObjectSpec]) -> Result<()> {
+    if objects.is_empty() {
+        bail!("the task selects nothing: add at least one [[objects]] entry with `database = \"...\"`");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, o) in objects.iter().enumerate() {
+        let at = format!("objects[{i}] (database {:?})", o.database);
+        if o.database.is_empty() {
+            bail!("{at}: `database` is empty");
+        }
+        if o.table.is_none() {
+            for (k, set) in [
+                ("columns", o.columns.is_some()),
+                ("column_rename", !o.column_rename.is_empty()),
+                ("where", o.where_clause.is_some()),
+            ] {
+                if set {
+                    bail!("{at}: `{k}` needs `table = \"...\"`: it applies to one table, not a whole database");
+                }
+            }
+        }
+        if let Some(r) = &o.rename {
+            if r.is_empty() {
+                bail!("{at}: `rename` is empty");
+            }
+        }
+        if let Some(cols) = &o.columns {
+            if cols.is_empty() {
+                bail!("{at}: `columns` is empty; leave it out to copy every column");
+            }
+        }
+        for (from, to) in &o.column_rename {
+            if from.is_empty() || to.is_empty() {
+                bail!("{at}: `column_rename` has an empty name");
+            }
+        }
+        if let Some(w) = &o.where_clause {
+            check_where(w).with_context(|| format!("{at}: invalid `where`"))?;
+        }
+        let key = (o.database.clone(), o.table.clone());
+        if !seen.insert(key) {
+            bail!("{at}: selected twice; merge the two [[objects]] entries");
+        }
+        if o.table.is_some() && seen.contains(&(o.database.clone(), None)) {
+            bail!("{at}: the whole database is already selected; remove the database-level entry to select single tables");
+        }
+    }
+    for o in objects.iter().filter(|o| o.table.is_none()) {
+        if objects
+            .iter()
+            .any(|t| t.table.is_some() && t.database == o.database)
+        {
+            bail!(
+                "database {:?} is selected both whole and table by table; keep one form",
+                o.database
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A `where` is one SQL expression: quotes and parentheses balanced, no `;` outside quotes,
+/// no comments. The source evaluates it; the precheck reports what it rejects.
+pub fn check_where(w: &str) -> Result<()> {
+    if w.trim().is_empty() {
+        bail!("it is empty");
+    }
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut chars = w.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                if c == '\\' {
+                    chars.next();
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' | '`' => quote = Some(c),
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth < 0 {
+                        bail!("unbalanced ')'");
+                    }
+                }
+                ';' => bail!("';' is not allowed: write a single expression"),
+                '#' => bail!("comments are not allowed"),
+                '-' if chars.peek() == Some(&'-') => bail!("comments are not allowed"),
+                '/' if chars.peek() == Some(&'*') => bail!("comments are not allowed"),
+                _ => {}
+            },
+        }
+    }
+    if quote.is_some() {
+        bail!("unterminated quote");
+    }
+    if depth != 0 {
+        bail!("unbalanced '('");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Task> {
+        Task::parse(text, Path::new("/tmp/t.toml"), &|n| {
+            (n == "PW").then(|| "s3cr:et".to_string())
+        })
+    }
+
+    const MIN: &str = r#"
+[source]
+url = "mysql://u:${PW}@h:3307"
+[destination]
+url = "mysql://u@d"
+[migration]
+types = ["schema", "full"]
+[[objects]]
+database = "shop"
+"#;
+
+    #[test]
+    fn minimal_file_with_env_password() {
+        let t = parse(MIN).unwrap();
+        assert_eq!(t.source.password.as_deref(), Some("s3cr:et"));
+        assert_eq!(t.source.port, 3307);
+        assert_eq!(t.destination.port, 3306);
+        assert_eq!(t.name, "t");
+        assert!(!format!("{:?} {}", t.source, t.source).contains("s3cr"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse(&MIN.replace("[migration]", "[migration]\nspeed = 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `speed`") && err.contains("line"),
+            "{err}"
+        );
+        assert!(err.contains("on_conflicting_tables"), "{err}");
+    }
+
+    #[test]
+    fn invalid_enum_lists_allowed_values() {
+        let err = parse(&MIN.replace("[migration]", "[migration]\nname_case = \"camel\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lower") && err.contains("upper"), "{err}");
+    }
+
+    #[test]
+    fn missing_env_is_named() {
+        let err = parse(&MIN.replace("${PW}", "${NOPE}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn where_must_be_one_expression() {
+        assert!(check_where("id > 3 AND name <> ';'").is_ok());
+        assert!(check_where("1); DROP TABLE x; (1").is_err());
+        assert!(check_where("id > 1 -- x").is_err());
+    }
+
+    #[test]
+    fn table_keys_need_table() {
+        let err = parse(&format!("{MIN}where = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `table"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn shipped_examples_are_valid() {
+        let env = |_: &str| Some("pw".to_string());
+        for (name, text) in [
+            ("shop.toml", include_str!("../../../examples/shop.toml")),
+            ("tables.toml", include_str!("../../../examples/tables.toml")),
+        ] {
+            Task::parse(text, Path::new(name), &env).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Opening MySQL connections to either end, with the session settings that keep every
+//! value unchanged on the way, and connection errors written for operators.
+
+use crate::config::{Endpoint, TlsMode};
+use anyhow::{anyhow, Result};
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder, SslOpts};
+use std::time::Duration;
+
+/// Which end a connection is for; named in errors and decides the session settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl Side {
+    pub fn key(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        }
+    }
+}
+
+/// Session settings: raw bytes in and out (`binary`), UTC for TIMESTAMP, and an sql_mode
+/// that accepts every value a source can hold (zero dates, invalid dates) while still
+/// rejecting truncation.
+const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
+    sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'";
+
+/// While loading: no foreign key or unique checks, per session only.
+const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 0";
+
+fn builder(ep: &Endpoint) -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some(ep.host.clone()))
+        .tcp_port(ep.port)
+        .user(Some(ep.user.clone()))
+        .pass(ep.password.clone())
+        .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        .read_timeout(Some(Duration::from_secs(3600)))
+        .prefer_socket(false)
+}
+
+fn ssl_opts(mode: TlsMode) -> Option<SslOpts> {
+    match mode {
+        TlsMode::Disabled => None,
+        TlsMode::Preferred | TlsMode::Required => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        TlsMode::VerifyCa => Some(SslOpts::default().with_danger_skip_domain_validation(true)),
+        TlsMode::VerifyIdentity => Some(SslOpts::default()),
+    }
+}
+
+/// Connects without session settings (prechecks read the server as it is).
+pub fn connect_raw(ep: &Endpoint, side: Side) -> Result<Conn> {
+    let opts = builder(ep).ssl_opts(ssl_opts(ep.tls));
+    match Conn::new(opts) {
+        Ok(c) => Ok(c),
+        Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
+            if ep.tls == TlsMode::Preferred =>
+        {
+            Conn::new(builder(ep)).map_err(|e| explain(e, ep, side))
+        }
+        Err(e) => Err(explain(e, ep, side)),
+    }
+}
+
+/// Connects and applies the session settings for copying data.
+pub fn connect(ep: &Endpoint, side: Side) -> Result<Conn> {
+    let mut c = connect_raw(ep, side)?;
+    c.query_drop(SESSION).map_err(|e| explain(e, ep, side))?;
+    if side == Side::Destination {
+        c.query_drop(LOADING).map_err(|e| explain(e, ep, side))?;
+    }
+    Ok(c)
+}
+
+/// Turns a driver error into a message that says what is wrong and what to do. The
+/// endpoint is shown as user@host:port, never with its password.
+pub fn explain(e: mysql::Error, ep: &Endpoint, side: Side) -> anyhow::Error {
+    let key = side.key();
+    match &e {
+        mysql::Error::MySqlError(m) if m.code == 1045 => anyhow!(
+            "{key} {ep}: access denied ({}). Check the user and password in `{key}.url`.",
+            m.message
+        ),
+        mysql::Error::MySqlError(m) if m.code == 1044 || m.code == 1142 || m.code == 1227 => {
+            anyhow!("{key} {ep}: missing privilege: {} (grant it to {} and retry)", m.message, ep.user)
+        }
+        mysql::Error::DriverError(mysql::DriverError::CouldNotConnect(reason)) => anyhow!(
+            "{key} {ep}: cannot connect ({}). Check that the server is running and that host and port in `{key}.url` are right.",
+            reason.as_ref().map(|(_, msg, _)| msg.as_str()).unwrap_or("no answer")
+        ),
+        mysql::Error::IoError(io) => anyhow!(
+            "{key} {ep}: cannot connect ({io}). Check that the server is running and that host and port in `{key}.url` are right."
+        ),
+        mysql::Error::DriverError(mysql::DriverError::TlsNotSupported) => anyhow!(
+            "{key} {ep}: the server does not offer TLS but `{key}.tls` requires it; enable TLS on the server or set tls = \"preferred\""
+        ),
+        mysql::Error::DriverError(mysql::DriverError::ConnectTimeout) => anyhow!(
+            "{key} {ep}: connection timed out after 10 s. Check the host, port and firewalls."
+        ),
+        mysql::Error::TlsError(t) => anyhow!("{key} {ep}: TLS failed ({t}). Check `{key}.tls` and the server certificate."),
+        _ => anyhow!("{key} {ep}: {e}"),
+    }
+}
+
+/// Server identification used by prechecks and writers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServerInfo {
+    pub version: String,
+    pub mariadb: bool,
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+    pub lower_case_table_names: u32,
+    pub max_allowed_packet: u64,
+}
+
+impl ServerInfo {
+    pub fn read(c: &mut Conn) -> Result<ServerInfo> {
+        let row: Option<(String, u32, u64)> = c.query_first(
+            "SELECT CAST(@@version AS CHAR), @@lower_case_table_names, @@max_allowed_packet",
+        )?;
+        let (version, lctn, packet) =
+            row.ok_or_else(|| anyhow!("the server returned no version"))?;
+        let mut nums = version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u32>().unwrap_or(0));
+        Ok(ServerInfo {
+            mariadb: version.to_ascii_lowercase().contains("mariadb"),
+            major: nums.next().unwrap_or(0),
+            minor: nums.next().unwrap_or(0),
+            patch: nums.next().unwrap_or(0),
+            version,
+            lower_case_table_names: lctn,
+            max_allowed_packet: packet,
+        })
+    }
+
+    pub fn at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        (self.major, self.minor, self.patch) >= (major, minor, patch)
+    }
+}

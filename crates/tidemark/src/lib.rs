@@ -1,0 +1,24 @@
+//! Tidemark: migrates MySQL-family databases: schema, full data, and (next) binlog changes.
+//!
+//! The data path, folder by folder:
+//!
+//! * [`config`]: the task file.
+//! * [`precheck`]: checks before anything is written; produces the plan.
+//! * [`source`]: readers (catalog, snapshot chunks; the binlog reader comes next).
+//! * [`transform`]: object selection, renames, filters.
+//! * [`sink`]: writers (MySQL schema and rows).
+//! * [`state`]: the embedded state store (task state, chunk checkpoints).
+//! * [`task`]: where a task decides its next phase, and the parallel full copy.
+//!
+//! The `tidemark` binary (`main.rs`) is a thin command line over these.
+
+pub mod config;
+pub mod connect;
+pub mod precheck;
+pub mod progress;
+pub mod quickstart;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod task;
+pub mod transform;

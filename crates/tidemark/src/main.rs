@@ -1,0 +1,163 @@
+//! The `tidemark` command line.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tidemark::config::Task;
+use tidemark::state::Store;
+use tidemark::{precheck, quickstart, task};
+
+#[derive(Parser)]
+#[command(
+    name = "tidemark",
+    version,
+    about = "Migrate MySQL/MariaDB databases: schema, full data, binlog changes"
+)]
+struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `tidemark=debug` (or set RUST_LOG).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check both ends and the task before anything is written.
+    Precheck {
+        task: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run (or resume) a task: precheck, then each selected phase.
+    Run {
+        task: PathBuf,
+        /// No progress bars (log lines instead).
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Show a task's phase and per-table progress.
+    Status {
+        task: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start two throwaway local MariaDB servers, load sample data, migrate it, verify.
+    Quickstart {
+        /// Rows in the largest sample table.
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Precheck { task, json } => {
+            let task = Task::load(&task)?;
+            let store = Store::open_existing(&task.state_dir)?;
+            let checked = precheck::run(&task, store.as_ref());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checked.report)?);
+            } else {
+                print!("{}", checked.report.render());
+            }
+            Ok(if checked.report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Run { task, no_progress } => {
+            let task = Task::load(&task)?;
+            task::run(
+                &task,
+                task::RunOptions {
+                    bars: !no_progress,
+                    show_precheck: true,
+                },
+            )?;
+            eprintln!("task {}: completed", task.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { task, json } => {
+            let task = Task::load(&task)?;
+            status(&task, json)
+        }
+        Command::Quickstart { rows } => {
+            quickstart::run(rows)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn status(task: &Task, json: bool) -> Result<ExitCode> {
+    let Some(store) = Store::open_existing(&task.state_dir)? else {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "task": task.name, "status": "not-started", "tables": [] })
+            );
+        } else {
+            println!("task {}: not started", task.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let status = store.status()?;
+    let tables = store.progress()?;
+    let error = store.get("error")?.filter(|e| !e.is_empty());
+    let updated = store.get("updated_at")?;
+    if json {
+        let v = serde_json::json!({
+            "task": task.name, "status": status, "updated_at": updated, "error": error, "tables": tables,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "task {}: {}{}",
+        task.name,
+        status.as_str(),
+        updated.map(|u| format!(" (since {u})")).unwrap_or_default()
+    );
+    if let Some(e) = error {
+        println!("last error: {e}");
+    }
+    if !tables.is_empty() {
+        println!(
+            "\n{:<40} {:<8} {:>12} {:>12} {:>10}",
+            "table", "state", "rows", "MB", "chunks"
+        );
+        for t in &tables {
+            println!(
+                "{:<40} {:<8} {:>12} {:>12.1} {:>10}",
+                format!("{} → {}", t.source, t.target),
+                t.state,
+                t.rows_copied,
+                t.bytes_copied as f64 / 1e6,
+                format!("{}/{}", t.chunks_done, t.chunks_total)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,10 @@
+//! Writers: everything that puts data into a destination.
+//!
+//! * [`mysql::schema`]: creates databases, tables, views, routines and triggers on a MySQL
+//!   destination, with renames applied inside the DDL.
+//! * [`mysql::writer`]: batched multi-row INSERTs, one transaction per chunk.
+//!
+//! Later destinations (analytic MySQL, wide-table stores, RocketMQ) are siblings of
+//! `mysql` and consume the same rows.
+
+pub mod mysql;

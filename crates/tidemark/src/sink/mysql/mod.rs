@@ -1,0 +1,4 @@
+//! The MySQL/MariaDB destination.
+
+pub mod schema;
+pub mod writer;

@@ -1,0 +1,11 @@
+//! Readers: everything that takes data out of a source.
+//!
+//! * [`catalog`]: what exists on the source (databases, tables, columns, keys, views,
+//!   triggers, routines), read from `information_schema`.
+//! * [`snapshot`]: the full copy's reader: splits tables into key-range chunks and streams
+//!   each chunk's rows as typed values.
+//!
+//! The binlog reader (incremental migration) joins them here.
+
+pub mod catalog;
+pub mod snapshot;

@@ -1,0 +1,318 @@
+//! The embedded state store: task state, schema objects created, and per-chunk progress,
+//! in one SQLite file (`state.db`) in the task's state directory. Nothing to install.
+//!
+//! Chunks are recorded before they are copied and marked done only after the destination
+//! committed them, so a restart copies every chunk that is not done, and only those. No
+//! secret is ever written here: the task file's URLs are not stored.
+
+use crate::source::snapshot::Chunk;
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    NotStarted,
+    Prechecking,
+    Schema,
+    Full,
+    PostLoad,
+    Completed,
+    Failed,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::NotStarted => "not-started",
+            TaskStatus::Prechecking => "prechecking",
+            TaskStatus::Schema => "schema",
+            TaskStatus::Full => "full",
+            TaskStatus::PostLoad => "post-load",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Stopped => "stopped",
+        }
+    }
+
+    fn parse(s: &str) -> TaskStatus {
+        match s {
+            "prechecking" => TaskStatus::Prechecking,
+            "schema" => TaskStatus::Schema,
+            "full" => TaskStatus::Full,
+            "post-load" => TaskStatus::PostLoad,
+            "completed" => TaskStatus::Completed,
+            "failed" => TaskStatus::Failed,
+            "stopped" => TaskStatus::Stopped,
+            _ => TaskStatus::NotStarted,
+        }
+    }
+}
+
+/// Progress of one chunk as stored.
+#[derive(Clone, Debug)]
+pub struct ChunkState {
+    pub chunk: Chunk,
+    pub done: bool,
+    /// How many times a copy of this chunk was started.
+    pub attempts: u32,
+}
+
+/// One table's progress, for `tidemark status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableProgress {
+    pub source: String,
+    pub target: String,
+    pub state: String,
+    pub rows_estimate: u64,
+    pub rows_copied: u64,
+    pub bytes_copied: u64,
+    pub chunks_total: u64,
+    pub chunks_done: u64,
+}
+
+pub struct Store {
+    db: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS task (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS created (kind TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS tables (
+  source TEXT PRIMARY KEY, target TEXT NOT NULL, state TEXT NOT NULL,
+  rows_estimate INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS chunks (
+  source TEXT NOT NULL, idx INTEGER NOT NULL, bounds TEXT NOT NULL,
+  done INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+  rows INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (source, idx));
+";
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        let path = dir.join("state.db");
+        let db = Connection::open(&path)
+            .with_context(|| format!("cannot open the state store {}", path.display()))?;
+        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        db.execute_batch(SCHEMA)
+            .context("initialising the state store")?;
+        Ok(Store { db: Mutex::new(db) })
+    }
+
+    /// Opens an existing store read-only in spirit: `None` when the task never ran.
+    pub fn open_existing(dir: &Path) -> Result<Option<Store>> {
+        if !dir.join("state.db").exists() {
+            return Ok(None);
+        }
+        Store::open(dir).map(Some)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each call is atomic).
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row("SELECT value FROM task WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO task (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> Result<TaskStatus> {
+        Ok(self
+            .get("status")?
+            .map_or(TaskStatus::NotStarted, |s| TaskStatus::parse(&s)))
+    }
+
+    pub fn set_status(&self, s: TaskStatus) -> Result<()> {
+        self.set("status", s.as_str())?;
+        self.set("updated_at", &now_rfc3339())
+    }
+
+    /// Records a schema object this task created on the destination.
+    pub fn mark_created(&self, kind: &str, name: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT OR IGNORE INTO created (kind, name) VALUES (?1, ?2)",
+            params![kind, name],
+        )?;
+        Ok(())
+    }
+
+    pub fn was_created(&self, kind: &str, name: &str) -> Result<bool> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT 1 FROM created WHERE kind = ?1 AND name = ?2",
+                params![kind, name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn table_state(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT state FROM tables WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_table_state(
+        &self,
+        source: &str,
+        target: &str,
+        state: &str,
+        rows_estimate: u64,
+    ) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO tables (source, target, state, rows_estimate) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(source) DO UPDATE SET state = excluded.state",
+            params![source, target, state, rows_estimate as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a table's chunk plan and marks it planned, atomically.
+    pub fn save_chunks(
+        &self,
+        source: &str,
+        target: &str,
+        rows_estimate: u64,
+        chunks: &[Chunk],
+    ) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM chunks WHERE source = ?1", [source])?;
+        for c in chunks {
+            tx.execute(
+                "INSERT INTO chunks (source, idx, bounds) VALUES (?1, ?2, ?3)",
+                params![source, c.index, serde_json::to_string(c)?],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO tables (source, target, state, rows_estimate) VALUES (?1, ?2, 'planned', ?3) \
+             ON CONFLICT(source) DO UPDATE SET state = 'planned', rows_estimate = excluded.rows_estimate",
+            params![source, target, rows_estimate as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn chunks(&self, source: &str) -> Result<Vec<ChunkState>> {
+        let db = self.db();
+        let mut st =
+            db.prepare("SELECT bounds, done, attempts FROM chunks WHERE source = ?1 ORDER BY idx")?;
+        let rows = st.query_map([source], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, u32>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (bounds, done, attempts) = r?;
+            let chunk: Chunk = serde_json::from_str(&bounds).with_context(|| {
+                format!("the state store holds an unreadable chunk of {source}")
+            })?;
+            out.push(ChunkState {
+                chunk,
+                done,
+                attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Counts one more attempt at a chunk and returns how many there were before.
+    pub fn start_chunk(&self, source: &str, idx: u32) -> Result<u32> {
+        let db = self.db();
+        let before: u32 = db.query_row(
+            "SELECT attempts FROM chunks WHERE source = ?1 AND idx = ?2",
+            params![source, idx],
+            |r| r.get(0),
+        )?;
+        db.execute(
+            "UPDATE chunks SET attempts = attempts + 1 WHERE source = ?1 AND idx = ?2",
+            params![source, idx],
+        )?;
+        Ok(before)
+    }
+
+    /// Marks a chunk copied; call only after the destination committed it.
+    pub fn finish_chunk(&self, source: &str, idx: u32, rows: u64, bytes: u64) -> Result<()> {
+        self.db().execute(
+            "UPDATE chunks SET done = 1, rows = ?3, bytes = ?4 WHERE source = ?1 AND idx = ?2",
+            params![source, idx, rows as i64, bytes as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn progress(&self) -> Result<Vec<TableProgress>> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT t.source, t.target, t.state, t.rows_estimate, \
+                    COALESCE(SUM(c.rows), 0), COALESCE(SUM(c.bytes), 0), COUNT(c.idx), COALESCE(SUM(c.done), 0) \
+             FROM tables t LEFT JOIN chunks c ON c.source = t.source GROUP BY t.source ORDER BY t.source",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(TableProgress {
+                source: r.get(0)?,
+                target: r.get(1)?,
+                state: r.get(2)?,
+                rows_estimate: r.get::<_, i64>(3)? as u64,
+                rows_copied: r.get::<_, i64>(4)? as u64,
+                bytes_copied: r.get::<_, i64>(5)? as u64,
+                chunks_total: r.get::<_, i64>(6)? as u64,
+                chunks_done: r.get::<_, i64>(7)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Current UTC time as RFC 3339, without pulling in a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,435 @@
+//! The full data migration: tables split into chunks, chunks copied by parallel
+//! pipelines.
+//!
+//! Each pipeline is a reader thread (one source connection) and a writer thread (one
+//! destination connection) joined by a small bounded channel of ready-made INSERT
+//! statements, so reading, encoding and writing overlap while memory stays bounded
+//! (`threads` × 3 statements of at most `batch_bytes`). A chunk is written in one
+//! destination transaction and marked done in the state store only after COMMIT; a chunk
+//! interrupted before that is copied again with REPLACE, so it can never be doubled.
+
+use crate::config::LoadMethod;
+use crate::config::{ConflictMode, Task};
+use crate::connect::{connect, ServerInfo, Side};
+use crate::progress::Progress;
+use crate::sink::mysql::writer::{InsertBuilder, InsertMode, LoadBuilder};
+use crate::source::snapshot::{self, Chunk};
+use crate::state::Store;
+use crate::task::throttle::Throttle;
+use crate::transform::mapping::{Plan, TablePlan};
+use anyhow::{anyhow, Result};
+use crossbeam_channel::{bounded, Receiver};
+use mysql::prelude::Queryable;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tidemark_core::Row;
+
+struct Job {
+    table: usize,
+    chunk: Chunk,
+    mode: InsertMode,
+    /// A keyless table copied again: empty it first.
+    clear_first: bool,
+}
+
+enum Msg {
+    Begin {
+        table: usize,
+        clear_first: bool,
+    },
+    Statement {
+        sql: String,
+    },
+    /// A LOAD DATA statement and the rows it reads.
+    Load {
+        sql: Arc<str>,
+        data: Vec<u8>,
+    },
+    /// One row too large for a text statement: a prepared INSERT and its values.
+    Prepared {
+        sql: String,
+        row: tidemark_core::Row,
+    },
+    End {
+        table: usize,
+        chunk: u32,
+        rows: u64,
+        bytes: u64,
+    },
+}
+
+struct Shared<'a> {
+    task: &'a Task,
+    plan: &'a Plan,
+    store: &'a Store,
+    progress: &'a Progress,
+    throttle: Throttle,
+    failed: AtomicBool,
+    batch_bytes: usize,
+    /// Rows go through LOAD DATA LOCAL INFILE rather than INSERT.
+    load_data: bool,
+    /// Chunks still to copy, per table.
+    remaining: Vec<AtomicUsize>,
+}
+
+/// Copies every selected table's rows.
+pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Result<()> {
+    let mut src = connect(&task.source, Side::Source)?;
+    let mut dst = connect(&task.destination, Side::Destination)?;
+    let info = ServerInfo::read(&mut dst)?;
+    // Leave room for the statement around the values.
+    let batch_bytes = task
+        .full
+        .batch_bytes
+        .min((info.max_allowed_packet as usize / 2).max(64 << 10));
+    let load_data = match task.full.load_method {
+        LoadMethod::Insert => false,
+        LoadMethod::LoadData => true,
+        LoadMethod::Auto => {
+            dst.query_first::<u8, _>("SELECT @@local_infile")
+                .ok()
+                .flatten()
+                == Some(1)
+        }
+    };
+    tracing::info!(
+        "full: writing with {}",
+        if load_data {
+            "LOAD DATA LOCAL INFILE"
+        } else {
+            "multi-row INSERT"
+        }
+    );
+    drop(dst);
+
+    let mut jobs = Vec::new();
+    let mut order: Vec<usize> = (0..plan.tables.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(plan.tables[i].source.rows));
+    for &i in &order {
+        let t = &plan.tables[i];
+        let key = t.def().name.to_string();
+        if store.table_state(&key)?.as_deref() == Some("copied") {
+            continue;
+        }
+        if store.table_state(&key)?.as_deref() != Some("planned") {
+            let chunks = snapshot::plan_chunks(&mut src, t, task.full.chunk_rows)?;
+            store.save_chunks(&key, &t.target.to_string(), t.source.rows, &chunks)?;
+        }
+        for c in store.chunks(&key)? {
+            if c.done {
+                continue;
+            }
+            let retry = c.attempts > 0;
+            let mode = match (task.migration.on_conflicting_tables, retry) {
+                (ConflictMode::Ignore, _) => InsertMode::Ignore,
+                (ConflictMode::Fail, true) => InsertMode::Replace,
+                (ConflictMode::Fail, false) => InsertMode::Insert,
+            };
+            let clear_first = retry && t.def().key.is_none();
+            jobs.push(Job {
+                table: i,
+                chunk: c.chunk,
+                mode,
+                clear_first,
+            });
+        }
+    }
+    drop(src);
+    tracing::info!(
+        "full: {} chunk(s) to copy in {} table(s)",
+        jobs.len(),
+        plan.tables.len()
+    );
+
+    let shared = Shared {
+        load_data,
+        task,
+        plan,
+        store,
+        progress,
+        throttle: Throttle::new(
+            task.full.rows_per_second,
+            task.full.mb_per_second,
+            task.full.source_qps,
+        ),
+        failed: AtomicBool::new(false),
+        batch_bytes,
+        remaining: (0..plan.tables.len())
+            .map(|i| AtomicUsize::new(jobs.iter().filter(|j| j.table == i).count()))
+            .collect(),
+    };
+    let (tx, rx) = bounded::<Job>(jobs.len().max(1));
+    for j in jobs {
+        tx.send(j)
+            .map_err(|_| anyhow!("internal: job queue closed"))?;
+    }
+    drop(tx);
+    let threads = task.full.threads;
+    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| pipeline(&shared, rx.clone())))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(anyhow!("a copy pipeline panicked")),
+            })
+            .collect()
+    });
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    for t in &plan.tables {
+        let key = t.def().name.to_string();
+        if store.chunks(&key)?.iter().all(|c| c.done) {
+            store.set_table_state(&key, &t.target.to_string(), "copied", t.source.rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// One reader + one writer. Returns the first error of either.
+fn pipeline(sh: &Shared<'_>, jobs: Receiver<Job>) -> Result<()> {
+    let mut src = connect(&sh.task.source, Side::Source)?;
+    let dst = connect(&sh.task.destination, Side::Destination)?;
+    let (tx, rx) = bounded::<Msg>(2);
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || {
+            let r = write_loop(sh, dst, rx);
+            if r.is_err() {
+                sh.failed.store(true, Ordering::Relaxed);
+            }
+            r
+        });
+        let read = (|| -> Result<()> {
+            for job in jobs.iter() {
+                if sh.failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                read_job(sh, &mut src, &job, &tx)?;
+            }
+            Ok(())
+        })();
+        drop(tx);
+        if read.is_err() {
+            sh.failed.store(true, Ordering::Relaxed);
+        }
+        let written = writer
+            .join()
+            .map_err(|_| anyhow!("a writer thread panicked"))?;
+        // The writer's error explains a closed channel better than the reader's.
+        written.and(read)
+    })
+}
+
+fn read_job(
+    sh: &Shared<'_>,
+    src: &mut mysql::Conn,
+    job: &Job,
+    tx: &crossbeam_channel::Sender<Msg>,
+) -> Result<()> {
+    let t: &TablePlan = &sh.plan.tables[job.table];
+    let key = t.def().name.to_string();
+    sh.store.start_chunk(&key, job.chunk.index)?;
+    sh.progress
+        .table_started(&t.target.to_string(), t.source.rows);
+    let closed = || anyhow!("the writer stopped");
+    tx.send(Msg::Begin {
+        table: job.table,
+        clear_first: job.clear_first,
+    })
+    .map_err(|_| closed())?;
+    let mut batch = Batcher::new(sh, t, job.mode);
+    let (mut rows, mut bytes, mut batch_bytes) = (0u64, 0u64, 0u64);
+    sh.throttle.query();
+    snapshot::read_chunk(src, t, &job.chunk, |row| {
+        let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
+        rows += 1;
+        bytes += size;
+        if let Some(sql) = batch.prepared_for(&row) {
+            if !batch.is_empty() {
+                sh.throttle.rows(batch.rows() as u64, batch_bytes);
+                batch_bytes = 0;
+                tx.send(batch.take()).map_err(|_| closed())?;
+            }
+            sh.throttle.rows(1, size);
+            return tx.send(Msg::Prepared { sql, row }).map_err(|_| closed());
+        }
+        batch_bytes += size;
+        if batch.push(&row) {
+            sh.throttle.rows(batch.rows() as u64, batch_bytes);
+            batch_bytes = 0;
+            tx.send(batch.take()).map_err(|_| closed())?;
+        }
+        Ok(())
+    })?;
+    if !batch.is_empty() {
+        sh.throttle.rows(batch.rows() as u64, batch_bytes);
+        tx.send(batch.take()).map_err(|_| closed())?;
+    }
+    tx.send(Msg::End {
+        table: job.table,
+        chunk: job.chunk.index,
+        rows,
+        bytes,
+    })
+    .map_err(|_| closed())?;
+    Ok(())
+}
+
+fn write_loop(sh: &Shared<'_>, mut dst: mysql::Conn, rx: Receiver<Msg>) -> Result<()> {
+    // The server asks for the "file" of each LOAD DATA: hand it the batch in `slot`.
+    let slot: Arc<Mutex<Vec<u8>>> = Arc::default();
+    if sh.load_data {
+        let data = slot.clone();
+        dst.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, stream| {
+            use std::io::Write;
+            let batch = std::mem::take(&mut *data.lock().unwrap_or_else(|e| e.into_inner()));
+            stream.write_all(&batch)?;
+            stream.flush()
+        })));
+    }
+    for msg in rx.iter() {
+        match msg {
+            Msg::Begin { table, clear_first } => {
+                dst.query_drop("START TRANSACTION")?;
+                if clear_first {
+                    let t = &sh.plan.tables[table];
+                    tracing::warn!(
+                        "{}: no key, copying the whole table again after an interruption",
+                        t.def().name
+                    );
+                    dst.query_drop(format!("DELETE FROM {}", t.target.quoted()))?;
+                }
+            }
+            Msg::Statement { sql } => {
+                dst.query_drop(&sql).map_err(|e| write_error(e, &sql))?;
+                if dst.warnings() > 0 {
+                    check_warnings(&mut dst, &sql)?;
+                }
+            }
+            Msg::Load { sql, data } => {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
+                dst.query_drop(&*sql).map_err(|e| write_error(e, &sql))?;
+                if dst.warnings() > 0 {
+                    check_warnings(&mut dst, &sql)?;
+                }
+            }
+            Msg::Prepared { sql, row } => {
+                let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
+                dst.exec_drop(&sql, params)
+                    .map_err(|e| write_error(e, &sql))?;
+                if dst.warnings() > 0 {
+                    check_warnings(&mut dst, &sql)?;
+                }
+            }
+            Msg::End {
+                table,
+                chunk,
+                rows,
+                bytes,
+            } => {
+                dst.query_drop("COMMIT")?;
+                let t = &sh.plan.tables[table];
+                let key = t.def().name.to_string();
+                sh.store.finish_chunk(&key, chunk, rows, bytes)?;
+                sh.progress.add(&t.target.to_string(), rows, bytes);
+                if sh.remaining[table].fetch_sub(1, Ordering::Relaxed) == 1 {
+                    sh.progress.table_done(&t.target.to_string());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// LOAD DATA LOCAL and INSERT IGNORE turn conversion errors into warnings: any warning
+/// fails the chunk (rolled back), so nothing is silently changed or skipped. Only
+/// duplicate keys are expected, under `on_conflicting_tables = "ignore"`.
+fn check_warnings(dst: &mut mysql::Conn, sql: &str) -> Result<()> {
+    let warnings: Vec<(String, u32, String)> = dst.query("SHOW WARNINGS LIMIT 5")?;
+    let ignore = sql.starts_with("INSERT IGNORE ") || sql.contains("' IGNORE INTO");
+    let serious: Vec<String> = warnings
+        .into_iter()
+        .filter(|(_, code, _)| !(ignore && *code == 1062))
+        .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+        .collect();
+    if serious.is_empty() {
+        return Ok(());
+    }
+    let head: String = sql.chars().take(160).collect();
+    Err(anyhow!(
+        "the destination changed or skipped values while loading: {}; fix the destination table or the data",
+        serious.join("; ")
+    )
+    .context(format!("while running: {head}…")))
+}
+
+/// Rows are batched as INSERT statements or as LOAD DATA input.
+enum Batcher {
+    Insert(InsertBuilder),
+    Load(LoadBuilder),
+}
+
+impl Batcher {
+    fn new(sh: &Shared<'_>, t: &TablePlan, mode: InsertMode) -> Batcher {
+        let (rows, bytes) = (sh.task.full.batch_rows, sh.batch_bytes);
+        if sh.load_data {
+            Batcher::Load(LoadBuilder::new(t, mode, rows, bytes))
+        } else {
+            Batcher::Insert(InsertBuilder::new(t, mode, rows, bytes))
+        }
+    }
+
+    /// For a row too large for a text statement: the prepared INSERT to send it with.
+    fn prepared_for(&self, row: &Row) -> Option<String> {
+        match self {
+            Batcher::Insert(b) if b.too_large(row) => Some(b.prepared()),
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, row: &Row) -> bool {
+        match self {
+            Batcher::Insert(b) => b.push(row),
+            Batcher::Load(b) => b.push(row),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Batcher::Insert(b) => b.is_empty(),
+            Batcher::Load(b) => b.is_empty(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Batcher::Insert(b) => b.rows(),
+            Batcher::Load(b) => b.rows(),
+        }
+    }
+
+    fn take(&mut self) -> Msg {
+        match self {
+            Batcher::Insert(b) => Msg::Statement { sql: b.take().0 },
+            Batcher::Load(b) => Msg::Load {
+                sql: b.statement(),
+                data: b.take().0,
+            },
+        }
+    }
+}
+
+/// A rejected INSERT: name the table and the server's reason, not the whole statement.
+fn write_error(e: mysql::Error, sql: &str) -> anyhow::Error {
+    let head: String = sql.chars().take(160).collect();
+    anyhow!("the destination rejected a batch: {e}").context(format!("while running: {head}…"))
+}
+
+/// Total rows the plan expects (from the source's estimates).
+pub fn estimate(plan: &Plan) -> u64 {
+    plan.tables.iter().map(|t| t.source.rows).sum()
+}

@@ -1,0 +1,190 @@
+//! The schema phase (databases, tables, routines, views) and the post-load step
+//! (deferred secondary indexes, then triggers, so no trigger fires while rows load).
+//!
+//! Every object created is recorded in the state store, so a resumed task neither
+//! recreates it nor mistakes it for a conflicting table.
+
+use crate::config::Task;
+use crate::connect::{connect_raw, explain, Side};
+use crate::sink::mysql::schema::{
+    execute_in, routine_ddl, show_create, table_ddl, trigger_ddl, view_ddl,
+};
+use crate::state::Store;
+use crate::transform::mapping::Plan;
+use anyhow::{Context, Result};
+use mysql::prelude::Queryable;
+use mysql::Conn;
+use tidemark_core::sql::quote_ident;
+use tidemark_core::TableName;
+
+fn ddl_conn(task: &Task) -> Result<Conn> {
+    let mut c = connect_raw(&task.destination, Side::Destination)?;
+    // UTC, as `show_create` reads definitions: TIMESTAMP defaults keep their instant.
+    c.query_drop("SET NAMES utf8mb4, foreign_key_checks = 0, time_zone = '+00:00'")
+        .map_err(|e| explain(e, &task.destination, Side::Destination))?;
+    Ok(c)
+}
+
+/// Creates databases, tables, routines and views. Returns notes for the operator
+/// (objects not migrated and why).
+pub fn migrate(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut src = connect_raw(&task.source, Side::Source)?;
+    let mut dst = ddl_conn(task)?;
+    for db in &plan.databases {
+        // Charset and collation are names the server printed; they cannot be quoted.
+        let bare =
+            |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !bare(&db.source.charset) || !bare(&db.source.collation) {
+            anyhow::bail!(
+                "unexpected charset or collation name on database {}",
+                db.source.name
+            );
+        }
+        let sql = format!(
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {} COLLATE {}",
+            quote_ident(&db.target),
+            db.source.charset,
+            db.source.collation
+        );
+        dst.query_drop(&sql)
+            .with_context(|| format!("creating database {}", quote_ident(&db.target)))?;
+    }
+    for t in &plan.tables {
+        let target = t.target.to_string();
+        if store.was_created("table", &target)? {
+            continue;
+        }
+        let exists: Option<String> = dst.exec_first(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&t.target.database, &t.target.table),
+        )?;
+        if exists.is_some() {
+            notes.push(format!("{target} already exists on the destination: kept as it is (on_conflicting_tables = \"ignore\")"));
+            continue;
+        }
+        let n = &t.def().name;
+        let (text, _) = show_create(&mut src, "TABLE", &n.database, &n.table, 1)?;
+        let ddl = table_ddl(&text, t, plan, task.full.defer_secondary_indexes)?;
+        dst.query_drop(&ddl.create).with_context(|| {
+            format!(
+                "the destination rejected the table definition of {target}:\n{}",
+                ddl.create
+            )
+        })?;
+        store.set(
+            &format!("deferred-indexes:{target}"),
+            &serde_json::to_string(&ddl.deferred_indexes)?,
+        )?;
+        store.mark_created("table", &target)?;
+        notes.extend(ddl.notes);
+    }
+    for db in plan.databases.iter().filter(|d| d.whole) {
+        for (name, kind) in &db.source.routines {
+            let id = format!("{}.{name}", db.target);
+            if store.was_created(kind, &id)? {
+                continue;
+            }
+            let (text, mode) = show_create(&mut src, kind, &db.source.name, name, 2)?;
+            let created = execute_in(
+                &mut dst,
+                &db.target,
+                mode.as_deref(),
+                &routine_ddl(&text, plan),
+            )
+            .and_then(|_| {
+                dst.query_drop(format!(
+                    "ALTER {kind} {} SQL SECURITY INVOKER",
+                    quote_ident(name)
+                ))
+                .map_err(Into::into)
+            });
+            match created {
+                Ok(()) => store.mark_created(kind, &id)?,
+                Err(e) => notes.push(format!("{kind} {id} not migrated: {e:#}")),
+            }
+        }
+        // Views may depend on views: create what can be created until nothing changes.
+        let mut pending: Vec<&String> = Vec::new();
+        for v in &db.source.views {
+            if !store.was_created("view", &format!("{}.{v}", db.target))? {
+                pending.push(v);
+            }
+        }
+        let mut last_errors = Vec::new();
+        while !pending.is_empty() {
+            let mut progressed = false;
+            last_errors.clear();
+            let mut still = Vec::new();
+            for v in pending {
+                let (text, _) = show_create(&mut src, "VIEW", &db.source.name, v, 1)?;
+                let target = TableName::new(
+                    &db.target,
+                    crate::transform::mapping::apply_case(
+                        task.migration.name_case,
+                        plan.dest_lower,
+                        v,
+                    ),
+                );
+                let sql = view_ddl(&text, &target, plan)?;
+                match execute_in(&mut dst, &db.target, None, &sql) {
+                    Ok(()) => {
+                        store.mark_created("view", &format!("{}.{v}", db.target))?;
+                        progressed = true;
+                    }
+                    Err(e) => {
+                        last_errors.push(format!("view {}.{v} not migrated: {e:#}", db.target));
+                        still.push(v);
+                    }
+                }
+            }
+            pending = still;
+            if !progressed {
+                break;
+            }
+        }
+        notes.extend(last_errors);
+    }
+    Ok(notes)
+}
+
+/// After the load: deferred indexes, then triggers.
+pub fn post_load(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut src = connect_raw(&task.source, Side::Source)?;
+    let mut dst = ddl_conn(task)?;
+    for t in &plan.tables {
+        let target = t.target.to_string();
+        let key = format!("deferred-indexes:{target}");
+        let Some(json) = store.get(&key)? else {
+            continue;
+        };
+        let clauses: Vec<String> = serde_json::from_str(&json)?;
+        if clauses.is_empty() {
+            continue;
+        }
+        let sql = format!("ALTER TABLE {} {}", t.target.quoted(), clauses.join(", "));
+        tracing::info!(
+            "{target}: creating {} secondary index(es) after the load",
+            clauses.len()
+        );
+        dst.query_drop(&sql)
+            .with_context(|| format!("creating the deferred indexes of {target}"))?;
+        store.set(&key, "[]")?;
+    }
+    for db in plan.databases.iter().filter(|d| d.whole) {
+        for (name, table) in &db.source.triggers {
+            let id = format!("{}.{name}", db.target);
+            if store.was_created("trigger", &id)? {
+                continue;
+            }
+            let (text, mode) = show_create(&mut src, "TRIGGER", &db.source.name, name, 2)?;
+            let sql = trigger_ddl(&text, &TableName::new(&db.source.name, table), plan);
+            match execute_in(&mut dst, &db.target, mode.as_deref(), &sql) {
+                Ok(()) => store.mark_created("trigger", &id)?,
+                Err(e) => notes.push(format!("trigger {id} not migrated: {e:#}")),
+            }
+        }
+    }
+    Ok(notes)
+}

@@ -1,0 +1,8 @@
+//! Transforms: what happens to objects and rows between reader and writer.
+//!
+//! [`mapping`] turns the task's `[[objects]]` into a [`mapping::Plan`]: which databases,
+//! tables and columns move, under which destination names (renames and the `name_case`
+//! policy), with which row filter. Readers and writers both work from the plan, so a
+//! rename is applied the same way to data, schema and (later) change events.
+
+pub mod mapping;

@@ -1,0 +1,184 @@
+//! Shared test harness: one source/destination MariaDB pair per test binary, and helpers
+//! to write task files and run the real `tidemark` binary against them.
+//!
+//! Tests run in parallel on the shared servers, so each test uses its own database names
+//! (prefix them with the test's name).
+
+#![allow(dead_code)]
+
+use mysql::prelude::Queryable;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use tidemark_sandbox::{Options, Pair};
+
+pub struct Env {
+    pub pair: Pair,
+}
+
+/// The shared pair. The source runs in UTC+05:30 and the destination in UTC-08:00, so
+/// TIMESTAMP handling is always exercised across time zones.
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let pair = Pair::start_with(
+            Options {
+                time_zone: Some("+05:30".into()),
+                ..Options::default()
+            },
+            Options {
+                server_id: 2,
+                time_zone: Some("-08:00".into()),
+                ..Options::default()
+            },
+        )
+        .expect("start MariaDB servers (is mariadb-server installed?)");
+        Env { pair }
+    })
+}
+
+impl Env {
+    pub fn src(&self) -> mysql::Conn {
+        self.pair.source.conn().expect("source connection")
+    }
+
+    pub fn dst(&self) -> mysql::Conn {
+        self.pair
+            .destination
+            .conn()
+            .expect("destination connection")
+    }
+
+    /// Runs SQL (several statements allowed) on the source; panics on the first error of
+    /// any statement.
+    pub fn src_sql(&self, sql: &str) {
+        run_all(&mut self.src(), sql).unwrap_or_else(|e| panic!("source SQL failed: {e}\n{sql}"));
+    }
+
+    pub fn dst_sql(&self, sql: &str) {
+        run_all(&mut self.dst(), sql)
+            .unwrap_or_else(|e| panic!("destination SQL failed: {e}\n{sql}"));
+    }
+}
+
+/// Runs a multi-statement script, surfacing errors of every statement (dropping a result
+/// would silently ignore errors after the first statement).
+pub fn run_all(c: &mut mysql::Conn, sql: &str) -> mysql::Result<()> {
+    let mut result = c.query_iter(sql)?;
+    while let Some(set) = result.iter() {
+        for row in set {
+            row?;
+        }
+    }
+    Ok(())
+}
+
+/// A task directory with a task file; removed at drop.
+pub struct TaskDir {
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+impl TaskDir {
+    /// Writes a task file whose [source] and [destination] point at the shared pair;
+    /// `rest` holds [migration], [[objects]] and anything else.
+    pub fn new(rest: &str) -> TaskDir {
+        let e = env();
+        Self::with_urls(&e.pair.source.url(), &e.pair.destination.url(), rest)
+    }
+
+    pub fn with_urls(src: &str, dst: &str, rest: &str) -> TaskDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("task.toml");
+        let text = format!("[source]\nurl = \"{src}\"\n[destination]\nurl = \"{dst}\"\n{rest}");
+        std::fs::write(&file, text).expect("write task file");
+        TaskDir { dir, file }
+    }
+
+    pub fn raw(text: &str) -> TaskDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("task.toml");
+        std::fs::write(&file, text).expect("write task file");
+        TaskDir { dir, file }
+    }
+
+    /// Runs `tidemark ARGS... TASKFILE`.
+    pub fn tidemark(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+        cmd.args(args).arg(&self.file).env_remove("RUST_LOG");
+        cmd.output().expect("run tidemark")
+    }
+
+    /// Runs `tidemark run --no-progress` and asserts success.
+    pub fn run_ok(&self) -> Output {
+        let out = self.tidemark(&["run", "--no-progress"]);
+        assert!(out.status.success(), "tidemark run failed:\n{}", text(&out));
+        out
+    }
+
+    pub fn state_db(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(".tidemark")
+            .join("task")
+            .join("state.db")
+    }
+}
+
+/// stdout + stderr as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `CHECKSUM TABLE` of `db`.`table` on a connection.
+pub fn checksum(c: &mut mysql::Conn, db: &str, table: &str) -> Option<u64> {
+    let q = format!(
+        "CHECKSUM TABLE {}",
+        tidemark_core::sql::qualified(db, table)
+    );
+    let row: Option<(String, Option<u64>)> = c.query_first(q).expect("CHECKSUM TABLE");
+    row.and_then(|r| r.1)
+}
+
+/// Asserts that source `sdb.stable` and destination `ddb.dtable` have equal checksums
+/// (and that the table is not empty unless `allow_empty`).
+pub fn assert_same(sdb: &str, stable: &str, ddb: &str, dtable: &str) {
+    let e = env();
+    let a = checksum(&mut e.src(), sdb, stable);
+    let b = checksum(&mut e.dst(), ddb, dtable);
+    assert!(a.is_some(), "source table {sdb}.{stable} missing");
+    assert_eq!(
+        a, b,
+        "checksum of {sdb}.{stable} (source) vs {ddb}.{dtable} (destination)"
+    );
+}
+
+/// Runs a script of several statements, panicking on the first statement that fails.
+pub fn script(c: &mut mysql::Conn, sql: &str) {
+    run_all(c, sql).unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"));
+}
+
+/// Runs a script on the shared source.
+pub fn src_sql(sql: &str) {
+    env().src_sql(sql);
+}
+
+/// Runs a script on the shared destination.
+pub fn dst_sql(sql: &str) {
+    env().dst_sql(sql);
+}
+
+/// Every row of a query, as driver values.
+pub fn rows(c: &mut mysql::Conn, q: &str) -> Vec<Vec<mysql::Value>> {
+    let rs: Vec<mysql::Row> = c.query(q).unwrap_or_else(|e| panic!("{e}\n{q}"));
+    rs.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// A one-column query as strings.
+pub fn strings(c: &mut mysql::Conn, q: &str) -> Vec<String> {
+    c.query(q).unwrap_or_else(|e| panic!("{e}\n{q}"))
+}
