@@ -23,6 +23,8 @@ struct TaskFile {
     #[serde(default)]
     state: StateOptions,
     #[serde(default)]
+    advanced: Advanced,
+    #[serde(default)]
     objects: Vec<ObjectSpec>,
 }
 
@@ -162,6 +164,36 @@ impl Default for FullOptions {
     }
 }
 
+/// `[advanced]`: how long transient failures are retried before the task fails.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Advanced {
+    /// Minutes to keep reconnecting after a lost connection to either end (10–1440).
+    pub retry_connection_minutes: u64,
+    /// Minutes to keep retrying a failed statement that may succeed later, such as a
+    /// deadlock or a lock wait timeout (1–1440, less than `retry_connection_minutes`).
+    pub retry_other_minutes: u64,
+}
+
+impl Default for Advanced {
+    fn default() -> Self {
+        Advanced {
+            retry_connection_minutes: 720,
+            retry_other_minutes: 10,
+        }
+    }
+}
+
+impl Advanced {
+    pub fn connection_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.retry_connection_minutes * 60)
+    }
+
+    pub fn other_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.retry_other_minutes * 60)
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateOptions {
@@ -215,6 +247,7 @@ pub struct Task {
     pub destination_kind: DestinationKind,
     pub migration: Migration,
     pub full: FullOptions,
+    pub advanced: Advanced,
     pub state_dir: PathBuf,
     pub objects: Vec<ObjectSpec>,
 }
@@ -258,6 +291,7 @@ impl Task {
         )?;
         validate_migration(&file.migration)?;
         validate_full(&file.full)?;
+        validate_advanced(&file.advanced)?;
         validate_objects(&file.objects)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = match file.state.dir {
@@ -273,6 +307,7 @@ impl Task {
             destination_kind: file.destination.kind,
             migration: file.migration,
             full: file.full,
+            advanced: file.advanced,
             state_dir,
             objects: file.objects,
         })
@@ -357,6 +392,28 @@ fn validate_migration(m: &Migration) -> Result<()> {
     let set: BTreeSet<_> = m.types.iter().collect();
     if set.len() != m.types.len() {
         bail!("`migration.types` lists a type twice");
+    }
+    Ok(())
+}
+
+fn validate_advanced(a: &Advanced) -> Result<()> {
+    if !(10..=1440).contains(&a.retry_connection_minutes) {
+        bail!(
+            "`advanced.retry_connection_minutes` must be between 10 and 1440 (got {})",
+            a.retry_connection_minutes
+        );
+    }
+    if !(1..=1440).contains(&a.retry_other_minutes) {
+        bail!(
+            "`advanced.retry_other_minutes` must be between 1 and 1440 (got {})",
+            a.retry_other_minutes
+        );
+    }
+    if a.retry_other_minutes >= a.retry_connection_minutes {
+        bail!(
+            "`advanced.retry_other_minutes` ({}) must be smaller than `advanced.retry_connection_minutes` ({}); lower it or raise the connection window",
+            a.retry_other_minutes, a.retry_connection_minutes
+        );
     }
     Ok(())
 }
@@ -561,6 +618,23 @@ database = "shop"
         assert!(check_where("id > 3 AND name <> ';'").is_ok());
         assert!(check_where("1); DROP TABLE x; (1").is_err());
         assert!(check_where("id > 1 -- x").is_err());
+    }
+
+    #[test]
+    fn retry_windows_are_checked() {
+        let with = |adv: &str| {
+            parse(&MIN.replace("[migration]", &format!("[advanced]\n{adv}\n[migration]")))
+        };
+        let t = with("retry_other_minutes = 5").unwrap();
+        assert_eq!(t.advanced.retry_connection_minutes, 720);
+        let err = with("retry_connection_minutes = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("between 10 and 1440"), "{err}");
+        let err = with("retry_connection_minutes = 20\nretry_other_minutes = 30")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be smaller than"), "{err}");
     }
 
     #[test]

@@ -148,3 +148,55 @@ impl ServerInfo {
         (self.major, self.minor, self.patch) >= (major, minor, patch)
     }
 }
+
+/// Why a failed statement may succeed when tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transient {
+    /// The connection is gone: reconnect, within `retry_connection_minutes`.
+    Connection,
+    /// A deadlock, a lock wait timeout or a killed query: retry, within
+    /// `retry_other_minutes`.
+    Other,
+}
+
+/// Classifies an error as worth retrying, or not (`None`: fail now).
+pub fn transient(e: &mysql::Error) -> Option<Transient> {
+    use mysql::DriverError as D;
+    match e {
+        mysql::Error::IoError(_) | mysql::Error::CodecError(_) => Some(Transient::Connection),
+        mysql::Error::DriverError(
+            D::CouldNotConnect(_) | D::ConnectTimeout | D::PacketOutOfSync | D::UnexpectedPacket,
+        ) => Some(Transient::Connection),
+        mysql::Error::MySqlError(m) => match m.code {
+            // Server shutdown, too many connections, network errors, connection killed
+            // (MariaDB's 1927), and the client-side "gone away" / "lost connection".
+            1040 | 1053 | 1158..=1161 | 1927 | 2006 | 2013 => Some(Transient::Connection),
+            // Deadlock, lock wait timeout, query interrupted.
+            1213 | 1205 | 1317 => Some(Transient::Other),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Connects again after a lost connection, retrying with a growing pause until
+/// `deadline`; the last connection error is returned when the window closes.
+pub fn reconnect(ep: &Endpoint, side: Side, deadline: std::time::Instant) -> Result<Conn> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match connect(ep, side) {
+            Ok(c) => return Ok(c),
+            Err(e) if std::time::Instant::now() + pause < deadline => {
+                tracing::warn!("{} {ep}: reconnecting in {:?}: {e:#}", side.key(), pause);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the {} stayed unreachable for the whole retry window (`advanced.retry_connection_minutes`)",
+                    side.key()
+                )))
+            }
+        }
+    }
+}

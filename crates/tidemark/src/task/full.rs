@@ -10,7 +10,7 @@
 
 use crate::config::LoadMethod;
 use crate::config::{ConflictMode, Task};
-use crate::connect::{connect, ServerInfo, Side};
+use crate::connect::{connect, reconnect, transient, ServerInfo, Side, Transient};
 use crate::progress::Progress;
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode, LoadBuilder};
 use crate::source::snapshot::{self, Chunk};
@@ -18,24 +18,40 @@ use crate::state::Store;
 use crate::task::throttle::Throttle;
 use crate::transform::mapping::{Plan, TablePlan};
 use anyhow::{anyhow, Result};
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver};
 use mysql::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tidemark_core::Row;
 
+#[derive(Clone)]
 struct Job {
     table: usize,
     chunk: Chunk,
     mode: InsertMode,
     /// A keyless table copied again: empty it first.
     clear_first: bool,
+    /// When this chunk first failed with an error worth retrying.
+    first_failure: Option<Instant>,
+}
+
+impl Job {
+    /// The same chunk, to copy again after a transient failure: REPLACE so the rows a
+    /// partly applied attempt left cannot collide (the attempt was rolled back, but a
+    /// lost COMMIT acknowledgement may hide a committed one).
+    fn again(mut self, task: &Task, keyless: bool) -> Job {
+        if task.migration.on_conflicting_tables == ConflictMode::Fail {
+            self.mode = InsertMode::Replace;
+        }
+        self.clear_first = keyless;
+        self
+    }
 }
 
 enum Msg {
     Begin {
-        table: usize,
-        clear_first: bool,
+        job: Job,
     },
     Statement {
         sql: String,
@@ -51,11 +67,18 @@ enum Msg {
         row: tidemark_core::Row,
     },
     End {
-        table: usize,
-        chunk: u32,
         rows: u64,
         bytes: u64,
     },
+    /// The reader lost the chunk part-way: roll it back and copy it again.
+    Abort,
+}
+
+/// What the writer tells its reader about each chunk the reader sent.
+enum Outcome {
+    Committed,
+    /// Rolled back after a transient failure: read it again.
+    Retry(Job),
 }
 
 struct Shared<'a> {
@@ -131,6 +154,7 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
                 chunk: c.chunk,
                 mode,
                 clear_first,
+                first_failure: None,
             });
         }
     }
@@ -191,26 +215,77 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
 }
 
 /// One reader + one writer. Returns the first error of either.
+///
+/// The writer reports each chunk's outcome back to the reader, which copies a chunk
+/// again when the writer had to roll it back after a deadlock or a lost connection; the
+/// reader stops only when the job queue is empty and every chunk it sent is committed.
 fn pipeline(sh: &Shared<'_>, jobs: Receiver<Job>) -> Result<()> {
     let mut src = connect(&sh.task.source, Side::Source)?;
     let dst = connect(&sh.task.destination, Side::Destination)?;
     let (tx, rx) = bounded::<Msg>(2);
+    let (outcome_tx, outcome_rx) = unbounded::<Outcome>();
     std::thread::scope(|s| {
         let writer = s.spawn(move || {
-            let r = write_loop(sh, dst, rx);
+            let r = write_loop(sh, dst, rx, outcome_tx);
             if r.is_err() {
                 sh.failed.store(true, Ordering::Relaxed);
             }
             r
         });
         let read = (|| -> Result<()> {
-            for job in jobs.iter() {
+            let mut in_flight = 0usize;
+            let mut queue_empty = false;
+            loop {
                 if sh.failed.load(Ordering::Relaxed) {
-                    break;
+                    return Ok(());
                 }
-                read_job(sh, &mut src, &job, &tx)?;
+                let outcome = if queue_empty && in_flight > 0 {
+                    // Wait for the writer: a chunk it rolls back is ours to read again.
+                    match outcome_rx.recv() {
+                        Ok(o) => Some(o),
+                        Err(_) => return Ok(()),
+                    }
+                } else {
+                    outcome_rx.try_recv().ok()
+                };
+                let job = match outcome {
+                    Some(Outcome::Committed) => {
+                        in_flight -= 1;
+                        continue;
+                    }
+                    Some(Outcome::Retry(job)) => {
+                        in_flight -= 1;
+                        // Let the competing transaction or the server settle first.
+                        std::thread::sleep(Duration::from_millis(500));
+                        job
+                    }
+                    None if queue_empty => return Ok(()),
+                    None => match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => {
+                            queue_empty = true;
+                            continue;
+                        }
+                    },
+                };
+                in_flight += 1;
+                if let Err(e) = read_job(sh, &mut src, &job, &tx) {
+                    let Some(kind) = e.downcast_ref::<mysql::Error>().and_then(transient) else {
+                        return Err(e);
+                    };
+                    tracing::warn!(
+                        "{}: reading chunk {} failed, copying it again: {e:#}",
+                        sh.plan.tables[job.table].def().name,
+                        job.chunk.index
+                    );
+                    tx.send(Msg::Abort)
+                        .map_err(|_| anyhow!("the writer stopped"))?;
+                    if kind == Transient::Connection {
+                        let deadline = Instant::now() + sh.task.advanced.connection_window();
+                        src = reconnect(&sh.task.source, Side::Source, deadline)?;
+                    }
+                }
             }
-            Ok(())
         })();
         drop(tx);
         if read.is_err() {
@@ -236,11 +311,8 @@ fn read_job(
     sh.progress
         .table_started(&t.target.to_string(), t.source.rows);
     let closed = || anyhow!("the writer stopped");
-    tx.send(Msg::Begin {
-        table: job.table,
-        clear_first: job.clear_first,
-    })
-    .map_err(|_| closed())?;
+    tx.send(Msg::Begin { job: job.clone() })
+        .map_err(|_| closed())?;
     let mut batch = Batcher::new(sh, t, job.mode);
     let (mut rows, mut bytes, mut batch_bytes) = (0u64, 0u64, 0u64);
     sh.throttle.query();
@@ -269,79 +341,183 @@ fn read_job(
         sh.throttle.rows(batch.rows() as u64, batch_bytes);
         tx.send(batch.take()).map_err(|_| closed())?;
     }
-    tx.send(Msg::End {
-        table: job.table,
-        chunk: job.chunk.index,
-        rows,
-        bytes,
-    })
-    .map_err(|_| closed())?;
+    tx.send(Msg::End { rows, bytes }).map_err(|_| closed())?;
     Ok(())
 }
 
-fn write_loop(sh: &Shared<'_>, mut dst: mysql::Conn, rx: Receiver<Msg>) -> Result<()> {
+/// The writer's side of one chunk.
+struct Writing {
+    job: Job,
+    /// The chunk was rolled back after a transient failure: drop its remaining
+    /// statements until its end, then hand it back to the reader.
+    rolled_back: bool,
+}
+
+fn write_loop(
+    sh: &Shared<'_>,
+    mut dst: mysql::Conn,
+    rx: Receiver<Msg>,
+    outcomes: crossbeam_channel::Sender<Outcome>,
+) -> Result<()> {
     // The server asks for the "file" of each LOAD DATA: hand it the batch in `slot`.
     let slot: Arc<Mutex<Vec<u8>>> = Arc::default();
-    if sh.load_data {
-        let data = slot.clone();
-        dst.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, stream| {
-            use std::io::Write;
-            let batch = std::mem::take(&mut *data.lock().unwrap_or_else(|e| e.into_inner()));
-            stream.write_all(&batch)?;
-            stream.flush()
-        })));
-    }
+    let install_infile = |dst: &mut mysql::Conn| {
+        if sh.load_data {
+            let data = slot.clone();
+            dst.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, stream| {
+                use std::io::Write;
+                let batch = std::mem::take(&mut *data.lock().unwrap_or_else(|e| e.into_inner()));
+                stream.write_all(&batch)?;
+                stream.flush()
+            })));
+        }
+    };
+    install_infile(&mut dst);
+    let mut current: Option<Writing> = None;
+    let report = |o: Outcome| {
+        // The reader may have stopped on its own error; that error is reported.
+        let _ = outcomes.send(o);
+    };
     for msg in rx.iter() {
-        match msg {
-            Msg::Begin { table, clear_first } => {
-                dst.query_drop("START TRANSACTION")?;
-                if clear_first {
-                    let t = &sh.plan.tables[table];
-                    tracing::warn!(
-                        "{}: no key, copying the whole table again after an interruption",
-                        t.def().name
-                    );
-                    dst.query_drop(format!("DELETE FROM {}", t.target.quoted()))?;
+        let Some(w) = current.as_mut() else {
+            match msg {
+                Msg::Begin { job } => {
+                    current = Some(Writing {
+                        job,
+                        rolled_back: false,
+                    })
+                }
+                _ => return Err(anyhow!("internal: chunk data without a chunk")),
+            }
+            let Some(w) = current.as_mut() else {
+                continue;
+            };
+            if let Err(e) = begin(sh, &mut dst, &w.job) {
+                fail_chunk(sh, &mut dst, w, e, "START TRANSACTION")?;
+                install_infile(&mut dst);
+            }
+            continue;
+        };
+        if w.rolled_back {
+            if matches!(msg, Msg::End { .. } | Msg::Abort) {
+                if let Some(w) = current.take() {
+                    report(Outcome::Retry(w.job));
                 }
             }
-            Msg::Statement { sql } => {
-                dst.query_drop(&sql).map_err(|e| write_error(e, &sql))?;
-                if dst.warnings() > 0 {
-                    check_warnings(&mut dst, &sql)?;
+            continue;
+        }
+        let (result, sql): (Result<(), mysql::Error>, String) = match msg {
+            Msg::Begin { .. } => return Err(anyhow!("internal: a chunk began inside another")),
+            Msg::Abort => {
+                let _ = dst.query_drop("ROLLBACK");
+                if let Some(w) = current.take() {
+                    report(Outcome::Retry(w.job));
                 }
+                continue;
             }
+            Msg::Statement { sql } => (dst.query_drop(&sql), sql),
             Msg::Load { sql, data } => {
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
-                dst.query_drop(&*sql).map_err(|e| write_error(e, &sql))?;
-                if dst.warnings() > 0 {
-                    check_warnings(&mut dst, &sql)?;
-                }
+                (dst.query_drop(&*sql), sql.to_string())
             }
             Msg::Prepared { sql, row } => {
                 let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
-                dst.exec_drop(&sql, params)
-                    .map_err(|e| write_error(e, &sql))?;
-                if dst.warnings() > 0 {
-                    check_warnings(&mut dst, &sql)?;
-                }
+                (dst.exec_drop(&sql, params), sql)
             }
-            Msg::End {
-                table,
-                chunk,
-                rows,
-                bytes,
-            } => {
-                dst.query_drop("COMMIT")?;
-                let t = &sh.plan.tables[table];
-                let key = t.def().name.to_string();
-                sh.store.finish_chunk(&key, chunk, rows, bytes)?;
-                sh.progress.add(&t.target.to_string(), rows, bytes);
-                if sh.remaining[table].fetch_sub(1, Ordering::Relaxed) == 1 {
-                    sh.progress.table_done(&t.target.to_string());
+            Msg::End { rows, bytes } => match dst.query_drop("COMMIT") {
+                Ok(()) => {
+                    let Some(w) = current.take() else { continue };
+                    let t = &sh.plan.tables[w.job.table];
+                    let key = t.def().name.to_string();
+                    sh.store
+                        .finish_chunk(&key, w.job.chunk.index, rows, bytes)?;
+                    sh.progress.add(&t.target.to_string(), rows, bytes);
+                    if sh.remaining[w.job.table].fetch_sub(1, Ordering::Relaxed) == 1 {
+                        sh.progress.table_done(&t.target.to_string());
+                    }
+                    report(Outcome::Committed);
+                    continue;
                 }
+                Err(e) => {
+                    fail_chunk(sh, &mut dst, w, e, "COMMIT")?;
+                    install_infile(&mut dst);
+                    if let Some(w) = current.take() {
+                        report(Outcome::Retry(w.job));
+                    }
+                    continue;
+                }
+            },
+        };
+        match result {
+            Ok(()) if dst.warnings() > 0 => check_warnings(&mut dst, &sql)?,
+            Ok(()) => {}
+            Err(e) => {
+                fail_chunk(sh, &mut dst, w, e, &sql)?;
+                install_infile(&mut dst);
             }
         }
     }
+    Ok(())
+}
+
+fn begin(sh: &Shared<'_>, dst: &mut mysql::Conn, job: &Job) -> Result<(), mysql::Error> {
+    dst.query_drop("START TRANSACTION")?;
+    if job.clear_first {
+        let t = &sh.plan.tables[job.table];
+        tracing::warn!(
+            "{}: no key, copying the whole table again after an interruption",
+            t.def().name
+        );
+        dst.query_drop(format!("DELETE FROM {}", t.target.quoted()))?;
+    }
+    Ok(())
+}
+
+/// A statement of the chunk failed. An error that may pass (deadlock, lock wait, lost
+/// connection) rolls the chunk back, reconnecting if needed, and marks it for another
+/// attempt while its retry window is open; any other error fails the task.
+fn fail_chunk(
+    sh: &Shared<'_>,
+    dst: &mut mysql::Conn,
+    w: &mut Writing,
+    e: mysql::Error,
+    sql: &str,
+) -> Result<()> {
+    let t = &sh.plan.tables[w.job.table];
+    let Some(kind) = transient(&e) else {
+        return Err(write_error(e, sql));
+    };
+    let first = *w.job.first_failure.get_or_insert_with(Instant::now);
+    let advanced = &sh.task.advanced;
+    let window = match kind {
+        Transient::Connection => advanced.connection_window(),
+        Transient::Other => advanced.other_window(),
+    };
+    if first.elapsed() > window {
+        return Err(write_error(e, sql).context(format!(
+            "{}: chunk {} kept failing for {} minutes (`advanced.retry_{}_minutes`)",
+            t.def().name,
+            w.job.chunk.index,
+            window.as_secs() / 60,
+            if kind == Transient::Connection {
+                "connection"
+            } else {
+                "other"
+            }
+        )));
+    }
+    tracing::warn!(
+        "{}: chunk {} rolled back, copying it again: {e}",
+        t.def().name,
+        w.job.chunk.index
+    );
+    if kind == Transient::Connection {
+        *dst = reconnect(&sh.task.destination, Side::Destination, first + window)?;
+    } else {
+        let _ = dst.query_drop("ROLLBACK");
+    }
+    w.job = w.job.clone().again(sh.task, t.def().key.is_none());
+    w.rolled_back = true;
     Ok(())
 }
 
