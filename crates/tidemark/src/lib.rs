@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod inspect;
 pub mod precheck;
 pub mod progress;
 pub mod quickstart;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tidemark::config::Task;
 use tidemark::state::Store;
-use tidemark::{precheck, quickstart, task};
+use tidemark::{inspect, precheck, quickstart, task};
 
 #[derive(Parser)]
 #[command(
@@ -44,11 +44,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Binary log tools.
+    Binlog {
+        #[command(subcommand)]
+        command: BinlogCommand,
+    },
     /// Start two throwaway local MariaDB servers, load sample data, migrate it, verify.
     Quickstart {
         /// Rows in the largest sample table.
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BinlogCommand {
+    /// Print the events of a binlog file and the rows they carry (like mysqlbinlog -v).
+    Inspect {
+        /// A binlog file (MySQL 5.1+ or MariaDB).
+        file: PathBuf,
+        /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -103,6 +120,12 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Status { task, json } => {
             let task = Task::load(&task)?;
             status(&task, json)
+        }
+        Command::Binlog {
+            command: BinlogCommand::Inspect { file, json },
+        } => {
+            inspect::file(&file, json)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Quickstart { rows } => {
             quickstart::run(rows)?;

@@ -4,8 +4,8 @@
 //!   triggers, routines), read from `information_schema`.
 //! * [`snapshot`]: the full copy's reader: splits tables into key-range chunks and streams
 //!   each chunk's rows as typed values.
-//!
-//! The binlog reader (incremental migration) joins them here.
+//! * [`binlog`]: the incremental reader: binlog events decoded into typed rows.
 
+pub mod binlog;
 pub mod catalog;
 pub mod snapshot;
