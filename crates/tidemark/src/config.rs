@@ -334,6 +334,11 @@ fn interpolate(key: &str, raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
     Ok(out)
 }
 
+/// Parses a connection URL given on the command line (`${ENV}` is interpolated).
+pub fn endpoint_from_url(key: &str, raw: &str, tls: TlsMode) -> Result<Endpoint> {
+    parse_url(key, raw, tls, &|name| std::env::var(name).ok())
+}
+
 fn parse_url(
     key: &str,
     raw: &str,

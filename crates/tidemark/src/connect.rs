@@ -32,14 +32,14 @@ const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
 /// While loading: no foreign key or unique checks, per session only.
 const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 0";
 
-fn builder(ep: &Endpoint) -> OptsBuilder {
+fn builder_with(ep: &Endpoint, read_timeout: Duration) -> OptsBuilder {
     OptsBuilder::new()
         .ip_or_hostname(Some(ep.host.clone()))
         .tcp_port(ep.port)
         .user(Some(ep.user.clone()))
         .pass(ep.password.clone())
         .tcp_connect_timeout(Some(Duration::from_secs(10)))
-        .read_timeout(Some(Duration::from_secs(3600)))
+        .read_timeout(Some(read_timeout))
         .prefer_socket(false)
 }
 
@@ -58,16 +58,26 @@ fn ssl_opts(mode: TlsMode) -> Option<SslOpts> {
 
 /// Connects without session settings (prechecks read the server as it is).
 pub fn connect_raw(ep: &Endpoint, side: Side) -> Result<Conn> {
-    let opts = builder(ep).ssl_opts(ssl_opts(ep.tls));
+    open(ep, side, Duration::from_secs(3600))
+}
+
+fn open(ep: &Endpoint, side: Side, read_timeout: Duration) -> Result<Conn> {
+    let opts = builder_with(ep, read_timeout).ssl_opts(ssl_opts(ep.tls));
     match Conn::new(opts) {
         Ok(c) => Ok(c),
         Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
             if ep.tls == TlsMode::Preferred =>
         {
-            Conn::new(builder(ep)).map_err(|e| explain(e, ep, side))
+            Conn::new(builder_with(ep, read_timeout)).map_err(|e| explain(e, ep, side))
         }
         Err(e) => Err(explain(e, ep, side)),
     }
+}
+
+/// A replica connection to the source: no session settings, and a read timeout after
+/// which a silent stream (no events, no heartbeats) counts as a lost connection.
+pub fn connect_replica(ep: &Endpoint, read_timeout: Duration) -> Result<Conn> {
+    open(ep, Side::Source, read_timeout)
 }
 
 /// Connects and applies the session settings for copying data.

@@ -60,9 +60,27 @@ enum Command {
 #[derive(Subcommand)]
 enum BinlogCommand {
     /// Print the events of a binlog file and the rows they carry (like mysqlbinlog -v).
+    ///
+    /// Either FILE, or --from URL to read from a live source as a replica.
     Inspect {
         /// A binlog file (MySQL 5.1+ or MariaDB).
-        file: PathBuf,
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        file: Option<PathBuf>,
+        /// Read from this source, e.g. mysql://repl:${PW}@db1:3306 (needs REPLICATION SLAVE).
+        #[arg(long)]
+        from: Option<String>,
+        /// With --from: start at FILE:POS (default: the oldest binlog file).
+        #[arg(long, requires = "from")]
+        start: Option<String>,
+        /// With --from: start after this GTID set (MySQL uuid:1-5) or list (MariaDB 0-1-5).
+        #[arg(long, requires = "from")]
+        gtid: Option<String>,
+        /// With --from: keep waiting for new events instead of stopping at the end.
+        #[arg(long, requires = "from")]
+        follow: bool,
+        /// With --from: the server id to register with (unique among the source's replicas).
+        #[arg(long, default_value_t = 4_123_456_789)]
+        server_id: u32,
         /// One JSON object per event.
         #[arg(long)]
         json: bool,
@@ -122,9 +140,29 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             status(&task, json)
         }
         Command::Binlog {
-            command: BinlogCommand::Inspect { file, json },
+            command:
+                BinlogCommand::Inspect {
+                    file,
+                    from,
+                    start,
+                    gtid,
+                    follow,
+                    server_id,
+                    json,
+                },
         } => {
-            inspect::file(&file, json)?;
+            match (file, from) {
+                (Some(file), _) => inspect::file(&file, json)?,
+                (None, Some(url)) => inspect::remote(&inspect::Remote {
+                    url: &url,
+                    start: start.as_deref(),
+                    gtid: gtid.as_deref(),
+                    follow,
+                    server_id,
+                    json,
+                })?,
+                (None, None) => anyhow::bail!("give a binlog FILE or --from URL"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Quickstart { rows } => {

@@ -285,7 +285,9 @@ pub fn from_mysql(v: mysql::Value, kind: ColumnKind) -> Value {
     match v {
         M::NULL => Value::Null,
         M::Int(i) => match (kind, u64::try_from(i)) {
-            (ColumnKind::Enum | ColumnKind::Set, Ok(u)) => Value::UInt(u),
+            (ColumnKind::Enum | ColumnKind::Set | ColumnKind::Int { unsigned: true }, Ok(u)) => {
+                Value::UInt(u)
+            }
             _ => Value::Int(i),
         },
         M::UInt(u) => Value::UInt(u),
@@ -346,6 +348,36 @@ pub fn to_mysql(v: &Value) -> mysql::Value {
             t.micros,
         ),
     }
+}
+
+/// Every row of a table, ordered by its key (or unordered without one), read the way
+/// the full copy reads them. For verification and tests; not for large tables.
+pub fn read_table(c: &mut Conn, def: &tidemark_core::TableDef) -> Result<Vec<Row>> {
+    let cols: Vec<String> = def.columns.iter().map(read_expr).collect();
+    let mut q = format!("SELECT {} FROM {}", cols.join(", "), def.name.quoted());
+    if let Some(key) = &def.key {
+        let order: Vec<String> = key
+            .iter()
+            .map(|&i| quote_ident(&def.columns[i].name))
+            .collect();
+        q.push_str(" ORDER BY ");
+        q.push_str(&order.join(", "));
+    }
+    let kinds: Vec<ColumnKind> = def.columns.iter().map(|c| c.kind).collect();
+    // The binary protocol, as the full copy uses: values arrive typed.
+    let rows: Vec<mysql::Row> = c
+        .exec(&q, ())
+        .with_context(|| format!("reading {}", def.name))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .zip(&kinds)
+                .map(|(v, &k)| from_mysql(v, k))
+                .collect()
+        })
+        .collect())
 }
 
 #[cfg(test)]

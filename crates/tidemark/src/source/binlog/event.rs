@@ -138,8 +138,11 @@ pub enum Body {
 /// Decodes events in stream order.
 pub struct Decoder {
     fde: FormatDescriptionEvent<'static>,
-    /// Events end with a CRC32 (from the format description event).
+    /// Events end with a CRC32 (from the format description event, or told in advance
+    /// for a live stream, whose first fake ROTATE comes before it).
     checksum: bool,
+    /// The parser's format description knows about the checksum.
+    fde_checksum: bool,
     tables: HashMap<u64, (TableMapEvent<'static>, Arc<TableMap>)>,
     /// Pre-GA MySQL 5.1 development builds numbered the row events differently.
     pre_ga_numbering: bool,
@@ -156,8 +159,17 @@ impl Decoder {
         Decoder {
             fde: FormatDescriptionEvent::new(BinlogVersion::Version4),
             checksum: false,
+            fde_checksum: false,
             tables: HashMap::new(),
             pre_ga_numbering: false,
+        }
+    }
+
+    /// A decoder for a live stream whose events carry a CRC32 (`@master_binlog_checksum`).
+    pub fn with_checksum(checksum: bool) -> Decoder {
+        Decoder {
+            checksum,
+            ..Decoder::new()
         }
     }
 
@@ -268,8 +280,8 @@ impl Decoder {
                 inflated = mariadb::inflate_query(plain, post_header_len(2, 13))?;
                 &inflated[..]
             }
-            mariadb::WRITE_ROWS_COMPRESSED..=mariadb::DELETE_ROWS_COMPRESSED_V1 => {
-                let v1 = header.type_code >= 169;
+            mariadb::FIRST_ROWS_COMPRESSED..=mariadb::LAST_ROWS_COMPRESSED => {
+                let v1 = header.type_code <= 168;
                 inflated = mariadb::inflate_rows(
                     plain,
                     post_header_len(header.type_code, if v1 { 8 } else { 10 }),
@@ -285,16 +297,21 @@ impl Decoder {
             }
             _ => plain,
         };
-        // The parser expects the checksum to be there when the stream has checksums.
+        // The parser strips a checksum exactly when its format description has one, and
+        // reads as many bytes as the header's size says.
         let mut owned;
-        let input: &[u8] = if self.checksum {
+        let input: &[u8] = if self.fde_checksum && with_crc && plain.len() + 4 == frame.len() {
+            frame
+        } else if !self.fde_checksum && plain.len() == frame.len() {
+            plain
+        } else {
             owned = plain.to_vec();
-            owned.extend_from_slice(&[0; 4]);
+            if self.fde_checksum {
+                owned.extend_from_slice(&[0; 4]);
+            }
             let size = owned.len() as u32;
             owned[9..13].copy_from_slice(&size.to_le_bytes());
             &owned
-        } else {
-            plain
         };
         // The parser indexes into column metadata without bounds checks; a damaged
         // event must end in an error, not bring the task down.
@@ -325,6 +342,7 @@ impl Decoder {
             alg,
             Some(mysql::binlog::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)
         );
+        self.fde_checksum = self.checksum;
         if self.checksum {
             verify_crc(frame, header)?;
         }

@@ -7,7 +7,7 @@
 //!   a u64 commit id follows. The server id is the header's.
 //! - GTID_LIST (163): u32 count (low 28 bits), then count × (u32 domain, u32 server,
 //!   u64 sequence).
-//! - QUERY_COMPRESSED (165) and the compressed row events (166–171): the query text, or
+//! - QUERY_COMPRESSED (165) and the compressed row events (166–168 v1, 169–171 v2): the query text, or
 //!   the rows part after the column bitmaps, compressed as one header byte `0x8N` (N = how
 //!   many big-endian bytes of uncompressed length follow) and a zlib stream.
 
@@ -20,8 +20,9 @@ pub const GTID: u8 = 162;
 pub const GTID_LIST: u8 = 163;
 pub const START_ENCRYPTION: u8 = 164;
 pub const QUERY_COMPRESSED: u8 = 165;
-pub const WRITE_ROWS_COMPRESSED: u8 = 166;
-pub const DELETE_ROWS_COMPRESSED_V1: u8 = 171;
+/// WRITE_ROWS_COMPRESSED_EVENT_V1 (166) … DELETE_ROWS_COMPRESSED_EVENT (171).
+pub const FIRST_ROWS_COMPRESSED: u8 = 166;
+pub const LAST_ROWS_COMPRESSED: u8 = 171;
 
 /// A MariaDB GTID event: `domain-server-sequence`, and whether the transaction is a
 /// single statement without BEGIN (DDL).
@@ -128,10 +129,10 @@ pub fn inflate_query(frame: &[u8], post_header_len: usize) -> Result<Vec<u8>> {
 pub fn inflate_rows(frame: &[u8], post_header_len: usize) -> Result<Vec<u8>> {
     let ty = frame[4];
     let (plain, v2) = match ty {
-        // WRITE/UPDATE/DELETE_ROWS_COMPRESSED → WRITE/UPDATE/DELETE_ROWS (v2)
-        166..=168 => (ty - 166 + 30, true),
-        // ..._COMPRESSED_V1 → ..._ROWS_V1
-        169..=171 => (ty - 169 + 23, false),
+        // WRITE/UPDATE/DELETE_ROWS_COMPRESSED_EVENT_V1 → WRITE/UPDATE/DELETE_ROWS_V1
+        166..=168 => (ty - 166 + 23, false),
+        // WRITE/UPDATE/DELETE_ROWS_COMPRESSED_EVENT → WRITE/UPDATE/DELETE_ROWS (v2)
+        169..=171 => (ty - 169 + 30, true),
         _ => bail!("event type {ty} is not a compressed rows event"),
     };
     let short = || anyhow!("compressed rows event too short");

@@ -7,7 +7,9 @@
 //! - [`value`]: a column value as the binlog stores it → the same [`tidemark_core::Value`]
 //!   the snapshot reader produces for that row.
 //! - [`file`]: reading a binlog file from disk, with clear errors for damaged files.
+//! - [`client`]: reading the binlog from a live source as a replica.
 
+pub mod client;
 pub mod event;
 pub mod file;
 pub mod mariadb;

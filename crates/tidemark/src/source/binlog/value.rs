@@ -9,7 +9,7 @@
 use mysql::binlog::jsonb;
 use mysql::binlog::value::BinlogValue;
 use mysql::consts::ColumnType as T;
-use tidemark_core::{ColumnKind, DateTime, Time, Value};
+use tidemark_core::{ColumnDef, ColumnKind, DateTime, Time, Value};
 
 /// Converts one binlog value. `unsigned` comes from the table map's optional metadata
 /// (`binlog_row_metadata`), when the source logged it.
@@ -30,6 +30,9 @@ pub fn from_binlog(v: &BinlogValue<'_>, ty: T, unsigned: bool) -> Result<Value, 
         ) => {
             if unsigned {
                 Value::UInt(*i as u64 & mask(ty))
+            } else if ty == T::MYSQL_TYPE_INT24 {
+                // The parser does not sign-extend 3-byte integers.
+                Value::Int((((*i as u32) << 8) as i32 >> 8) as i64)
             } else {
                 Value::Int(*i)
             }
@@ -101,12 +104,28 @@ pub fn from_binlog(v: &BinlogValue<'_>, ty: T, unsigned: bool) -> Result<Value, 
 }
 
 /// Adjusts a decoded value to the column's definition.
-pub fn conform(v: Value, ty: T, kind: &ColumnKind) -> Value {
-    match (v, kind) {
+pub fn conform(v: Value, ty: T, col: &ColumnDef) -> Value {
+    match (v, &col.kind) {
         (Value::Int(i), ColumnKind::Int { unsigned: true }) => Value::UInt(i as u64 & mask(ty)),
         (Value::Bytes(b), ColumnKind::Json) => Value::Json(b),
+        (Value::Bytes(mut b), ColumnKind::Binary) => {
+            // The binlog drops BINARY(n)'s trailing zero bytes; the column keeps them.
+            if let Some(n) = binary_width(&col.column_type) {
+                if b.len() < n {
+                    b.resize(n, 0);
+                }
+            }
+            Value::Bytes(b)
+        }
         (v, _) => v,
     }
+}
+
+/// `n` of a `binary(n)` column type.
+fn binary_width(column_type: &str) -> Option<usize> {
+    let lower = column_type.to_ascii_lowercase();
+    let inner = lower.strip_prefix("binary(")?.strip_suffix(')')?;
+    inner.parse().ok()
 }
 
 fn mask(ty: T) -> u64 {
@@ -191,10 +210,7 @@ mod tests {
             true,
         );
         assert_eq!(v, Ok(Value::UInt(255)));
-        let kind = ColumnKind::Int { unsigned: true };
-        assert_eq!(
-            conform(Value::Int(-2), T::MYSQL_TYPE_LONG, &kind),
-            Value::UInt(4294967294)
-        );
+        assert_eq!(binary_width("binary(16)"), Some(16));
+        assert_eq!(binary_width("varbinary(16)"), None);
     }
 }
