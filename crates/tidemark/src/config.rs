@@ -21,6 +21,8 @@ struct TaskFile {
     #[serde(default)]
     full: FullOptions,
     #[serde(default)]
+    incremental: IncrementalOptions,
+    #[serde(default)]
     state: StateOptions,
     #[serde(default)]
     advanced: Advanced,
@@ -34,6 +36,8 @@ struct EndpointFile {
     url: String,
     #[serde(default)]
     tls: TlsMode,
+    /// The replica server id for reading the binlog.
+    server_id: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +113,35 @@ pub struct Migration {
     pub on_conflicting_tables: ConflictMode,
     #[serde(default)]
     pub name_case: NameCase,
+    /// Incremental only: start reading the binlog at `FILE:POS`.
+    pub start_position: Option<String>,
+    /// Incremental only: start after this GTID set (MySQL) or list (MariaDB).
+    pub start_gtid: Option<String>,
+}
+
+/// `[incremental]`: applying binlog changes.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncrementalOptions {
+    /// Destination connections applying changes in parallel (rows are spread by key).
+    pub threads: usize,
+    /// Row changes gathered into one batch before it is applied.
+    pub batch_rows: usize,
+    /// Rows per second applied, 0 = unlimited.
+    pub rows_per_second: u64,
+    /// MB (10^6 bytes) per second applied, 0 = unlimited.
+    pub mb_per_second: f64,
+}
+
+impl Default for IncrementalOptions {
+    fn default() -> Self {
+        IncrementalOptions {
+            threads: 4,
+            batch_rows: 2_000,
+            rows_per_second: 0,
+            mb_per_second: 0.0,
+        }
+    }
 }
 
 /// `[full]`: the full data migration.
@@ -247,7 +280,10 @@ pub struct Task {
     pub destination_kind: DestinationKind,
     pub migration: Migration,
     pub full: FullOptions,
+    pub incremental: IncrementalOptions,
     pub advanced: Advanced,
+    /// The replica server id used to read the source's binlog.
+    pub server_id: u32,
     pub state_dir: PathBuf,
     pub objects: Vec<ObjectSpec>,
 }
@@ -292,6 +328,18 @@ impl Task {
         validate_migration(&file.migration)?;
         validate_full(&file.full)?;
         validate_advanced(&file.advanced)?;
+        validate_incremental(&file.incremental)?;
+        // A default unique per task (by name), away from the small ids servers use.
+        let server_id = match file.source.server_id {
+            Some(0) => bail!("`source.server_id` must not be 0 (a replica needs a non-zero id)"),
+            Some(id) => id,
+            None => {
+                let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
+                1_000_000_000 + (h % 1_000_000_000) as u32
+            }
+        };
         validate_objects(&file.objects)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = match file.state.dir {
@@ -307,7 +355,9 @@ impl Task {
             destination_kind: file.destination.kind,
             migration: file.migration,
             full: file.full,
+            incremental: file.incremental,
             advanced: file.advanced,
+            server_id,
             state_dir,
             objects: file.objects,
         })
@@ -397,6 +447,41 @@ fn validate_migration(m: &Migration) -> Result<()> {
     let set: BTreeSet<_> = m.types.iter().collect();
     if set.len() != m.types.len() {
         bail!("`migration.types` lists a type twice");
+    }
+    let incremental_only = m.types == [Phase::Incremental];
+    for (key, given) in [
+        ("start_position", m.start_position.is_some()),
+        ("start_gtid", m.start_gtid.is_some()),
+    ] {
+        if given && !incremental_only {
+            bail!("`migration.{key}` applies to incremental-only tasks (types = [\"incremental\"]); with a full copy the start is captured automatically");
+        }
+    }
+    if m.start_position.is_some() && m.start_gtid.is_some() {
+        bail!("give either `migration.start_position` or `migration.start_gtid`, not both");
+    }
+    if let Some(p) = &m.start_position {
+        crate::source::binlog::client::StartAt::parse_file_position(p)
+            .map_err(|e| anyhow::anyhow!("`migration.start_position`: {e}"))?;
+    }
+    Ok(())
+}
+
+fn validate_incremental(i: &IncrementalOptions) -> Result<()> {
+    if !(1..=64).contains(&i.threads) {
+        bail!(
+            "`incremental.threads` must be between 1 and 64 (got {})",
+            i.threads
+        );
+    }
+    if !(1..=1_000_000).contains(&i.batch_rows) {
+        bail!(
+            "`incremental.batch_rows` must be between 1 and 1000000 (got {})",
+            i.batch_rows
+        );
+    }
+    if i.mb_per_second < 0.0 || !i.mb_per_second.is_finite() {
+        bail!("`incremental.mb_per_second` must be 0 (unlimited) or a positive number");
     }
     Ok(())
 }

@@ -32,11 +32,18 @@ enum Command {
         json: bool,
     },
     /// Run (or resume) a task: precheck, then each selected phase.
+    ///
+    /// With incremental migration the task keeps applying changes until it receives
+    /// SIGINT (Ctrl-C) or SIGTERM, then stops cleanly at a checkpoint.
     Run {
         task: PathBuf,
         /// No progress bars (log lines instead).
         #[arg(long)]
         no_progress: bool,
+        /// Incremental: stop once every change the source has logged is applied (for
+        /// cut-over: stop writes on the source first).
+        #[arg(long)]
+        stop_when_caught_up: bool,
     },
     /// Show a task's phase and per-table progress.
     Status {
@@ -123,16 +130,27 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Run { task, no_progress } => {
+        Command::Run {
+            task,
+            no_progress,
+            stop_when_caught_up,
+        } => {
             let task = Task::load(&task)?;
+            task::install_stop_handler();
             task::run(
                 &task,
                 task::RunOptions {
                     bars: !no_progress,
                     show_precheck: true,
+                    stop_when_caught_up,
                 },
             )?;
-            eprintln!("task {}: completed", task.name);
+            let how = if task.has(tidemark::config::Phase::Incremental) {
+                "stopped (run it again to continue from its checkpoint)"
+            } else {
+                "completed"
+            };
+            eprintln!("task {}: {how}", task.name);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { task, json } => {

@@ -57,6 +57,7 @@ database = "shop"
         RunOptions {
             bars: true,
             show_precheck: true,
+            stop_when_caught_up: false,
         },
     )?;
     eprintln!(

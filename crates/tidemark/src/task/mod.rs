@@ -6,14 +6,19 @@
 //! recorded as done and continues from there.
 
 pub mod full;
+pub mod incremental;
 pub mod schema;
 pub mod throttle;
 
 use crate::config::{Phase, Task};
+use crate::connect::{connect_raw, Side};
 use crate::precheck;
 use crate::progress::Progress;
+use crate::source::binlog::client::{current_position, StartAt};
 use crate::state::{Store, TaskStatus};
 use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tidemark_core::Position;
 
 /// How `run` reports.
 #[derive(Clone, Copy, Debug, Default)]
@@ -22,6 +27,24 @@ pub struct RunOptions {
     pub bars: bool,
     /// Print the precheck report.
     pub show_precheck: bool,
+    /// Incremental: stop once every change logged so far is applied.
+    pub stop_when_caught_up: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM stop the incremental phase cleanly: the batch being written is
+/// finished and checkpointed, then the task exits as "stopped".
+pub fn install_stop_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
 }
 
 /// Runs a task to completion (or to its first error, recorded in the state store).
@@ -37,6 +60,10 @@ pub fn run(task: &Task, opts: RunOptions) -> Result<()> {
     }
     let result = run_phases(task, &store, opts);
     match &result {
+        Ok(()) if task.has(Phase::Incremental) => {
+            store.set_status(TaskStatus::Stopped)?;
+            store.set("error", "")?;
+        }
         Ok(()) => {
             store.set_status(TaskStatus::Completed)?;
             store.set("error", "")?;
@@ -47,6 +74,29 @@ pub fn run(task: &Task, opts: RunOptions) -> Result<()> {
         }
     }
     result
+}
+
+/// Where an incremental task starts reading: the task's `start_position` or
+/// `start_gtid`, else the source's current position.
+fn start_position(task: &Task) -> Result<Position> {
+    if let Some(p) = &task.migration.start_position {
+        if let StartAt::File { file, position } = StartAt::parse_file_position(p)? {
+            return Ok(Position {
+                file,
+                offset: position,
+                gtid: None,
+            });
+        }
+    }
+    if let Some(g) = &task.migration.start_gtid {
+        return Ok(Position {
+            file: String::new(),
+            offset: 4,
+            gtid: Some(g.clone()),
+        });
+    }
+    let mut src = connect_raw(&task.source, Side::Source)?;
+    current_position(&mut src)
 }
 
 fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
@@ -61,8 +111,13 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
     let Some(plan) = checked.plan else {
         bail!("the precheck produced no plan")
     };
-    if task.has(Phase::Incremental) {
-        bail!("incremental migration is not available in this version yet: remove \"incremental\" from migration.types");
+    if task.has(Phase::Incremental)
+        && incremental::load_position(store, incremental::START)?.is_none()
+    {
+        // Captured before the copy reads anything: every change from here on is replayed.
+        let start = start_position(task)?;
+        tracing::info!("incremental: changes will be read from {start}");
+        incremental::save_position(store, incremental::START, &start)?;
     }
     if task.has(Phase::Schema) {
         store.set_status(TaskStatus::Schema)?;
@@ -83,11 +138,32 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
             progress.elapsed().as_secs_f64()
         );
     }
-    if task.has(Phase::Schema) {
+    if task.has(Phase::Full)
+        && task.has(Phase::Incremental)
+        && incremental::load_position(store, incremental::SAFE_UNTIL)?.is_none()
+    {
+        // Until the stream passes this point it may meet rows the copy already holds.
+        let mut src = connect_raw(&task.source, Side::Source)?;
+        incremental::save_position(store, incremental::SAFE_UNTIL, &current_position(&mut src)?)?;
+    }
+    if task.has(Phase::Schema) && store.get("post_load")?.as_deref() != Some("done") {
         store.set_status(TaskStatus::PostLoad)?;
         for note in schema::post_load(task, &plan, store)? {
             tracing::warn!("{note}");
         }
+        store.set("post_load", "done")?;
+    }
+    if task.has(Phase::Incremental) {
+        store.set_status(TaskStatus::Incremental)?;
+        incremental::run(
+            task,
+            &plan,
+            store,
+            &STOP,
+            incremental::Options {
+                stop_when_caught_up: opts.stop_when_caught_up,
+            },
+        )?;
     }
     Ok(())
 }

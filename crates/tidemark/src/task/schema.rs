@@ -179,7 +179,10 @@ pub fn post_load(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>>
                 continue;
             }
             let (text, mode) = show_create(&mut src, "TRIGGER", &db.source.name, name, 2)?;
-            let sql = trigger_ddl(&text, &TableName::new(&db.source.name, table), plan);
+            let mut sql = trigger_ddl(&text, &TableName::new(&db.source.name, table), plan);
+            if task.has(crate::config::Phase::Incremental) {
+                sql = crate::sink::mysql::schema::guard_trigger(&sql).unwrap_or(sql);
+            }
             match execute_in(&mut dst, &db.target, mode.as_deref(), &sql) {
                 Ok(()) => store.mark_created("trigger", &id)?,
                 Err(e) => notes.push(format!("trigger {id} not migrated: {e:#}")),

@@ -156,6 +156,29 @@ pub fn build(
     (plan, problems)
 }
 
+/// The plan of a table that a DDL statement created or changed inside a database
+/// selected whole: every column, under the names `t` has (read from the destination),
+/// written to `target`.
+pub fn whole_table(t: TableInfo, target: TableName) -> TablePlan {
+    let columns = t
+        .def
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.name.clone()))
+        .collect();
+    let copied = (0..t.def.columns.len())
+        .filter(|&i| !t.def.columns[i].generated)
+        .collect();
+    TablePlan {
+        source: t,
+        target,
+        columns,
+        copied,
+        where_clause: None,
+        whole_database: true,
+    }
+}
+
 fn table_plan(
     t: &TableInfo,
     db_target: &str,

@@ -5,4 +5,5 @@
 //! policy), with which row filter. Readers and writers both work from the plan, so a
 //! rename is applied the same way to data, schema and (later) change events.
 
+pub mod ddl;
 pub mod mapping;

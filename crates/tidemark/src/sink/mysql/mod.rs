@@ -1,4 +1,5 @@
 //! The MySQL/MariaDB destination.
 
+pub mod apply;
 pub mod schema;
 pub mod writer;

@@ -405,6 +405,28 @@ pub fn trigger_ddl(create: &str, table: &TableName, plan: &Plan) -> String {
     )
 }
 
+/// With incremental migration, a trigger on the destination must not fire for rows the
+/// task writes: the source's own trigger already wrote its effects, and they arrive
+/// through the binlog. The body is wrapped so it runs only in sessions that are not
+/// Tidemark's (the apply connections set `@tidemark_apply`), the way the reference
+/// service handles triggers: applications writing to the destination after cut-over
+/// fire it as usual.
+pub fn guard_trigger(ddl: &str) -> Option<String> {
+    let upper = ddl.to_ascii_uppercase();
+    let at = upper.find("FOR EACH ROW")? + "FOR EACH ROW".len();
+    let mut body = at;
+    if let Some(t) = next_token(ddl, at) {
+        if t.is("FOLLOWS") || t.is("PRECEDES") {
+            body = next_token(ddl, t.end)?.end;
+        }
+    }
+    Some(format!(
+        "{} IF @tidemark_apply IS NULL THEN {}; END IF",
+        &ddl[..body],
+        ddl[body..].trim()
+    ))
+}
+
 /// A token of SQL text: its byte range, its text (unquoted for `` `identifiers` ``), and
 /// whether it was quoted.
 struct Token {

@@ -1,0 +1,337 @@
+//! Where binlog changes are written to MySQL.
+//!
+//! A batch of source transactions is first reduced to its net effect per row key
+//! ([`Coalescer`]): the last after-image of each key, or its deletion. Keys are then
+//! spread over the apply connections by hash, so two changes to one key always go to
+//! the same connection, in source order, while different keys are written in parallel.
+//! Each connection writes its share as multi-row `DELETE … WHERE key IN (…)` and
+//! `REPLACE`/`INSERT` statements in one transaction. Tables without a key cannot be
+//! coalesced or split: their changes are replayed one by one, in order, on the first
+//! connection.
+
+use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
+use crate::transform::mapping::TablePlan;
+use mysql::prelude::Queryable;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tidemark_core::sql::{push_ident, push_literal};
+use tidemark_core::{Row, Value};
+
+/// One row change of a source table, with full source-order rows.
+#[derive(Clone, Debug)]
+pub enum RowChange {
+    Insert(Row),
+    Update { before: Row, after: Row },
+    Delete(Row),
+}
+
+/// The net effect of a batch on one table.
+#[derive(Debug, Default)]
+pub struct TableWork {
+    /// Rows (copied columns, destination order) that replace whatever has their key.
+    pub upserts: Vec<Row>,
+    /// Rows that must not exist yet (exact mode): a duplicate key is an error.
+    pub inserts: Vec<Row>,
+    /// Key values (source key order) of rows to delete.
+    pub deletes: Vec<Row>,
+    /// Keyless tables: changes in source order.
+    pub ordered: Vec<RowChange>,
+}
+
+impl TableWork {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty()
+            && self.inserts.is_empty()
+            && self.deletes.is_empty()
+            && self.ordered.is_empty()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.upserts.len() + self.inserts.len() + self.deletes.len() + self.ordered.len()
+    }
+}
+
+/// One connection's share of a batch.
+pub type Work = Vec<(Arc<TablePlan>, TableWork)>;
+
+struct KeyState {
+    /// The key's last after-image, or `None` once deleted.
+    row: Option<Row>,
+    /// The key's first change in the batch was an insert.
+    inserted: bool,
+}
+
+/// Reduces a batch of changes to their net effect per key.
+pub struct Coalescer {
+    workers: usize,
+    /// Insert rows whose key the batch creates with INSERT, not REPLACE.
+    exact: bool,
+    tables: Vec<TableState>,
+    index: HashMap<String, usize>,
+    pub rows: usize,
+    /// Approximate bytes of the row images pushed (for the MB/s throttle).
+    pub bytes: u64,
+}
+
+struct TableState {
+    plan: Arc<TablePlan>,
+    keys: HashMap<Vec<u8>, usize>,
+    states: Vec<(Vec<Value>, KeyState)>,
+    ordered: Vec<RowChange>,
+}
+
+impl Coalescer {
+    pub fn new(workers: usize, exact: bool) -> Coalescer {
+        Coalescer {
+            workers: workers.max(1),
+            exact,
+            tables: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether rows the batch inserts must not exist yet (see [`TableWork::inserts`]).
+    pub fn set_exact(&mut self, exact: bool) {
+        self.exact = exact;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn push(&mut self, plan: &Arc<TablePlan>, change: RowChange) {
+        self.rows += 1;
+        let size = |r: &Row| r.iter().map(|v| v.wire_size() as u64).sum::<u64>();
+        self.bytes += match &change {
+            RowChange::Insert(r) | RowChange::Delete(r) => size(r),
+            RowChange::Update { before, after } => size(before) + size(after),
+        };
+        let name = plan.def().name.to_string();
+        let at = *self.index.entry(name).or_insert_with(|| {
+            self.tables.push(TableState {
+                plan: plan.clone(),
+                keys: HashMap::new(),
+                states: Vec::new(),
+                ordered: Vec::new(),
+            });
+            self.tables.len() - 1
+        });
+        let t = &mut self.tables[at];
+        // A DDL may have replaced the plan since this table was first seen in the batch;
+        // the caller flushes around DDL, so the plan is the same here.
+        let Some(key) = t.plan.def().key.clone() else {
+            t.ordered.push(change);
+            return;
+        };
+        let key_of = |row: &Row| -> Vec<Value> { key.iter().map(|&i| row[i].clone()).collect() };
+        let mut set = |key: Vec<Value>, row: Option<Row>, insert: bool| {
+            let id = key_bytes(&key);
+            match t.keys.get(&id) {
+                Some(&i) => t.states[i].1.row = row,
+                None => {
+                    t.keys.insert(id, t.states.len());
+                    t.states.push((
+                        key,
+                        KeyState {
+                            row,
+                            inserted: insert,
+                        },
+                    ));
+                }
+            }
+        };
+        match change {
+            RowChange::Insert(row) => set(key_of(&row), Some(row), true),
+            RowChange::Delete(row) => set(key_of(&row), None, false),
+            RowChange::Update { before, after } => {
+                let (old, new) = (key_of(&before), key_of(&after));
+                if key_bytes(&old) != key_bytes(&new) {
+                    set(old, None, false);
+                }
+                set(new, Some(after), false);
+            }
+        }
+    }
+
+    /// The batch split into one share per connection (by key hash).
+    pub fn take(&mut self) -> Vec<Work> {
+        let mut shares: Vec<Work> = (0..self.workers).map(|_| Vec::new()).collect();
+        for t in self.tables.drain(..) {
+            let mut per: Vec<TableWork> = (0..self.workers).map(|_| TableWork::default()).collect();
+            for (key, state) in t.states {
+                let w = worker_of(&key, self.workers);
+                match state.row {
+                    Some(row) => {
+                        let copied: Row = t.plan.copied.iter().map(|&i| row[i].clone()).collect();
+                        if self.exact && state.inserted {
+                            per[w].inserts.push(copied);
+                        } else {
+                            per[w].upserts.push(copied);
+                        }
+                    }
+                    None => per[w].deletes.push(key),
+                }
+            }
+            per[0].ordered = t.ordered;
+            for (w, work) in per.into_iter().enumerate() {
+                if !work.is_empty() {
+                    shares[w].push((t.plan.clone(), work));
+                }
+            }
+        }
+        self.index.clear();
+        self.rows = 0;
+        self.bytes = 0;
+        shares
+    }
+}
+
+fn key_bytes(key: &[Value]) -> Vec<u8> {
+    let mut s = String::new();
+    for v in key {
+        push_literal(&mut s, v);
+        s.push('\u{1}');
+    }
+    s.into_bytes()
+}
+
+fn worker_of(key: &[Value], workers: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key_bytes(key).hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+/// Writes one share in one transaction. Returns the rows written.
+pub fn apply(
+    dst: &mut mysql::Conn,
+    work: &Work,
+    batch_bytes: usize,
+) -> Result<u64, (mysql::Error, String)> {
+    let run = |dst: &mut mysql::Conn, sql: String| -> Result<(), (mysql::Error, String)> {
+        dst.query_drop(&sql).map_err(|e| (e, sql))
+    };
+    run(dst, "START TRANSACTION".into())?;
+    let mut rows = 0u64;
+    for (plan, w) in work {
+        for chunk in w.deletes.chunks(500) {
+            run(dst, delete_keys(plan, chunk))?;
+        }
+        for (mode, list) in [
+            (InsertMode::Insert, &w.inserts),
+            (InsertMode::Replace, &w.upserts),
+        ] {
+            let mut b = InsertBuilder::new(plan, mode, 1_000, batch_bytes);
+            for row in list {
+                if b.push(row) {
+                    run(dst, b.take().0)?;
+                }
+            }
+            if !b.is_empty() {
+                run(dst, b.take().0)?;
+            }
+        }
+        for change in &w.ordered {
+            for sql in keyless_statements(plan, change) {
+                run(dst, sql)?;
+            }
+        }
+        rows += w.rows() as u64;
+    }
+    run(dst, "COMMIT".into())?;
+    Ok(rows)
+}
+
+/// `DELETE FROM t WHERE k IN (…)` or `WHERE (k1, k2) IN ((…), …)`.
+fn delete_keys(plan: &TablePlan, keys: &[Row]) -> String {
+    let def = plan.def();
+    let key_cols: Vec<&str> = def
+        .key
+        .iter()
+        .flatten()
+        .map(|&i| plan.columns[&def.columns[i].name].as_str())
+        .collect();
+    let mut sql = format!("DELETE FROM {} WHERE ", plan.target.quoted());
+    let multi = key_cols.len() > 1;
+    if multi {
+        sql.push('(');
+    }
+    for (i, c) in key_cols.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        push_ident(&mut sql, c);
+    }
+    if multi {
+        sql.push(')');
+    }
+    sql.push_str(" IN (");
+    for (n, key) in keys.iter().enumerate() {
+        if n > 0 {
+            sql.push(',');
+        }
+        if multi {
+            sql.push('(');
+        }
+        for (i, v) in key.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            push_literal(&mut sql, v);
+        }
+        if multi {
+            sql.push(')');
+        }
+    }
+    sql.push(')');
+    sql
+}
+
+/// Statements for one change of a keyless table: rows are matched on every copied
+/// column (NULL-safe), one row at a time.
+fn keyless_statements(plan: &TablePlan, change: &RowChange) -> Vec<String> {
+    let target = plan.target.quoted();
+    let cols = plan.target_columns();
+    let project = |row: &Row| -> Row { plan.copied.iter().map(|&i| row[i].clone()).collect() };
+    let matching = |row: &Row| {
+        let mut w = String::new();
+        for (i, (c, v)) in cols.iter().zip(project(row)).enumerate() {
+            if i > 0 {
+                w.push_str(" AND ");
+            }
+            push_ident(&mut w, c);
+            w.push_str(" <=> ");
+            push_literal(&mut w, &v);
+        }
+        w
+    };
+    let insert = |row: &Row| {
+        let mut b = InsertBuilder::new(plan, InsertMode::Insert, 1, usize::MAX);
+        b.push(&project(row));
+        b.take().0
+    };
+    match change {
+        RowChange::Insert(row) => vec![insert(row)],
+        RowChange::Delete(row) => vec![format!(
+            "DELETE FROM {target} WHERE {} LIMIT 1",
+            matching(row)
+        )],
+        RowChange::Update { before, after } => {
+            let mut set = String::new();
+            for (i, (c, v)) in cols.iter().zip(project(after)).enumerate() {
+                if i > 0 {
+                    set.push_str(", ");
+                }
+                push_ident(&mut set, c);
+                set.push_str(" = ");
+                push_literal(&mut set, &v);
+            }
+            vec![format!(
+                "UPDATE {target} SET {set} WHERE {} LIMIT 1",
+                matching(before)
+            )]
+        }
+    }
+}

@@ -1,0 +1,783 @@
+//! The incremental phase: binlog changes applied to the destination until the task is
+//! stopped.
+//!
+//! ```text
+//! stream thread ──Txn──▶ coordinator ──shares──▶ apply workers (one connection each)
+//!   (source::binlog::stream)   │ tracker, coalescing       (sink::mysql::apply)
+//!                              └─ DDL: barrier, applied alone, tracker refreshed
+//! ```
+//!
+//! The coordinator gathers whole transactions into a batch, reduces it to its net
+//! effect per key, lets the workers write their shares in parallel and, once every
+//! share is committed, records the batch's end position as the checkpoint. A restart
+//! reads again from the checkpoint.
+//!
+//! Until the stream has passed the *safe point* it applies idempotently: inserts and
+//! updates as REPLACE of the after-image, deletes by key. The safe point is where the
+//! full copy finished (the copy read rows at moments between the start position and
+//! then), or the end of the batch that was being written when the task was last
+//! interrupted. After it, rows a batch inserts are written with INSERT, so a key that
+//! already exists on the destination stops the task instead of being overwritten.
+//!
+//! The schema tracker is the table definitions the rows are decoded with. It starts as
+//! the definitions read when the task started (or those saved with the last
+//! checkpoint), and follows the binlog's DDL: after a DDL statement is applied to the
+//! destination, the tables it touched are read back from the destination and saved with
+//! the checkpoint, so a restart decodes with the definitions at its position, never with
+//! the source's current ones.
+
+use crate::config::Task;
+use crate::connect::{connect, reconnect, transient, Side, Transient};
+use crate::sink::mysql::apply::{self, Coalescer, RowChange, Work};
+use crate::source::binlog::stream::{self, Ddl, Item, Txn};
+use crate::source::binlog::value::conform;
+use crate::source::binlog::RowsKind;
+use crate::source::catalog;
+use crate::state::Store;
+use crate::task::throttle::Throttle;
+use crate::transform::ddl::{Kind, NameRef, Statement};
+use crate::transform::mapping::{self, Plan, TablePlan};
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use mysql::prelude::Queryable;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidemark_core::{Position, Row, TableDef, TableName, Value};
+
+/// State-store keys.
+pub const START: &str = "incremental.start";
+pub const SAFE_UNTIL: &str = "incremental.safe_until";
+pub const CHECKPOINT: &str = "incremental.checkpoint";
+const INFLIGHT: &str = "incremental.inflight";
+const TABLES: &str = "incremental.tables";
+pub const APPLIED: &str = "incremental.applied";
+
+/// How the phase ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Stop once every change the source had logged is applied (for tests and cut-over
+    /// scripts); otherwise run until `stop` is set.
+    pub stop_when_caught_up: bool,
+}
+
+/// What `status` shows about the stream.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    pub position: Position,
+    /// Source commit time of the last applied transaction (seconds since the epoch).
+    pub source_time: u32,
+    /// Seconds between the source commit and its application, at the last batch.
+    pub latency_seconds: f64,
+    pub rows_applied: u64,
+    pub transactions: u64,
+}
+
+pub fn save_position(store: &Store, key: &str, p: &Position) -> Result<()> {
+    store.set(key, &serde_json::to_string(p)?)
+}
+
+pub fn load_position(store: &Store, key: &str) -> Result<Option<Position>> {
+    match store.get(key)? {
+        Some(s) if !s.is_empty() => Ok(Some(
+            serde_json::from_str(&s).with_context(|| format!("state store: bad {key}"))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+fn after(a: &Position, b: &Position) -> bool {
+    (a.file.as_str(), a.offset) >= (b.file.as_str(), b.offset)
+}
+
+/// Runs the incremental phase from the last checkpoint (or `start`).
+pub fn run(
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+    stop: &AtomicBool,
+    opts: Options,
+) -> Result<()> {
+    let start = match load_position(store, CHECKPOINT)? {
+        Some(p) => p,
+        None => load_position(store, START)?.ok_or_else(|| {
+            anyhow!("internal: no start position recorded for the incremental phase")
+        })?,
+    };
+    // A batch that was being written when the task stopped may be partly applied.
+    let mut safe_until = load_position(store, SAFE_UNTIL)?;
+    if let Some(inflight) = load_position(store, INFLIGHT)? {
+        if safe_until.as_ref().is_none_or(|s| after(&inflight, s)) {
+            safe_until = Some(inflight);
+        }
+    }
+    let mut tracker = Tracker::new(task, plan, store)?;
+    // Saved from the first run on, so a restart decodes with the definitions at its
+    // checkpoint rather than with whatever the source has by then.
+    if store.get(TABLES)?.is_none() {
+        tracker.changed = true;
+        tracker.save(store)?;
+    }
+    tracing::info!(
+        "incremental: reading the binlog from {start}{}",
+        safe_until
+            .as_ref()
+            .map(|s| format!(", idempotent until {s}"))
+            .unwrap_or_default()
+    );
+
+    let (tx, rx) = bounded::<Item>(256);
+    let reader_stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            stream::read(
+                &task.source,
+                start.clone(),
+                task.server_id,
+                task.advanced.connection_window(),
+                &reader_stop,
+                tx,
+            )
+        });
+        let mut applier = Applier::new(task, store, start.clone(), safe_until)?;
+        let result = coordinate(task, &mut tracker, &mut applier, &rx, stop, opts);
+        reader_stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        let read = reader
+            .join()
+            .map_err(|_| anyhow!("the binlog reader panicked"))?;
+        applier.shutdown();
+        // The reader's error explains a closed channel better than the coordinator's.
+        match (result, read) {
+            (Err(_), Err(r)) => Err(r),
+            (r, _) => r,
+        }
+    })
+}
+
+fn coordinate(
+    task: &Task,
+    tracker: &mut Tracker,
+    applier: &mut Applier,
+    rx: &Receiver<Item>,
+    stop: &AtomicBool,
+    opts: Options,
+) -> Result<()> {
+    let batch_rows = task.incremental.batch_rows;
+    let mut src = connect(&task.source, Side::Source)?;
+    let mut last_caught_up_check = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            applier.flush(tracker)?;
+            tracing::info!("incremental: stopped at {}", applier.checkpoint);
+            return Ok(());
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Item::Txn(txn)) => {
+                if let Some(ddl) = &txn.ddl {
+                    applier.flush(tracker)?;
+                    tracker.apply_ddl(task, applier, ddl)?;
+                    applier.advance(&txn, 0);
+                    applier.flush(tracker)?;
+                    continue;
+                }
+                let rows = tracker.changes(&txn, &mut applier.batch)?;
+                applier.advance(&txn, rows);
+                if applier.batch.rows >= batch_rows || rx.is_empty() {
+                    applier.flush(tracker)?;
+                }
+            }
+            Ok(Item::Idle { position }) => {
+                applier.flush(tracker)?;
+                if opts.stop_when_caught_up && caught_up(&mut src, &position)? {
+                    tracing::info!("incremental: caught up at {position}");
+                    return Ok(());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                applier.flush(tracker)?;
+                if opts.stop_when_caught_up
+                    && last_caught_up_check.elapsed() > Duration::from_millis(500)
+                {
+                    last_caught_up_check = Instant::now();
+                    if caught_up(&mut src, &applier.checkpoint)? {
+                        tracing::info!("incremental: caught up at {}", applier.checkpoint);
+                        return Ok(());
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                applier.flush(tracker)?;
+                bail!("the binlog reader stopped");
+            }
+        }
+    }
+}
+
+fn caught_up(src: &mut mysql::Conn, at: &Position) -> Result<bool> {
+    let now = crate::source::binlog::client::current_position(src)?;
+    Ok(after(at, &now))
+}
+
+/// The table definitions rows are decoded with, by source name.
+struct Tracker {
+    tables: HashMap<(String, String), Arc<TablePlan>>,
+    /// Source databases selected whole: target database name.
+    whole: HashMap<String, String>,
+    dest_lower: bool,
+    name_case: crate::config::NameCase,
+    changed: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedTable {
+    source: TableName,
+    target: TableName,
+    def: TableDef,
+}
+
+impl Tracker {
+    fn new(task: &Task, plan: &Plan, store: &Store) -> Result<Tracker> {
+        let mut tables: HashMap<(String, String), Arc<TablePlan>> = plan
+            .tables
+            .iter()
+            .map(|t| {
+                let n = &t.def().name;
+                ((n.database.clone(), n.table.clone()), Arc::new(t.clone()))
+            })
+            .collect();
+        let whole = plan
+            .databases
+            .iter()
+            .filter(|d| d.whole)
+            .map(|d| (d.source.name.clone(), d.target.clone()))
+            .collect();
+        if let Some(saved) = store.get(TABLES)?.filter(|s| !s.is_empty()) {
+            let saved: Vec<SavedTable> =
+                serde_json::from_str(&saved).context("state store: bad tracked schema")?;
+            // The saved definitions are the tables as of the checkpoint: the binlog may
+            // have created, changed or dropped tables since the task started.
+            let planned = std::mem::take(&mut tables);
+            for s in saved {
+                let key = (s.source.database.clone(), s.source.table.clone());
+                let info = catalog::TableInfo {
+                    def: TableDef {
+                        name: s.source.clone(),
+                        ..s.def
+                    },
+                    rows: 0,
+                    bytes: 0,
+                    indexes: Default::default(),
+                };
+                let plan = match planned.get(&key) {
+                    Some(old) if !old.whole_database => {
+                        let mut p = (**old).clone();
+                        p.source = info;
+                        p
+                    }
+                    _ => mapping::whole_table(info, s.target),
+                };
+                tables.insert(key, Arc::new(plan));
+            }
+        }
+        Ok(Tracker {
+            tables,
+            whole,
+            dest_lower: plan.dest_lower,
+            name_case: task.migration.name_case,
+            changed: false,
+        })
+    }
+
+    fn save(&mut self, store: &Store) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        let saved: Vec<SavedTable> = self
+            .tables
+            .values()
+            .map(|t| SavedTable {
+                source: t.def().name.clone(),
+                target: t.target.clone(),
+                def: t.def().clone(),
+            })
+            .collect();
+        store.set(TABLES, &serde_json::to_string(&saved)?)?;
+        self.changed = false;
+        Ok(())
+    }
+
+    /// Adds the row changes of selected tables to the batch; returns how many.
+    fn changes(&self, txn: &Txn, batch: &mut Coalescer) -> Result<usize> {
+        let mut n = 0;
+        for block in &txn.rows {
+            let key = (block.table.database.clone(), block.table.table.clone());
+            let Some(plan) = self.tables.get(&key) else {
+                continue;
+            };
+            let def = plan.def();
+            if block.table.types.len() != def.columns.len() {
+                bail!(
+                    "a binlog row of {} has {} columns but the tracked definition has {} (at {}): the table changed in a way the binlog did not show; rerun the task with full migration",
+                    def.name,
+                    block.table.types.len(),
+                    def.columns.len(),
+                    txn.end
+                );
+            }
+            let row = |image: &Option<Vec<Option<Value>>>| -> Result<Row> {
+                let image = image
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("a rows event of {} lacks a row image", def.name))?;
+                image
+                    .iter()
+                    .zip(&block.table.types)
+                    .zip(&def.columns)
+                    .map(|((v, ty), col)| {
+                        v.clone().map(|v| conform(v, *ty, col)).ok_or_else(|| {
+                            anyhow!(
+                                "a binlog row of {} lacks column {}: set binlog_row_image = FULL on the source",
+                                def.name,
+                                col.name
+                            )
+                        })
+                    })
+                    .collect()
+            };
+            for r in &block.rows {
+                let change = match block.kind {
+                    RowsKind::Insert => RowChange::Insert(row(&r.after)?),
+                    RowsKind::Delete => RowChange::Delete(row(&r.before)?),
+                    RowsKind::Update => RowChange::Update {
+                        before: row(&r.before)?,
+                        after: row(&r.after)?,
+                    },
+                };
+                batch.push(plan, change);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Where a name in a DDL statement goes on the destination, and whether the task
+    /// follows it.
+    fn target(&self, n: &NameRef, default_db: &str) -> (String, String, bool) {
+        let db = n.database.clone().unwrap_or_else(|| default_db.to_string());
+        if let Some(t) = self.tables.get(&(db.clone(), n.name.clone())) {
+            return (t.target.database.clone(), t.target.table.clone(), true);
+        }
+        if let Some(target_db) = self.whole.get(&db) {
+            let table = mapping::apply_case(self.name_case, self.dest_lower, &n.name);
+            return (target_db.clone(), table, true);
+        }
+        (db, n.name.clone(), false)
+    }
+
+    fn apply_ddl(&mut self, task: &Task, applier: &mut Applier, ddl: &Ddl) -> Result<()> {
+        let st = Statement::parse(&ddl.statement);
+        let head: String = ddl.statement.chars().take(120).collect();
+        let (sql, use_db, refresh) = match st.kind {
+            Kind::CreateDatabase | Kind::DropDatabase | Kind::AlterDatabase => {
+                let Some(db) = st.database.clone() else {
+                    return Ok(());
+                };
+                let Some(target) = self.whole.get(&db).cloned() else {
+                    tracing::debug!("incremental: skipping DDL on an unselected database: {head}");
+                    return Ok(());
+                };
+                if st.kind == Kind::DropDatabase {
+                    self.tables.retain(|(d, _), _| *d != db);
+                    self.changed = true;
+                }
+                (
+                    st.rewrite(&|_| unreachable_name(), &|_| target.clone()),
+                    None,
+                    Vec::new(),
+                )
+            }
+            Kind::Other => {
+                if self.whole.contains_key(&ddl.database) {
+                    tracing::warn!(
+                        "incremental: not replicated (views, triggers, routines and other statements are not followed yet; apply it to the destination by hand): {head}"
+                    );
+                }
+                return Ok(());
+            }
+            _ => {
+                let followed: Vec<bool> = st
+                    .tables
+                    .iter()
+                    .map(|n| self.target(n, &ddl.database).2)
+                    .collect();
+                if !followed.iter().any(|f| *f) {
+                    tracing::debug!("incremental: skipping DDL on unselected tables: {head}");
+                    return Ok(());
+                }
+                for n in &st.tables {
+                    let db = n.database.clone().unwrap_or_else(|| ddl.database.clone());
+                    if let Some(t) = self.tables.get(&(db, n.name.clone())) {
+                        if !t.whole_database
+                            && (t.copied.len() != t.def().columns.len()
+                                || t.columns.iter().any(|(a, b)| a != b))
+                        {
+                            bail!(
+                                "a DDL statement changes {}, which is migrated with a column subset or column renames; Tidemark cannot rewrite it: apply the change to the destination by hand, then restart the task with full migration of that table ({head})",
+                                t.def().name
+                            );
+                        }
+                    }
+                }
+                let default_target = self.whole.get(&ddl.database).cloned().or_else(|| {
+                    self.tables
+                        .values()
+                        .find(|t| t.def().name.database == ddl.database)
+                        .map(|t| t.target.database.clone())
+                });
+                let sql = st.rewrite(
+                    &|n| {
+                        let (d, t, _) = self.target(n, &ddl.database);
+                        (d, t)
+                    },
+                    &|d| d.to_string(),
+                );
+                (sql, default_target, st.tables.clone())
+            }
+        };
+        applier.ddl(task, use_db.as_deref(), &sql)?;
+        tracing::info!("incremental: applied DDL: {head}");
+        // Follow the tables the statement touched.
+        let mut touched: Vec<(NameRef, bool)> = refresh.into_iter().map(|n| (n, true)).collect();
+        match st.kind {
+            Kind::DropTable => touched.iter_mut().for_each(|t| t.1 = false),
+            Kind::RenameTable => {
+                // from, to, from, to: the old names are gone.
+                for (i, t) in touched.iter_mut().enumerate() {
+                    t.1 = i % 2 == 1;
+                }
+            }
+            Kind::CreateTable | Kind::AlterTable => {
+                // Only the first name is the table being created or altered.
+                touched.truncate(1);
+            }
+            _ => {}
+        }
+        for (n, exists) in touched {
+            let db = n.database.clone().unwrap_or_else(|| ddl.database.clone());
+            let key = (db.clone(), n.name.clone());
+            let (tdb, ttable, followed) = self.target(&n, &ddl.database);
+            self.changed = true;
+            if !exists || !followed {
+                self.tables.remove(&key);
+                continue;
+            }
+            let info = applier.read_table(&tdb, &ttable)?;
+            let Some(mut info) = info else {
+                self.tables.remove(&key);
+                continue;
+            };
+            info.def.name = TableName::new(&db, &n.name);
+            let target = TableName::new(tdb, ttable);
+            let plan = match self.tables.get(&key) {
+                Some(old) if !old.whole_database => {
+                    let mut p = (**old).clone();
+                    p.columns = info
+                        .def
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.name.clone()))
+                        .collect();
+                    p.copied = (0..info.def.columns.len())
+                        .filter(|&i| !info.def.columns[i].generated)
+                        .collect();
+                    p.source = info;
+                    p.target = target;
+                    p
+                }
+                _ => mapping::whole_table(info, target),
+            };
+            self.tables.insert(key, Arc::new(plan));
+        }
+        Ok(())
+    }
+}
+
+fn unreachable_name() -> (String, String) {
+    (String::new(), String::new())
+}
+
+/// The apply workers and the batch being gathered.
+struct Applier<'a> {
+    store: &'a Store,
+    batch: Coalescer,
+    workers: Vec<Worker>,
+    ddl_conn: mysql::Conn,
+    throttle: Throttle,
+    /// Position after the last applied transaction.
+    checkpoint: Position,
+    /// End of the batch being gathered.
+    batch_end: Option<Position>,
+    safe_until: Option<Position>,
+    stats: Applied,
+}
+
+struct Worker {
+    jobs: Option<Sender<Arc<Work>>>,
+    done: Receiver<Result<u64>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<'a> Applier<'a> {
+    fn new(
+        task: &'a Task,
+        store: &'a Store,
+        checkpoint: Position,
+        safe_until: Option<Position>,
+    ) -> Result<Applier<'a>> {
+        let mut workers = Vec::new();
+        for _ in 0..task.incremental.threads {
+            let (jobs_tx, jobs_rx) = bounded::<Arc<Work>>(1);
+            let (done_tx, done_rx) = bounded::<Result<u64>>(1);
+            let mut dst = apply_connection(task)?;
+            let task = task.clone();
+            let handle = std::thread::spawn(move || {
+                for work in jobs_rx.iter() {
+                    let r = apply_with_retry(&task, &mut dst, &work);
+                    if done_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            });
+            workers.push(Worker {
+                jobs: Some(jobs_tx),
+                done: done_rx,
+                handle: Some(handle),
+            });
+        }
+        let stats = match store.get(APPLIED)? {
+            Some(s) if !s.is_empty() => serde_json::from_str(&s).unwrap_or(Applied {
+                position: checkpoint.clone(),
+                source_time: 0,
+                latency_seconds: 0.0,
+                rows_applied: 0,
+                transactions: 0,
+            }),
+            _ => Applied {
+                position: checkpoint.clone(),
+                source_time: 0,
+                latency_seconds: 0.0,
+                rows_applied: 0,
+                transactions: 0,
+            },
+        };
+        Ok(Applier {
+            store,
+            batch: Coalescer::new(task.incremental.threads, false),
+            workers,
+            ddl_conn: apply_connection(task)?,
+            throttle: Throttle::new(
+                task.incremental.rows_per_second,
+                task.incremental.mb_per_second,
+                0,
+            ),
+            checkpoint,
+            batch_end: None,
+            safe_until,
+            stats,
+        })
+    }
+
+    /// Records that `txn` (with `rows` row changes in the batch) belongs to the batch.
+    fn advance(&mut self, txn: &Txn, rows: usize) {
+        self.batch_end = Some(txn.end.clone());
+        self.stats.source_time = txn.timestamp;
+        self.stats.transactions += 1;
+        self.stats.rows_applied += rows as u64;
+    }
+
+    /// Applies the gathered batch and records its end as the checkpoint.
+    fn flush(&mut self, tracker: &mut Tracker) -> Result<()> {
+        let Some(end) = self.batch_end.take() else {
+            return Ok(());
+        };
+        if !self.batch.is_empty() {
+            let exact = self
+                .safe_until
+                .as_ref()
+                .is_none_or(|s| after(&self.checkpoint, s));
+            self.batch.set_exact(exact);
+            let (rows, bytes) = (self.batch.rows as u64, self.batch.bytes);
+            save_position(self.store, INFLIGHT, &end)?;
+            let shares = self.batch.take();
+            let mut sent = Vec::new();
+            for (w, share) in shares.into_iter().enumerate() {
+                if share.is_empty() {
+                    continue;
+                }
+                let jobs = self.workers[w]
+                    .jobs
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("internal: apply worker gone"))?;
+                jobs.send(Arc::new(share))
+                    .map_err(|_| anyhow!("an apply worker stopped"))?;
+                sent.push(w);
+            }
+            let mut first_error = None;
+            for w in sent {
+                let r = self.workers[w]
+                    .done
+                    .recv()
+                    .map_err(|_| anyhow!("an apply worker stopped"))
+                    .and_then(|r| r);
+                if let Err(e) = r {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            self.throttle.rows(rows, bytes);
+        }
+        tracker.save(self.store)?;
+        save_position(self.store, CHECKPOINT, &end)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.stats.position = end.clone();
+        if self.stats.source_time > 0 {
+            self.stats.latency_seconds = (now - self.stats.source_time as f64).max(0.0);
+        }
+        self.store
+            .set(APPLIED, &serde_json::to_string(&self.stats)?)?;
+        self.checkpoint = end;
+        Ok(())
+    }
+
+    fn ddl(&mut self, task: &Task, use_db: Option<&str>, sql: &str) -> Result<()> {
+        let safe = self
+            .safe_until
+            .as_ref()
+            .is_some_and(|s| !after(&self.checkpoint, s));
+        if let Some(db) = use_db {
+            // The database may not exist yet (it could be created later in the stream).
+            let _ = self
+                .ddl_conn
+                .query_drop(format!("USE {}", tidemark_core::sql::quote_ident(db)));
+        }
+        let started = Instant::now();
+        loop {
+            match self.ddl_conn.query_drop(sql) {
+                Ok(()) => return Ok(()),
+                // Replayed DDL that already took effect (the copy or an earlier attempt
+                // saw it): table exists, duplicate column or key, unknown column or key,
+                // unknown table.
+                Err(mysql::Error::MySqlError(m))
+                    if safe
+                        && [1050, 1060, 1061, 1091, 1051, 1146, 1054, 1826, 1007, 1008]
+                            .contains(&m.code) =>
+                {
+                    tracing::warn!(
+                        "incremental: DDL already applied, skipped ({}): {sql}",
+                        m.message
+                    );
+                    return Ok(());
+                }
+                Err(e) => match transient(&e) {
+                    Some(kind) if started.elapsed() < window(task, kind) => {
+                        tracing::warn!("incremental: DDL failed ({e}), retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                        if kind == Transient::Connection {
+                            self.ddl_conn =
+                                apply_connection_until(task, started + window(task, kind))?;
+                            if let Some(db) = use_db {
+                                let _ = self.ddl_conn.query_drop(format!(
+                                    "USE {}",
+                                    tidemark_core::sql::quote_ident(db)
+                                ));
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(anyhow!("the destination rejected a DDL statement: {e}")
+                            .context(format!("while applying: {sql}")))
+                    }
+                },
+            }
+        }
+    }
+
+    fn read_table(&mut self, db: &str, table: &str) -> Result<Option<catalog::TableInfo>> {
+        let info = catalog::read_database(&mut self.ddl_conn, db)?;
+        Ok(info.and_then(|d| d.tables.into_iter().find(|t| t.def.name.table == table)))
+    }
+
+    fn shutdown(&mut self) {
+        for w in &mut self.workers {
+            w.jobs.take();
+        }
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn window(task: &Task, kind: Transient) -> Duration {
+    match kind {
+        Transient::Connection => task.advanced.connection_window(),
+        Transient::Other => task.advanced.other_window(),
+    }
+}
+
+/// A destination connection for applying changes: foreign key checks off (the source
+/// already checked them, and the order of rows across tables in a batch is not the
+/// source's), unique checks on.
+fn apply_connection(task: &Task) -> Result<mysql::Conn> {
+    let mut c = connect(&task.destination, Side::Destination)?;
+    c.query_drop("SET unique_checks = 1, @tidemark_apply = 1")?;
+    Ok(c)
+}
+
+fn apply_connection_until(task: &Task, deadline: Instant) -> Result<mysql::Conn> {
+    let mut c = reconnect(&task.destination, Side::Destination, deadline)?;
+    c.query_drop("SET unique_checks = 1, @tidemark_apply = 1")?;
+    Ok(c)
+}
+
+/// Applies one share, retrying it whole after a deadlock or a lost connection.
+fn apply_with_retry(task: &Task, dst: &mut mysql::Conn, work: &Work) -> Result<u64> {
+    let started = Instant::now();
+    loop {
+        match apply::apply(dst, work, task.full.batch_bytes) {
+            Ok(n) => return Ok(n),
+            Err((e, sql)) => {
+                let head: String = sql.chars().take(200).collect();
+                match transient(&e) {
+                    Some(kind) if started.elapsed() < window(task, kind) => {
+                        tracing::warn!("incremental: a batch failed ({e}), retrying");
+                        if kind == Transient::Connection {
+                            *dst = apply_connection_until(task, started + window(task, kind))?;
+                        } else {
+                            let _ = dst.query_drop("ROLLBACK");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                    _ => {
+                        let _ = dst.query_drop("ROLLBACK");
+                        let hint = match &e {
+                            mysql::Error::MySqlError(m) if m.code == 1062 => {
+                                ": the destination already has a row the source inserted, so it differs from the source; run `tidemark verify`, or restart the task with full migration"
+                            }
+                            _ => "",
+                        };
+                        return Err(anyhow!("the destination rejected a change: {e}{hint}")
+                            .context(format!("while applying: {head}…")));
+                    }
+                }
+            }
+        }
+    }
+}
