@@ -28,8 +28,26 @@ fn stop(child: Child) -> String {
     }
     let out = child.wait_with_output().expect("wait for tidemark");
     let log = text(&out);
-    assert!(out.status.success(), "tidemark did not stop cleanly:\n{log}");
+    assert!(
+        out.status.success(),
+        "tidemark did not stop cleanly:\n{log}"
+    );
     log
+}
+
+/// Waits until the task is applying binlog changes.
+fn wait_incremental(t: &TaskDir) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let out = t.tidemark(&["status", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if v["status"] == "incremental" {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the task never reached the incremental phase");
 }
 
 /// Waits until every listed table has the same checksum on both sides.
@@ -38,10 +56,10 @@ fn wait_equal(pairs: &[(&str, &str, &str, &str)], limit: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < limit {
         let (mut s, mut d) = (e.src(), e.dst());
-        if pairs
-            .iter()
-            .all(|(sd, st, dd, dt)| checksum(&mut s, sd, st).is_some() && checksum(&mut s, sd, st) == checksum(&mut d, dd, dt))
-        {
+        if pairs.iter().all(|(sd, st, dd, dt)| {
+            checksum(&mut s, sd, st).is_some()
+                && checksum(&mut s, sd, st) == checksum(&mut d, dd, dt)
+        }) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -81,8 +99,10 @@ fn write_load(db: &str, ops: usize, seed: u64) {
         }
         c.query_drop("COMMIT").unwrap();
         if rng.gen_range(0..20) == 0 {
-            c.query_drop("INSERT INTO events (what) VALUES ('tick')").unwrap();
-            c.query_drop("DELETE FROM events WHERE what = 'tick' LIMIT 1").unwrap();
+            c.query_drop("INSERT INTO events (what) VALUES ('tick')")
+                .unwrap();
+            c.query_drop("DELETE FROM events WHERE what = 'tick' LIMIT 1")
+                .unwrap();
         }
     }
 }
@@ -167,6 +187,7 @@ fn ddl_is_replicated_in_order() {
          [[objects]]\ndatabase = \"{db}\"\nrename = \"inc_ddl_copy\"\n"
     ));
     let child = spawn(&t, &[]);
+    wait_incremental(&t);
     env().src_sql(&format!(
         "USE {db};
          INSERT INTO t VALUES (3, 'three');
@@ -221,14 +242,18 @@ fn destination_triggers_do_not_fire_twice() {
          [[objects]]\ndatabase = \"{db}\"\n"
     ));
     let child = spawn(&t, &[]);
-    env().src_sql(&format!("USE {db}; INSERT INTO t VALUES (2, 2), (3, 3); UPDATE t SET v = 9 WHERE id = 1;"));
+    wait_incremental(&t);
+    env().src_sql(&format!(
+        "USE {db}; INSERT INTO t VALUES (2, 2), (3, 3); UPDATE t SET v = 9 WHERE id = 1;"
+    ));
     let tables = [(db, "t", db, "t"), (db, "audit", db, "audit")];
     let equal = wait_equal(&tables, Duration::from_secs(60));
     let log = stop(child);
     assert!(equal, "audit rows doubled or missing:\n{log}");
     // The trigger still works for the destination's own writers after cut-over.
     let mut d = env().dst();
-    d.query_drop(format!("INSERT INTO {db}.t VALUES (100, 1)")).unwrap();
+    d.query_drop(format!("INSERT INTO {db}.t VALUES (100, 1)"))
+        .unwrap();
     let n: Option<u64> = d
         .query_first(format!("SELECT COUNT(*) FROM {db}.audit WHERE t_id = 100"))
         .unwrap();

@@ -479,6 +479,8 @@ impl Tracker {
             };
             info.def.name = TableName::new(&db, &n.name);
             let target = TableName::new(tdb, ttable);
+            // The table is now the task's, like those its schema phase created.
+            applier.store.mark_created("table", &target.to_string())?;
             let plan = match self.tables.get(&key) {
                 Some(old) if !old.whole_database => {
                     let mut p = (**old).clone();

@@ -119,14 +119,21 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         tracing::info!("incremental: changes will be read from {start}");
         incremental::save_position(store, incremental::START, &start)?;
     }
-    if task.has(Phase::Schema) {
+    // A finished phase is not run again: once the binlog is being applied, the
+    // destination's tables follow the source's DDL, not the task's start.
+    let done = |phase: &str| -> Result<bool> {
+        Ok(store.get(&format!("phase.{phase}"))?.as_deref() == Some("done"))
+    };
+    let finish = |phase: &str| store.set(&format!("phase.{phase}"), "done");
+    if task.has(Phase::Schema) && !done("schema")? {
         store.set_status(TaskStatus::Schema)?;
         for note in schema::migrate(task, &plan, store)? {
             tracing::warn!("{note}");
         }
         tracing::info!("schema: done");
+        finish("schema")?;
     }
-    if task.has(Phase::Full) {
+    if task.has(Phase::Full) && !done("full")? {
         store.set_status(TaskStatus::Full)?;
         let progress = Progress::start(full::estimate(&plan), opts.bars);
         let copied = full::copy(task, &plan, store, &progress);
@@ -137,6 +144,7 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
             progress.line(),
             progress.elapsed().as_secs_f64()
         );
+        finish("full")?;
     }
     if task.has(Phase::Full)
         && task.has(Phase::Incremental)
@@ -146,12 +154,12 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         let mut src = connect_raw(&task.source, Side::Source)?;
         incremental::save_position(store, incremental::SAFE_UNTIL, &current_position(&mut src)?)?;
     }
-    if task.has(Phase::Schema) && store.get("post_load")?.as_deref() != Some("done") {
+    if task.has(Phase::Schema) && !done("post_load")? {
         store.set_status(TaskStatus::PostLoad)?;
         for note in schema::post_load(task, &plan, store)? {
             tracing::warn!("{note}");
         }
-        store.set("post_load", "done")?;
+        finish("post_load")?;
     }
     if task.has(Phase::Incremental) {
         store.set_status(TaskStatus::Incremental)?;

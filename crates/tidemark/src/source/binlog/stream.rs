@@ -186,12 +186,8 @@ fn read_from(
                 })
                 .map_err(|_| closed())?;
             }
-            Body::Rotate { .. } if txn.is_none() => {
-                // Between transactions a rotation moves the resume point to the new file.
-                if pos.offset >= 4 {
-                    *resume = pos;
-                }
-            }
+            // Between transactions a rotation moves the resume point to the new file.
+            Body::Rotate { .. } if txn.is_none() && pos.offset >= 4 => *resume = pos,
             _ => {}
         }
     }
