@@ -329,23 +329,26 @@ impl Task {
         validate_full(&file.full)?;
         validate_advanced(&file.advanced)?;
         validate_incremental(&file.incremental)?;
-        // A default unique per task (by name), away from the small ids servers use.
-        let server_id = match file.source.server_id {
-            Some(0) => bail!("`source.server_id` must not be 0 (a replica needs a non-zero id)"),
-            Some(id) => id,
-            None => {
-                let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                });
-                1_000_000_000 + (h % 1_000_000_000) as u32
-            }
-        };
         validate_objects(&file.objects)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = match file.state.dir {
             Some(d) if d.is_absolute() => d,
             Some(d) => base.join(d),
             None => base.join(".tidemark").join(&name),
+        };
+        // A default unique per task (its name and state directory), away from the small
+        // ids servers use.
+        let server_id = match file.source.server_id {
+            Some(0) => bail!("`source.server_id` must not be 0 (a replica needs a non-zero id)"),
+            Some(id) => id,
+            None => {
+                let dir = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+                let seed = format!("{name}\0{}", dir.display());
+                let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
+                1_000_000_000 + (h % 1_000_000_000) as u32
+            }
         };
         Ok(Task {
             name,

@@ -36,9 +36,17 @@ fn stop(child: Child) -> String {
 }
 
 /// Waits until the task is applying binlog changes.
-fn wait_incremental(t: &TaskDir) {
+fn wait_incremental(t: &TaskDir, child: &mut Child) {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
+    while started.elapsed() < Duration::from_secs(90) {
+        if child.try_wait().expect("try_wait").is_some() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the task ended before the incremental phase:\n{err}");
+        }
         let out = t.tidemark(&["status", "--json"]);
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
             if v["status"] == "incremental" {
@@ -186,8 +194,8 @@ fn ddl_is_replicated_in_order() {
         "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
          [[objects]]\ndatabase = \"{db}\"\nrename = \"inc_ddl_copy\"\n"
     ));
-    let child = spawn(&t, &[]);
-    wait_incremental(&t);
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
     env().src_sql(&format!(
         "USE {db};
          INSERT INTO t VALUES (3, 'three');
@@ -241,8 +249,8 @@ fn destination_triggers_do_not_fire_twice() {
         "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
          [[objects]]\ndatabase = \"{db}\"\n"
     ));
-    let child = spawn(&t, &[]);
-    wait_incremental(&t);
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
     env().src_sql(&format!(
         "USE {db}; INSERT INTO t VALUES (2, 2), (3, 3); UPDATE t SET v = 9 WHERE id = 1;"
     ));

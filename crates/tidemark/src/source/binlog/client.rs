@@ -173,6 +173,14 @@ impl Reader {
             return Ok(None);
         };
         let raw = raw.map_err(|e| match &e {
+            mysql::Error::MySqlError(m)
+                if m.code == 4052 || m.message.contains("same server_uuid/server_id") =>
+            {
+                anyhow!(
+                    "another replica of the source uses this task's server id ({}): give the task its own `[source] server_id`",
+                    m.message
+                )
+            }
             mysql::Error::MySqlError(m) if m.code == 1236 => anyhow!(
                 "the source stopped the binlog dump: {} — if a binlog file was purged, the changes since the checkpoint are gone: rerun the task with full migration, and keep binlogs longer",
                 m.message
