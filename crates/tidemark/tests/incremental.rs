@@ -267,3 +267,58 @@ fn destination_triggers_do_not_fire_twice() {
         .unwrap();
     assert_eq!(n, Some(1));
 }
+
+/// gh-ost and pt-online-schema-change build a shadow table, fill it, and swap it in
+/// with RENAME. With only the table selected (and renamed), the shadow follows it and
+/// the swap leaves the destination table with the new definition and every row.
+#[test]
+fn online_schema_changes_are_followed() {
+    let db = "inc_osc";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, a INT);
+         CREATE TABLE unselected (id INT PRIMARY KEY);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_500;"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+         [[objects]]\ndatabase = \"{db}\"\ntable = \"t\"\nrename = \"t_copy\"\n"
+    ));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    env().src_sql(&format!(
+        "USE {db};
+         -- gh-ost
+         CREATE TABLE _t_gho LIKE t;
+         ALTER TABLE _t_gho ADD COLUMN b INT NOT NULL DEFAULT 0;
+         CREATE TABLE _t_ghc (id BIGINT AUTO_INCREMENT PRIMARY KEY, hint VARCHAR(64), value VARCHAR(255));
+         INSERT INTO _t_ghc (hint, value) VALUES ('heartbeat', 'now');
+         INSERT IGNORE INTO _t_gho (id, a) SELECT id, a FROM t;
+         UPDATE t SET a = a + 1000 WHERE id <= 10;
+         UPDATE _t_gho SET a = a + 1000 WHERE id <= 10;
+         RENAME TABLE t TO _t_del, _t_gho TO t;
+         DROP TABLE IF EXISTS _t_del;
+         DROP TABLE IF EXISTS _t_ghc;
+         INSERT INTO t VALUES (1000, 1, 2);
+         -- pt-online-schema-change
+         CREATE TABLE _t_new LIKE t;
+         ALTER TABLE _t_new ADD COLUMN c VARCHAR(10);
+         INSERT LOW_PRIORITY IGNORE INTO _t_new (id, a, b) SELECT id, a, b FROM t;
+         RENAME TABLE t TO _t_old, _t_new TO t;
+         DROP TABLE IF EXISTS _t_old;
+         INSERT INTO t VALUES (2000, 2, 3, 'after');
+         INSERT INTO unselected VALUES (1);"
+    ));
+    let equal = wait_equal(&[(db, "t", db, "t_copy")], Duration::from_secs(60));
+    let log = stop(child);
+    assert!(equal, "online schema change not followed:\n{log}");
+    let mut d = env().dst();
+    let tables: Vec<String> = d
+        .query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}' ORDER BY 1"))
+        .unwrap();
+    assert_eq!(tables, vec!["t_copy"], "shadow tables left behind, or an unselected table copied");
+    let cols: Vec<String> = d
+        .query(format!("SELECT column_name FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = 't_copy' ORDER BY ordinal_position"))
+        .unwrap();
+    assert_eq!(cols, vec!["id", "a", "b", "c"]);
+}

@@ -372,6 +372,24 @@ impl Tracker {
             let table = mapping::apply_case(self.name_case, self.dest_lower, &n.name);
             return (target_db.clone(), table, true);
         }
+        // Online schema change tools build a shadow of a followed table and swap it in
+        // with RENAME: gh-ost's `_t_gho` (and `_t_ghc`, `_t_del`), pt-online-schema-
+        // change's `_t_new` and `_t_old`. The shadow follows its table.
+        for suffix in ["_gho", "_ghc", "_del", "_new", "_old"] {
+            let Some(base) = n
+                .name
+                .strip_prefix('_')
+                .and_then(|x| x.strip_suffix(suffix))
+            else {
+                continue;
+            };
+            if let Some(t) = self.tables.get(&(db.clone(), base.to_string())) {
+                if !t.whole_database {
+                    let shadow = format!("_{}{suffix}", t.target.table);
+                    return (t.target.database.clone(), shadow, true);
+                }
+            }
+        }
         (db, n.name.clone(), false)
     }
 
@@ -463,10 +481,15 @@ impl Tracker {
             }
             _ => {}
         }
-        for (n, exists) in touched {
+        // Names resolve as they did before the statement (a RENAME swaps them).
+        let before = self.tables.clone();
+        let targets: Vec<_> = touched
+            .iter()
+            .map(|(n, _)| self.target(n, &ddl.database))
+            .collect();
+        for ((n, exists), (tdb, ttable, followed)) in touched.into_iter().zip(targets) {
             let db = n.database.clone().unwrap_or_else(|| ddl.database.clone());
             let key = (db.clone(), n.name.clone());
-            let (tdb, ttable, followed) = self.target(&n, &ddl.database);
             self.changed = true;
             if !exists || !followed {
                 self.tables.remove(&key);
@@ -481,7 +504,7 @@ impl Tracker {
             let target = TableName::new(tdb, ttable);
             // The table is now the task's, like those its schema phase created.
             applier.store.mark_created("table", &target.to_string())?;
-            let plan = match self.tables.get(&key) {
+            let plan = match before.get(&key) {
                 Some(old) if !old.whole_database => {
                     let mut p = (**old).clone();
                     p.columns = info
