@@ -206,9 +206,13 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     let tables = store.progress()?;
     let error = store.get("error")?.filter(|e| !e.is_empty());
     let updated = store.get("updated_at")?;
+    let incremental: Option<task::incremental::Applied> = store
+        .get(task::incremental::APPLIED)?
+        .and_then(|s| serde_json::from_str(&s).ok());
     if json {
         let v = serde_json::json!({
             "task": task.name, "status": status, "updated_at": updated, "error": error, "tables": tables,
+            "incremental": incremental,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -221,6 +225,12 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     );
     if let Some(e) = error {
         println!("last error: {e}");
+    }
+    if let Some(i) = incremental {
+        println!(
+            "binlog applied up to {} ({} transactions, {} row changes); latency at the last batch {:.1} s",
+            i.position, i.transactions, i.rows_applied, i.latency_seconds
+        );
     }
     if !tables.is_empty() {
         println!(

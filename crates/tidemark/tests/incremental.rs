@@ -316,9 +316,172 @@ fn online_schema_changes_are_followed() {
     let tables: Vec<String> = d
         .query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}' ORDER BY 1"))
         .unwrap();
-    assert_eq!(tables, vec!["t_copy"], "shadow tables left behind, or an unselected table copied");
+    assert_eq!(
+        tables,
+        vec!["t_copy"],
+        "shadow tables left behind, or an unselected table copied"
+    );
     let cols: Vec<String> = d
         .query(format!("SELECT column_name FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = 't_copy' ORDER BY ordinal_position"))
         .unwrap();
     assert_eq!(cols, vec!["id", "a", "b", "c"]);
+}
+
+/// An incremental-only task from a recorded position, ended with
+/// `--stop-when-caught-up` (the cut-over step).
+#[test]
+fn incremental_only_from_a_position_until_caught_up() {
+    let db = "inc_only";
+    let setup = format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE k (a INT, b VARCHAR(10), PRIMARY KEY (a, b), v DOUBLE);
+         CREATE TABLE nokey (x INT, y TEXT);
+         INSERT INTO k VALUES (1, 'x', 0.5), (2, 'y', NULL);
+         INSERT INTO nokey VALUES (1, 'a'), (1, 'a'), (2, NULL);"
+    );
+    env().src_sql(&setup);
+    env().dst_sql(&setup);
+    let mut src = env().src();
+    let row: Option<(String, u64)> = src
+        .query_first("SHOW MASTER STATUS")
+        .unwrap()
+        .map(|r: mysql::Row| (r.get(0).unwrap(), r.get(1).unwrap()));
+    let (file, pos) = row.unwrap();
+    env().src_sql(&format!(
+        "USE {db};
+         INSERT INTO k VALUES (3, 'z', 1e300);
+         UPDATE k SET b = 'moved' WHERE a = 1;
+         DELETE FROM k WHERE a = 2;
+         DELETE FROM nokey WHERE x = 1 LIMIT 1;
+         UPDATE nokey SET y = 'b' WHERE x = 2;
+         INSERT INTO nokey VALUES (3, 'c');"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"incremental\"]\nstart_position = \"{file}:{pos}\"\n\
+         [[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let out = t.tidemark(&["run", "--no-progress", "--stop-when-caught-up"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for table in ["k", "nokey"] {
+        let (mut s, mut d) = (env().src(), env().dst());
+        assert_eq!(
+            checksum(&mut s, db, table),
+            checksum(&mut d, db, table),
+            "{table}"
+        );
+    }
+    let out = t.tidemark(&["status"]);
+    assert!(
+        text(&out).contains("binlog applied up to"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn incremental_bad_input_is_explained() {
+    let db = "inc_bad";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY);"
+    ));
+    env().dst_sql(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY);"
+    ));
+    // A start position with a full copy, and a malformed one.
+    for (extra, expect) in [
+        (
+            "types = [\"full\", \"incremental\"]\nstart_position = \"binlog.000001:4\"",
+            "applies to incremental-only tasks",
+        ),
+        (
+            "types = [\"incremental\"]\nstart_position = \"binlog.000001\"",
+            "expected FILE:POS",
+        ),
+    ] {
+        let t = TaskDir::new(&format!(
+            "[migration]\n{extra}\n[[objects]]\ndatabase = \"{db}\"\n"
+        ));
+        let out = t.tidemark(&["run", "--no-progress"]);
+        assert!(!out.status.success());
+        assert!(text(&out).contains(expect), "{}", text(&out));
+    }
+    // A binlog file the source does not have (purged): the task fails and says how to recover.
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"incremental\"]\nstart_position = \"binlog.999999:4\"\n[[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let out = t.tidemark(&["run", "--no-progress"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("rerun the task with full migration"),
+        "{}",
+        text(&out)
+    );
+    let status = t.tidemark(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+    // A row filter cannot be applied to binlog changes: the precheck says so.
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\ntable = \"t\"\nrename = \"t2\"\nwhere = \"id > 5\"\n"
+    ));
+    let out = t.tidemark(&["precheck"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("row filters (`where`) are not applied to binlog changes"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The binlog dump connection killed on the source, and the apply connections on the
+/// destination, twice: the task reconnects and nothing is lost.
+#[test]
+fn lost_connections_are_reopened_mid_stream() {
+    let db = "inc_reconnect";
+    let e = env();
+    for mut c in [e.src(), e.dst()] {
+        common::script(
+            &mut c,
+            "CREATE USER inc_rc@'%' IDENTIFIED BY 'pw'; GRANT ALL ON *.* TO inc_rc@'%';",
+        );
+    }
+    create_shop(db);
+    let t = TaskDir::with_urls(
+        &e.pair.source.url_for("inc_rc", "pw"),
+        &e.pair.destination.url_for("inc_rc", "pw"),
+        &format!(
+            "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+             [[objects]]\ndatabase = \"{db}\"\n"
+        ),
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let writer = std::thread::spawn(move || write_load(db, 2000, 3));
+    let (mut s, mut d) = (e.src(), e.dst());
+    let mut killed = 0;
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(700));
+        for c in [&mut s, &mut d] {
+            let ids: Vec<u64> = c
+                .query("SELECT id FROM information_schema.processlist WHERE user = 'inc_rc'")
+                .unwrap();
+            for id in ids {
+                if c.query_drop(format!("KILL CONNECTION {id}")).is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+    }
+    writer.join().expect("writer");
+    assert!(killed > 0);
+    let tables = [
+        (db, "orders", db, "orders"),
+        (db, "order_lines", db, "order_lines"),
+    ];
+    let equal = wait_equal(&tables, Duration::from_secs(90));
+    let log = stop(child);
+    assert!(equal, "changes lost after reconnecting:\n{log}");
+    assert!(
+        log.contains("reconnecting") || log.contains("retrying"),
+        "{log}"
+    );
 }

@@ -235,7 +235,10 @@ fn incremental_objects(plan: &Plan, r: &mut Report) {
         .map(|t| t.def().name.to_string())
         .collect();
     if filtered.is_empty() {
-        r.pass("incremental-filters", "no row filter on an incremental table".to_string());
+        r.pass(
+            "incremental-filters",
+            "no row filter on an incremental table".to_string(),
+        );
     } else {
         r.fail(
             "incremental-filters",

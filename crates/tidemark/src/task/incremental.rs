@@ -190,6 +190,7 @@ fn coordinate(
             }
             Ok(Item::Idle { position }) => {
                 applier.flush(tracker)?;
+                applier.idle()?;
                 if opts.stop_when_caught_up && caught_up(&mut src, &position)? {
                     tracing::info!("incremental: caught up at {position}");
                     return Ok(());
@@ -678,6 +679,13 @@ impl<'a> Applier<'a> {
             .set(APPLIED, &serde_json::to_string(&self.stats)?)?;
         self.checkpoint = end;
         Ok(())
+    }
+
+    /// The source is idle and everything it logged is applied: no latency.
+    fn idle(&mut self) -> Result<()> {
+        self.stats.latency_seconds = 0.0;
+        self.store
+            .set(APPLIED, &serde_json::to_string(&self.stats)?)
     }
 
     fn ddl(&mut self, task: &Task, use_db: Option<&str>, sql: &str) -> Result<()> {

@@ -185,7 +185,8 @@ impl Reader {
                 "the source stopped the binlog dump: {} — if a binlog file was purged, the changes since the checkpoint are gone: rerun the task with full migration, and keep binlogs longer",
                 m.message
             ),
-            _ => anyhow!("reading the source's binlog: {e}"),
+            // Kept as the driver's error, so a lost connection is recognised and retried.
+            _ => anyhow::Error::new(e).context("reading the source's binlog"),
         })?;
         // The driver has already split the checksum off: verify it here, since the
         // event is re-framed (with a freshly computed checksum) for the decoder.
