@@ -1,14 +1,15 @@
-//! Tidemark: migrates MySQL-family databases: schema, full data, and (next) binlog changes.
+//! Tidemark: migrates MySQL-family databases: schema, full data, and binlog changes.
 //!
 //! The data path, folder by folder:
 //!
 //! * [`config`]: the task file.
 //! * [`precheck`]: checks before anything is written; produces the plan.
-//! * [`source`]: readers (catalog, snapshot chunks; the binlog reader comes next).
+//! * [`source`]: readers (catalog, snapshot chunks, the binlog).
 //! * [`transform`]: object selection, renames, filters.
 //! * [`sink`]: writers (MySQL schema and rows).
 //! * [`state`]: the embedded state store (task state, chunk checkpoints).
-//! * [`task`]: where a task decides its next phase, and the parallel full copy.
+//! * [`task`]: where a task decides its next phase; the parallel full copy; the
+//!   incremental apply.
 //!
 //! The `tidemark` binary (`main.rs`) is a thin command line over these.
 

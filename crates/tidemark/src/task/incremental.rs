@@ -28,7 +28,7 @@
 
 use crate::config::Task;
 use crate::connect::{connect, reconnect, transient, Side, Transient};
-use crate::sink::mysql::apply::{self, Coalescer, RowChange, Work};
+use crate::sink::mysql::apply::{self, Coalescer, Work};
 use crate::source::binlog::stream::{self, Ddl, Item, Txn};
 use crate::source::binlog::value::conform;
 use crate::source::binlog::RowsKind;
@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tidemark_core::{Position, Row, TableDef, TableName, Value};
+use tidemark_core::{Change, Position, Row, TableDef, TableName, Value};
 
 /// State-store keys.
 pub const START: &str = "incremental.start";
@@ -346,11 +346,20 @@ impl Tracker {
                     })
                     .collect()
             };
+            let table = Arc::new(def.name.clone());
             for r in &block.rows {
                 let change = match block.kind {
-                    RowsKind::Insert => RowChange::Insert(row(&r.after)?),
-                    RowsKind::Delete => RowChange::Delete(row(&r.before)?),
-                    RowsKind::Update => RowChange::Update {
+                    RowsKind::Insert => Change::Insert {
+                        table: table.clone(),
+                        row: row(&r.after)?,
+                        snapshot: false,
+                    },
+                    RowsKind::Delete => Change::Delete {
+                        table: table.clone(),
+                        before: row(&r.before)?,
+                    },
+                    RowsKind::Update => Change::Update {
+                        table: table.clone(),
                         before: row(&r.before)?,
                         after: row(&r.after)?,
                     },

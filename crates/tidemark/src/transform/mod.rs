@@ -3,7 +3,8 @@
 //! [`mapping`] turns the task's `[[objects]]` into a [`mapping::Plan`]: which databases,
 //! tables and columns move, under which destination names (renames and the `name_case`
 //! policy), with which row filter. Readers and writers both work from the plan, so a
-//! rename is applied the same way to data, schema and (later) change events.
+//! rename is applied the same way to data, schema and change events. [`ddl`] finds the
+//! tables a binlog DDL statement names and rewrites them to destination names.
 
 pub mod ddl;
 pub mod mapping;

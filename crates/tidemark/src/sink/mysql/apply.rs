@@ -16,15 +16,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tidemark_core::sql::{push_ident, push_literal};
-use tidemark_core::{Row, Value};
-
-/// One row change of a source table, with full source-order rows.
-#[derive(Clone, Debug)]
-pub enum RowChange {
-    Insert(Row),
-    Update { before: Row, after: Row },
-    Delete(Row),
-}
+use tidemark_core::{Change, Row, Value};
 
 /// The net effect of a batch on one table.
 #[derive(Debug, Default)]
@@ -36,7 +28,7 @@ pub struct TableWork {
     /// Key values (source key order) of rows to delete.
     pub deletes: Vec<Row>,
     /// Keyless tables: changes in source order.
-    pub ordered: Vec<RowChange>,
+    pub ordered: Vec<Change>,
 }
 
 impl TableWork {
@@ -78,7 +70,7 @@ struct TableState {
     plan: Arc<TablePlan>,
     keys: HashMap<Vec<u8>, usize>,
     states: Vec<(Vec<Value>, KeyState)>,
-    ordered: Vec<RowChange>,
+    ordered: Vec<Change>,
 }
 
 impl Coalescer {
@@ -102,12 +94,14 @@ impl Coalescer {
         self.rows == 0
     }
 
-    pub fn push(&mut self, plan: &Arc<TablePlan>, change: RowChange) {
+    /// Adds one row change (rows in source column order) of the table `plan` maps.
+    pub fn push(&mut self, plan: &Arc<TablePlan>, change: Change) {
         self.rows += 1;
         let size = |r: &Row| r.iter().map(|v| v.wire_size() as u64).sum::<u64>();
         self.bytes += match &change {
-            RowChange::Insert(r) | RowChange::Delete(r) => size(r),
-            RowChange::Update { before, after } => size(before) + size(after),
+            Change::Insert { row, .. } | Change::Delete { before: row, .. } => size(row),
+            Change::Update { before, after, .. } => size(before) + size(after),
+            Change::Ddl { .. } | Change::Commit { .. } => 0,
         };
         let name = plan.def().name.to_string();
         let at = *self.index.entry(name).or_insert_with(|| {
@@ -144,15 +138,16 @@ impl Coalescer {
             }
         };
         match change {
-            RowChange::Insert(row) => set(key_of(&row), Some(row), true),
-            RowChange::Delete(row) => set(key_of(&row), None, false),
-            RowChange::Update { before, after } => {
+            Change::Insert { row, .. } => set(key_of(&row), Some(row), true),
+            Change::Delete { before, .. } => set(key_of(&before), None, false),
+            Change::Update { before, after, .. } => {
                 let (old, new) = (key_of(&before), key_of(&after));
                 if key_bytes(&old) != key_bytes(&new) {
                     set(old, None, false);
                 }
                 set(new, Some(after), false);
             }
+            Change::Ddl { .. } | Change::Commit { .. } => {}
         }
     }
 
@@ -291,7 +286,7 @@ fn delete_keys(plan: &TablePlan, keys: &[Row]) -> String {
 
 /// Statements for one change of a keyless table: rows are matched on every copied
 /// column (NULL-safe), one row at a time.
-fn keyless_statements(plan: &TablePlan, change: &RowChange) -> Vec<String> {
+fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<String> {
     let target = plan.target.quoted();
     let cols = plan.target_columns();
     let project = |row: &Row| -> Row { plan.copied.iter().map(|&i| row[i].clone()).collect() };
@@ -313,12 +308,12 @@ fn keyless_statements(plan: &TablePlan, change: &RowChange) -> Vec<String> {
         b.take().0
     };
     match change {
-        RowChange::Insert(row) => vec![insert(row)],
-        RowChange::Delete(row) => vec![format!(
+        Change::Insert { row, .. } => vec![insert(row)],
+        Change::Delete { before, .. } => vec![format!(
             "DELETE FROM {target} WHERE {} LIMIT 1",
-            matching(row)
+            matching(before)
         )],
-        RowChange::Update { before, after } => {
+        Change::Update { before, after, .. } => {
             let mut set = String::new();
             for (i, (c, v)) in cols.iter().zip(project(after)).enumerate() {
                 if i > 0 {
@@ -333,5 +328,6 @@ fn keyless_statements(plan: &TablePlan, change: &RowChange) -> Vec<String> {
                 matching(before)
             )]
         }
+        Change::Ddl { .. } | Change::Commit { .. } => Vec::new(),
     }
 }
