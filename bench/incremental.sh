@@ -321,13 +321,15 @@ rss_mib() { awk -v k="$(time_field "$1" 'Maximum resident set size (kbytes)')" '
 cpu_of() { awk -v u="$(time_field "$1" 'User time (seconds)')" -v s="$(time_field "$1" 'System time (seconds)')" 'BEGIN { printf "%.2f", u + s }'; }
 
 # Results: one line per run in $RESULTS, tab-separated:
-# round label wall_s client_cpu_s rss_mib src_cpu_s apply_server_cpu_s other_cpu_s note
+# round label applied_s wall_s client_cpu_s rss_mib src_cpu_s apply_server_cpu_s other_cpu_s note
+# applied_s: until every change was applied (what the rates use); wall_s: until the
+# tool's process exited (tidemark only; the same as applied_s for the replicas).
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
-record() { # label wall client_cpu rss src_cpu apply_cpu machine_cpu note
+record() { # label applied wall client_cpu rss src_cpu apply_cpu machine_cpu note
     local other
-    other=$(awk -v m="$7" -v a="${3/-/0}" -v b="$5" -v c="$6" 'BEGIN { o = m - a - b - c; printf "%.2f", (o < 0 ? 0 : o) }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$1" "$2" "$3" "$4" "$5" "$6" "$other" "$8" >>"$RESULTS"
+    other=$(awk -v m="$8" -v a="${4/-/0}" -v b="$6" -v c="$7" 'BEGIN { o = m - a - b - c; printf "%.2f", (o < 0 ? 0 : o) }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$other" "$9" >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------- tidemark --------
@@ -366,15 +368,22 @@ EOF
     fi
     t1=$(now)
     local wall; wall=$(sub "$t1" "$t0")
-    log "  $label: $wall s"
-    # Startup + precheck: until the log says where it starts reading the binlog.
-    local line startup="" note
-    line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -m1 'incremental: reading the binlog from' || true)
-    if [ -n "$line" ]; then
-        startup=$(awk -v e="$(date -d "$(awk '{ print $1 }' <<<"$line")" +%s.%N)" -v t="$t0" \
-            'BEGIN { d = e - t; printf "%.1f", (d < 0 ? 0 : d) }')
-    fi
-    note="startup+precheck ${startup:-?} s"
+    # From the log's time stamps: startup + precheck (until it starts reading the
+    # binlog), and the moment it reported every change applied ("caught up"). The
+    # process exits later: it waits for its binlog reader, which only notices the stop
+    # when the next event or heartbeat arrives.
+    local line startup="" applied="" note
+    stamp() { # a log message -> seconds since t0 at its time stamp
+        local l
+        l=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -m1 -- "$1" || true)
+        [ -z "$l" ] || awk -v e="$(date -d "$(awk '{ print $1 }' <<<"$l")" +%s.%N)" -v t="$t0" \
+            'BEGIN { d = e - t; printf "%.2f", (d < 0 ? 0 : d) }'
+    }
+    startup=$(stamp 'incremental: reading the binlog from')
+    applied=$(stamp 'incremental: caught up at')
+    [ -n "$applied" ] || die "$label: no \"caught up\" line in tidemark's log"
+    log "  $label: caught up after $applied s, exited after $wall s"
+    note="startup+precheck ${startup:-?} s; exit $(sub "$wall" "$applied") s after catching up"
     # tidemark's own count of what it applied, from its state store (when sqlite3 is there).
     if command -v sqlite3 >/dev/null 2>&1 && [ -f "$dir/state/state.db" ]; then
         local applied
@@ -383,7 +392,7 @@ EOF
             note="$note; tidemark counted $(sed -n 's/.*"transactions":\([0-9]*\).*/\1/p' <<<"$applied") transactions, $(sed -n 's/.*"rows_applied":\([0-9]*\).*/\1/p' <<<"$applied") row changes"
         fi
     fi
-    record "$label" "$wall" "$(cpu_of "$dir/time.txt")" "$(rss_mib "$dir/time.txt")" \
+    record "$label" "$applied" "$wall" "$(cpu_of "$dir/time.txt")" "$(rss_mib "$dir/time.txt")" \
         "$(sub "$(cpu_s "$SRC_PID")" "$s0")" "$(sub "$(cpu_s "$DST_PID")" "$d0")" "$(sub "$(machine_cpu)" "$m0")" "$note"
     verify "$DST_PORT" "$label"
 }
@@ -434,7 +443,7 @@ run_replica() { # label parallel-threads (0 = serial)
         || die "$label: MASTER_POS_WAIT returned but SHOW SLAVE STATUS is at $file:$pos, not $END_FILE:$END_POS"
     local wall; wall=$(sub "$t1" "$t0")
     log "  $label: $wall s (at $file:$pos)"
-    record "$label" "$wall" "-" "-" "$(sub "$s1" "$s0")" "$(sub "$r1" "$r0")" "$(sub "$m1" "$m0")" "$how"
+    record "$label" "$wall" "$wall" "-" "-" "$(sub "$s1" "$s0")" "$(sub "$r1" "$r0")" "$(sub "$m1" "$m0")" "$how"
     verify "$REP_PORT" "$label"
     rep_sql 'STOP SLAVE'
 }
@@ -449,7 +458,7 @@ for ROUND in $(seq 1 "$REPEAT"); do
 done
 
 # ---------------------------------------------------------------- report ----------
-# The table: per tool, the round with the median wall time; peak RSS is the maximum
+# The table: per tool, the round with the median applied time; peak RSS is the maximum
 # over all rounds.
 TABLE_AWK='
 BEGIN { FS = "\t" }
@@ -457,34 +466,30 @@ BEGIN { FS = "\t" }
     r = $1; l = $2
     if (!(l in seen)) { seen[l] = 1; order[++n] = l }
     k = r SUBSEP l
-    wall[k] = $3; cpu[k] = $4; rss[k] = $5; scpu[k] = $6; acpu[k] = $7; ocpu[k] = $8; note[k] = $9
-    if ($5 != "-" && $5 + 0 > maxrss[l] + 0) maxrss[l] = $5
+    applied[k] = $3; wall[k] = $4; cpu[k] = $5; scpu[k] = $7; acpu[k] = $8; ocpu[k] = $9; note[k] = $10
+    if ($6 != "-" && $6 + 0 > maxrss[l] + 0) maxrss[l] = $6
     rounds[l] = rounds[l] " " r; all[l] = all[l] (all[l] == "" ? "" : ", ") $3
 }
 function median_round(l,    m, i, j, rr, t) {
     m = split(substr(rounds[l], 2), rr, " ")
     for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++)
-        if (wall[rr[j] SUBSEP l] + 0 < wall[rr[i] SUBSEP l] + 0) { t = rr[i]; rr[i] = rr[j]; rr[j] = t }
+        if (applied[rr[j] SUBSEP l] + 0 < applied[rr[i] SUBSEP l] + 0) { t = rr[i]; rr[i] = rr[j]; rr[j] = t }
     return rr[int((m + 1) / 2)]
 }
+function speed(base, l) { return (base in med) ? sprintf("%.2f", med[base] / med[l]) : "-" }
 END {
+    for (i = 1; i <= n; i++) { l = order[i]; med[l] = applied[median_round(l) SUBSEP l] }
     for (i = 1; i <= n; i++) {
         l = order[i]; k = median_round(l) SUBSEP l
-        med[l] = wall[k]
-    }
-    for (i = 1; i <= n; i++) {
-        l = order[i]; k = median_round(l) SUBSEP l
-        vs1 = ("mariadb-replica" in med) ? sprintf("%.2f", med["mariadb-replica"] / wall[k]) : "-"
-        vs2 = ("mariadb-replica-parallel" in med) ? sprintf("%.2f", med["mariadb-replica-parallel"] / wall[k]) : "-"
-        printf "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l, wall[k], rows / wall[k], txns / wall[k], vs1, vs2, (l in maxrss ? maxrss[l] : "-"), cpu[k], scpu[k], acpu[k], ocpu[k], (repeat > 1 ? all[l] : "-"), note[k]
+        printf "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l, applied[k], rows / applied[k], txns / applied[k], speed("mariadb-replica", l), speed("mariadb-replica-parallel", l), wall[k], (l in maxrss ? maxrss[l] : "-"), cpu[k], scpu[k], acpu[k], ocpu[k], (repeat > 1 ? all[l] : "-"), note[k]
     }
     print ""
-    if ("tidemark" in med) {
-        if ("mariadb-replica" in med)
-            printf "- tidemark / mariadb-replica time: **%.2f** (tidemark applies %.2f× the row changes per second)\n", med["tidemark"] / med["mariadb-replica"], med["mariadb-replica"] / med["tidemark"]
-        if ("mariadb-replica-parallel" in med)
-            printf "- tidemark / mariadb-replica-parallel time: **%.2f** (tidemark applies %.2f× the row changes per second)\n", med["tidemark"] / med["mariadb-replica-parallel"], med["mariadb-replica-parallel"] / med["tidemark"]
-    }
+    if ("tidemark" in med)
+        for (b = 1; b <= 2; b++) {
+            base = (b == 1 ? "mariadb-replica" : "mariadb-replica-parallel")
+            if (base in med)
+                printf "- tidemark / %s time: **%.2f** (tidemark applies %.2f× as many row changes per second)\n", base, med["tidemark"] / med[base], med[base] / med["tidemark"]
+        }
 }'
 report() {
     echo "## Incremental apply: $TABLES table(s) x $ROWS rows, $EVENTS oltp_write_only transactions"
@@ -494,8 +499,8 @@ report() {
     echo "Binlog $START_FILE:$START_POS → $END_FILE:$END_POS ($BINLOG_MB MB): $TRANSACTIONS transactions, $ROW_CHANGES row changes"
     echo "($UPDATES updates, $DELETES deletes, $INSERTS inserts), written by sysbench --threads=$SB_THREADS on the source in $WORKLOAD_S s ($SOURCE_TPS transactions/s)."
     echo
-    echo "| tool | wall s | row changes/s | transactions/s | speed vs mariadb-replica | speed vs mariadb-replica-parallel | peak RSS MiB | client CPU s | source server CPU s | applying server CPU s | other CPU s | all rounds, s | note |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| tool | applied s | row changes/s | transactions/s | speed vs mariadb-replica | speed vs mariadb-replica-parallel | process wall s | peak RSS MiB | client CPU s | source server CPU s | applying server CPU s | other CPU s | all rounds (applied), s | note |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     awk -v rows="$ROW_CHANGES" -v txns="$TRANSACTIONS" -v repeat="$REPEAT" "$TABLE_AWK" "$RESULTS"
 }
 REPORT="$(report)"
@@ -503,7 +508,7 @@ echo "$REPORT"
 [ -z "$OUT" ] || { mkdir -p "$(dirname "$OUT")"; echo "$REPORT" >"$OUT"; log "results written to $OUT"; }
 
 if [ "$RSS_LIMIT_MB" -gt 0 ] && want tidemark; then
-    over=$(awk -F'\t' -v lim="$RSS_LIMIT_MB" '$2 == "tidemark" && $5 + 0 >= lim + 0 { printf "round %s: %s MiB; ", $1, $5 }' "$RESULTS")
+    over=$(awk -F'\t' -v lim="$RSS_LIMIT_MB" '$2 == "tidemark" && $6 + 0 >= lim + 0 { printf "round %s: %s MiB; ", $1, $6 }' "$RESULTS")
     if [ -n "$over" ]; then
         log "FAIL: tidemark peak RSS not below the limit of $RSS_LIMIT_MB MiB: $over"
         exit 3

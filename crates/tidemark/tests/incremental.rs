@@ -485,3 +485,32 @@ fn lost_connections_are_reopened_mid_stream() {
         "{log}"
     );
 }
+
+/// Past the hand-off point changes apply exactly: a row the source inserts that the
+/// destination already has stops the task and says why. Also: a start by MariaDB GTID.
+#[test]
+fn exact_mode_reports_divergence_and_gtid_start_works() {
+    let db = "inc_exact";
+    let setup = format!("CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v INT);");
+    env().src_sql(&setup);
+    env().dst_sql(&setup);
+    let mut src = env().src();
+    let gtid: Option<String> = src.query_first("SELECT @@gtid_binlog_pos").unwrap();
+    let gtid = gtid.unwrap();
+    env().src_sql(&format!("USE {db}; INSERT INTO t VALUES (1, 1), (2, 2);"));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"incremental\"]\nstart_gtid = \"{gtid}\"\n[[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let out = t.tidemark(&["run", "--no-progress", "--stop-when-caught-up"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (mut s, mut d) = (env().src(), env().dst());
+    assert_eq!(checksum(&mut s, db, "t"), checksum(&mut d, db, "t"));
+
+    // The destination gets a row of its own; the source then inserts the same key.
+    env().dst_sql(&format!("INSERT INTO {db}.t VALUES (3, 999)"));
+    env().src_sql(&format!("INSERT INTO {db}.t VALUES (3, 3)"));
+    let out = t.tidemark(&["run", "--no-progress", "--stop-when-caught-up"]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("already has a row the source inserted"), "{log}");
+}

@@ -54,6 +54,8 @@ const INFLIGHT: &str = "incremental.inflight";
 const TABLES: &str = "incremental.tables";
 pub const APPLIED: &str = "incremental.applied";
 
+const READER_STOPPED: &str = "the binlog reader stopped";
+
 /// How the phase ends.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -148,10 +150,11 @@ pub fn run(
             .join()
             .map_err(|_| anyhow!("the binlog reader panicked"))?;
         applier.shutdown();
-        // The reader's error explains a closed channel better than the coordinator's.
+        // When the reader failed first, its error explains why the coordinator stopped.
         match (result, read) {
-            (Err(_), Err(r)) => Err(r),
-            (r, _) => r,
+            (Err(c), Err(r)) if c.to_string() == READER_STOPPED => Err(r),
+            (Err(c), _) => Err(c),
+            (Ok(()), _) => Ok(()),
         }
     })
 }
@@ -210,7 +213,7 @@ fn coordinate(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 applier.flush(tracker)?;
-                bail!("the binlog reader stopped");
+                bail!(READER_STOPPED);
             }
         }
     }
