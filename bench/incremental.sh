@@ -10,7 +10,7 @@
 #   --tables N        sysbench tables [4]
 #   --rows N          rows per table [100000]
 #   --events N        oltp_write_only transactions run on the source while nothing
-#                     replicates; each changes 4 rows (2 updates, 1 delete, 1 insert) [30000]
+#                     replicates; each changes 4 rows (2 updates, 1 delete, 1 insert) [50000]
 #   --sb-threads N    sysbench client threads generating those transactions [4]
 #   --threads N       tidemark [incremental] threads, and slave_parallel_threads of
 #                     mariadb-replica-parallel [4]
@@ -36,7 +36,7 @@ set -euo pipefail
 
 TABLES=4
 ROWS=100000
-EVENTS=30000
+EVENTS=50000
 SB_THREADS=4
 THREADS=4
 BATCH_ROWS=""
@@ -386,10 +386,10 @@ EOF
     note="startup+precheck ${startup:-?} s; exit $(sub "$wall" "$applied") s after catching up"
     # tidemark's own count of what it applied, from its state store (when sqlite3 is there).
     if command -v sqlite3 >/dev/null 2>&1 && [ -f "$dir/state/state.db" ]; then
-        local applied
-        applied=$(sqlite3 "$dir/state/state.db" "SELECT value FROM task WHERE key = 'incremental.applied'" 2>/dev/null || true)
-        if [ -n "$applied" ]; then
-            note="$note; tidemark counted $(sed -n 's/.*"transactions":\([0-9]*\).*/\1/p' <<<"$applied") transactions, $(sed -n 's/.*"rows_applied":\([0-9]*\).*/\1/p' <<<"$applied") row changes"
+        local counted
+        counted=$(sqlite3 "$dir/state/state.db" "SELECT value FROM task WHERE key = 'incremental.applied'" 2>/dev/null || true)
+        if [ -n "$counted" ]; then
+            note="$note; tidemark counted $(sed -n 's/.*"transactions":\([0-9]*\).*/\1/p' <<<"$counted") transactions, $(sed -n 's/.*"rows_applied":\([0-9]*\).*/\1/p' <<<"$counted") row changes"
         fi
     fi
     record "$label" "$applied" "$wall" "$(cpu_of "$dir/time.txt")" "$(rss_mib "$dir/time.txt")" \

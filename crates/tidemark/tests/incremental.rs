@@ -491,7 +491,8 @@ fn lost_connections_are_reopened_mid_stream() {
 #[test]
 fn exact_mode_reports_divergence_and_gtid_start_works() {
     let db = "inc_exact";
-    let setup = format!("CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v INT);");
+    let setup =
+        format!("CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v INT);");
     env().src_sql(&setup);
     env().dst_sql(&setup);
     let mut src = env().src();
@@ -512,5 +513,8 @@ fn exact_mode_reports_divergence_and_gtid_start_works() {
     let out = t.tidemark(&["run", "--no-progress", "--stop-when-caught-up"]);
     let log = text(&out);
     assert!(!out.status.success(), "{log}");
-    assert!(log.contains("already has a row the source inserted"), "{log}");
+    assert!(
+        log.contains("already has a row the source inserted"),
+        "{log}"
+    );
 }

@@ -7,12 +7,13 @@
 //! never a panic.
 
 use super::mariadb;
-use super::value::from_binlog;
+use super::value::{from_binlog, json_after_diffs};
 use anyhow::{anyhow, bail, Context, Result};
 use mysql::binlog::events::{
     Event as RawEvent, EventData, FormatDescriptionEvent, OptionalMetaExtractor, RowsEventData,
     TableMapEvent,
 };
+use mysql::binlog::value::BinlogValue;
 use mysql::binlog::BinlogVersion;
 use mysql::consts::{ColumnFlags, ColumnType};
 use serde::Serialize;
@@ -486,32 +487,41 @@ impl Decoder {
         for row in r.rows(tme) {
             let (before, after) = row
                 .with_context(|| format!("decoding a row of {}.{}", table.database, table.table))?;
-            let convert =
-                |img: Option<mysql::binlog::row::BinlogRow>| -> Result<Option<Vec<Option<Value>>>> {
-                    let Some(img) = img else { return Ok(None) };
-                    let mut out = Vec::with_capacity(img.len());
-                    for i in 0..img.len() {
-                        let unsigned = img.columns_ref()[i]
-                            .flags()
-                            .contains(ColumnFlags::UNSIGNED_FLAG);
-                        let ty = table
-                            .types
-                            .get(i)
-                            .copied()
-                            .unwrap_or(ColumnType::MYSQL_TYPE_STRING);
-                        out.push(match img.as_ref(i) {
-                            None => None,
-                            Some(v) => Some(from_binlog(v, ty, unsigned).map_err(|e| {
-                                anyhow!("{}.{} column {}: {e}", table.database, table.table, i + 1)
-                            })?),
-                        });
-                    }
-                    Ok(Some(out))
-                };
-            rows.push(RowImage {
-                before: convert(before)?,
-                after: convert(after)?,
-            });
+            let convert = |img: Option<mysql::binlog::row::BinlogRow>,
+                           before: Option<&Vec<Option<Value>>>|
+             -> Result<Option<Vec<Option<Value>>>> {
+                let Some(img) = img else { return Ok(None) };
+                let mut out = Vec::with_capacity(img.len());
+                for i in 0..img.len() {
+                    let unsigned = img.columns_ref()[i]
+                        .flags()
+                        .contains(ColumnFlags::UNSIGNED_FLAG);
+                    let ty = table
+                        .types
+                        .get(i)
+                        .copied()
+                        .unwrap_or(ColumnType::MYSQL_TYPE_STRING);
+                    let value = match img.as_ref(i) {
+                        None => None,
+                        // MySQL's partial JSON update: the change, applied to the before image.
+                        Some(BinlogValue::JsonDiff(diffs)) => Some(json_after_diffs(
+                            before.and_then(|b| b.get(i)).and_then(|v| v.as_ref()),
+                            diffs,
+                        )),
+                        Some(v) => Some(from_binlog(v, ty, unsigned)),
+                    };
+                    out.push(match value {
+                        None => None,
+                        Some(v) => Some(v.map_err(|e| {
+                            anyhow!("{}.{} column {}: {e}", table.database, table.table, i + 1)
+                        })?),
+                    });
+                }
+                Ok(Some(out))
+            };
+            let before = convert(before, None)?;
+            let after = convert(after, before.as_ref())?;
+            rows.push(RowImage { before, after });
         }
         Ok(Body::Rows {
             kind,

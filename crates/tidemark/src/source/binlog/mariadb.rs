@@ -83,7 +83,8 @@ pub fn uncompress(data: &[u8]) -> Result<Vec<u8>> {
         .get(1..1 + lenlen)
         .ok_or_else(|| anyhow!("compressed field too short"))?;
     let len = len_bytes.iter().fold(0usize, |a, b| a << 8 | *b as usize);
-    let mut out = Vec::with_capacity(len);
+    // The length comes from the event: do not trust it for an allocation up front.
+    let mut out = Vec::with_capacity(len.min(1 << 20));
     flate2::read::ZlibDecoder::new(&data[1 + lenlen..])
         .take(len as u64)
         .read_to_end(&mut out)

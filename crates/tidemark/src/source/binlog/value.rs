@@ -18,7 +18,7 @@ pub fn from_binlog(v: &BinlogValue<'_>, ty: T, unsigned: bool) -> Result<Value, 
         BinlogValue::Value(v) => v,
         BinlogValue::Jsonb(j) => return Ok(Value::Json(json_text(j)?.into_bytes())),
         BinlogValue::JsonDiff(_) => {
-            return Err("a partial JSON update (binlog_row_value_options = PARTIAL_JSON) is not supported yet; set binlog_row_value_options = '' on the source".into())
+            return Err("internal: a partial JSON update needs its before image".into())
         }
     };
     use mysql::Value as M;
@@ -101,6 +101,36 @@ pub fn from_binlog(v: &BinlogValue<'_>, ty: T, unsigned: bool) -> Result<Value, 
         }
         (_, M::Bytes(b)) => Value::Bytes(b.clone()),
     })
+}
+
+/// A partial JSON update (MySQL's `binlog_row_value_options = PARTIAL_JSON`) applied to
+/// the column's before image.
+pub fn json_after_diffs(
+    before: Option<&Value>,
+    diffs: &[mysql::binlog::jsondiff::JsonDiff<'_>],
+) -> Result<Value, String> {
+    let Some(Value::Json(text)) = before else {
+        return Err("a partial JSON update without the column's before image: set binlog_row_image = FULL on the source".into());
+    };
+    let mut doc: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| format!("the before image of a partial JSON update is not JSON: {e}"))?;
+    for d in diffs {
+        use mysql::binlog::jsondiff::JsonDiffOperation as O;
+        let op = match d.operation() {
+            O::REPLACE => JsonOp::Replace,
+            O::INSERT => JsonOp::Insert,
+            O::REMOVE => JsonOp::Remove,
+        };
+        let value = match d.value() {
+            Some(v) => Some(
+                serde_json::Value::try_from(v.clone())
+                    .map_err(|e| format!("a partial JSON update value that cannot be read: {e}"))?,
+            ),
+            None => None,
+        };
+        apply_json_diff(&mut doc, &d.path_str(), op, value)?;
+    }
+    Ok(Value::Json(doc.to_string().into_bytes()))
 }
 
 /// Adjusts a decoded value to the column's definition.
@@ -212,5 +242,137 @@ mod tests {
         assert_eq!(v, Ok(Value::UInt(255)));
         assert_eq!(binary_width("binary(16)"), Some(16));
         assert_eq!(binary_width("varbinary(16)"), None);
+    }
+}
+
+/// One step of a JSON path: `.key` or `[index]`.
+#[derive(Debug, PartialEq)]
+enum Leg {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses the simple paths MySQL writes in partial JSON updates: `$`, `.key`,
+/// `."quoted key"`, `[n]`.
+fn json_path(path: &str) -> Result<Vec<Leg>, String> {
+    let bad = || format!("unsupported JSON path in a partial update: {path}");
+    let mut rest = path.strip_prefix('$').ok_or_else(bad)?;
+    let mut legs = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']').ok_or_else(bad)?;
+            legs.push(Leg::Index(r[..end].trim().parse().map_err(|_| bad())?));
+            rest = &r[end + 1..];
+        } else if let Some(r) = rest.strip_prefix(".\"") {
+            let mut key = String::new();
+            let mut chars = r.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => key.push(chars.next().ok_or_else(bad)?.1),
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => key.push(c),
+                }
+            }
+            legs.push(Leg::Key(key));
+            rest = &r[end.ok_or_else(bad)? + 1..];
+        } else if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            legs.push(Leg::Key(r[..end].to_string()));
+            rest = &r[end..];
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(legs)
+}
+
+/// The operations of a partial JSON update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonOp {
+    Replace,
+    Insert,
+    Remove,
+}
+
+/// Applies one partial-update step to a document, as the server did.
+pub fn apply_json_diff(
+    doc: &mut serde_json::Value,
+    path: &str,
+    op: JsonOp,
+    value: Option<serde_json::Value>,
+) -> Result<(), String> {
+    let legs = json_path(path)?;
+    let Some((last, parents)) = legs.split_last() else {
+        // The whole document.
+        if op == JsonOp::Replace {
+            *doc = value.ok_or("a JSON replace without a value")?;
+            return Ok(());
+        }
+        return Err(format!("cannot {op:?} the whole JSON document"));
+    };
+    let mut at = doc;
+    for leg in parents {
+        at = match (leg, at) {
+            (Leg::Key(k), serde_json::Value::Object(m)) => m.get_mut(k),
+            (Leg::Index(i), serde_json::Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        }
+        .ok_or_else(|| format!("partial JSON update: {path} does not exist in the row"))?;
+    }
+    match (last, at, op) {
+        (Leg::Key(k), serde_json::Value::Object(m), JsonOp::Remove) => {
+            m.remove(k);
+        }
+        (Leg::Key(k), serde_json::Value::Object(m), _) => {
+            m.insert(k.clone(), value.ok_or("a JSON update without a value")?);
+        }
+        (Leg::Index(i), serde_json::Value::Array(a), JsonOp::Remove) if *i < a.len() => {
+            a.remove(*i);
+        }
+        (Leg::Index(i), serde_json::Value::Array(a), JsonOp::Replace) if *i < a.len() => {
+            a[*i] = value.ok_or("a JSON update without a value")?;
+        }
+        (Leg::Index(i), serde_json::Value::Array(a), JsonOp::Insert) => {
+            let v = value.ok_or("a JSON update without a value")?;
+            a.insert((*i).min(a.len()), v);
+        }
+        _ => {
+            return Err(format!(
+                "partial JSON update: cannot apply {op:?} at {path}"
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod json_diff_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_and_operations() {
+        assert_eq!(
+            json_path("$.a.\"b c\"[2]").unwrap(),
+            vec![Leg::Key("a".into()), Leg::Key("b c".into()), Leg::Index(2)]
+        );
+        let mut d = json!({"a": {"b c": [1, 2, 3]}, "x": 1});
+        apply_json_diff(
+            &mut d,
+            "$.a.\"b c\"[1]",
+            JsonOp::Replace,
+            Some(json!("two")),
+        )
+        .unwrap();
+        apply_json_diff(&mut d, "$.a.\"b c\"[0]", JsonOp::Insert, Some(json!(0))).unwrap();
+        apply_json_diff(&mut d, "$.x", JsonOp::Remove, None).unwrap();
+        apply_json_diff(&mut d, "$.y", JsonOp::Insert, Some(json!(null))).unwrap();
+        assert_eq!(d, json!({"a": {"b c": [0, 1, "two", 3]}, "y": null}));
+        assert!(apply_json_diff(&mut d, "$.nope.z", JsonOp::Replace, Some(json!(1))).is_err());
+        assert!(json_path("a.b").is_err());
     }
 }
