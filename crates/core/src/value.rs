@@ -20,6 +20,44 @@ pub struct DateTime {
     pub micros: u32,
 }
 
+impl DateTime {
+    /// `0000-00-00 00:00:00`.
+    pub const ZERO: DateTime = DateTime {
+        year: 0,
+        month: 0,
+        day: 0,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        micros: 0,
+    };
+
+    /// The UTC date and time `secs` seconds after the Unix epoch (proleptic Gregorian,
+    /// Howard Hinnant's civil-from-days).
+    pub fn from_unix(secs: i64, micros: u32) -> DateTime {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        DateTime {
+            year: year as u16,
+            month: month as u8,
+            day: day as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem % 3600 / 60) as u8,
+            second: (rem % 60) as u8,
+            micros,
+        }
+    }
+}
+
 /// A TIME value: a signed duration of up to 838 hours with microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Time {
@@ -120,15 +158,14 @@ mod tests {
             micros: 5,
         };
         assert_eq!(t.to_string(), "-838:59:59.000005");
-        let d = DateTime {
-            year: 0,
-            month: 0,
-            day: 0,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            micros: 0,
-        };
-        assert_eq!(d.to_string(), "0000-00-00 00:00:00");
+        assert_eq!(DateTime::ZERO.to_string(), "0000-00-00 00:00:00");
+        assert_eq!(
+            DateTime::from_unix(1_700_000_000, 250).to_string(),
+            "2023-11-14 22:13:20.000250"
+        );
+        assert_eq!(
+            DateTime::from_unix(-1, 0).to_string(),
+            "1969-12-31 23:59:59"
+        );
     }
 }

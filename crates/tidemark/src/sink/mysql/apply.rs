@@ -15,7 +15,7 @@ use mysql::prelude::Queryable;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use tidemark_core::sql::{push_ident, push_literal};
+use tidemark_core::sql::{push_ident, push_literal, quote_ident};
 use tidemark_core::{Change, Row, Value};
 
 /// The net effect of a batch on one table.
@@ -242,46 +242,34 @@ pub fn apply(
 /// `DELETE FROM t WHERE k IN (…)` or `WHERE (k1, k2) IN ((…), …)`.
 fn delete_keys(plan: &TablePlan, keys: &[Row]) -> String {
     let def = plan.def();
-    let key_cols: Vec<&str> = def
+    let tuple = |items: Vec<String>| {
+        if items.len() > 1 {
+            format!("({})", items.join(", "))
+        } else {
+            items.concat()
+        }
+    };
+    let columns = def
         .key
         .iter()
         .flatten()
-        .map(|&i| plan.columns[&def.columns[i].name].as_str())
+        .map(|&i| quote_ident(&plan.columns[&def.columns[i].name]))
         .collect();
-    let mut sql = format!("DELETE FROM {} WHERE ", plan.target.quoted());
-    let multi = key_cols.len() > 1;
-    if multi {
-        sql.push('(');
-    }
-    for (i, c) in key_cols.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        push_ident(&mut sql, c);
-    }
-    if multi {
-        sql.push(')');
-    }
-    sql.push_str(" IN (");
-    for (n, key) in keys.iter().enumerate() {
-        if n > 0 {
-            sql.push(',');
-        }
-        if multi {
-            sql.push('(');
-        }
-        for (i, v) in key.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            push_literal(&mut sql, v);
-        }
-        if multi {
-            sql.push(')');
-        }
-    }
-    sql.push(')');
-    sql
+    let literal = |v: &Value| {
+        let mut s = String::new();
+        push_literal(&mut s, v);
+        s
+    };
+    let list: Vec<String> = keys
+        .iter()
+        .map(|k| tuple(k.iter().map(literal).collect()))
+        .collect();
+    format!(
+        "DELETE FROM {} WHERE {} IN ({})",
+        plan.target.quoted(),
+        tuple(columns),
+        list.join(",")
+    )
 }
 
 /// Statements for one change of a keyless table: rows are matched on every copied

@@ -172,41 +172,9 @@ fn mask(ty: T) -> u64 {
 /// sees in its UTC session; 0 is the zero timestamp.
 fn timestamp(secs: i64, micros: u32) -> Value {
     if secs == 0 && micros == 0 {
-        return Value::DateTime(DateTime {
-            year: 0,
-            month: 0,
-            day: 0,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            micros: 0,
-        });
+        return Value::DateTime(DateTime::ZERO);
     }
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    Value::DateTime(DateTime {
-        year: year as u16,
-        month: month as u8,
-        day: day as u8,
-        hour: (rem / 3600) as u8,
-        minute: (rem % 3600 / 60) as u8,
-        second: (rem % 60) as u8,
-        micros,
-    })
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    Value::DateTime(DateTime::from_unix(secs, micros))
 }
 
 /// MySQL's binary JSON as JSON text.
