@@ -131,11 +131,17 @@ pub fn run(
 
     let (tx, rx) = bounded::<Item>(256);
     let reader_stop = AtomicBool::new(false);
+    let databases = plan
+        .databases
+        .iter()
+        .map(|d| d.source.name.clone())
+        .collect();
     std::thread::scope(|s| {
         let reader = s.spawn(|| {
             stream::read(
                 &task.source,
                 start.clone(),
+                &databases,
                 task.server_id,
                 task.advanced.connection_window(),
                 &reader_stop,

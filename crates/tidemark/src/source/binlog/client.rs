@@ -230,9 +230,9 @@ impl Reader {
         )))
     }
 
-    /// The decoder, for its table maps.
-    pub fn decoder(&self) -> &Decoder {
-        &self.decoder
+    /// The decoder, for its table maps and its database filter.
+    pub fn decoder(&mut self) -> &mut Decoder {
+        &mut self.decoder
     }
 }
 

@@ -147,6 +147,8 @@ pub struct Decoder {
     tables: HashMap<u64, (TableMapEvent<'static>, Arc<TableMap>)>,
     /// Pre-GA MySQL 5.1 development builds numbered the row events differently.
     pre_ga_numbering: bool,
+    /// Only rows of these databases are decoded (all when `None`).
+    databases: Option<std::collections::HashSet<String>>,
 }
 
 impl Default for Decoder {
@@ -163,6 +165,7 @@ impl Decoder {
             fde_checksum: false,
             tables: HashMap::new(),
             pre_ga_numbering: false,
+            databases: None,
         }
     }
 
@@ -172,6 +175,11 @@ impl Decoder {
             checksum,
             ..Decoder::new()
         }
+    }
+
+    /// Decodes only the rows of these databases; rows events of others come out empty.
+    pub fn only_databases(&mut self, databases: std::collections::HashSet<String>) {
+        self.databases = Some(databases);
     }
 
     /// Whether events of this stream carry a checksum (known after its format
@@ -484,6 +492,16 @@ impl Decoder {
             )
         })?;
         let mut rows = Vec::new();
+        if let Some(keep) = &self.databases {
+            if !keep.contains(&table.database) {
+                // Not selected: the event is passed on without its rows.
+                return Ok(Body::Rows {
+                    kind,
+                    table: table.clone(),
+                    rows,
+                });
+            }
+        }
         for row in r.rows(tme) {
             let (before, after) = row
                 .with_context(|| format!("decoding a row of {}.{}", table.database, table.table))?;

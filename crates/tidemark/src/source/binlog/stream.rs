@@ -11,6 +11,7 @@ use crate::config::Endpoint;
 use crate::connect::{transient, Transient};
 use anyhow::{anyhow, bail, Result};
 use crossbeam_channel::Sender;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,10 +55,11 @@ pub enum Item {
 }
 
 /// Reads from `start` until `stop` is set or an error ends the stream; reconnects inside
-/// the connection retry window.
+/// the connection retry window. Rows of databases not in `databases` are not decoded.
 pub fn read(
     ep: &Endpoint,
     start: Position,
+    databases: &HashSet<String>,
     server_id: u32,
     retry_window: Duration,
     stop: &AtomicBool,
@@ -75,8 +77,10 @@ pub fn read(
                 position: resume.offset,
             },
         };
-        let result = Reader::open(ep, &at, server_id)
-            .and_then(|reader| read_from(reader, &mut resume, stop, &out, &mut failing_since));
+        let result = Reader::open(ep, &at, server_id).and_then(|mut reader| {
+            reader.decoder().only_databases(databases.clone());
+            read_from(reader, &mut resume, stop, &out, &mut failing_since)
+        });
         let err = match result {
             Ok(()) => return Ok(()),
             Err(e) => e,
