@@ -4,6 +4,10 @@
 //! in a temporary directory on a free port. A small watchdog shell kills the server and
 //! removes its directory when the owning process exits, even after `SIGKILL` or when a
 //! test binary keeps servers in a `static`.
+//!
+//! A server can be stopped and started again on the same data directory and port
+//! ([`Server::stop`], [`Server::start_again`], [`Server::restart`]), e.g. to test that a
+//! client reconnects after a server restart.
 
 use anyhow::{bail, Context, Result};
 use std::net::TcpListener;
@@ -128,14 +132,29 @@ impl Server {
             .chain(args)
             .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
             .collect();
-        // The watchdog outlives neither us nor the server: when our pid is gone it kills
-        // the server and removes the data directory.
+        // The watchdog outlives neither us nor the server: when our pid is gone, or when
+        // the server exits, it kills the server and removes the data directory. The one
+        // exception is a stop asked for by [`Server::stop`]: while the `hold` file exists
+        // the watchdog keeps the directory and, once the file is removed, starts the
+        // server again (it writes `down` when the server has exited, and removes it when
+        // it starts it again). A `quit` file makes a held watchdog clean up and exit.
+        let d = dir.path().display().to_string();
         let script = format!(
-            "trap '' HUP INT; {cmd} & srv=$!; trap 'kill -9 $srv' TERM; while kill -0 {parent} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; \
-             kill -9 $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf '{dir}'",
+            "trap '' HUP INT; {cmd} & srv=$!; trap 'kill -9 $srv 2>/dev/null' TERM; \
+             while kill -0 {parent} 2>/dev/null; do \
+               if ! kill -0 $srv 2>/dev/null; then \
+                 wait $srv 2>/dev/null; \
+                 [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] || break; \
+                 touch '{d}/down'; \
+                 while [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null; do sleep 0.1; done; \
+                 [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null || break; \
+                 {cmd} & srv=$!; rm -f '{d}/down'; \
+               fi; \
+               sleep 0.2; \
+             done; \
+             kill -9 $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf '{d}'",
             cmd = quoted.join(" "),
             parent = std::process::id(),
-            dir = dir.path().display()
         );
         // Its own process group: a Ctrl-C or hang-up aimed at the terminal must not kill
         // the watchdog before it has cleaned up.
@@ -166,9 +185,10 @@ impl Server {
                 }
             }
             if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-                bail!("mariadbd did not become ready in 60 s; its error log:\n{log}");
+                bail!(
+                    "mariadbd did not become ready in 60 s; its error log:\n{}",
+                    self.error_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -202,10 +222,71 @@ impl Server {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Shuts the server down cleanly (`SHUTDOWN`) and waits until it has exited, keeping
+    /// its data directory and port for [`Server::start_again`]. Connections to it fail
+    /// meanwhile, as they would against a real server being restarted.
+    pub fn stop(&self) -> Result<()> {
+        let hold = self.dir.path().join("hold");
+        let down = self.dir.path().join("down");
+        std::fs::write(&hold, b"").context("writing the sandbox's hold file")?;
+        {
+            use mysql::prelude::Queryable;
+            let mut c = self.conn().context("connecting to shut the server down")?;
+            // The server may close the connection before it answers.
+            let _ = c.query_drop("SHUTDOWN");
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !down.exists() {
+            if Instant::now() > deadline {
+                bail!(
+                    "the server on port {} did not shut down in 60 s; its error log:\n{}",
+                    self.port,
+                    self.error_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts a server stopped with [`Server::stop`] again, on the same data directory,
+    /// port and options, and waits until it accepts connections.
+    pub fn start_again(&self) -> Result<()> {
+        let hold = self.dir.path().join("hold");
+        let down = self.dir.path().join("down");
+        if !hold.exists() {
+            bail!("the server on port {} was not stopped", self.port);
+        }
+        std::fs::remove_file(&hold).context("removing the sandbox's hold file")?;
+        // The watchdog removes `down` once it has started the server again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while down.exists() {
+            if Instant::now() > deadline {
+                bail!("the sandbox watchdog did not start the server again");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_ready()
+    }
+
+    /// [`Server::stop`], a pause of `downtime`, then [`Server::start_again`].
+    pub fn restart(&self, downtime: Duration) -> Result<()> {
+        self.stop()?;
+        std::thread::sleep(downtime);
+        self.start_again()
+    }
+
+    /// The server's error log (empty when it cannot be read).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A stopped server is not started again: the watchdog cleans up and exits.
+        let _ = std::fs::write(self.dir.path().join("quit"), b"");
         // Ask for a clean shutdown, then make sure.
         if let Ok(mut c) = self.try_conn() {
             use mysql::prelude::Queryable;
@@ -250,5 +331,50 @@ impl Pair {
             source,
             destination,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql::prelude::Queryable;
+
+    #[test]
+    fn restart_keeps_data_and_port() {
+        let s = Server::start(&Options::default()).expect("start");
+        let mut c = s.conn().unwrap();
+        c.query_drop(
+            "CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY); INSERT INTO r.t VALUES (1)",
+        )
+        .unwrap();
+        let file: Option<(String, u64)> = c
+            .query_first("SHOW MASTER STATUS")
+            .unwrap()
+            .map(|r: mysql::Row| (r.get(0).unwrap(), r.get(1).unwrap()));
+        drop(c);
+        s.stop().expect("stop");
+        assert!(s.conn().is_err(), "a stopped server accepts connections");
+        assert!(s.start_again().is_ok());
+        assert!(s.start_again().is_err(), "started twice");
+        s.restart(Duration::from_millis(200)).expect("restart");
+        let mut c = s.conn().unwrap();
+        let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM r.t").unwrap();
+        assert_eq!(n, Some(1));
+        // A restart opens a new binlog file.
+        let after: Option<(String, u64)> = c
+            .query_first("SHOW MASTER STATUS")
+            .unwrap()
+            .map(|r: mysql::Row| (r.get(0).unwrap(), r.get(1).unwrap()));
+        assert_ne!(file.unwrap().0, after.unwrap().0);
+        drop(c);
+        let dir = s.dir().to_path_buf();
+        s.stop().expect("stop");
+        drop(s);
+        // The watchdog removes the directory of a server dropped while stopped.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!dir.exists());
     }
 }

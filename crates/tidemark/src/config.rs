@@ -246,6 +246,19 @@ pub struct ObjectSpec {
     pub column_rename: BTreeMap<String, String>,
     #[serde(rename = "where")]
     pub where_clause: Option<String>,
+    /// Incremental: which changes to apply (all when left out).
+    pub operations: Option<Vec<Operation>>,
+}
+
+/// `operations` entries: the kinds of binlog changes applied to an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    Insert,
+    Update,
+    Delete,
+    /// Every DDL statement on the object (for a database: its tables, views, routines).
+    Ddl,
 }
 
 /// A parsed connection URL. `Display` and `Debug` never show the password.
@@ -580,6 +593,9 @@ fn validate_objects(objects: &[ObjectSpec]) -> Result<()> {
         }
         if let Some(w) = &o.where_clause {
             check_where(w).with_context(|| format!("{at}: invalid `where`"))?;
+        }
+        if o.operations.as_ref().is_some_and(|ops| ops.is_empty()) {
+            bail!("{at}: `operations` is empty; list some of \"insert\", \"update\", \"delete\", \"ddl\", or leave it out for all");
         }
         let key = (o.database.clone(), o.table.clone());
         if !seen.insert(key) {

@@ -518,3 +518,69 @@ fn exact_mode_reports_divergence_and_gtid_start_works() {
         "{log}"
     );
 }
+
+/// Views, routines and triggers created in a database selected whole are replicated;
+/// `operations` leaves deletes out; a DDL statement the destination rejects is logged,
+/// counted and skipped while the task goes on.
+#[test]
+fn object_ddl_operations_and_rejected_ddl() {
+    let db = "inc_obj";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1);"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+         [[objects]]\ndatabase = \"{db}\"\nrename = \"inc_obj_copy\"\noperations = [\"insert\", \"update\", \"ddl\"]\n"
+    ));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    // The destination already has a table the source is about to create.
+    env().dst_sql("CREATE TABLE inc_obj_copy.blocker (id INT PRIMARY KEY)");
+    env().src_sql(&format!(
+        "USE {db};
+         CREATE VIEW v AS SELECT id, v * 2 AS double_v FROM t;
+         CREATE PROCEDURE p(IN x INT) SELECT x + 1 AS y;
+         CREATE FUNCTION f() RETURNS INT DETERMINISTIC RETURN 42;
+         CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v + 100;
+         INSERT INTO t VALUES (2, 2), (3, 3);
+         DELETE FROM t WHERE id = 1;
+         CREATE TABLE blocker (id INT PRIMARY KEY);
+         INSERT INTO blocker VALUES (7);
+         UPDATE t SET v = 5 WHERE id = 2;"
+    ));
+    let mut d = env().dst();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        got = d
+            .query::<(i32, i32), _>("SELECT id, v FROM inc_obj_copy.t ORDER BY id")
+            .unwrap_or_default();
+        if got == vec![(1, 1), (2, 5), (3, 103)] {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = stop(child);
+    // Row 1 stays (deletes are left out); rows 2 and 3 carry the source trigger's +100
+    // once, not twice.
+    assert_eq!(got, vec![(1, 1), (2, 5), (3, 103)], "{log}");
+    let view: Vec<(i32, i64)> = d
+        .query("SELECT id, double_v FROM inc_obj_copy.v ORDER BY id")
+        .unwrap();
+    assert_eq!(view.len(), 3, "{log}");
+    let y: Option<i64> = d.query_first("CALL inc_obj_copy.p(41)").unwrap();
+    assert_eq!(y, Some(42));
+    let f: Option<i64> = d.query_first("SELECT inc_obj_copy.f()").unwrap();
+    assert_eq!(f, Some(42));
+    let blocker: Option<i64> = d
+        .query_first("SELECT id FROM inc_obj_copy.blocker")
+        .unwrap();
+    assert_eq!(
+        blocker,
+        Some(7),
+        "rows of the table still flow after its CREATE was rejected"
+    );
+    let out = t.tidemark(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["incremental"]["ddl_rejected"], 1, "{v}");
+}

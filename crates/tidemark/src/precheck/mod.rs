@@ -697,9 +697,15 @@ fn binlog(task: &Task, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
             ),
         );
     }
-    match var(src, "log_slave_updates")?.as_deref() {
-        Some("ON") => r.pass("log-slave-updates", "log_slave_updates = ON"),
-        _ => r.warn("log-slave-updates", "log_slave_updates is OFF", "in a dual-primary setup, turn it ON so changes replicated into this server reach its binlog"),
+    // Only a source that is itself a replica logs other servers' changes through it.
+    let replica = src
+        .query_iter("SHOW SLAVE STATUS")
+        .map(|mut r| r.iter().is_some_and(|mut set| set.next().is_some()))
+        .unwrap_or(false);
+    match (var(src, "log_slave_updates")?.as_deref(), replica) {
+        (Some("ON"), _) => r.pass("log-slave-updates", "log_slave_updates = ON"),
+        (_, false) => r.pass("log-slave-updates", "the source is not a replica"),
+        _ => r.warn("log-slave-updates", "the source is a replica and log_slave_updates is OFF: changes replicated into it do not reach its binlog", "turn log_slave_updates ON (needed in a dual-primary setup, or to migrate what this replica receives)"),
     }
     Ok(())
 }

@@ -426,6 +426,7 @@ mod tests {
             copied: vec![0, 1, 2],
             where_clause: None,
             whole_database: true,
+            operations: Default::default(),
         };
         let chunk = Chunk {
             index: 1,

@@ -36,11 +36,11 @@ use crate::source::catalog;
 use crate::state::Store;
 use crate::task::throttle::Throttle;
 use crate::transform::ddl::{Kind, NameRef, Statement};
-use crate::transform::mapping::{self, Plan, TablePlan};
+use crate::transform::mapping::{self, Operations, Plan, TablePlan};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use mysql::prelude::Queryable;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +74,11 @@ pub struct Applied {
     pub latency_seconds: f64,
     pub rows_applied: u64,
     pub transactions: u64,
+    /// DDL statements the destination rejected (logged and skipped).
+    #[serde(default)]
+    pub ddl_rejected: u64,
+    #[serde(default)]
+    pub last_ddl_error: Option<String>,
 }
 
 pub fn save_position(store: &Store, key: &str, p: &Position) -> Result<()> {
@@ -130,43 +135,55 @@ pub fn run(
     );
 
     let (tx, rx) = bounded::<Item>(256);
-    let reader_stop = AtomicBool::new(false);
-    let databases = plan
+    let reader_stop = Arc::new(AtomicBool::new(false));
+    let databases: HashSet<String> = plan
         .databases
         .iter()
         .map(|d| d.source.name.clone())
         .collect();
-    std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            stream::read(
-                &task.source,
-                start.clone(),
-                &databases,
-                task.server_id,
-                task.advanced.connection_window(),
-                &reader_stop,
-                tx,
-            )
-        });
-        let mut applier = Applier::new(task, store, start.clone(), safe_until)?;
-        let result = coordinate(task, &mut tracker, &mut applier, &rx, stop, opts);
-        reader_stop.store(true, Ordering::Relaxed);
-        drop(rx);
-        let read = reader
-            .join()
-            .map_err(|_| anyhow!("the binlog reader panicked"))?;
+    // Not a scoped thread: a reader blocked on a quiet source notices `reader_stop` only
+    // at its next event (a heartbeat, up to 5 s later), and the task need not wait.
+    let reader = {
+        let (ep, start, stop) = (task.source.clone(), start.clone(), reader_stop.clone());
+        let (server_id, window) = (task.server_id, task.advanced.connection_window());
+        std::thread::spawn(move || {
+            stream::read(&ep, start, &databases, server_id, window, &stop, tx)
+        })
+    };
+    let result = Applier::new(task, store, start.clone(), safe_until).and_then(|mut applier| {
+        let r = coordinate(task, plan, &mut tracker, &mut applier, &rx, stop, opts);
         applier.shutdown();
-        // When the reader failed first, its error explains why the coordinator stopped.
-        match (result, read) {
-            (Err(c), Err(r)) if c.to_string() == READER_STOPPED => Err(r),
-            (Err(c), _) => Err(c),
-            (Ok(()), _) => Ok(()),
-        }
-    })
+        r
+    });
+    reader_stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    let read = finished_within(reader, Duration::from_millis(300));
+    // When the reader failed first, its error explains why the coordinator stopped.
+    match (result, read) {
+        (Err(c), Some(Err(r))) if c.to_string() == READER_STOPPED => Err(r),
+        (Err(c), _) => Err(c),
+        (Ok(()), _) => Ok(()),
+    }
+}
+
+/// The thread's result if it ends within `limit`; otherwise it is left to end on its own.
+fn finished_within(h: std::thread::JoinHandle<Result<()>>, limit: Duration) -> Option<Result<()>> {
+    let started = Instant::now();
+    while !h.is_finished() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !h.is_finished() {
+        return None;
+    }
+    Some(
+        h.join()
+            .unwrap_or_else(|_| Err(anyhow!("the binlog reader panicked"))),
+    )
 }
 
 fn coordinate(
     task: &Task,
+    plan: &Plan,
     tracker: &mut Tracker,
     applier: &mut Applier,
     rx: &Receiver<Item>,
@@ -186,7 +203,7 @@ fn coordinate(
             Ok(Item::Txn(txn)) => {
                 if let Some(ddl) = &txn.ddl {
                     applier.flush(tracker)?;
-                    tracker.apply_ddl(task, applier, ddl)?;
+                    tracker.apply_ddl(task, plan, applier, ddl)?;
                     applier.advance(&txn, 0);
                     applier.flush(tracker)?;
                     continue;
@@ -233,8 +250,8 @@ fn caught_up(src: &mut mysql::Conn, at: &Position) -> Result<bool> {
 /// The table definitions rows are decoded with, by source name.
 struct Tracker {
     tables: HashMap<(String, String), Arc<TablePlan>>,
-    /// Source databases selected whole: target database name.
-    whole: HashMap<String, String>,
+    /// Source databases selected whole: target database name, operations applied.
+    whole: HashMap<String, (String, Operations)>,
     dest_lower: bool,
     name_case: crate::config::NameCase,
     changed: bool,
@@ -257,11 +274,11 @@ impl Tracker {
                 ((n.database.clone(), n.table.clone()), Arc::new(t.clone()))
             })
             .collect();
-        let whole = plan
+        let whole: HashMap<String, (String, Operations)> = plan
             .databases
             .iter()
             .filter(|d| d.whole)
-            .map(|d| (d.source.name.clone(), d.target.clone()))
+            .map(|d| (d.source.name.clone(), (d.target.clone(), d.operations)))
             .collect();
         if let Some(saved) = store.get(TABLES)?.filter(|s| !s.is_empty()) {
             let saved: Vec<SavedTable> =
@@ -286,7 +303,10 @@ impl Tracker {
                         p.source = info;
                         p
                     }
-                    _ => mapping::whole_table(info, s.target),
+                    _ => {
+                        let ops = whole.get(&key.0).map(|w| w.1).unwrap_or_default();
+                        mapping::whole_table(info, s.target, ops)
+                    }
                 };
                 tables.insert(key, Arc::new(plan));
             }
@@ -326,6 +346,15 @@ impl Tracker {
             let Some(plan) = self.tables.get(&key) else {
                 continue;
             };
+            let ops = plan.operations;
+            let wanted = match block.kind {
+                RowsKind::Insert => ops.insert,
+                RowsKind::Update => ops.update,
+                RowsKind::Delete => ops.delete,
+            };
+            if !wanted {
+                continue;
+            }
             let def = plan.def();
             if block.table.types.len() != def.columns.len() {
                 bail!(
@@ -387,7 +416,7 @@ impl Tracker {
         if let Some(t) = self.tables.get(&(db.clone(), n.name.clone())) {
             return (t.target.database.clone(), t.target.table.clone(), true);
         }
-        if let Some(target_db) = self.whole.get(&db) {
+        if let Some((target_db, _)) = self.whole.get(&db) {
             let table = mapping::apply_case(self.name_case, self.dest_lower, &n.name);
             return (target_db.clone(), table, true);
         }
@@ -412,15 +441,43 @@ impl Tracker {
         (db, n.name.clone(), false)
     }
 
-    fn apply_ddl(&mut self, task: &Task, applier: &mut Applier, ddl: &Ddl) -> Result<()> {
+    /// Whether `operations` lets DDL through for every followed object the statement
+    /// names (or its database, for database and object statements).
+    fn ddl_wanted(&self, st: &Statement, default_db: &str) -> bool {
+        let db_ops = |db: &str| self.whole.get(db).map(|w| w.1.ddl).unwrap_or(true);
+        if st.tables.is_empty() {
+            return db_ops(st.database.as_deref().unwrap_or(default_db));
+        }
+        st.tables.iter().all(|n| {
+            let db = n.database.clone().unwrap_or_else(|| default_db.to_string());
+            match self.tables.get(&(db.clone(), n.name.clone())) {
+                Some(t) => t.operations.ddl,
+                None => db_ops(&db),
+            }
+        })
+    }
+
+    fn apply_ddl(
+        &mut self,
+        task: &Task,
+        plan: &Plan,
+        applier: &mut Applier,
+        ddl: &Ddl,
+    ) -> Result<()> {
         let st = Statement::parse(&ddl.statement);
         let head: String = ddl.statement.chars().take(120).collect();
+        if !self.ddl_wanted(&st, &ddl.database) {
+            tracing::info!(
+                "incremental: DDL not applied (`operations` leaves out \"ddl\"): {head}"
+            );
+            return Ok(());
+        }
         let (sql, use_db, refresh) = match st.kind {
             Kind::CreateDatabase | Kind::DropDatabase | Kind::AlterDatabase => {
                 let Some(db) = st.database.clone() else {
                     return Ok(());
                 };
-                let Some(target) = self.whole.get(&db).cloned() else {
+                let Some(target) = self.whole.get(&db).map(|w| w.0.clone()) else {
                     tracing::debug!("incremental: skipping DDL on an unselected database: {head}");
                     return Ok(());
                 };
@@ -435,12 +492,19 @@ impl Tracker {
                 )
             }
             Kind::Other => {
-                if self.whole.contains_key(&ddl.database) {
-                    tracing::warn!(
-                        "incremental: not replicated (views, triggers, routines and other statements are not followed yet; apply it to the destination by hand): {head}"
+                let Some(target) = self.whole.get(&ddl.database).map(|w| w.0.clone()) else {
+                    tracing::debug!(
+                        "incremental: skipping a statement outside the selected databases: {head}"
                     );
+                    return Ok(());
+                };
+                match object_ddl(&ddl.statement, &ddl.database, &target, plan, self) {
+                    Some(sql) => (sql, Some(target), Vec::new()),
+                    None => {
+                        tracing::warn!("incremental: not replicated (apply it to the destination by hand if it matters): {head}");
+                        return Ok(());
+                    }
                 }
-                return Ok(());
             }
             _ => {
                 let followed: Vec<bool> = st
@@ -466,12 +530,16 @@ impl Tracker {
                         }
                     }
                 }
-                let default_target = self.whole.get(&ddl.database).cloned().or_else(|| {
-                    self.tables
-                        .values()
-                        .find(|t| t.def().name.database == ddl.database)
-                        .map(|t| t.target.database.clone())
-                });
+                let default_target =
+                    self.whole
+                        .get(&ddl.database)
+                        .map(|w| w.0.clone())
+                        .or_else(|| {
+                            self.tables
+                                .values()
+                                .find(|t| t.def().name.database == ddl.database)
+                                .map(|t| t.target.database.clone())
+                        });
                 let sql = st.rewrite(
                     &|n| {
                         let (d, t, _) = self.target(n, &ddl.database);
@@ -482,8 +550,11 @@ impl Tracker {
                 (sql, default_target, st.tables.clone())
             }
         };
-        applier.ddl(task, use_db.as_deref(), &sql)?;
-        tracing::info!("incremental: applied DDL: {head}");
+        if applier.ddl(task, use_db.as_deref(), &sql)? {
+            tracing::info!("incremental: applied DDL: {head}");
+        }
+        // Even after a rejection the touched tables are read back: the tracker follows
+        // what the destination has, so rows keep flowing where they still fit.
         // Follow the tables the statement touched.
         let mut touched: Vec<(NameRef, bool)> = refresh.into_iter().map(|n| (n, true)).collect();
         match st.kind {
@@ -539,7 +610,10 @@ impl Tracker {
                     p.target = target;
                     p
                 }
-                _ => mapping::whole_table(info, target),
+                _ => {
+                    let ops = self.whole.get(&db).map(|w| w.1).unwrap_or_default();
+                    mapping::whole_table(info, target, ops)
+                }
             };
             self.tables.insert(key, Arc::new(plan));
         }
@@ -606,6 +680,8 @@ impl<'a> Applier<'a> {
                 latency_seconds: 0.0,
                 rows_applied: 0,
                 transactions: 0,
+                ddl_rejected: 0,
+                last_ddl_error: None,
             }),
             _ => Applied {
                 position: checkpoint.clone(),
@@ -613,6 +689,8 @@ impl<'a> Applier<'a> {
                 latency_seconds: 0.0,
                 rows_applied: 0,
                 transactions: 0,
+                ddl_rejected: 0,
+                last_ddl_error: None,
             },
         };
         Ok(Applier {
@@ -706,7 +784,9 @@ impl<'a> Applier<'a> {
             .set(APPLIED, &serde_json::to_string(&self.stats)?)
     }
 
-    fn ddl(&mut self, task: &Task, use_db: Option<&str>, sql: &str) -> Result<()> {
+    /// Applies a DDL statement; returns false when the destination rejected it (logged
+    /// and counted in the status: the task goes on).
+    fn ddl(&mut self, task: &Task, use_db: Option<&str>, sql: &str) -> Result<bool> {
         let safe = self
             .safe_until
             .as_ref()
@@ -720,7 +800,7 @@ impl<'a> Applier<'a> {
         let started = Instant::now();
         loop {
             match self.ddl_conn.query_drop(sql) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 // Replayed DDL that already took effect (the copy or an earlier attempt
                 // saw it): table exists, duplicate column or key, unknown column or key,
                 // unknown table.
@@ -733,7 +813,7 @@ impl<'a> Applier<'a> {
                         "incremental: DDL already applied, skipped ({}): {sql}",
                         m.message
                     );
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(e) => match transient(&e) {
                     Some(kind) if started.elapsed() < window(task, kind) => {
@@ -750,9 +830,17 @@ impl<'a> Applier<'a> {
                             }
                         }
                     }
-                    _ => {
-                        return Err(anyhow!("the destination rejected a DDL statement: {e}")
+                    Some(_) => {
+                        return Err(anyhow!("the destination kept failing a DDL statement: {e}")
                             .context(format!("while applying: {sql}")))
+                    }
+                    None => {
+                        tracing::error!(
+                            "incremental: the destination rejected a DDL statement, skipped: {e}; statement: {sql}"
+                        );
+                        self.stats.ddl_rejected += 1;
+                        self.stats.last_ddl_error = Some(format!("{e}: {sql}"));
+                        return Ok(false);
                     }
                 },
             }
@@ -774,6 +862,54 @@ impl<'a> Applier<'a> {
             }
         }
     }
+}
+
+/// A view, routine or trigger statement of a database selected whole, rewritten for the
+/// destination the way the schema phase writes these objects (renamed databases,
+/// DEFINER removed, SQL SECURITY INVOKER, triggers guarded); `None` for statements
+/// Tidemark does not replicate (events, users, grants, ...).
+fn object_ddl(
+    statement: &str,
+    database: &str,
+    target_db: &str,
+    plan: &Plan,
+    tracker: &Tracker,
+) -> Option<String> {
+    use crate::sink::mysql::schema as s;
+    let words: Vec<String> = statement
+        .split(|c: char| c.is_whitespace() || c == '`')
+        .filter(|w| !w.is_empty() && !w.contains('='))
+        .take(8)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    let first = words.first()?.as_str();
+    if !matches!(first, "CREATE" | "ALTER" | "DROP") {
+        return None;
+    }
+    if has("VIEW") {
+        if first == "DROP" {
+            return Some(s::routine_ddl(statement, plan));
+        }
+        let name = s::view_name(statement)?;
+        let target = TableName::new(
+            target_db,
+            mapping::apply_case(tracker.name_case, tracker.dest_lower, &name),
+        );
+        return s::view_ddl(statement, &target, plan).ok();
+    }
+    if has("TRIGGER") {
+        if first == "DROP" {
+            return Some(s::routine_ddl(statement, plan));
+        }
+        let table = s::trigger_table(statement)?;
+        let sql = s::trigger_ddl(statement, &TableName::new(database, table), plan);
+        return s::guard_trigger(&sql).or(Some(sql));
+    }
+    if has("PROCEDURE") || has("FUNCTION") {
+        return Some(s::routine_ddl(statement, plan));
+    }
+    None
 }
 
 fn window(task: &Task, kind: Transient) -> Duration {

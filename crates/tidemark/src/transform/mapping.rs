@@ -1,6 +1,6 @@
 //! Object selection, renames, column subsets, row filters and the name case policy.
 
-use crate::config::{NameCase, ObjectSpec, Task};
+use crate::config::{NameCase, ObjectSpec, Operation, Task};
 use crate::source::catalog::{DatabaseInfo, TableInfo};
 use std::collections::BTreeMap;
 use tidemark_core::{ColumnDef, TableDef, TableName};
@@ -12,6 +12,42 @@ pub struct DatabasePlan {
     pub target: String,
     /// The whole database is selected: views, triggers and routines move too.
     pub whole: bool,
+    /// With `whole`: the binlog changes applied to its objects.
+    pub operations: Operations,
+}
+
+/// Which binlog changes are applied to an object (`operations` in `[[objects]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Operations {
+    pub insert: bool,
+    pub update: bool,
+    pub delete: bool,
+    pub ddl: bool,
+}
+
+impl Default for Operations {
+    fn default() -> Self {
+        Operations {
+            insert: true,
+            update: true,
+            delete: true,
+            ddl: true,
+        }
+    }
+}
+
+impl Operations {
+    pub fn from_spec(ops: Option<&[Operation]>) -> Operations {
+        match ops {
+            None => Operations::default(),
+            Some(ops) => Operations {
+                insert: ops.contains(&Operation::Insert),
+                update: ops.contains(&Operation::Update),
+                delete: ops.contains(&Operation::Delete),
+                ddl: ops.contains(&Operation::Ddl),
+            },
+        }
+    }
 }
 
 /// One selected table and how it maps to the destination.
@@ -27,6 +63,8 @@ pub struct TablePlan {
     pub where_clause: Option<String>,
     /// Whether the table was selected with its whole database.
     pub whole_database: bool,
+    /// The binlog changes applied to it.
+    pub operations: Operations,
 }
 
 impl TablePlan {
@@ -128,6 +166,7 @@ pub fn build(
                 source: db.clone(),
                 target: db_target.clone(),
                 whole: spec.table.is_none(),
+                operations: Operations::from_spec(spec.operations.as_deref()),
             });
         }
         let db_target = plan
@@ -137,7 +176,9 @@ pub fn build(
         match &spec.table {
             None => {
                 for t in &db.tables {
-                    plan.tables.push(table_plan(t, &db_target, None, &case, true, &mut problems));
+                    let mut tp = table_plan(t, &db_target, None, &case, true, &mut problems);
+                    tp.operations = Operations::from_spec(spec.operations.as_deref());
+                    plan.tables.push(tp);
                 }
             }
             Some(name) => match db.table(name) {
@@ -159,7 +200,7 @@ pub fn build(
 /// The plan of a table that a DDL statement created or changed inside a database
 /// selected whole: every column, under the names `t` has (read from the destination),
 /// written to `target`.
-pub fn whole_table(t: TableInfo, target: TableName) -> TablePlan {
+pub fn whole_table(t: TableInfo, target: TableName, operations: Operations) -> TablePlan {
     let columns = t
         .def
         .columns
@@ -176,6 +217,7 @@ pub fn whole_table(t: TableInfo, target: TableName) -> TablePlan {
         copied,
         where_clause: None,
         whole_database: true,
+        operations,
     }
 }
 
@@ -242,6 +284,7 @@ fn table_plan(
         copied,
         where_clause: spec.and_then(|s| s.where_clause.clone()),
         whole_database,
+        operations: Operations::from_spec(spec.and_then(|s| s.operations.as_deref())),
     };
     if !plan.key_is_copied() {
         let key: Vec<&str> = def

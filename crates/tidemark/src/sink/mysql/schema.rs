@@ -547,6 +547,26 @@ fn trigger_header(text: &str) -> Option<(NameRef, NameRef)> {
     Some((name, table))
 }
 
+/// The table a `CREATE TRIGGER` statement is defined on (last part of its name).
+pub fn trigger_table(create: &str) -> Option<String> {
+    trigger_header(create).map(|(_, table)| table.last)
+}
+
+/// The name after `VIEW` in a `CREATE/ALTER … VIEW name` statement.
+pub fn view_name(create: &str) -> Option<String> {
+    let mut pos = 0;
+    loop {
+        let t = next_token(create, pos)?;
+        pos = t.end;
+        if t.is("VIEW") {
+            return name_ref(create, pos).map(|n| n.last);
+        }
+        if t.is("AS") {
+            return None;
+        }
+    }
+}
+
 /// Executes `sql` in the given database with the sql_mode the object was created with.
 pub fn execute_in(c: &mut Conn, database: &str, sql_mode: Option<&str>, sql: &str) -> Result<()> {
     c.query_drop(format!("USE {}", quote_ident(database)))?;
@@ -636,6 +656,7 @@ mod tests {
                 source: db,
                 target: "src".into(),
                 whole: true,
+                operations: Default::default(),
             }],
             tables: vec![TablePlan {
                 source: info,
@@ -644,6 +665,7 @@ mod tests {
                 copied: vec![],
                 where_clause: None,
                 whole_database: true,
+                operations: Default::default(),
             }],
             dest_lower: false,
         }
@@ -725,6 +747,7 @@ mod tests {
             copied: vec![0, 1],
             where_clause: None,
             whole_database: false,
+            operations: Default::default(),
         });
         let show = "CREATE TABLE `p` (\n  `id` int(11) NOT NULL,\n  `a` int(11) DEFAULT NULL,\n  `b` int(11) DEFAULT NULL,\n  \
             PRIMARY KEY (`id`),\n  KEY `fk_b` (`b`),\n  KEY `fk_a` (`a`),\n  \
