@@ -206,6 +206,26 @@ pub struct Advanced {
     /// Minutes to keep retrying a failed statement that may succeed later, such as a
     /// deadlock or a lock wait timeout (1–1440, less than `retry_connection_minutes`).
     pub retry_other_minutes: u64,
+    /// How online schema changes (gh-ost, pt-online-schema-change) are followed.
+    pub online_ddl: OnlineDdl,
+    /// Names of the shadow table such a tool fills and swaps in; `{table}` is the table.
+    pub online_ddl_shadow_tables: Vec<String>,
+    /// Names of the tool's other tables (changelog, the old table after the swap).
+    pub online_ddl_other_tables: Vec<String>,
+}
+
+/// `[advanced] online_ddl`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnlineDdl {
+    /// The shadow tables are not copied; the tool's ALTERs are applied to the table
+    /// itself when the tool swaps the shadow in.
+    #[default]
+    GhOst,
+    /// The shadow tables are copied like any table, and the swap is replayed.
+    Copy,
+    /// No special handling.
+    None,
 }
 
 impl Default for Advanced {
@@ -213,6 +233,13 @@ impl Default for Advanced {
         Advanced {
             retry_connection_minutes: 720,
             retry_other_minutes: 10,
+            online_ddl: OnlineDdl::GhOst,
+            online_ddl_shadow_tables: vec!["_{table}_gho".into(), "_{table}_new".into()],
+            online_ddl_other_tables: vec![
+                "_{table}_ghc".into(),
+                "_{table}_del".into(),
+                "_{table}_old".into(),
+            ],
         }
     }
 }
@@ -503,6 +530,15 @@ fn validate_incremental(i: &IncrementalOptions) -> Result<()> {
 }
 
 fn validate_advanced(a: &Advanced) -> Result<()> {
+    for p in a
+        .online_ddl_shadow_tables
+        .iter()
+        .chain(&a.online_ddl_other_tables)
+    {
+        if p.matches("{table}").count() != 1 {
+            bail!("`advanced.online_ddl_*_tables`: {p:?} must contain `{{table}}` once, e.g. \"_{{table}}_gho\"");
+        }
+    }
     if !(10..=1440).contains(&a.retry_connection_minutes) {
         bail!(
             "`advanced.retry_connection_minutes` must be between 10 and 1440 (got {})",

@@ -306,12 +306,12 @@ fn shop_writer(port: u16, db: String, seed: u64, stop: Arc<AtomicBool>) -> u64 {
     n
 }
 
-/// One transaction inserting `rows` rows into `big` (ids from `first`), and touching
-/// a few orders, as one source transaction.
+/// One transaction inserting `rows` rows into `big` (the even ids from `first`), and
+/// touching a few orders, as one source transaction.
 fn big_transaction(db: &str, first: u32, rows: u32) -> Vec<String> {
     vec![
         format!(
-            "INSERT INTO big SELECT {first} + seq, seq % 1000, CONCAT('bulk ', seq, ' ', REPEAT('x', seq % 50)) FROM seq_0_to_{}",
+            "INSERT INTO big SELECT {first} + 2 * seq, seq % 1000, CONCAT('bulk ', seq, ' ', REPEAT('x', seq % 50)) FROM seq_0_to_{}",
             rows - 1
         ),
         "UPDATE orders SET note = CONCAT(note, ' big') WHERE id <= 50".to_string(),
@@ -768,17 +768,6 @@ fn type_zoo_and_big_transaction_under_writes() {
 
 // ---------------------------------------------------------------- 2 ------------------
 
-/// The most rows any open destination transaction has changed.
-fn open_trx_rows(dst: &mut mysql::Conn) -> u64 {
-    dst.query_first::<Option<u64>, _>(
-        "SELECT MAX(trx_rows_modified) FROM information_schema.innodb_trx",
-    )
-    .ok()
-    .flatten()
-    .flatten()
-    .unwrap_or(0)
-}
-
 /// Six SIGKILLs at random moments while a writer runs: during the copy, mid-stream,
 /// right after a 20 000-row transaction committed on the source (while it is read), and
 /// while that transaction is being applied. Each restart resumes; nothing is lost or
@@ -789,6 +778,12 @@ fn five_sigkills_mid_stream() {
     let e = env();
     let (sp, dp) = (e.pair.source.port, e.pair.destination.port);
     create_shop(sp, db);
+    // Two rows amid the keys of a large transaction below (even ids from 2 000 000):
+    // a destination session locks the gap between them.
+    sql(
+        sp,
+        &format!("INSERT INTO {db}.big VALUES (2020001, 0, 'sentinel'), (2020011, 0, 'sentinel')"),
+    );
     let t = TaskDir::new(&format!(
         "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
          [full]\nchunk_rows = 1000\n\
@@ -803,11 +798,6 @@ fn five_sigkills_mid_stream() {
     let mut rng = StdRng::from_entropy();
     let mut logs = String::new();
     let mut kills = 0;
-    let mut big_first = 1_000_000u32;
-    let mut big = |c: &mut Option<mysql::Conn>| {
-        transaction(sp, c, db, &big_transaction(db, big_first, 20_000));
-        big_first += 100_000;
-    };
     let mut c = None;
 
     // Random moments, the first ones possibly during the full copy.
@@ -821,41 +811,63 @@ fn five_sigkills_mid_stream() {
     // Right after a large transaction committed: the task is reading or applying it.
     let mut run = spawn(&t, &[]);
     wait_incremental(&t, &mut run);
-    big(&mut c);
+    transaction(sp, &mut c, db, &big_transaction(db, 1_000_000, 20_000));
     std::thread::sleep(Duration::from_millis(rng.gen_range(0..300)));
     logs += &run.kill9();
     kills += 1;
 
-    // While a large transaction is being applied: destination transactions of the task
-    // have changed rows but not committed.
-    let mut hit = 0;
+    // While a large transaction is being applied. A destination session holds a gap
+    // lock in the middle of the transaction's key range, so the apply connection that
+    // writes those keys waits, with rows changed but not committed, while other
+    // connections may already have committed their shares of the batch. The task is
+    // killed in that state.
+    let mut run = spawn(&t, &[]);
+    wait_incremental(&t, &mut run);
+    std::thread::sleep(Duration::from_millis(500));
     let mut dst = connect(dp).expect("destination");
-    for _ in 0..4 {
-        let mut run = spawn(&t, &[]);
-        wait_incremental(&t, &mut run);
-        std::thread::sleep(Duration::from_millis(500));
-        big(&mut c);
-        let started = Instant::now();
-        let mut seen = false;
-        while started.elapsed() < Duration::from_secs(30) {
-            if open_trx_rows(&mut dst) > 500 {
-                seen = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        logs += &run.kill9();
-        kills += 1;
-        if seen {
-            hit += 1;
-            if hit == 2 {
-                break;
-            }
-        }
+    let first = 2_000_000;
+    let mid = first + 20_000;
+    script(
+        &mut dst,
+        &format!(
+            "START TRANSACTION; SELECT COUNT(*) FROM {db}.big WHERE id BETWEEN {} AND {} FOR UPDATE",
+            mid + 2,
+            mid + 8
+        ),
+    );
+    transaction(sp, &mut c, db, &big_transaction(db, first, 20_000));
+    let started = Instant::now();
+    let mut blocked = None;
+    while started.elapsed() < Duration::from_secs(30) && blocked.is_none() {
+        blocked = dst
+            .query_first::<u64, _>(
+                "SELECT trx_rows_modified FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+            )
+            .expect("innodb_trx");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        hit > 0,
-        "no SIGKILL landed while a large transaction was being applied"
+    // Some other rows of the batch may still be on their way: give them a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let partly: u64 = dst
+        .query_first(format!("SELECT COUNT(*) FROM {db}.big WHERE id > {first}"))
+        .expect("count")
+        .unwrap_or(0);
+    logs += &run.kill9();
+    kills += 1;
+    script(&mut dst, "ROLLBACK");
+    drop(dst);
+    let Some(blocked_rows) = blocked else {
+        let dump = |port: u16| -> String {
+            let mut c = connect(port).unwrap();
+            let r = common::rows(&mut c, "SELECT id, user, command, time, state, LEFT(info, 120) FROM information_schema.processlist");
+            let t = common::rows(&mut c, "SELECT trx_id, trx_state, trx_rows_modified, trx_mysql_thread_id, LEFT(trx_query, 80) FROM information_schema.innodb_trx");
+            format!("{r:?}\n{t:?}")
+        };
+        eprintln!("SOURCE {}\nDEST {}\nSTATUS {}", dump(sp), dump(dp), text(&t.tidemark(&["status"])));
+        panic!("the apply of the large transaction never waited on the destination's lock ({partly} rows arrived):\n{logs}");
+    };
+    eprintln!(
+        "killed while an apply connection waited with {blocked_rows} rows changed, {partly} of the 20 000 rows committed"
     );
 
     // And one more at a random moment.
@@ -867,7 +879,7 @@ fn five_sigkills_mid_stream() {
 
     stop.store(true, Ordering::Relaxed);
     let txns = writer.join().expect("writer");
-    eprintln!("{kills} SIGKILLs ({hit} during a large apply), {txns} writer transactions");
+    eprintln!("{kills} SIGKILLs, {txns} writer transactions");
     let run = spawn(&t, &[]);
     let diff = wait_equal(sp, dp, db, &SHOP_TABLES, Duration::from_secs(90));
     let log = run.stop();

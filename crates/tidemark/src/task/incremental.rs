@@ -26,13 +26,15 @@
 //! the checkpoint, so a restart decodes with the definitions at its position, never with
 //! the source's current ones.
 
-use crate::config::Task;
+use crate::config::{OnlineDdl, Task};
 use crate::connect::{connect, reconnect, transient, Side, Transient};
 use crate::sink::mysql::apply::{self, Coalescer, Work};
+use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
 use crate::source::binlog::stream::{self, Ddl, Item, Txn};
 use crate::source::binlog::value::conform;
 use crate::source::binlog::RowsKind;
 use crate::source::catalog;
+use crate::source::snapshot::{self, Chunk};
 use crate::state::Store;
 use crate::task::throttle::Throttle;
 use crate::transform::ddl::{Kind, NameRef, Statement};
@@ -40,7 +42,7 @@ use crate::transform::mapping::{self, Operations, Plan, TablePlan};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use mysql::prelude::Queryable;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +54,8 @@ pub const SAFE_UNTIL: &str = "incremental.safe_until";
 pub const CHECKPOINT: &str = "incremental.checkpoint";
 const INFLIGHT: &str = "incremental.inflight";
 const TABLES: &str = "incremental.tables";
+const PENDING_ONLINE_DDL: &str = "incremental.pending_online_ddl";
+const SKIP_UNTIL: &str = "incremental.skip_until";
 pub const APPLIED: &str = "incremental.applied";
 
 const READER_STOPPED: &str = "the binlog reader stopped";
@@ -255,6 +259,25 @@ struct Tracker {
     dest_lower: bool,
     name_case: crate::config::NameCase,
     changed: bool,
+    online: OnlineDdl,
+    shadow_patterns: Vec<String>,
+    other_patterns: Vec<String>,
+    /// `online_ddl = "gh-ost"`: per followed table, the ALTER statements an online
+    /// schema change tool ran on its shadow, rewritten for the table's destination,
+    /// waiting for the swap. Saved with the checkpoint.
+    pending: BTreeMap<String, Vec<String>>,
+    /// Tables copied from the source mid-stream (renamed into the selection): their
+    /// rows up to this position are in the copy. Saved with the checkpoint.
+    skip_until: BTreeMap<String, Position>,
+}
+
+/// What a table name is to an online schema change tool working on a followed table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ToolTable {
+    /// The copy the tool fills and swaps in.
+    Shadow,
+    /// Its changelog, or the old table after the swap.
+    Other,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -311,12 +334,29 @@ impl Tracker {
                 tables.insert(key, Arc::new(plan));
             }
         }
+        let pending = match store.get(PENDING_ONLINE_DDL)? {
+            Some(s) if !s.is_empty() => {
+                serde_json::from_str(&s).context("state store: bad pending online DDL")?
+            }
+            _ => BTreeMap::new(),
+        };
+        let skip_until = match store.get(SKIP_UNTIL)? {
+            Some(s) if !s.is_empty() => {
+                serde_json::from_str(&s).context("state store: bad copied-table positions")?
+            }
+            _ => BTreeMap::new(),
+        };
         Ok(Tracker {
+            skip_until,
             tables,
             whole,
             dest_lower: plan.dest_lower,
             name_case: task.migration.name_case,
             changed: false,
+            online: task.advanced.online_ddl,
+            shadow_patterns: task.advanced.online_ddl_shadow_tables.clone(),
+            other_patterns: task.advanced.online_ddl_other_tables.clone(),
+            pending,
         })
     }
 
@@ -334,18 +374,158 @@ impl Tracker {
             })
             .collect();
         store.set(TABLES, &serde_json::to_string(&saved)?)?;
+        store.set(PENDING_ONLINE_DDL, &serde_json::to_string(&self.pending)?)?;
+        store.set(SKIP_UNTIL, &serde_json::to_string(&self.skip_until)?)?;
         self.changed = false;
         Ok(())
     }
 
+    /// When `name` (in `db`) is a table of an online schema change tool working on a
+    /// followed table: that table's key and the name's role.
+    fn tool_table(&self, db: &str, name: &str) -> Option<((String, String), ToolTable)> {
+        let roles = [
+            (&self.shadow_patterns, ToolTable::Shadow),
+            (&self.other_patterns, ToolTable::Other),
+        ];
+        for (patterns, role) in roles {
+            for p in patterns {
+                let Some((prefix, suffix)) = p.split_once("{table}") else {
+                    continue;
+                };
+                let Some(base) = name
+                    .strip_prefix(prefix)
+                    .and_then(|x| x.strip_suffix(suffix))
+                else {
+                    continue;
+                };
+                let key = (db.to_string(), base.to_string());
+                if self.tables.contains_key(&key) {
+                    return Some((key, role));
+                }
+            }
+        }
+        None
+    }
+
+    /// `online_ddl = "gh-ost"`: the tool's shadow and other tables are not copied; the
+    /// ALTERs it runs on the shadow are kept, and applied to the table itself when the
+    /// tool swaps the shadow in with RENAME. Returns whether the statement was one of
+    /// the tool's (and so is handled).
+    fn online_ddl(
+        &mut self,
+        task: &Task,
+        st: &Statement,
+        ddl: &Ddl,
+        applier: &mut Applier,
+    ) -> Result<bool> {
+        if self.online != OnlineDdl::GhOst || st.tables.is_empty() {
+            return Ok(false);
+        }
+        let db_of = |n: &NameRef| n.database.clone().unwrap_or_else(|| ddl.database.clone());
+        if st.kind == Kind::RenameTable {
+            // The swap: RENAME t TO _t_del, _t_gho TO t.
+            let swap = st.tables.chunks(2).find_map(|pair| {
+                let [from, to] = pair else { return None };
+                let (table, role) = self.tool_table(&db_of(from), &from.name)?;
+                (role == ToolTable::Shadow && (db_of(to), to.name.clone()) == table)
+                    .then_some(table)
+            });
+            let Some(table) = swap else {
+                return Ok(false);
+            };
+            let id = format!("{}.{}", table.0, table.1);
+            let alters = self.pending.remove(&id).unwrap_or_default();
+            let target = self.tables[&table].target.clone();
+            for sql in &alters {
+                applier.ddl(task, Some(&target.database), sql)?;
+            }
+            tracing::info!(
+                "incremental: the online schema change of {id} finished: {} statement(s) applied to {target}",
+                alters.len()
+            );
+            self.refresh(applier, &table)?;
+            return Ok(true);
+        }
+        let Some((table, role)) = self.tool_table(&db_of(&st.tables[0]), &st.tables[0].name) else {
+            return Ok(false);
+        };
+        let id = format!("{}.{}", table.0, table.1);
+        match (st.kind, role) {
+            (Kind::CreateTable, ToolTable::Shadow) => {
+                tracing::info!(
+                    "incremental: an online schema change of {id} started ({}): its ALTERs will be applied when it swaps tables",
+                    st.tables[0].name
+                );
+                self.pending.insert(id, Vec::new());
+                self.changed = true;
+            }
+            (Kind::AlterTable | Kind::CreateIndex | Kind::DropIndex, ToolTable::Shadow) => {
+                let target = self.tables[&table].target.clone();
+                let shadow = st.tables[0].clone();
+                let sql = st.rewrite(
+                    &|n| {
+                        if n == &shadow {
+                            (target.database.clone(), target.table.clone())
+                        } else {
+                            let (d, t, _) = self.target(n, &ddl.database);
+                            (d, t)
+                        }
+                    },
+                    &|d| d.to_string(),
+                );
+                self.pending.entry(id).or_default().push(sql);
+                self.changed = true;
+            }
+            _ => {}
+        }
+        // Anything else on the tool's tables (its rows, its changelog, dropping the old
+        // table) stays on the source.
+        Ok(true)
+    }
+
+    /// Reads a followed table's definition back from the destination.
+    fn refresh(&mut self, applier: &mut Applier, key: &(String, String)) -> Result<()> {
+        let Some(old) = self.tables.get(key).cloned() else {
+            return Ok(());
+        };
+        let Some(mut info) = applier.read_table(&old.target.database, &old.target.table)? else {
+            self.tables.remove(key);
+            return Ok(());
+        };
+        info.def.name = old.def().name.clone();
+        let mut p = (*old).clone();
+        p.columns = info
+            .def
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.name.clone()))
+            .collect();
+        p.copied = (0..info.def.columns.len())
+            .filter(|&i| !info.def.columns[i].generated)
+            .collect();
+        p.source = info;
+        self.tables.insert(key.clone(), Arc::new(p));
+        self.changed = true;
+        Ok(())
+    }
+
     /// Adds the row changes of selected tables to the batch; returns how many.
-    fn changes(&self, txn: &Txn, batch: &mut Coalescer) -> Result<usize> {
+    fn changes(&mut self, txn: &Txn, batch: &mut Coalescer) -> Result<usize> {
         let mut n = 0;
+        if !self.skip_until.is_empty() {
+            let before = self.skip_until.len();
+            self.skip_until
+                .retain(|_, at| !after(&txn.end, at) || txn.end == *at);
+            self.changed |= self.skip_until.len() != before;
+        }
         for block in &txn.rows {
             let key = (block.table.database.clone(), block.table.table.clone());
             let Some(plan) = self.tables.get(&key) else {
                 continue;
             };
+            if self.skip_until.contains_key(&plan.def().name.to_string()) {
+                continue;
+            }
             let ops = plan.operations;
             let wanted = match block.kind {
                 RowsKind::Insert => ops.insert,
@@ -420,23 +600,29 @@ impl Tracker {
             let table = mapping::apply_case(self.name_case, self.dest_lower, &n.name);
             return (target_db.clone(), table, true);
         }
-        // Online schema change tools build a shadow of a followed table and swap it in
-        // with RENAME: gh-ost's `_t_gho` (and `_t_ghc`, `_t_del`), pt-online-schema-
-        // change's `_t_new` and `_t_old`. The shadow follows its table.
-        for suffix in ["_gho", "_ghc", "_del", "_new", "_old"] {
-            let Some(base) = n
-                .name
-                .strip_prefix('_')
-                .and_then(|x| x.strip_suffix(suffix))
-            else {
-                continue;
-            };
-            if let Some(t) = self.tables.get(&(db.clone(), base.to_string())) {
-                if !t.whole_database {
-                    let shadow = format!("_{}{suffix}", t.target.table);
-                    return (t.target.database.clone(), shadow, true);
+        // `online_ddl = "copy"`: an online schema change tool's tables follow the table
+        // they shadow, named after its destination name.
+        if self.online == OnlineDdl::Copy {
+            if let Some((key, _)) = self.tool_table(&db, &n.name) {
+                let t = &self.tables[&key];
+                let base = &key.1;
+                let pattern = self
+                    .shadow_patterns
+                    .iter()
+                    .chain(&self.other_patterns)
+                    .find(|p| p.replace("{table}", base) == n.name);
+                if let Some(p) = pattern {
+                    let name = p.replace("{table}", &t.target.table);
+                    return (t.target.database.clone(), name, true);
                 }
             }
+        }
+        // A table outside the selection, in a database the task takes tables from: on
+        // the destination it lives in that database's destination, so renaming a table
+        // out of the selection renames it there too (and it is no longer followed).
+        if let Some(t) = self.tables.values().find(|t| t.def().name.database == db) {
+            let table = mapping::apply_case(self.name_case, self.dest_lower, &n.name);
+            return (t.target.database.clone(), table, false);
         }
         (db, n.name.clone(), false)
     }
@@ -466,6 +652,9 @@ impl Tracker {
     ) -> Result<()> {
         let st = Statement::parse(&ddl.statement);
         let head: String = ddl.statement.chars().take(120).collect();
+        if self.online_ddl(task, &st, ddl, applier)? {
+            return Ok(());
+        }
         if !self.ddl_wanted(&st, &ddl.database) {
             tracing::info!(
                 "incremental: DDL not applied (`operations` leaves out \"ddl\"): {head}"
@@ -577,13 +766,30 @@ impl Tracker {
             .iter()
             .map(|(n, _)| self.target(n, &ddl.database))
             .collect();
-        for ((n, exists), (tdb, ttable, followed)) in touched.into_iter().zip(targets) {
+        // A table renamed into the selection brings rows the task never saw (they were
+        // written under a name it does not follow): it is copied from the source.
+        let renamed_in: Vec<bool> = (0..touched.len())
+            .map(|i| {
+                st.kind == Kind::RenameTable && i % 2 == 1 && targets[i].2 && !targets[i - 1].2
+            })
+            .collect();
+        for (i, ((n, exists), (tdb, ttable, followed))) in
+            touched.into_iter().zip(targets).enumerate()
+        {
             let db = n.database.clone().unwrap_or_else(|| ddl.database.clone());
             let key = (db.clone(), n.name.clone());
             self.changed = true;
             if !exists || !followed {
                 self.tables.remove(&key);
                 continue;
+            }
+            if renamed_in[i] {
+                self.copy_in(
+                    task,
+                    applier,
+                    &TableName::new(&db, &n.name),
+                    &TableName::new(&tdb, &ttable),
+                )?;
             }
             let info = applier.read_table(&tdb, &ttable)?;
             let Some(mut info) = info else {
@@ -619,6 +825,160 @@ impl Tracker {
         }
         Ok(())
     }
+}
+
+impl Tracker {
+    /// Copies a table from the source as it is now into `target` (dropped first), and
+    /// makes the stream idempotent until it has passed the source's current position,
+    /// as after the full copy.
+    fn copy_in(
+        &mut self,
+        task: &Task,
+        applier: &mut Applier,
+        source: &TableName,
+        target: &TableName,
+    ) -> Result<()> {
+        let mut src = connect(&task.source, Side::Source)?;
+        let mut attempt = 0;
+        let (rows, snapshot_at) = loop {
+            attempt += 1;
+            match self.copy_once(task, applier, &mut src, source, target) {
+                Ok(Some(done)) => break done,
+                Ok(None) => return Ok(()),
+                // The table was re-created after the snapshot began: take a new one.
+                Err(e) if attempt < 5 && mysql_code(&e) == Some(1412) => {
+                    let _ = src.query_drop("ROLLBACK");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        match snapshot_at {
+            Some(at) => {
+                tracing::info!("incremental: copied {rows} row(s) of {source} as of {at}");
+                self.skip_until.insert(source.to_string(), at);
+            }
+            None => {
+                // No snapshot position (MySQL): replay idempotently past the copy.
+                let now = crate::source::binlog::client::current_position(&mut src)?;
+                tracing::info!(
+                    "incremental: copied {rows} row(s) of {source}; idempotent until {now}"
+                );
+                if applier.safe_until.as_ref().is_none_or(|s| after(&now, s)) {
+                    save_position(applier.store, SAFE_UNTIL, &now)?;
+                    applier.safe_until = Some(now);
+                }
+            }
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// One attempt of [`Self::copy_in`]: the rows copied and the snapshot's position;
+    /// `None` when the table is gone from the source.
+    fn copy_once(
+        &self,
+        task: &Task,
+        applier: &mut Applier,
+        src: &mut mysql::Conn,
+        source: &TableName,
+        target: &TableName,
+    ) -> Result<Option<(u64, Option<Position>)>> {
+        // A consistent snapshot and (MariaDB) its exact binlog position: the rows read
+        // hold every change up to that position, and the stream skips the table's rows
+        // until it gets there; they could not be decoded anyway, being written under
+        // older definitions than the one copied.
+        src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")?;
+        let snapshot_at = snapshot_position(src)?;
+        let info = catalog::read_database(src, &source.database)?.and_then(|d| {
+            d.tables
+                .into_iter()
+                .find(|t| t.def.name.table == source.table)
+        });
+        let Some(info) = info else {
+            tracing::warn!("incremental: {source} was renamed into the selection but is gone from the source; nothing copied");
+            src.query_drop("COMMIT")?;
+            return Ok(None);
+        };
+        let create: Option<(String, String)> = src
+            .query_first(format!("SHOW CREATE TABLE {}", source.quoted()))
+            .with_context(|| format!("reading the definition of {source}"))?;
+        let create = create.map(|c| c.1).unwrap_or_default();
+        let st = Statement::parse(&create);
+        let first = st.tables.first().cloned();
+        let sql = st.rewrite(
+            &|n| {
+                if Some(n) == first.as_ref() {
+                    (target.database.clone(), target.table.clone())
+                } else {
+                    let (d, t, _) = self.target(n, &source.database);
+                    (d, t)
+                }
+            },
+            &|d| d.to_string(),
+        );
+        tracing::info!(
+            "incremental: {source} was renamed into the selection: copying it to {target}"
+        );
+        let drop = format!("DROP TABLE IF EXISTS {}", target.quoted());
+        applier.ddl(task, Some(&target.database), &drop)?;
+        if !applier.ddl(task, Some(&target.database), &sql)? {
+            bail!("could not create {target} for the table renamed into the selection");
+        }
+        let plan = mapping::whole_table(info, target.clone(), Operations::default());
+        let whole = Chunk {
+            index: 0,
+            lower: None,
+            upper: None,
+        };
+        let mut rows = 0u64;
+        let mut insert = InsertBuilder::new(&plan, InsertMode::Replace, 1_000, 4 << 20);
+        let dst = &mut applier.ddl_conn;
+        snapshot::read_chunk(src, &plan, &whole, |row| {
+            rows += 1;
+            if insert.push(&row) {
+                dst.query_drop(insert.take().0)?;
+            }
+            Ok(())
+        })?;
+        if !insert.is_empty() {
+            dst.query_drop(insert.take().0)?;
+        }
+        src.query_drop("COMMIT")?;
+        Ok(Some((rows, snapshot_at)))
+    }
+}
+
+fn mysql_code(e: &anyhow::Error) -> Option<u16> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<mysql::Error>() {
+            Some(mysql::Error::MySqlError(m)) => Some(m.code),
+            _ => None,
+        })
+}
+
+/// MariaDB: the binlog position of the connection's consistent snapshot.
+fn snapshot_position(c: &mut mysql::Conn) -> Result<Option<Position>> {
+    let rows: Vec<(String, String)> = c
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .unwrap_or_default();
+    let get = |name: &str| {
+        rows.iter()
+            .find(|r| r.0.eq_ignore_ascii_case(name))
+            .map(|r| r.1.clone())
+    };
+    Ok(
+        match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
+            (Some(file), Some(pos)) if !file.is_empty() => {
+                pos.parse().ok().map(|offset| Position {
+                    file,
+                    offset,
+                    gtid: None,
+                })
+            }
+            _ => None,
+        },
+    )
 }
 
 fn unreachable_name() -> (String, String) {

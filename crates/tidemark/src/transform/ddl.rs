@@ -20,7 +20,7 @@ pub struct NameRef {
 }
 
 /// What a statement does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     CreateTable,
     AlterTable,
