@@ -212,6 +212,9 @@ pub struct Advanced {
     pub online_ddl_shadow_tables: Vec<String>,
     /// Names of the tool's other tables (changelog, the old table after the swap).
     pub online_ddl_other_tables: Vec<String>,
+    /// Write a heartbeat row on the source every second, so latency is measured even
+    /// when the source is quiet (needs CREATE and INSERT on `tidemark_heartbeat`).
+    pub heartbeat: bool,
 }
 
 /// `[advanced] online_ddl`.
@@ -240,6 +243,7 @@ impl Default for Advanced {
                 "_{table}_del".into(),
                 "_{table}_old".into(),
             ],
+            heartbeat: false,
         }
     }
 }

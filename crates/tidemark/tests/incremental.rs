@@ -607,3 +607,38 @@ fn object_ddl_operations_and_rejected_ddl() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["incremental"]["ddl_rejected"], 1, "{v}");
 }
+
+/// `[advanced] heartbeat`: a quiet source still shows a small, fresh latency.
+#[test]
+fn heartbeat_keeps_latency_fresh_on_a_quiet_source() {
+    let db = "inc_hb";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY);"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+         [advanced]\nheartbeat = true\n[[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    std::thread::sleep(Duration::from_secs(4));
+    let out = t.tidemark(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let log = stop(child);
+    let latency = v["incremental"]["latency_seconds"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        latency < 3.0,
+        "latency {latency} on a quiet source with heartbeats: {v}\n{log}"
+    );
+    assert!(
+        v["incremental"]["transactions"].as_u64().unwrap_or(0) >= 2,
+        "{v}"
+    );
+    let mut s = env().src();
+    let n: Option<u64> = s
+        .query_first("SELECT COUNT(*) FROM tidemark_heartbeat.heartbeat WHERE task = 'task'")
+        .unwrap();
+    assert_eq!(n, Some(1));
+}

@@ -154,12 +154,17 @@ pub fn run(
             stream::read(&ep, start, &databases, server_id, window, &stop, tx)
         })
     };
+    let heartbeat_stop = Arc::new(AtomicBool::new(false));
+    if task.advanced.heartbeat {
+        start_heartbeat(task, heartbeat_stop.clone())?;
+    }
     let result = Applier::new(task, store, start.clone(), safe_until).and_then(|mut applier| {
         let r = coordinate(task, plan, &mut tracker, &mut applier, &rx, stop, opts);
         applier.shutdown();
         r
     });
     reader_stop.store(true, Ordering::Relaxed);
+    heartbeat_stop.store(true, Ordering::Relaxed);
     drop(rx);
     let read = finished_within(reader, Duration::from_millis(300));
     // When the reader failed first, its error explains why the coordinator stopped.
@@ -168,6 +173,39 @@ pub fn run(
         (Err(c), _) => Err(c),
         (Ok(()), _) => Ok(()),
     }
+}
+
+/// The heartbeat table on the source (`[advanced] heartbeat`).
+pub const HEARTBEAT_TABLE: &str = "`tidemark_heartbeat`.`heartbeat`";
+
+/// Writes the task's heartbeat row on the source every second, until `stop`. Its
+/// transactions reach the stream like any other, so the latency of a quiet source is
+/// measured rather than guessed.
+fn start_heartbeat(task: &Task, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut c = connect(&task.source, Side::Source)?;
+    c.query_drop("CREATE DATABASE IF NOT EXISTS `tidemark_heartbeat`")
+        .and_then(|_| {
+            c.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (task VARCHAR(64) PRIMARY KEY, ts DATETIME(6) NOT NULL)"
+            ))
+        })
+        .context("creating the heartbeat table on the source (`advanced.heartbeat`): grant CREATE and INSERT on `tidemark_heartbeat`.* or turn the heartbeat off")?;
+    let (name, ep) = (task.name.clone(), task.source.clone());
+    std::thread::spawn(move || {
+        let sql = format!("REPLACE INTO {HEARTBEAT_TABLE} VALUES (?, UTC_TIMESTAMP(6))");
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = c.exec_drop(&sql, (&name,)) {
+                tracing::warn!("incremental: heartbeat failed ({e}); reconnecting");
+                std::thread::sleep(Duration::from_secs(1));
+                match connect(&ep, Side::Source) {
+                    Ok(n) => c = n,
+                    Err(_) => continue,
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    Ok(())
 }
 
 /// The thread's result if it ends within `limit`; otherwise it is left to end on its own.
@@ -197,7 +235,9 @@ fn coordinate(
     let batch_rows = task.incremental.batch_rows;
     let mut src = connect(&task.source, Side::Source)?;
     let mut last_caught_up_check = Instant::now();
+    let mut report = Report::new(&applier.stats);
     loop {
+        report.maybe_log(&applier.stats);
         if stop.load(Ordering::Relaxed) {
             applier.flush(tracker)?;
             tracing::info!("incremental: stopped at {}", applier.checkpoint);
@@ -243,6 +283,38 @@ fn coordinate(
                 bail!(READER_STOPPED);
             }
         }
+    }
+}
+
+/// A log line every 10 s: where the stream is, rates, latency.
+struct Report {
+    at: Instant,
+    transactions: u64,
+    rows: u64,
+}
+
+impl Report {
+    fn new(stats: &Applied) -> Report {
+        Report {
+            at: Instant::now(),
+            transactions: stats.transactions,
+            rows: stats.rows_applied,
+        }
+    }
+
+    fn maybe_log(&mut self, stats: &Applied) {
+        let secs = self.at.elapsed().as_secs_f64();
+        if secs < 10.0 {
+            return;
+        }
+        tracing::info!(
+            "incremental: at {}, {:.0} transactions/s, {:.0} row changes/s, latency {:.1} s",
+            stats.position,
+            (stats.transactions - self.transactions) as f64 / secs,
+            (stats.rows_applied - self.rows) as f64 / secs,
+            stats.latency_seconds
+        );
+        *self = Report::new(stats);
     }
 }
 
