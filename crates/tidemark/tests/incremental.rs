@@ -442,17 +442,6 @@ fn incremental_bad_input_is_explained() {
     let status = t.tidemark(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["status"], "failed");
-    // A row filter cannot be applied to binlog changes: the precheck says so.
-    let t = TaskDir::new(&format!(
-        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\ntable = \"t\"\nrename = \"t2\"\nwhere = \"id > 5\"\n"
-    ));
-    let out = t.tidemark(&["precheck"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("row filters (`where`) are not applied to binlog changes"),
-        "{}",
-        text(&out)
-    );
 }
 
 /// The binlog dump connection killed on the source, and the apply connections on the
@@ -641,4 +630,57 @@ fn heartbeat_keeps_latency_fresh_on_a_quiet_source() {
         .query_first("SELECT COUNT(*) FROM tidemark_heartbeat.heartbeat WHERE task = 'task'")
         .unwrap();
     assert_eq!(n, Some(1));
+}
+
+/// `where` filters apply to change events with the source's semantics: rows entering
+/// the filter by an update are inserted, rows leaving it deleted.
+#[test]
+fn where_filters_apply_to_changes() {
+    let db = "inc_where";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, v INT, name VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, at DATETIME);
+         INSERT INTO t VALUES (1, 5, 'apple', '2024-01-01'), (2, 50, 'avocado', '2024-06-01'), (3, 50, 'banana', '2024-06-01');"
+    ));
+    let filter = "v >= 10 AND name LIKE 'A%' AND at >= '2024-02-01'";
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+         [[objects]]\ndatabase = \"{db}\"\ntable = \"t\"\nrename = \"t_copy\"\nwhere = \"{filter}\"\n"
+    ));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    env().src_sql(&format!(
+        "USE {db};
+         INSERT INTO t VALUES (4, 99, 'Apricot', '2024-03-01'), (5, 1, 'ant', '2024-03-01'), (6, 99, 'ant', '2023-01-01');
+         UPDATE t SET v = 20 WHERE id = 1;
+         UPDATE t SET at = '2024-05-05' WHERE id = 1;
+         UPDATE t SET name = 'blueberry' WHERE id = 2;
+         UPDATE t SET v = v + 1 WHERE id = 4;
+         UPDATE t SET name = 'aa', v = 11 WHERE id = 3;
+         DELETE FROM t WHERE id = 5;
+         DELETE FROM t WHERE id = 4;"
+    ));
+    let want: Vec<(i32, i32, String)> = env()
+        .src()
+        .query(format!(
+            "SELECT id, v, name FROM {db}.t WHERE {filter} ORDER BY id"
+        ))
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        got = env()
+            .dst()
+            .query::<(i32, i32, String), _>(format!(
+                "SELECT id, v, name FROM {db}.t_copy ORDER BY id"
+            ))
+            .unwrap_or_default();
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = stop(child);
+    assert_eq!(got, want, "{log}");
+    assert_eq!(want.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 3]);
 }

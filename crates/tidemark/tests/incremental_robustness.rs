@@ -789,10 +789,10 @@ fn five_sigkills_mid_stream() {
     let (sp, dp) = (e.pair.source.port, e.pair.destination.port);
     create_shop(sp, db);
     // Two rows amid the keys of a large transaction below (even ids from 2 000 000):
-    // a destination session locks the gap between them.
+    // a destination session locks the gap between them, which holds one of its keys.
     sql(
         sp,
-        &format!("INSERT INTO {db}.big VALUES (2020001, 0, 'sentinel'), (2020011, 0, 'sentinel')"),
+        &format!("INSERT INTO {db}.big VALUES (2020001, 0, 'sentinel'), (2020003, 0, 'sentinel')"),
     );
     let t = TaskDir::new(&format!(
         "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
@@ -828,7 +828,7 @@ fn five_sigkills_mid_stream() {
 
     // While a large transaction is being applied. A destination session holds a gap
     // lock in the middle of the transaction's key range, so the apply connection that
-    // writes those keys waits, with rows changed but not committed, while other
+    // writes the key in that gap waits, with rows changed but not committed, while other
     // connections may already have committed their shares of the batch. The task is
     // killed in that state.
     let mut run = spawn(&t, &[]);
@@ -840,9 +840,8 @@ fn five_sigkills_mid_stream() {
     script(
         &mut dst,
         &format!(
-            "START TRANSACTION; SELECT COUNT(*) FROM {db}.big WHERE id BETWEEN {} AND {} FOR UPDATE",
-            mid + 2,
-            mid + 8
+            "START TRANSACTION; SELECT COUNT(*) FROM {db}.big WHERE id = {} FOR UPDATE",
+            mid + 2
         ),
     );
     // No deletes in this one: deleting keys the destination does not have takes gap

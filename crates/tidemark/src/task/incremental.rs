@@ -38,6 +38,7 @@ use crate::source::snapshot::{self, Chunk};
 use crate::state::Store;
 use crate::task::throttle::Throttle;
 use crate::transform::ddl::{Kind, NameRef, Statement};
+use crate::transform::filter::Filter;
 use crate::transform::mapping::{self, Operations, Plan, TablePlan};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -236,6 +237,7 @@ fn coordinate(
     let mut src = connect(&task.source, Side::Source)?;
     let mut last_caught_up_check = Instant::now();
     let mut report = Report::new(&applier.stats);
+    let mut filter: Option<Filter> = None;
     loop {
         report.maybe_log(&applier.stats);
         if stop.load(Ordering::Relaxed) {
@@ -252,7 +254,7 @@ fn coordinate(
                     applier.flush(tracker)?;
                     continue;
                 }
-                let rows = tracker.changes(&txn, &mut applier.batch)?;
+                let rows = tracker.changes(&txn, &mut applier.batch, &mut filter, &task.source)?;
                 applier.advance(&txn, rows);
                 if applier.batch.rows >= batch_rows || rx.is_empty() {
                     applier.flush(tracker)?;
@@ -284,6 +286,56 @@ fn coordinate(
             }
         }
     }
+}
+
+/// The changes of a table with a `where` filter, as seen through it: an update whose
+/// row enters the filter is an insert, one whose row leaves it a delete.
+fn filtered(plan: &TablePlan, changes: Vec<Change>, filter: &mut Filter) -> Result<Vec<Change>> {
+    let mut images: Vec<&Row> = Vec::new();
+    for c in &changes {
+        match c {
+            Change::Insert { row, .. } => images.push(row),
+            Change::Delete { before, .. } => images.push(before),
+            Change::Update { before, after, .. } => {
+                images.push(before);
+                images.push(after);
+            }
+            Change::Ddl { .. } | Change::Commit { .. } => {}
+        }
+    }
+    let pass = filter.matches(plan, &images)?;
+    let mut pass = pass.into_iter();
+    let mut next = || pass.next().unwrap_or(false);
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        match c {
+            Change::Insert { .. } | Change::Delete { .. } => {
+                if next() {
+                    out.push(c);
+                }
+            }
+            Change::Update {
+                table,
+                before,
+                after,
+            } => match (next(), next()) {
+                (true, true) => out.push(Change::Update {
+                    table,
+                    before,
+                    after,
+                }),
+                (false, true) => out.push(Change::Insert {
+                    table,
+                    row: after,
+                    snapshot: false,
+                }),
+                (true, false) => out.push(Change::Delete { table, before }),
+                (false, false) => {}
+            },
+            Change::Ddl { .. } | Change::Commit { .. } => {}
+        }
+    }
+    Ok(out)
 }
 
 /// A log line every 10 s: where the stream is, rates, latency.
@@ -582,7 +634,13 @@ impl Tracker {
     }
 
     /// Adds the row changes of selected tables to the batch; returns how many.
-    fn changes(&mut self, txn: &Txn, batch: &mut Coalescer) -> Result<usize> {
+    fn changes(
+        &mut self,
+        txn: &Txn,
+        batch: &mut Coalescer,
+        filter: &mut Option<Filter>,
+        source: &crate::config::Endpoint,
+    ) -> Result<usize> {
         let mut n = 0;
         if !self.skip_until.is_empty() {
             let before = self.skip_until.len();
@@ -637,8 +695,9 @@ impl Tracker {
                     .collect()
             };
             let table = Arc::new(def.name.clone());
+            let mut changes = Vec::with_capacity(block.rows.len());
             for r in &block.rows {
-                let change = match block.kind {
+                changes.push(match block.kind {
                     RowsKind::Insert => Change::Insert {
                         table: table.clone(),
                         row: row(&r.after)?,
@@ -653,7 +712,17 @@ impl Tracker {
                         before: row(&r.before)?,
                         after: row(&r.after)?,
                     },
-                };
+                });
+            }
+            if plan.where_clause.is_some() {
+                if filter.is_none() {
+                    *filter = Some(Filter::new(connect(source, Side::Source)?));
+                }
+                if let Some(f) = filter.as_mut() {
+                    changes = filtered(plan, changes, f)?;
+                }
+            }
+            for change in changes {
                 batch.push(plan, change);
                 n += 1;
             }
