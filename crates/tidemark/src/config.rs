@@ -38,6 +38,10 @@ struct EndpointFile {
     tls: TlsMode,
     /// The replica server id for reading the binlog.
     server_id: Option<u32>,
+    /// Other addresses (`host:port`) where the source's primary may be after a
+    /// switchover; same user, password and TLS.
+    #[serde(default)]
+    failover: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +332,8 @@ pub struct Task {
     pub advanced: Advanced,
     /// The replica server id used to read the source's binlog.
     pub server_id: u32,
+    /// `[source] failover`: other addresses of the source's primary.
+    pub source_failover: Vec<Endpoint>,
     pub state_dir: PathBuf,
     pub objects: Vec<ObjectSpec>,
 }
@@ -363,6 +369,27 @@ impl Task {
             bail!("invalid task file {}: `name` must be letters, digits, '-', '_' or '.' (got {name:?})", path.display());
         }
         let source = parse_url("source.url", &file.source.url, file.source.tls, env)?;
+        let source_failover = file
+            .source
+            .failover
+            .iter()
+            .map(|addr| {
+                let (host, port) = match addr.rsplit_once(':') {
+                    Some((h, p)) => (h, p.parse::<u16>().map_err(|_| {
+                        anyhow::anyhow!("`source.failover`: {addr:?} has an invalid port; expected HOST:PORT")
+                    })?),
+                    None => (addr.as_str(), 3306),
+                };
+                if host.is_empty() {
+                    bail!("`source.failover`: {addr:?} has no host; expected HOST:PORT");
+                }
+                Ok(Endpoint {
+                    host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    port,
+                    ..source.clone()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let destination = parse_url(
             "destination.url",
             &file.destination.url,
@@ -405,6 +432,7 @@ impl Task {
             incremental: file.incremental,
             advanced: file.advanced,
             server_id,
+            source_failover,
             state_dir,
             objects: file.objects,
         })

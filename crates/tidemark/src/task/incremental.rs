@@ -57,6 +57,8 @@ const INFLIGHT: &str = "incremental.inflight";
 const TABLES: &str = "incremental.tables";
 const PENDING_ONLINE_DDL: &str = "incremental.pending_online_ddl";
 const SKIP_UNTIL: &str = "incremental.skip_until";
+/// Which server the stream read from last (a switchover is noticed against it).
+const SOURCE_IDENTITY: &str = "incremental.source_identity";
 pub const APPLIED: &str = "incremental.applied";
 
 const READER_STOPPED: &str = "the binlog reader stopped";
@@ -149,10 +151,20 @@ pub fn run(
     // Not a scoped thread: a reader blocked on a quiet source notices `reader_stop` only
     // at its next event (a heartbeat, up to 5 s later), and the task need not wait.
     let reader = {
-        let (ep, start, stop) = (task.source.clone(), start.clone(), reader_stop.clone());
-        let (server_id, window) = (task.server_id, task.advanced.connection_window());
+        let (start, stop) = (start.clone(), reader_stop.clone());
+        let mut endpoints = vec![task.source.clone()];
+        endpoints.extend(task.source_failover.iter().cloned());
+        let identity = store.get(SOURCE_IDENTITY)?.filter(|s| !s.is_empty());
+        let (server_id, retry_window) = (task.server_id, task.advanced.connection_window());
         std::thread::spawn(move || {
-            stream::read(&ep, start, &databases, server_id, window, &stop, tx)
+            let source = stream::Source {
+                endpoints: &endpoints,
+                identity,
+                databases: &databases,
+                server_id,
+                retry_window,
+            };
+            stream::read(&source, start, &stop, tx)
         })
     };
     let heartbeat_stop = Arc::new(AtomicBool::new(false));
@@ -259,6 +271,10 @@ fn coordinate(
                 if applier.batch.rows >= batch_rows || rx.is_empty() {
                     applier.flush(tracker)?;
                 }
+            }
+            Ok(Item::Connected { endpoint, identity }) => {
+                tracing::info!("incremental: reading the binlog of {endpoint} ({identity})");
+                applier.store.set(SOURCE_IDENTITY, &identity)?;
             }
             Ok(Item::Idle { position }) => {
                 applier.flush(tracker)?;

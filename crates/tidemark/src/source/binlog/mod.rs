@@ -8,11 +8,13 @@
 //!   the snapshot reader produces for that row.
 //! - [`file`]: reading a binlog file from disk, with clear errors for damaged files.
 //! - [`client`]: reading the binlog from a live source as a replica.
-//! - [`stream`]: events grouped into whole source transactions, with reconnects.
+//! - [`stream`]: events grouped into whole source transactions, with reconnects and
+//!   switchover to a new primary by GTID ([`gtid`]).
 
 pub mod client;
 pub mod event;
 pub mod file;
+pub mod gtid;
 pub mod mariadb;
 pub mod stream;
 pub mod value;

@@ -7,10 +7,12 @@
 
 use super::client::{Reader, StartAt};
 use super::event::{Body, RowImage, RowsKind, TableMap};
+use super::gtid::GtidState;
 use crate::config::Endpoint;
-use crate::connect::{transient, Transient};
+use crate::connect::{connect_raw, transient, Side, Transient};
 use anyhow::{anyhow, bail, Result};
 use crossbeam_channel::Sender;
+use mysql::prelude::Queryable;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,34 +54,54 @@ pub enum Item {
     Idle {
         position: Position,
     },
+    /// Connected to a source server; `identity` tells servers apart (`@@server_uuid`,
+    /// or `@@server_id` on MariaDB).
+    Connected {
+        endpoint: String,
+        identity: String,
+    },
+}
+
+/// Where and how to read.
+pub struct Source<'a> {
+    /// The source, then the addresses a new primary may appear at.
+    pub endpoints: &'a [Endpoint],
+    /// The identity of the server the task read from last (from the state store).
+    pub identity: Option<String>,
+    pub databases: &'a HashSet<String>,
+    pub server_id: u32,
+    pub retry_window: Duration,
 }
 
 /// Reads from `start` until `stop` is set or an error ends the stream; reconnects inside
-/// the connection retry window. Rows of databases not in `databases` are not decoded.
-pub fn read(
-    ep: &Endpoint,
-    start: Position,
-    databases: &HashSet<String>,
-    server_id: u32,
-    retry_window: Duration,
-    stop: &AtomicBool,
-    out: Sender<Item>,
-) -> Result<()> {
+/// the connection retry window, trying every address in turn. Rows of databases not
+/// selected are not decoded.
+///
+/// When the server answering is not the one read before (a switchover), the stream
+/// continues from the GTID state of its last whole transaction; without GTIDs that is
+/// impossible to do safely, and the stream fails saying so.
+pub fn read(src: &Source<'_>, start: Position, stop: &AtomicBool, out: Sender<Item>) -> Result<()> {
+    let mut gtids = start
+        .gtid
+        .as_deref()
+        .and_then(|g| GtidState::parse(g).ok())
+        .filter(|g| !g.is_empty());
     let mut resume = start;
+    let mut identity = src.identity.clone();
     let mut failing_since: Option<Instant> = None;
+    let mut next_endpoint = 0;
     loop {
-        // A task started at a GTID has no file until the source names one.
-        let at = match (&resume.gtid, resume.file.is_empty()) {
-            (Some(g), true) if g.contains(':') => StartAt::MysqlGtid(g.clone()),
-            (Some(g), true) => StartAt::MariadbGtid(g.clone()),
-            _ => StartAt::File {
-                file: resume.file.clone(),
-                position: resume.offset,
-            },
-        };
-        let result = Reader::open(ep, &at, server_id).and_then(|mut reader| {
-            reader.decoder().only_databases(databases.clone());
-            read_from(reader, &mut resume, stop, &out, &mut failing_since)
+        let ep = &src.endpoints[next_endpoint % src.endpoints.len()];
+        let result = open(ep, &resume, &mut identity, src, &out).and_then(|mut reader| {
+            reader.decoder().only_databases(src.databases.clone());
+            read_from(
+                reader,
+                &mut resume,
+                &mut gtids,
+                stop,
+                &out,
+                &mut failing_since,
+            )
         });
         let err = match result {
             Ok(()) => return Ok(()),
@@ -92,17 +114,72 @@ pub fn read(
             == Some(Transient::Connection)
             || format!("{err:#}").contains("cannot connect");
         let since = *failing_since.get_or_insert_with(Instant::now);
-        if !lost || since.elapsed() > retry_window || stop.load(Ordering::Relaxed) {
+        if !lost || since.elapsed() > src.retry_window || stop.load(Ordering::Relaxed) {
             return Err(err);
         }
-        tracing::warn!("binlog: connection lost ({err:#}); reconnecting at {resume}");
+        tracing::warn!("binlog: connection to {ep} lost ({err:#}); reconnecting at {resume}");
+        next_endpoint += 1;
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Connects to `ep`, checks which server it is, and starts the dump at `resume`: by
+/// file and position on the server read before, by GTID on another one.
+fn open(
+    ep: &Endpoint,
+    resume: &Position,
+    identity: &mut Option<String>,
+    src: &Source<'_>,
+    out: &Sender<Item>,
+) -> Result<Reader> {
+    let mut c = connect_raw(ep, Side::Source)?;
+    let seen = server_identity(&mut c)?;
+    drop(c);
+    let switched = identity.as_ref().is_some_and(|known| *known != seen);
+    let gtid_start = |g: &String| {
+        if g.contains(':') {
+            StartAt::MysqlGtid(g.clone())
+        } else {
+            StartAt::MariadbGtid(g.clone())
+        }
+    };
+    let at = match (&resume.gtid, resume.file.is_empty() || switched) {
+        (Some(g), true) => gtid_start(g),
+        (None, true) if switched => bail!(
+            "the source at {ep} is another server than the one read so far ({seen}, was {}) and the task has no GTID position to continue from: enable GTIDs on the source (MySQL: gtid_mode = ON), or rerun the task with full migration",
+            identity.as_deref().unwrap_or("?")
+        ),
+        _ => StartAt::File {
+            file: resume.file.clone(),
+            position: resume.offset,
+        },
+    };
+    if switched {
+        tracing::warn!("binlog: {ep} is a new primary ({seen}); continuing from GTID {at:?}");
+    }
+    let reader = Reader::open(ep, &at, src.server_id)?;
+    *identity = Some(seen.clone());
+    let _ = out.send(Item::Connected {
+        endpoint: ep.to_string(),
+        identity: seen,
+    });
+    Ok(reader)
+}
+
+/// `@@server_uuid` (MySQL), or `@@server_id` (MariaDB, which has no server UUID).
+fn server_identity(c: &mut mysql::Conn) -> Result<String> {
+    let uuid: Option<String> = c.query_first("SELECT @@server_uuid").unwrap_or(None);
+    if let Some(u) = uuid.filter(|u| !u.is_empty()) {
+        return Ok(format!("server_uuid {u}"));
+    }
+    let id: Option<u64> = c.query_first("SELECT @@server_id")?;
+    Ok(format!("server_id {}", id.unwrap_or(0)))
 }
 
 fn read_from(
     mut reader: Reader,
     resume: &mut Position,
+    gtids: &mut Option<GtidState>,
     stop: &AtomicBool,
     out: &Sender<Item>,
     failing_since: &mut Option<Instant>,
@@ -110,9 +187,28 @@ fn read_from(
     let mut txn: Option<Txn> = None;
     let mut gtid: Option<String> = None;
     let closed = || anyhow!("the change applier stopped");
+    // Hands a finished transaction over, its end carrying the GTID state after it.
+    let mut finish = |mut t: Txn, end: Position, resume: &mut Position| -> Result<()> {
+        t.end = end;
+        if let Some(state) = gtids.as_mut() {
+            if let Some(g) = &t.gtid {
+                state.add(g);
+            }
+            t.end.gtid = Some(state.to_string());
+        }
+        *resume = t.end.clone();
+        out.send(Item::Txn(t)).map_err(|_| closed())
+    };
     while !stop.load(Ordering::Relaxed) {
         let Some((event, pos)) = reader.next_event()? else {
-            bail!("the source ended the binlog dump (is another replica using server id?)");
+            // The server closed the dump (it is shutting down, or it was killed): a lost
+            // connection, retried like any other.
+            return Err(anyhow::Error::new(mysql::Error::IoError(
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the source ended the binlog dump",
+                ),
+            )));
         };
         *failing_since = None;
         match event.body {
@@ -134,10 +230,8 @@ fn read_from(
                     }
                     "COMMIT" => {
                         if let Some(mut t) = txn.take() {
-                            t.end = pos.clone();
                             t.timestamp = event.header.timestamp;
-                            *resume = pos;
-                            out.send(Item::Txn(t)).map_err(|_| closed())?;
+                            finish(t, pos, resume)?;
                         }
                     }
                     "ROLLBACK" if txn.is_some() && !statement.to_uppercase().contains(" TO ") => {
@@ -151,18 +245,17 @@ fn read_from(
                         statement.chars().take(80).collect::<String>()
                     ),
                     _ => {
-                        *resume = pos.clone();
                         let t = Txn {
                             rows: Vec::new(),
                             ddl: Some(Ddl {
                                 database,
                                 statement,
                             }),
-                            end: pos,
+                            end: pos.clone(),
                             gtid: gtid.take(),
                             timestamp: event.header.timestamp,
                         };
-                        out.send(Item::Txn(t)).map_err(|_| closed())?;
+                        finish(t, pos, resume)?;
                     }
                 }
             }
@@ -178,10 +271,8 @@ fn read_from(
             }
             Body::Xid { .. } => {
                 if let Some(mut t) = txn.take() {
-                    t.end = pos.clone();
                     t.timestamp = event.header.timestamp;
-                    *resume = pos;
-                    out.send(Item::Txn(t)).map_err(|_| closed())?;
+                    finish(t, pos, resume)?;
                 }
             }
             Body::Heartbeat if txn.is_none() => {
@@ -191,7 +282,10 @@ fn read_from(
                 .map_err(|_| closed())?;
             }
             // Between transactions a rotation moves the resume point to the new file.
-            Body::Rotate { .. } if txn.is_none() && pos.offset >= 4 => *resume = pos,
+            Body::Rotate { .. } if txn.is_none() && pos.offset >= 4 => {
+                resume.file = pos.file;
+                resume.offset = pos.offset;
+            }
             _ => {}
         }
     }
