@@ -64,7 +64,7 @@ RATE=200
 LAT_SECONDS=30
 LAT_TOOLS="tidemark,mariadb-replica"
 HB_INTERVAL=0.5      # latency: heartbeat written on the source every HB_INTERVAL s
-POLL_INTERVAL=0.1    # latency: heartbeat read on the applying server every POLL_INTERVAL s
+POLL_INTERVAL=0.05   # latency: heartbeat read on the applying server every POLL_INTERVAL s
 STATUS_INTERVAL=0.5  # latency: positions (tidemark status / SHOW SLAVE STATUS) every STATUS_INTERVAL s
 
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -294,6 +294,24 @@ settle() { # port: flush the server's dirty pages now, so that no run pays for a
         SET GLOBAL innodb_io_capacity = DEFAULT; SET GLOBAL innodb_io_capacity_max = DEFAULT'
 }
 
+# FLUSH BINARY LOGS, then wait for the new file's own Binlog_checkpoint event. MariaDB
+# writes that event once InnoDB has made the old file's commits durable, which can be
+# much later, after transactions written meanwhile: a binlog that then ends with it keeps
+# `tidemark run --stop-when-caught-up` from ever seeing itself caught up (its position
+# stays at the last transaction's end, short of SHOW MASTER STATUS).
+flush_binlogs() {
+    local f i
+    src_sql 'FLUSH BINARY LOGS'
+    f=$(src_sql 'SHOW MASTER STATUS' | cut -f1)
+    for i in $(seq 1 600); do
+        src_sql "SHOW BINLOG EVENTS IN '$f'" | awk -F'\t' -v f="$f" '$3 == "Binlog_checkpoint" && $6 == f { ok = 1 } END { exit !ok }' \
+            && return 0
+        [ $(( i % 10 )) -ne 0 ] || src_sql 'FLUSH ENGINE LOGS' >/dev/null 2>&1 || true
+        sleep 0.1
+    done
+    die "the source wrote no Binlog_checkpoint event for $f within 60 s of FLUSH BINARY LOGS"
+}
+
 # ---------------------------------------------------------------- data ------------
 SERVER_VERSION=$(src_sql 'SELECT VERSION()')
 log "MariaDB $SERVER_VERSION; generating $TABLES sysbench table(s) x $ROWS rows on the source"
@@ -318,7 +336,9 @@ QUALIFIED=$(printf 'sbtest.%s,' "${TABLE_NAMES[@]}"); QUALIFIED=${QUALIFIED%,}
 src_sql "CHECKSUM TABLE $QUALIFIED" | sort >"$WORK/initial.checksums"
 # A new binlog file, so that the workload's file holds the workload alone (the decode
 # section decodes whole files). Nothing writes: the dump is at the new file's start.
-src_sql 'FLUSH BINARY LOGS'
+t0=$(now)
+flush_binlogs
+log "  binlog rotated (its checkpoint event written after $(sub "$(now)" "$t0") s)"
 read -r START_FILE START_POS _ < <(src_sql 'SHOW MASTER STATUS')
 [ -n "${START_POS:-}" ] || die "SHOW MASTER STATUS on the source returned nothing (is log_bin on?)"
 log "  initial dump $(du -m "$WORK/initial.sql" | cut -f1) MB; start position $START_FILE:$START_POS"
@@ -549,7 +569,7 @@ run_decode() {
     : >"$DECODE_RESULTS"
     # Close the workload's file so that every decoder reads the same, complete file(s).
     cur=$(src_sql 'SHOW MASTER STATUS' | cut -f1)
-    if [[ ! "$cur" > "$END_FILE" ]]; then src_sql 'FLUSH BINARY LOGS'; fi
+    if [[ ! "$cur" > "$END_FILE" ]]; then flush_binlogs; fi
     DECODE_FILES=("${BINLOGS[@]}")
     DECODE_PATHS=()
     DECODE_BYTES=0
@@ -618,13 +638,16 @@ hb_reader() { # port stop-file out-file
 }
 # Positions every STATUS_INTERVAL s, a line each: time, the applier's file, offset and own
 # lag figure (tidemark: incremental.latency_seconds; replica: Seconds_Behind_Master), then
-# the source's SHOW MASTER STATUS file and position. The applier is read first, so the
-# source is never behind it.
+# the source's SHOW MASTER STATUS file and position. The source is read first: what it
+# had logged then and the applier had not applied when read just after is certainly lag
+# (reading `tidemark status` takes longer than SHOW SLAVE STATUS; this order does not
+# count that time against it).
 status_poller() { # kind(tidemark|replica) stop-file out-file [task.toml]
     local t f o l mf mp st
     while running "$2"; do
         t=$(now)
-        f=""; o=""; l=""
+        f=""; o=""; l=""; mf=""; mp=""
+        read -r mf mp _ < <(src_sql 'SHOW MASTER STATUS' 2>>"$3.err") || true
         if [ "$1" = tidemark ]; then
             if st=$("$TIDEMARK" status --json "$4" 2>>"$3.err"); then
                 IFS=$'\t' read -r f o l < <("$JQ" -r '[.incremental.position.file // "", .incremental.position.offset // "", .incremental.latency_seconds // ""] | @tsv' <<<"$st" 2>>"$3.err") || true
@@ -634,8 +657,7 @@ status_poller() { # kind(tidemark|replica) stop-file out-file [task.toml]
                 | awk '{ sub(/^[ \t]+/, "") } /^Relay_Master_Log_File: / { f = $2 } /^Exec_Master_Log_Pos: / { p = $2 } /^Seconds_Behind_Master: / { b = $2 }
                        END { print f "\t" p "\t" b }') || true
         fi
-        read -r mf mp _ < <(src_sql 'SHOW MASTER STATUS' 2>>"$3.err") || true
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$f" "$o" "$l" "${mf:-}" "${mp:-}" >>"$3"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$f" "$o" "$l" "$mf" "$mp" >>"$3"
         sleep "$STATUS_INTERVAL"
     done
 }
@@ -756,7 +778,7 @@ lat_record() { # label dir note
         { n++ }
         $2 == "" || $3 == "" || $5 == "" { bad++; next }
         { behind = ($5 > $2 || ($5 == $2 && $6 + 0 > $3 + 0)); b += behind
-          if ($5 == $2) print $6 - $3 > bf
+          if ($5 == $2) print ($6 - $3 > 0 ? $6 - $3 : 0) > bf
           if ($4 != "" && $4 != "NULL") printf "%.0f\n", $4 * 1000 > lf }
         END { printf "%d %d %d\n", n, bad, b }' "$dir/positions.tsv")
     touch "$dir/bytes-behind.txt" "$dir/own-lag-ms.txt"
@@ -820,7 +842,7 @@ EOT
     local pos_note="status position $tf:$to = source $mf:$mp"
     [ "$tf:$to" = "$mf:$mp" ] || pos_note="status position $tf:$to, source at $mf:$mp 10 s after the last heartbeat arrived"
     LAT_RSS=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$TM_PID/status")
-    local t0 rc=0 stop_s
+    local t0 rc=0 stop_s noticed
     t0=$(now)
     kill -TERM "$TM_PID"
     for i in $(seq 1 300); do kill -0 "$TM_PID" 2>/dev/null || break; sleep 0.05; done
@@ -829,11 +851,13 @@ EOT
     TM_PID=""
     stop_s=$(sub "$(now)" "$t0")
     [ "$rc" = 0 ] || { tail -n 30 "$dir/tidemark.log" >&2; die "latency: tidemark exited with status $rc after SIGTERM"; }
-    grep -q 'incremental: stopped at' "$dir/tidemark.log" || die "latency: no \"stopped at\" line in tidemark's log after SIGTERM"
-    log "  $label: exited (status 0) $stop_s s after SIGTERM; $pos_note"
+    local l; l=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -m1 'incremental: stopped at' || true)
+    [ -n "$l" ] || die "latency: no \"stopped at\" line in tidemark's log after SIGTERM"
+    noticed=$(awk -v e="$(date -d "$(awk '{ print $1 }' <<<"$l")" +%s.%N)" -v t="$t0" 'BEGIN { printf "%.2f", e - t }')
+    log "  $label: logged \"stopped at\" $noticed s and exited (status 0) $stop_s s after SIGTERM; $pos_note"
     local errs=""
     [ ! -s "$dir/positions.tsv.err" ] || errs="; tidemark status failed $(grep -c . "$dir/positions.tsv.err") time(s): $(head -c 200 "$dir/positions.tsv.err" | tr '\n\t' '  ')"
-    lat_record "$label" "$dir" "exit status 0 ${stop_s} s after SIGTERM; $pos_note$errs"
+    lat_record "$label" "$dir" "SIGTERM: \"stopped at\" logged after $noticed s, exit status 0 after ${stop_s} s; $pos_note$errs"
     LAT_RSS=""
     verify_lat "$DST_PORT" "$label"
 }

@@ -369,12 +369,11 @@ mod tests {
         drop(c);
         let dir = s.dir().to_path_buf();
         s.stop().expect("stop");
+        // A server dropped while stopped: its watchdog exits at once (it is not waited
+        // for until the drop's timeout) and nothing is left behind.
+        let started = Instant::now();
         drop(s);
-        // The watchdog removes the directory of a server dropped while stopped.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while dir.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(started.elapsed() < Duration::from_secs(5));
         assert!(!dir.exists());
     }
 }

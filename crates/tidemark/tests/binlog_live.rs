@@ -27,7 +27,8 @@ const ZOO: &str = "CREATE TABLE zoo (
     j JSON,
     dt DATE, dtt DATETIME, dt6 DATETIME(6), ts TIMESTAMP(3) NULL DEFAULT NULL,
     tm TIME, tm6 TIME(6), y YEAR,
-    g GEOMETRY, p POINT
+    g GEOMETRY, p POINT,
+    u UUID, i6 INET6, i4 INET4
 )";
 
 const ROWS: &str = "INSERT INTO zoo VALUES
@@ -39,16 +40,18 @@ const ROWS: &str = "INSERT INTO zoo VALUES
   '{\"a\": [1, 2.5, \"x\"], \"b\": null}',
   '0000-00-00', '0000-00-00 00:00:00', '2024-02-29 23:59:59.999999', '2038-01-19 03:14:07.999',
   '-838:59:59', '838:59:58.999999', 0000,
-  ST_GeomFromText('LINESTRING(0 0, 1 1, 2 3)'), POINT(1.5, -2.25)),
+  ST_GeomFromText('LINESTRING(0 0, 1 1, 2 3)'), POINT(1.5, -2.25),
+  '6ccd780c-baba-1026-9564-5b8c656024db', '1:0:0:2:0:0:3:4', '192.168.1.10'),
  (2, 127, 0, 32767, 0, 8388607, 0, 2147483647, 0, 9223372036854775807, 0,
   1.5, -2.5e-300, 0.000000000000000000000000000001, -0.01, 0,
   '', '', '', x'', x'', '', x'', x'',
   'b', 'x,y', b'0', b'0', b'0',
   '[]', '1000-01-01', '9999-12-31 23:59:59', '1970-01-01 00:00:01.000001', '1970-01-01 05:30:01',
-  '00:00:00', '-00:00:00.5', 2155, ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 0))'), POINT(0, 0)),
+  '00:00:00', '-00:00:00.5', 2155, ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 0))'), POINT(0, 0),
+  '12345678-1234-5678-9abc-def012345678', '::ffff:1.2.3.4', '0.0.0.1'),
  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
 
 #[test]
 fn binlog_values_equal_snapshot_values() {

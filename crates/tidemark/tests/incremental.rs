@@ -357,9 +357,9 @@ fn incremental_only_from_a_position_until_caught_up() {
     let db = "inc_only";
     let setup = format!(
         "CREATE DATABASE {db}; USE {db};
-         CREATE TABLE k (a INT, b VARCHAR(10), PRIMARY KEY (a, b), v DOUBLE);
+         CREATE TABLE k (a INT, b VARCHAR(10), PRIMARY KEY (a, b), v DOUBLE, u UUID, n INET6);
          CREATE TABLE nokey (x INT, y TEXT);
-         INSERT INTO k VALUES (1, 'x', 0.5), (2, 'y', NULL);
+         INSERT INTO k VALUES (1, 'x', 0.5, UUID(), '::1'), (2, 'y', NULL, NULL, NULL);
          INSERT INTO nokey VALUES (1, 'a'), (1, 'a'), (2, NULL);"
     );
     env().src_sql(&setup);
@@ -372,7 +372,8 @@ fn incremental_only_from_a_position_until_caught_up() {
     let (file, pos) = row.unwrap();
     env().src_sql(&format!(
         "USE {db};
-         INSERT INTO k VALUES (3, 'z', 1e300);
+         INSERT INTO k VALUES (3, 'z', 1e300, '6ccd780c-baba-1026-9564-5b8c656024db', 'fe80::1:2');
+         UPDATE k SET u = '12345678-1234-5678-9abc-def012345678', n = '::ffff:10.0.0.1' WHERE a = 1;
          UPDATE k SET b = 'moved' WHERE a = 1;
          DELETE FROM k WHERE a = 2;
          DELETE FROM nokey WHERE x = 1 LIMIT 1;

@@ -221,33 +221,43 @@ fn check_all(
     space(task, &plan, dst, r);
     if task.has(Phase::Incremental) {
         binlog(task, src, r)?;
-        incremental_objects(&plan, r);
+        checkpoint_binlog(store, src, r)?;
     }
     Ok((Some(plan), s, d))
 }
 
-/// What incremental migration cannot follow yet.
-fn incremental_objects(plan: &Plan, r: &mut Report) {
-    // (Row filters are evaluated on change events by the source: see transform::filter.)
-    let text_typed: Vec<String> = plan
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.copied_columns()
-                .filter(|c| crate::source::snapshot::text_typed(c))
-                .map(move |c| format!("{}.{}", t.def().name, c.name))
+/// On a restart: the binlog file the task continues from is still on the source.
+fn checkpoint_binlog(store: Option<&Store>, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
+    use crate::task::incremental::{load_position, CHECKPOINT, START};
+    let Some(store) = store else { return Ok(()) };
+    let at = match load_position(store, CHECKPOINT)? {
+        Some(p) => Some(p),
+        None => load_position(store, START)?,
+    };
+    let Some(at) = at.filter(|p| !p.file.is_empty()) else {
+        return Ok(());
+    };
+    let files: Vec<String> = src
+        .query_map("SHOW BINARY LOGS", |row: mysql::Row| {
+            row.get::<String, _>(0).unwrap_or_default()
         })
-        .collect();
-    if !text_typed.is_empty() {
+        .unwrap_or_default();
+    if files.is_empty() || files.contains(&at.file) {
+        r.pass(
+            "binlog-position",
+            format!("the source still has {}", at.file),
+        );
+    } else {
         r.fail(
-            "incremental-types",
+            "binlog-position",
             format!(
-                "UUID, INET4 and INET6 columns are not decoded from the binlog yet: {}",
-                text_typed.join(", ")
+                "binlog {} (where this task continues, {at}) was purged from the source; the changes since then cannot be read",
+                at.file
             ),
-            "migrate these tables without incremental, or change the columns to BINARY(16)/VARCHAR",
+            "rerun the task with full migration: delete its state directory and run it again with types = [\"schema\", \"full\", \"incremental\"]; keep binlogs longer (binlog_expire_logs_seconds)",
         );
     }
+    Ok(())
 }
 
 fn versions(s: &ServerInfo, d: &ServerInfo, r: &mut Report) {

@@ -1441,13 +1441,26 @@ fn window(task: &Task, kind: Transient) -> Duration {
 /// source's), unique checks on.
 fn apply_connection(task: &Task) -> Result<mysql::Conn> {
     let mut c = connect(&task.destination, Side::Destination)?;
-    c.query_drop("SET unique_checks = 1, @tidemark_apply = 1")?;
+    apply_session(&mut c)?;
     Ok(c)
+}
+
+/// Apply sessions: unique checks on; the variable that guarded triggers look for; and
+/// READ COMMITTED, so deleting a key that is not there takes no gap lock that would make
+/// the parallel connections deadlock (unless the destination logs statements, which
+/// READ COMMITTED does not allow).
+fn apply_session(c: &mut mysql::Conn) -> Result<()> {
+    c.query_drop("SET unique_checks = 1, @tidemark_apply = 1")?;
+    let format: Option<String> = c.query_first("SELECT @@binlog_format")?;
+    if format.as_deref() != Some("STATEMENT") {
+        c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+    }
+    Ok(())
 }
 
 fn apply_connection_until(task: &Task, deadline: Instant) -> Result<mysql::Conn> {
     let mut c = reconnect(&task.destination, Side::Destination, deadline)?;
-    c.query_drop("SET unique_checks = 1, @tidemark_apply = 1")?;
+    apply_session(&mut c)?;
     Ok(c)
 }
 

@@ -138,6 +138,11 @@ pub fn conform(v: Value, ty: T, col: &ColumnDef) -> Value {
     match (v, &col.kind) {
         (Value::Int(i), ColumnKind::Int { unsigned: true }) => Value::UInt(i as u64 & mask(ty)),
         (Value::Bytes(b), ColumnKind::Json) => Value::Json(b),
+        // MariaDB's UUID, INET4 and INET6 are logged in their binary form; the snapshot
+        // reads (and the writers send) their text form.
+        (Value::Bytes(b), ColumnKind::Other) => {
+            Value::Bytes(text_form(&col.column_type, &b).map_or(b, String::into_bytes))
+        }
         (Value::Bytes(mut b), ColumnKind::Binary) => {
             // The binlog drops BINARY(n)'s trailing zero bytes; the column keeps them.
             if let Some(n) = binary_width(&col.column_type) {
@@ -148,6 +153,73 @@ pub fn conform(v: Value, ty: T, col: &ColumnDef) -> Value {
             Value::Bytes(b)
         }
         (v, _) => v,
+    }
+}
+
+/// The text MariaDB shows for a UUID, INET4 or INET6 value in binary form.
+fn text_form(column_type: &str, b: &[u8]) -> Option<String> {
+    match (column_type.to_ascii_lowercase().as_str(), b.len()) {
+        ("uuid", 16) => {
+            let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            Some(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
+        }
+        ("inet4", 4) => Some(format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3])),
+        ("inet6", 16) => Some(inet6_text(b)),
+        _ => None,
+    }
+}
+
+/// MariaDB's INET6 text: IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible
+/// (`::a.b.c.d`, when the upper half of the IPv4 part is not zero) addresses end in
+/// dotted form; otherwise lower-case hex groups with the longest run of zero groups (even
+/// a single one; the first of equal runs) written as `::`.
+fn inet6_text(b: &[u8]) -> String {
+    let dotted = |x: &[u8]| format!("{}.{}.{}.{}", x[0], x[1], x[2], x[3]);
+    if b[..10].iter().all(|&x| x == 0) && b[10] == 0xff && b[11] == 0xff {
+        return format!("::ffff:{}", dotted(&b[12..]));
+    }
+    if b[..12].iter().all(|&x| x == 0) && (b[12] | b[13]) != 0 {
+        return format!("::{}", dotted(&b[12..]));
+    }
+    let groups: Vec<u16> = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    let (mut best, mut best_len, mut i) = (None, 0, 0);
+    while i < 8 {
+        if groups[i] == 0 {
+            let start = i;
+            while i < 8 && groups[i] == 0 {
+                i += 1;
+            }
+            if i - start > best_len {
+                best = Some(start);
+                best_len = i - start;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    let hex = |g: &[u16]| {
+        g.iter()
+            .map(|x| format!("{x:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    match best {
+        Some(start) => format!(
+            "{}::{}",
+            hex(&groups[..start]),
+            hex(&groups[start + best_len..])
+        ),
+        None => hex(&groups),
     }
 }
 
@@ -198,6 +270,36 @@ mod tests {
             panic!()
         };
         assert_eq!(d.to_string(), "0000-00-00 00:00:00");
+    }
+
+    #[test]
+    fn inet6_like_mariadb() {
+        let h = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        for (hex, text) in [
+            ("00000000000000000000000000000000", "::"),
+            ("00000000000000000000000000000001", "::1"),
+            ("00000000000000000000000000000002", "::2"),
+            ("00000000000000000000000001020304", "::1.2.3.4"),
+            ("00010000000000000000000000000000", "1::"),
+            ("00010000000000010000000000000001", "1:0:0:1::1"),
+            ("00010000000000020000000000030004", "1::2:0:0:3:4"),
+            ("FE800000000000000000000000010002", "fe80::1:2"),
+            ("00000000000000000000FFFF00000000", "::ffff:0.0.0.0"),
+            ("00000000000000000000000100000000", "::1:0:0"),
+            ("00000000000000000000000000010000", "::0.1.0.0"),
+            ("0000000000000000000000000000FFFF", "::ffff"),
+            ("00000000000000000000000000000100", "::100"),
+            ("00010002000300040005000600070008", "1:2:3:4:5:6:7:8"),
+            ("00010000000100000001000000010000", "1::1:0:1:0:1:0"),
+            ("00000000000100000000000100000000", "::1:0:0:1:0:0"),
+        ] {
+            assert_eq!(inet6_text(&h(hex)), text, "{hex}");
+        }
     }
 
     #[test]
