@@ -37,6 +37,11 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// Asks a running task to stop at its next checkpoint (what SIGTERM does).
+pub fn request_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
 /// SIGINT and SIGTERM stop the incremental phase cleanly: the batch being written is
 /// finished and checkpointed, then the task exits as "stopped".
 pub fn install_stop_handler() {
