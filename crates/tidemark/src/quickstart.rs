@@ -191,11 +191,11 @@ database = "shop"
 
 const TABLES: [&str; 4] = ["customers", "products", "orders", "order_audit"];
 
+/// A table and its checksum on the source and on the destination.
+type Compared = (&'static str, Option<u64>, Option<u64>);
+
 /// `CHECKSUM TABLE` of every sample table on both servers.
-fn checksums(
-    src: &mut mysql::Conn,
-    dst: &mut mysql::Conn,
-) -> Result<Vec<(&'static str, Option<u64>, Option<u64>)>> {
+fn checksums(src: &mut mysql::Conn, dst: &mut mysql::Conn) -> Result<Vec<Compared>> {
     let mut out = Vec::new();
     for table in TABLES {
         let q = format!("CHECKSUM TABLE {}", qualified("shop", table));
