@@ -618,6 +618,9 @@ LAT_QUALIFIED="$QUALIFIED,sbtest.bench_heartbeat"
 LAT_RESULTS="$LAT_DIR/results.tsv"
 
 running() { [ ! -e "$1" ] && [ ! -e "$WORK/stop-all" ]; } # stop-file: whether a loop goes on
+com_commit() { # port: the server's COMMIT statements so far
+    sql_at "$1" "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'COM_COMMIT'"
+}
 
 # The heartbeat: one row on the source, set to NOW(6) every HB_INTERVAL s over one
 # connection; each write's value is read back and logged (UNIX_TIMESTAMP, a line each).
@@ -730,7 +733,8 @@ measure_latency() { # label dir kind(tidemark|replica) apply-port apply-server-p
     hb_writer "$dir/hb.stop" "$dir/heartbeat-written.txt" & local hbw=$!
     BG_PIDS+=("${pids[@]}" "$hbw")
     sleep 1
-    local s0 a0 m0 c0=0
+    local s0 a0 m0 c0=0 sc0 ac0
+    sc0=$(com_commit "$SRC_PORT"); ac0=$(com_commit "$port")
     s0=$(cpu_s "$SRC_PID"); a0=$(cpu_s "$apid"); m0=$(machine_cpu)
     [ -z "$tpid" ] || c0=$(cpu_s "$tpid")
     LAT_T0=$(now)
@@ -741,6 +745,7 @@ measure_latency() { # label dir kind(tidemark|replica) apply-port apply-server-p
     LAT_T1=$(now)
     LAT_SRC_CPU=$(sub "$(cpu_s "$SRC_PID")" "$s0"); LAT_APPLY_CPU=$(sub "$(cpu_s "$apid")" "$a0")
     LAT_MACHINE_CPU=$(sub "$(machine_cpu)" "$m0")
+    LAT_SRC_COMMITS=$(( $(com_commit "$SRC_PORT") - sc0 )); LAT_APPLY_COMMITS=$(( $(com_commit "$port") - ac0 ))
     LAT_TOOL_CPU="-"
     [ -z "$tpid" ] || LAT_TOOL_CPU=$(sub "$(cpu_s "$tpid")" "$c0")
     touch "$dir/hb.stop"
@@ -857,7 +862,9 @@ EOT
     log "  $label: logged \"stopped at\" $noticed s and exited (status 0) $stop_s s after SIGTERM; $pos_note"
     local errs=""
     [ ! -s "$dir/positions.tsv.err" ] || errs="; tidemark status failed $(grep -c . "$dir/positions.tsv.err") time(s): $(head -c 200 "$dir/positions.tsv.err" | tr '\n\t' '  ')"
-    lat_record "$label" "$dir" "SIGTERM: \"stopped at\" logged after $noticed s, exit status 0 after ${stop_s} s; $pos_note$errs"
+    local commits
+    commits=$(awk -v a="$LAT_APPLY_COMMITS" -v s="$LAT_SRC_COMMITS" 'BEGIN { printf "%d COMMIT statements on the destination for %d on the source (%.2f each)", a, s, (s ? a / s : 0) }')
+    lat_record "$label" "$dir" "SIGTERM: \"stopped at\" logged after $noticed s, exit status 0 after ${stop_s} s; $pos_note; during the run $commits$errs"
     LAT_RSS=""
     verify_lat "$DST_PORT" "$label"
 }

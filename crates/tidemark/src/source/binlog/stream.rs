@@ -186,6 +186,7 @@ fn read_from(
 ) -> Result<()> {
     let mut txn: Option<Txn> = None;
     let mut gtid: Option<String> = None;
+    let mut skipped: HashSet<String> = HashSet::new();
     let closed = || anyhow!("the change applier stopped");
     // Hands a finished transaction over, its end carrying the GTID state after it.
     let mut finish = |mut t: Txn, end: Position, resume: &mut Position| -> Result<()> {
@@ -285,6 +286,12 @@ fn read_from(
             Body::Rotate { .. } if txn.is_none() && pos.offset >= 4 => {
                 resume.file = pos.file;
                 resume.offset = pos.offset;
+            }
+            // Events with nothing to apply in ROW format; said once per kind.
+            Body::Other { name } => {
+                if skipped.insert(name.clone()) {
+                    tracing::info!("binlog: skipping {name} events (nothing to apply)");
+                }
             }
             _ => {}
         }
