@@ -288,10 +288,8 @@ fn read_from(
                 resume.offset = pos.offset;
             }
             // Events with nothing to apply in ROW format; said once per kind.
-            Body::Other { name } => {
-                if skipped.insert(name.clone()) {
-                    tracing::info!("binlog: skipping {name} events (nothing to apply)");
-                }
+            Body::Other { name } if skipped.insert(name.clone()) => {
+                tracing::info!("binlog: skipping {name} events (nothing to apply)");
             }
             _ => {}
         }
