@@ -520,6 +520,27 @@ fn exact_mode_reports_divergence_and_gtid_start_works() {
     let (mut s, mut d) = (env().src(), env().dst());
     assert_eq!(checksum(&mut s, db, "t"), checksum(&mut d, db, "t"));
 
+    // A rotation ends the binlog with non-transaction events (a binlog checkpoint, a
+    // GTID list): the task still sees that it has caught up.
+    env().src_sql(&format!(
+        "INSERT INTO {db}.t VALUES (10, 10); FLUSH BINARY LOGS;"
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["run", "--no-progress", "--stop-when-caught-up"])
+        .arg(&t.file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("--stop-when-caught-up never finished after a binlog rotation");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // The destination gets a row of its own; the source then inserts the same key.
     env().dst_sql(&format!("INSERT INTO {db}.t VALUES (3, 999)"));
     env().src_sql(&format!("INSERT INTO {db}.t VALUES (3, 3)"));

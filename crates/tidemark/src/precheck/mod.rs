@@ -72,6 +72,18 @@ impl Report {
         !self.items.iter().any(|i| i.status == Status::Failure)
     }
 
+    /// The failures, one sentence each with its fix (for the task's recorded error).
+    pub fn failures(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .filter(|i| i.status == Status::Failure)
+            .map(|i| match &i.fix {
+                Some(fix) => format!("{}: {} ({fix})", i.id, i.detail),
+                None => format!("{}: {}", i.id, i.detail),
+            })
+            .collect()
+    }
+
     /// The human table.
     pub fn render(&self) -> String {
         let mut out = String::new();

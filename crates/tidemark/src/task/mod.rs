@@ -111,7 +111,10 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         eprint!("{}", checked.report.render());
     }
     if !checked.report.passed() {
-        bail!("the precheck failed: nothing was written; fix the failures above and run again");
+        bail!(
+            "the precheck failed: {}. Nothing was written; fix the failures above and run again",
+            checked.report.failures().join("; ")
+        );
     }
     let Some(plan) = checked.plan else {
         bail!("the precheck produced no plan")

@@ -18,6 +18,9 @@ use std::sync::Arc;
 use tidemark_core::sql::{push_ident, push_literal, quote_ident};
 use tidemark_core::{Change, Row, Value};
 
+/// Row changes up to which a batch is written by one connection.
+const SMALL_BATCH: usize = 256;
+
 /// The net effect of a batch on one table.
 #[derive(Debug, Default)]
 pub struct TableWork {
@@ -151,13 +154,22 @@ impl Coalescer {
         }
     }
 
-    /// The batch split into one share per connection (by key hash).
+    /// The batch split into one share per connection (by key hash). A small batch (a
+    /// quiet source's few transactions) goes to one connection whole: one destination
+    /// transaction instead of one per connection, and readers never see part of it.
+    /// Batches are applied one after the other, so a key may change connection between
+    /// batches without its changes being reordered.
     pub fn take(&mut self) -> Vec<Work> {
-        let mut shares: Vec<Work> = (0..self.workers).map(|_| Vec::new()).collect();
+        let workers = if self.rows <= SMALL_BATCH {
+            1
+        } else {
+            self.workers
+        };
+        let mut shares: Vec<Work> = (0..workers).map(|_| Vec::new()).collect();
         for t in self.tables.drain(..) {
-            let mut per: Vec<TableWork> = (0..self.workers).map(|_| TableWork::default()).collect();
+            let mut per: Vec<TableWork> = (0..workers).map(|_| TableWork::default()).collect();
             for (key, state) in t.states {
-                let w = worker_of(&key, self.workers);
+                let w = worker_of(&key, workers);
                 match state.row {
                     Some(row) => {
                         let copied: Row = t.plan.copied.iter().map(|&i| row[i].clone()).collect();

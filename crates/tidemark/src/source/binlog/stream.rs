@@ -44,6 +44,8 @@ pub struct Txn {
     pub gtid: Option<String>,
     /// The source's commit time (seconds since the epoch).
     pub timestamp: u32,
+    /// When the reader had the whole transaction.
+    pub received: Instant,
 }
 
 /// What the reader thread hands over.
@@ -191,6 +193,7 @@ fn read_from(
     // Hands a finished transaction over, its end carrying the GTID state after it.
     let mut finish = |mut t: Txn, end: Position, resume: &mut Position| -> Result<()> {
         t.end = end;
+        t.received = Instant::now();
         if let Some(state) = gtids.as_mut() {
             if let Some(g) = &t.gtid {
                 state.add(g);
@@ -227,6 +230,7 @@ fn read_from(
                             end: pos,
                             gtid: gtid.clone(),
                             timestamp: event.header.timestamp,
+                            received: Instant::now(),
                         })
                     }
                     "COMMIT" => {
@@ -255,6 +259,7 @@ fn read_from(
                             end: pos.clone(),
                             gtid: gtid.take(),
                             timestamp: event.header.timestamp,
+                            received: Instant::now(),
                         };
                         finish(t, pos, resume)?;
                     }
@@ -267,6 +272,7 @@ fn read_from(
                     end: pos.clone(),
                     gtid: gtid.clone(),
                     timestamp: event.header.timestamp,
+                    received: Instant::now(),
                 });
                 t.rows.push(RowsBlock { kind, table, rows });
             }
@@ -288,6 +294,28 @@ fn read_from(
                 resume.offset = pos.offset;
             }
             // Events with nothing to apply in ROW format; said once per kind.
+            // Events between transactions that carry nothing to apply (a binlog
+            // checkpoint, a GTID list, events of kinds Tidemark skips): the stream has
+            // read past them, which matters to `--stop-when-caught-up` when one ends
+            // the binlog.
+            Body::BinlogCheckpoint { .. }
+            | Body::GtidList { .. }
+            | Body::PreviousGtids { .. }
+            | Body::Stop
+            | Body::Other { .. }
+                if txn.is_none() && pos.offset > resume.offset && pos.file == resume.file =>
+            {
+                if let Body::Other { name } = &event.body {
+                    if skipped.insert(name.clone()) {
+                        tracing::info!("binlog: skipping {name} events (nothing to apply)");
+                    }
+                }
+                resume.offset = pos.offset;
+                out.send(Item::Idle {
+                    position: resume.clone(),
+                })
+                .map_err(|_| closed())?;
+            }
             Body::Other { name } if skipped.insert(name.clone()) => {
                 tracing::info!("binlog: skipping {name} events (nothing to apply)");
             }

@@ -29,6 +29,8 @@ pub(super) struct Applier<'a> {
     pub(super) batch_end: Option<Position>,
     pub(super) safe_until: Option<Position>,
     pub(super) stats: Applied,
+    /// When the reader had the last transaction of the batch.
+    pub(super) last_received: Option<Instant>,
 }
 
 pub(super) struct Worker {
@@ -98,6 +100,7 @@ impl<'a> Applier<'a> {
             batch_end: None,
             safe_until,
             stats,
+            last_received: None,
         })
     }
 
@@ -105,6 +108,7 @@ impl<'a> Applier<'a> {
     pub(super) fn advance(&mut self, txn: &Txn, rows: usize) {
         self.batch_end = Some(txn.end.clone());
         self.stats.source_time = txn.timestamp;
+        self.last_received = Some(txn.received);
         self.stats.transactions += 1;
         self.stats.rows_applied += rows as u64;
     }
@@ -159,8 +163,14 @@ impl<'a> Applier<'a> {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.stats.position = end.clone();
+        // The binlog's commit times have whole seconds: the time since the reader had the
+        // transaction is exact, the commit time a lower bound within a second.
+        let received = self
+            .last_received
+            .map_or(0.0, |r| r.elapsed().as_secs_f64());
         if self.stats.source_time > 0 {
-            self.stats.latency_seconds = (now - self.stats.source_time as f64).max(0.0);
+            let since_commit = now - self.stats.source_time as f64 - 1.0;
+            self.stats.latency_seconds = received.max(since_commit).max(0.0);
         }
         self.store
             .set(APPLIED, &serde_json::to_string(&self.stats)?)?;
