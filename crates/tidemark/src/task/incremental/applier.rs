@@ -66,8 +66,10 @@ impl<'a> Applier<'a> {
                 handle: Some(handle),
             });
         }
-        let stats = match store.get(APPLIED)? {
-            Some(s) if !s.is_empty() => serde_json::from_str(&s).unwrap_or(Applied {
+        let stats = store
+            .get(APPLIED)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| Applied {
                 position: checkpoint.clone(),
                 source_time: 0,
                 latency_seconds: 0.0,
@@ -75,17 +77,7 @@ impl<'a> Applier<'a> {
                 transactions: 0,
                 ddl_rejected: 0,
                 last_ddl_error: None,
-            }),
-            _ => Applied {
-                position: checkpoint.clone(),
-                source_time: 0,
-                latency_seconds: 0.0,
-                rows_applied: 0,
-                transactions: 0,
-                ddl_rejected: 0,
-                last_ddl_error: None,
-            },
-        };
+            });
         Ok(Applier {
             store,
             batch: Coalescer::new(task.incremental.threads, false),

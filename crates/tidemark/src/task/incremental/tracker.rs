@@ -265,18 +265,9 @@ impl Tracker {
             return Ok(());
         };
         info.def.name = old.def().name.clone();
-        let mut p = (*old).clone();
-        p.columns = info
-            .def
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), c.name.clone()))
-            .collect();
-        p.copied = (0..info.def.columns.len())
-            .filter(|&i| !info.def.columns[i].generated)
-            .collect();
-        p.source = info;
-        self.tables.insert(key.clone(), Arc::new(p));
+        let target = old.target.clone();
+        self.tables
+            .insert(key.clone(), Arc::new(with_definition(&old, info, target)));
         self.changed = true;
         Ok(())
     }
@@ -590,21 +581,7 @@ impl Tracker {
             // The table is now the task's, like those its schema phase created.
             applier.store.mark_created("table", &target.to_string())?;
             let plan = match before.get(&key) {
-                Some(old) if !old.whole_database => {
-                    let mut p = (**old).clone();
-                    p.columns = info
-                        .def
-                        .columns
-                        .iter()
-                        .map(|c| (c.name.clone(), c.name.clone()))
-                        .collect();
-                    p.copied = (0..info.def.columns.len())
-                        .filter(|&i| !info.def.columns[i].generated)
-                        .collect();
-                    p.source = info;
-                    p.target = target;
-                    p
-                }
+                Some(old) if !old.whole_database => with_definition(old, info, target),
                 _ => {
                     let ops = self.whole.get(&db).map(|w| w.1).unwrap_or_default();
                     mapping::whole_table(info, target, ops)
@@ -744,6 +721,24 @@ pub(super) fn mysql_code(e: &anyhow::Error) -> Option<u16> {
             Some(mysql::Error::MySqlError(m)) => Some(m.code),
             _ => None,
         })
+}
+
+/// A followed table's plan with a new definition (read back from the destination after a
+/// DDL statement): every column, under the names it has there.
+fn with_definition(old: &TablePlan, info: catalog::TableInfo, target: TableName) -> TablePlan {
+    let mut p = old.clone();
+    p.columns = info
+        .def
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.name.clone()))
+        .collect();
+    p.copied = (0..info.def.columns.len())
+        .filter(|&i| !info.def.columns[i].generated)
+        .collect();
+    p.source = info;
+    p.target = target;
+    p
 }
 
 /// MariaDB: the binlog position of the connection's consistent snapshot.
