@@ -10,6 +10,7 @@
 //! * [`state`]: the embedded state store (task state, chunk checkpoints).
 //! * [`task`]: where a task decides its next phase; the parallel full copy; the
 //!   incremental apply.
+//! * [`verify`]: proving the destination equals the source (chunk checksums, repair).
 //!
 //! The `tidemark` binary (`main.rs`) is a thin command line over these.
 
@@ -24,3 +25,4 @@ pub mod source;
 pub mod state;
 pub mod task;
 pub mod transform;
+pub mod verify;

@@ -51,6 +51,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare the destination with the source (chunk checksums computed by the servers,
+    /// drilled down to rows); exits 1 when anything differs.
+    Verify {
+        task: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Make the destination equal: write the source's rows over missing and differing
+        /// ones, delete extra ones.
+        #[arg(long, conflicts_with = "emit_sql")]
+        repair: bool,
+        /// Write the repair as SQL to FILE instead of applying it.
+        #[arg(long, value_name = "FILE")]
+        emit_sql: Option<PathBuf>,
+    },
     /// Binary log tools.
     Binlog {
         #[command(subcommand)]
@@ -157,6 +171,15 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             let task = Task::load(&task)?;
             status(&task, json)
         }
+        Command::Verify {
+            task,
+            json,
+            repair,
+            emit_sql,
+        } => {
+            let task = Task::load(&task)?;
+            verify(&task, json, tidemark::verify::Options { repair, emit_sql })
+        }
         Command::Binlog {
             command:
                 BinlogCommand::Inspect {
@@ -188,6 +211,65 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<ExitCode> {
+    let store = Store::open_existing(&task.state_dir)?;
+    let checked = precheck::run(task, store.as_ref());
+    let Some(plan) = checked.plan else {
+        eprint!("{}", checked.report.render());
+        anyhow::bail!("cannot verify: the source and destination could not be read (see above)");
+    };
+    let reports = tidemark::verify::run(task, &plan, &opts)?;
+    let equal = reports.iter().all(|r| r.equal());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            let verdict = if r.equal() { "equal" } else { "DIFFERENT" };
+            println!(
+                "{} → {}: {verdict}, {} rows compared in {} chunk(s), {:.1} s",
+                r.source, r.target, r.rows_compared, r.chunks, r.seconds
+            );
+            if let Some(p) = &r.problem {
+                println!("  problem: {p}");
+            }
+            for (what, list) in [
+                ("missing on the destination", &r.missing),
+                ("extra on the destination", &r.extra),
+                ("differing", &r.differing),
+            ] {
+                if list.is_empty() {
+                    continue;
+                }
+                println!("  {} {what}:", list.len());
+                for d in list.iter().take(20) {
+                    let cols = if d.columns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (columns {})", d.columns.join(", "))
+                    };
+                    println!("    key ({}){cols}", d.key.join(", "));
+                }
+                if list.len() > 20 {
+                    println!("    … {} more (--json lists all)", list.len() - 20);
+                }
+            }
+            if r.repaired > 0 {
+                let how = if opts.emit_sql.is_some() {
+                    "statements written"
+                } else {
+                    "rows repaired"
+                };
+                println!("  {} {how}", r.repaired);
+            }
+        }
+    }
+    Ok(if equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn status(task: &Task, json: bool) -> Result<ExitCode> {

@@ -42,6 +42,34 @@ fn key_terms(t: &TablePlan) -> Vec<(String, &'static str)> {
         .collect()
 }
 
+/// The condition selecting a chunk's key range, over the source's key column names or,
+/// with `target`, the destination's (the same range on both ends, for verification).
+pub fn key_range(t: &TablePlan, chunk: &Chunk, target: bool) -> (Vec<String>, Vec<mysql::Value>) {
+    let def = t.def();
+    let names: Vec<String> = def
+        .key
+        .iter()
+        .flatten()
+        .map(|&i| {
+            let name = &def.columns[i].name;
+            quote_ident(if target { &t.columns[name] } else { name })
+        })
+        .collect();
+    let terms: Vec<(String, &'static str)> = names.into_iter().zip(key_placeholders(t)).collect();
+    let (mut conds, mut params) = (Vec::new(), Vec::new());
+    if let Some(l) = &chunk.lower {
+        let (c, p) = after(&terms, l);
+        conds.push(c);
+        params.extend(p);
+    }
+    if let Some(u) = &chunk.upper {
+        let (c, p) = up_to(&terms, u);
+        conds.push(c);
+        params.extend(p);
+    }
+    (conds, params)
+}
+
 /// Whether values of the column travel as character strings: MariaDB's UUID, INET4 and
 /// INET6 arrive in their text form, but a *binary* string (what a `SET NAMES binary`
 /// session sends) is taken as their internal binary form, so values and key bounds must

@@ -1,0 +1,474 @@
+//! `tidemark verify`: proves the destination equals the source, table by table, without
+//! moving the tables.
+//!
+//! Each table is split into the key-range chunks the full copy uses. Both servers compute
+//! a chunk's row count and a 64-bit checksum themselves (the XOR of every row's MD5, as
+//! pt-table-checksum does), over the task's mapping: renamed tables and columns, the
+//! column subset, and the source side filtered by `where`. Only those two numbers travel.
+//! A chunk whose numbers differ is drilled into: both sides send each row's key and hash,
+//! and rows that differ are fetched whole to name the columns that differ.
+//!
+//! `--repair` then writes the source's rows over missing and differing ones and deletes
+//! extra ones; `--emit-sql FILE` writes the same statements to a file for review.
+//!
+//! JSON columns are compared in a normal form (`JSON_NORMALIZE` on MariaDB 10.7+, the
+//! JSON type's own on MySQL), so key order and spacing are not differences.
+
+use crate::config::Task;
+use crate::connect::{connect, ServerInfo, Side};
+use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
+use crate::source::snapshot::{self, Chunk};
+use crate::transform::mapping::{Plan, TablePlan};
+use anyhow::{Context, Result};
+use mysql::prelude::Queryable;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Instant;
+use tidemark_core::sql::{push_literal, quote_ident};
+use tidemark_core::{ColumnKind, Row, Value};
+
+/// Chunk size for verification (rows per checksum query).
+const CHUNK_ROWS: u64 = 10_000;
+
+/// How `verify` runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Fix the destination.
+    pub repair: bool,
+    /// Write the fix as SQL to this file instead.
+    pub emit_sql: Option<std::path::PathBuf>,
+}
+
+/// One row that differs, by key.
+#[derive(Clone, Debug, Serialize)]
+pub struct Difference {
+    /// The key, as SQL literals.
+    pub key: Vec<String>,
+    /// The key's values, for the repair.
+    #[serde(skip)]
+    pub values: Row,
+    /// Destination names of the columns that differ (for rows on both sides).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+}
+
+/// What was found in one table.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TableReport {
+    pub source: String,
+    pub target: String,
+    pub rows_compared: u64,
+    pub chunks: usize,
+    pub chunks_differing: usize,
+    pub missing: Vec<Difference>,
+    pub extra: Vec<Difference>,
+    pub differing: Vec<Difference>,
+    /// A problem that kept the table from being compared row by row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub seconds: f64,
+    /// Rows written or deleted by `--repair` (or statements written by `--emit-sql`).
+    pub repaired: u64,
+}
+
+impl TableReport {
+    pub fn equal(&self) -> bool {
+        self.problem.is_none()
+            && self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.differing.is_empty()
+    }
+}
+
+/// Verifies every table of the plan.
+pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Vec<TableReport>> {
+    let mut src = connect(&task.source, Side::Source)?;
+    let mut dst = connect(&task.destination, Side::Destination)?;
+    let (si, di) = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+    let mut sql_out = match &opts.emit_sql {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut reports = Vec::new();
+    for t in &plan.tables {
+        let started = Instant::now();
+        let mut r = TableReport {
+            source: t.def().name.to_string(),
+            target: t.target.to_string(),
+            ..Default::default()
+        };
+        if let Err(e) = verify_table(&mut src, &mut dst, (&si, &di), t, &mut r) {
+            r.problem = Some(format!("{e:#}"));
+        }
+        if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
+            r.repaired = repair(&mut src, &mut dst, t, &r, sql_out.as_mut())?;
+        }
+        r.seconds = started.elapsed().as_secs_f64();
+        reports.push(r);
+    }
+    if let Some(mut w) = sql_out {
+        w.flush()?;
+    }
+    Ok(reports)
+}
+
+/// Which copied columns hold JSON: MySQL's JSON type, or MariaDB's alias (a LONGTEXT
+/// with a `json_valid` check).
+fn json_columns(src: &mut mysql::Conn, t: &TablePlan) -> Result<Vec<bool>> {
+    let checks: Vec<String> = src
+        .exec(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+            (&t.def().name.database, &t.def().name.table),
+        )
+        .unwrap_or_default();
+    Ok(t.copied_columns()
+        .map(|c| {
+            c.kind == ColumnKind::Json
+                || checks
+                    .iter()
+                    .any(|k| k.contains(&format!("json_valid({})", quote_ident(&c.name))))
+        })
+        .collect())
+}
+
+/// The expression a side hashes for one column.
+fn column_expr(name: &str, json: bool, info: &ServerInfo) -> String {
+    let q = quote_ident(name);
+    match json {
+        true if info.mariadb && info.at_least(10, 7, 0) => format!("JSON_NORMALIZE({q})"),
+        true if !info.mariadb => format!("CAST(CAST({q} AS JSON) AS BINARY)"),
+        _ => format!("CAST({q} AS BINARY)"),
+    }
+}
+
+/// The per-row hash over the copied columns, on one side.
+fn row_hash(t: &TablePlan, target: bool, info: &ServerInfo, json: &[bool]) -> String {
+    let cols: Vec<(String, bool)> = t
+        .copied_columns()
+        .zip(json)
+        .map(|(c, j)| {
+            let name = if target {
+                t.columns[&c.name].clone()
+            } else {
+                c.name.clone()
+            };
+            (name, *j)
+        })
+        .collect();
+    let values: Vec<String> = cols.iter().map(|(n, j)| column_expr(n, *j, info)).collect();
+    let nulls: Vec<String> = cols
+        .iter()
+        .map(|(n, _)| format!("ISNULL({})", quote_ident(n)))
+        .collect();
+    format!(
+        "CAST(CONV(SUBSTRING(MD5(CONCAT_WS('#', {}, CONCAT({}))), 1, 16), 16, 10) AS UNSIGNED)",
+        values.join(", "),
+        nulls.join(", ")
+    )
+}
+
+fn key_names(t: &TablePlan, target: bool) -> Vec<String> {
+    let def = t.def();
+    def.key
+        .iter()
+        .flatten()
+        .map(|&i| {
+            let n = &def.columns[i].name;
+            quote_ident(if target { &t.columns[n] } else { n })
+        })
+        .collect()
+}
+
+/// `FROM t WHERE <range> [AND <where>]` for one side.
+fn chunk_from(t: &TablePlan, chunk: &Chunk, target: bool) -> (String, Vec<mysql::Value>) {
+    let (mut conds, params) = snapshot::key_range(t, chunk, target);
+    if !target {
+        if let Some(w) = &t.where_clause {
+            conds.push(format!("({w})"));
+        }
+    }
+    let table = if target {
+        t.target.quoted()
+    } else {
+        t.def().name.quoted()
+    };
+    let mut sql = format!(" FROM {table}");
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    (sql, params)
+}
+
+fn verify_table(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    (si, di): (&ServerInfo, &ServerInfo),
+    t: &TablePlan,
+    r: &mut TableReport,
+) -> Result<()> {
+    let exists: Option<String> = dst.exec_first(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (&t.target.database, &t.target.table),
+    )?;
+    if exists.is_none() {
+        anyhow::bail!("the destination has no table {}", t.target);
+    }
+    let dst_columns: Vec<String> = dst.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (&t.target.database, &t.target.table),
+    )?;
+    let missing: Vec<String> = t
+        .target_columns()
+        .into_iter()
+        .filter(|c| !dst_columns.iter().any(|d| d.eq_ignore_ascii_case(c)))
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the destination table lacks column(s) {}: the tables have different columns",
+            missing.join(", ")
+        );
+    }
+    let chunks = if t.def().key.is_some() {
+        snapshot::plan_chunks(src, t, CHUNK_ROWS)?
+    } else {
+        vec![Chunk {
+            index: 0,
+            lower: None,
+            upper: None,
+        }]
+    };
+    r.chunks = chunks.len();
+    let json = json_columns(src, t)?;
+    let (sh, dh) = (row_hash(t, false, si, &json), row_hash(t, true, di, &json));
+    for chunk in &chunks {
+        let sum = |c: &mut mysql::Conn, hash: &str, target: bool| -> Result<(u64, u64)> {
+            let (from, params) = chunk_from(t, chunk, target);
+            let q = format!("SELECT COUNT(*), COALESCE(BIT_XOR({hash}), 0){from}");
+            let row: Option<(u64, u64)> = c.exec_first(&q, params).with_context(|| {
+                format!("checksumming chunk {} of {}", chunk.index, t.def().name)
+            })?;
+            Ok(row.unwrap_or((0, 0)))
+        };
+        let (a, b) = (sum(src, &sh, false)?, sum(dst, &dh, true)?);
+        r.rows_compared += a.0;
+        if a == b {
+            continue;
+        }
+        r.chunks_differing += 1;
+        if t.def().key.is_none() {
+            anyhow::bail!(
+                "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again",
+                a.0,
+                b.0
+            );
+        }
+        drill(src, dst, t, chunk, (&sh, &dh), &json, r)?;
+    }
+    Ok(())
+}
+
+/// Rows of a chunk by key: (key, hash) on each side, then whole rows for those that
+/// differ, to name the columns.
+fn drill(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    t: &TablePlan,
+    chunk: &Chunk,
+    (sh, dh): (&str, &str),
+    json: &[bool],
+    r: &mut TableReport,
+) -> Result<()> {
+    // (key literals → (key, hash)), and the keys in key order.
+    type Side = (BTreeMap<Vec<u8>, (Row, u64)>, Vec<Vec<u8>>);
+    let keys = |c: &mut mysql::Conn, hash: &str, target: bool| -> Result<Side> {
+        let (from, params) = chunk_from(t, chunk, target);
+        let names = key_names(t, target);
+        let q = format!(
+            "SELECT {}, {hash}{from} ORDER BY {}",
+            names.join(", "),
+            names.join(", ")
+        );
+        let kinds: Vec<ColumnKind> = t
+            .def()
+            .key
+            .iter()
+            .flatten()
+            .map(|&i| t.def().columns[i].kind)
+            .collect();
+        let rows: Vec<mysql::Row> = c.exec(&q, params)?;
+        let (mut out, mut order) = (BTreeMap::new(), Vec::new());
+        for row in rows {
+            let mut v = row.unwrap();
+            let hash: u64 = v
+                .pop()
+                .and_then(|h| mysql::from_value_opt::<u64>(h).ok())
+                .unwrap_or(0);
+            let key: Row = v
+                .into_iter()
+                .zip(&kinds)
+                .map(|(x, k)| snapshot::from_mysql(x, *k))
+                .collect();
+            let id = literals(&key).join(",").into_bytes();
+            order.push(id.clone());
+            out.insert(id, (key, hash));
+        }
+        Ok((out, order))
+    };
+    let ((a, a_order), (b, b_order)) = (keys(src, sh, false)?, keys(dst, dh, true)?);
+    for id in &a_order {
+        let (key, hash) = &a[id];
+        match b.get(id) {
+            None => r.missing.push(Difference {
+                key: literals(key),
+                values: key.clone(),
+                columns: Vec::new(),
+            }),
+            Some((_, h)) if h != hash => r.differing.push(Difference {
+                key: literals(key),
+                values: key.clone(),
+                columns: differing_columns(src, dst, t, key, json)?,
+            }),
+            Some(_) => {}
+        }
+    }
+    for id in &b_order {
+        let (key, _) = &b[id];
+        if !a.contains_key(id) {
+            r.extra.push(Difference {
+                key: literals(key),
+                values: key.clone(),
+                columns: Vec::new(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn literals(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| {
+            let mut s = String::new();
+            push_literal(&mut s, v);
+            s
+        })
+        .collect()
+}
+
+/// `WHERE k1 = ? AND k2 = ?` over one side's key names.
+fn key_match(t: &TablePlan, target: bool, key: &Row) -> (String, Vec<mysql::Value>) {
+    let conds: Vec<String> = key_names(t, target)
+        .into_iter()
+        .map(|n| format!("{n} <=> ?"))
+        .collect();
+    (
+        conds.join(" AND "),
+        key.iter().map(snapshot::to_mysql).collect(),
+    )
+}
+
+/// One row (copied columns) by key.
+fn fetch(c: &mut mysql::Conn, t: &TablePlan, target: bool, key: &Row) -> Result<Option<Row>> {
+    let cols: Vec<String> = t
+        .copied_columns()
+        .map(|c| quote_ident(if target { &t.columns[&c.name] } else { &c.name }))
+        .collect();
+    let table = if target {
+        t.target.quoted()
+    } else {
+        t.def().name.quoted()
+    };
+    let (cond, params) = key_match(t, target, key);
+    let q = format!("SELECT {} FROM {table} WHERE {cond}", cols.join(", "));
+    let kinds: Vec<ColumnKind> = t.copied_columns().map(|c| c.kind).collect();
+    let row: Option<mysql::Row> = c.exec_first(&q, params)?;
+    Ok(row.map(|r| {
+        r.unwrap()
+            .into_iter()
+            .zip(&kinds)
+            .map(|(v, k)| snapshot::from_mysql(v, *k))
+            .collect()
+    }))
+}
+
+fn differing_columns(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    t: &TablePlan,
+    key: &Row,
+    json: &[bool],
+) -> Result<Vec<String>> {
+    let (a, b) = (fetch(src, t, false, key)?, fetch(dst, t, true, key)?);
+    let (Some(a), Some(b)) = (a, b) else {
+        return Ok(Vec::new());
+    };
+    let names = t.target_columns();
+    Ok(a.iter()
+        .zip(&b)
+        .zip(names)
+        .zip(json)
+        .filter(|(((x, y), _), is_json)| x != y && !(**is_json && same_json(x, y)))
+        .map(|(((_, _), n), _)| n)
+        .collect())
+}
+
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Json(x) | Value::Bytes(x), Value::Json(y) | Value::Bytes(y)) => {
+            let p = |t: &[u8]| serde_json::from_slice::<serde_json::Value>(t).ok();
+            p(x).is_some() && p(x) == p(y)
+        }
+        _ => false,
+    }
+}
+
+/// Writes (or emits) the source's rows over missing and differing ones, and deletes
+/// extra ones. Returns how many rows were written or deleted.
+fn repair(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    t: &TablePlan,
+    r: &TableReport,
+    mut sql_out: Option<&mut std::io::BufWriter<std::fs::File>>,
+) -> Result<u64> {
+    let mut statements = Vec::new();
+    for d in r.missing.iter().chain(&r.differing) {
+        if let Some(row) = fetch(src, t, false, &d.values)? {
+            let mut b = InsertBuilder::new(t, InsertMode::Replace, 1, usize::MAX);
+            b.push(&row);
+            statements.push(b.take().0);
+        }
+    }
+    for d in &r.extra {
+        let mut cond = Vec::new();
+        for (n, lit) in key_names(t, true).into_iter().zip(&d.key) {
+            cond.push(format!("{n} = {lit}"));
+        }
+        statements.push(format!(
+            "DELETE FROM {} WHERE {} LIMIT 1",
+            t.target.quoted(),
+            cond.join(" AND ")
+        ));
+    }
+    match sql_out.as_mut() {
+        Some(w) => {
+            writeln!(w, "-- {} → {}", r.source, r.target)?;
+            for s in &statements {
+                writeln!(w, "{s};")?;
+            }
+        }
+        None => {
+            dst.query_drop("START TRANSACTION")?;
+            for s in &statements {
+                dst.query_drop(s)
+                    .with_context(|| format!("repairing {}", r.target))?;
+            }
+            dst.query_drop("COMMIT")?;
+        }
+    }
+    Ok(statements.len() as u64)
+}
