@@ -220,12 +220,22 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
         eprint!("{}", checked.report.render());
         anyhow::bail!("cannot verify: the source and destination could not be read (see above)");
     };
-    let reports = tidemark::verify::run(task, &plan, &opts)?;
-    let equal = reports.iter().all(|r| r.equal());
+    let report = tidemark::verify::run(task, &plan, &opts)?;
+    let equal = report.equal();
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for r in &reports {
+        for d in &report.databases {
+            if !d.missing_objects.is_empty() {
+                println!(
+                    "{} → {}: the destination lacks {}",
+                    d.source,
+                    d.target,
+                    d.missing_objects.join(", ")
+                );
+            }
+        }
+        for r in &report.tables {
             let verdict = if r.equal() { "equal" } else { "DIFFERENT" };
             println!(
                 "{} → {}: {verdict}, {} rows compared in {} chunk(s), {:.1} s",
@@ -233,6 +243,9 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
             );
             if let Some(p) = &r.problem {
                 println!("  problem: {p}");
+            }
+            for s in &r.schema {
+                println!("  schema: {s}");
             }
             for (what, list) in [
                 ("missing on the destination", &r.missing),

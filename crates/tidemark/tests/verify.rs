@@ -54,7 +54,7 @@ fn planted_differences_are_found_and_repaired() {
     );
     let (ok, v) = verify_json(&t, &[]);
     assert!(!ok, "differences must fail verify: {v}");
-    let r = &v[0];
+    let r = &v["tables"][0];
     assert_eq!(keys(r, "missing"), vec!["5"], "{r}");
     assert_eq!(keys(r, "extra"), vec!["99999"], "{r}");
     let differing: Vec<(String, Vec<String>)> = r["differing"]
@@ -116,19 +116,23 @@ fn odd_tables_are_reported_not_crashed_on() {
         "CREATE DATABASE vodd; USE vodd;
          CREATE TABLE nokey (a INT, b INT); INSERT INTO nokey VALUES (1, 1), (2, 2);
          CREATE TABLE gone (id INT PRIMARY KEY); INSERT INTO gone VALUES (1);
-         CREATE TABLE cols (id INT PRIMARY KEY, x INT); INSERT INTO cols VALUES (1, 1);",
+         CREATE TABLE cols (id INT PRIMARY KEY, x INT); INSERT INTO cols VALUES (1, 1);
+         CREATE TABLE typ (id INT PRIMARY KEY, v INT, KEY kv (v)); INSERT INTO typ VALUES (1, 1);
+         CREATE VIEW vv AS SELECT id FROM typ;",
     );
     let t = TaskDir::new(
         "[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"vodd\"\n",
     );
     t.run_ok();
     e.dst_sql(
-        "USE vodd; INSERT INTO nokey VALUES (3, 3); DROP TABLE gone; ALTER TABLE cols DROP COLUMN x;",
+        "USE vodd; INSERT INTO nokey VALUES (3, 3); DROP TABLE gone; ALTER TABLE cols DROP COLUMN x;
+         ALTER TABLE typ MODIFY v BIGINT, DROP INDEX kv; DROP VIEW vv;",
     );
     let (ok, v) = verify_json(&t, &[]);
     assert!(!ok);
     let problem = |table: &str| -> String {
-        v.as_array()
+        v["tables"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|r| r["source"].as_str().unwrap_or("").contains(table))
@@ -139,4 +143,31 @@ fn odd_tables_are_reported_not_crashed_on() {
     assert!(problem("nokey").contains("no key"), "{v}");
     assert!(problem("gone").contains("has no table"), "{v}");
     assert!(problem("cols").contains("lacks column"), "{v}");
+    let schema: Vec<String> = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"].as_str().unwrap_or("").contains("typ"))
+        .map(|r| {
+            r["schema"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        schema.iter().any(|s| s.contains("column v is bigint")),
+        "{schema:?}"
+    );
+    assert!(
+        schema.iter().any(|s| s.contains("index kv is missing")),
+        "{schema:?}"
+    );
+    assert_eq!(
+        v["databases"][0]["missing_objects"],
+        serde_json::json!(["view vv"]),
+        "{v}"
+    );
 }

@@ -17,6 +17,7 @@
 use crate::config::Task;
 use crate::connect::{connect, ServerInfo, Side};
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
+use crate::source::catalog;
 use crate::source::snapshot::{self, Chunk};
 use crate::transform::mapping::{Plan, TablePlan};
 use anyhow::{Context, Result};
@@ -67,6 +68,9 @@ pub struct TableReport {
     /// A problem that kept the table from being compared row by row.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Schema differences after the mapping: columns, types, nullability, indexes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<String>,
     pub seconds: f64,
     /// Rows written or deleted by `--repair` (or statements written by `--emit-sql`).
     pub repaired: u64,
@@ -75,14 +79,38 @@ pub struct TableReport {
 impl TableReport {
     pub fn equal(&self) -> bool {
         self.problem.is_none()
+            && self.schema.is_empty()
             && self.missing.is_empty()
             && self.extra.is_empty()
             && self.differing.is_empty()
     }
 }
 
-/// Verifies every table of the plan.
-pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Vec<TableReport>> {
+/// Objects of a database selected whole that the destination lacks.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DatabaseReport {
+    pub source: String,
+    pub target: String,
+    /// e.g. `view order_totals`, `procedure orders_of`, `trigger orders_audit`.
+    pub missing_objects: Vec<String>,
+}
+
+/// Everything `verify` found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub tables: Vec<TableReport>,
+    pub databases: Vec<DatabaseReport>,
+}
+
+impl Report {
+    pub fn equal(&self) -> bool {
+        self.tables.iter().all(TableReport::equal)
+            && self.databases.iter().all(|d| d.missing_objects.is_empty())
+    }
+}
+
+/// Verifies every table of the plan, and the objects of databases selected whole.
+pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
     let mut src = connect(&task.source, Side::Source)?;
     let mut dst = connect(&task.destination, Side::Destination)?;
     let (si, di) = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
@@ -93,6 +121,7 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Vec<TableReport>>
         None => None,
     };
     let mut reports = Vec::new();
+    let mut dst_dbs: BTreeMap<String, Option<catalog::DatabaseInfo>> = BTreeMap::new();
     for t in &plan.tables {
         let started = Instant::now();
         let mut r = TableReport {
@@ -100,6 +129,16 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Vec<TableReport>>
             target: t.target.to_string(),
             ..Default::default()
         };
+        if !dst_dbs.contains_key(&t.target.database) {
+            let info = catalog::read_database(&mut dst, &t.target.database)?;
+            dst_dbs.insert(t.target.database.clone(), info);
+        }
+        let dst_table = dst_dbs[&t.target.database]
+            .as_ref()
+            .and_then(|d| d.table(&t.target.table));
+        if let Some(d) = dst_table {
+            r.schema = schema_differences(t, d);
+        }
         if let Err(e) = verify_table(&mut src, &mut dst, (&si, &di), t, &mut r) {
             r.problem = Some(format!("{e:#}"));
         }
@@ -112,7 +151,126 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Vec<TableReport>>
     if let Some(mut w) = sql_out {
         w.flush()?;
     }
-    Ok(reports)
+    let mut databases = Vec::new();
+    for db in plan.databases.iter().filter(|d| d.whole) {
+        let dst_db = match dst_dbs.get(&db.target) {
+            Some(d) => d.clone(),
+            None => catalog::read_database(&mut dst, &db.target)?,
+        };
+        databases.push(DatabaseReport {
+            source: db.source.name.clone(),
+            target: db.target.clone(),
+            missing_objects: missing_objects(&db.source, dst_db.as_ref()),
+        });
+    }
+    Ok(Report {
+        tables: reports,
+        databases,
+    })
+}
+
+/// Views, triggers and routines of a source database that the destination lacks
+/// (names compared without regard to case, which `name_case` may change).
+fn missing_objects(
+    src: &catalog::DatabaseInfo,
+    dst: Option<&catalog::DatabaseInfo>,
+) -> Vec<String> {
+    let Some(dst) = dst else {
+        return vec![format!("database {}", src.name)];
+    };
+    let has = |list: Vec<&String>, name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+    let mut missing = Vec::new();
+    for v in &src.views {
+        if !has(dst.views.iter().collect(), v) {
+            missing.push(format!("view {v}"));
+        }
+    }
+    for (t, _) in &src.triggers {
+        if !has(dst.triggers.iter().map(|x| &x.0).collect(), t) {
+            missing.push(format!("trigger {t}"));
+        }
+    }
+    for (r, kind) in &src.routines {
+        if !has(dst.routines.iter().map(|x| &x.0).collect(), r) {
+            missing.push(format!("{} {r}", kind.to_lowercase()));
+        }
+    }
+    missing
+}
+
+/// How the destination table differs from the source table after the mapping: missing
+/// or extra columns, column types, nullability, generated columns, indexes over the
+/// migrated columns.
+fn schema_differences(t: &TablePlan, dst: &catalog::TableInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    let src = t.def();
+    let find = |name: &str| {
+        dst.def
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    };
+    for c in &src.columns {
+        let Some(target) = t.columns.get(&c.name) else {
+            continue;
+        };
+        let Some(d) = find(target) else {
+            out.push(format!("column {target} is missing"));
+            continue;
+        };
+        if !c.column_type.eq_ignore_ascii_case(&d.column_type) {
+            out.push(format!(
+                "column {target} is {} on the destination, {} on the source",
+                d.column_type, c.column_type
+            ));
+        }
+        if c.nullable != d.nullable {
+            out.push(format!(
+                "column {target} is {}NULL on the destination",
+                if d.nullable { "" } else { "NOT " }
+            ));
+        }
+        if c.generated != d.generated {
+            out.push(format!(
+                "column {target} is {}generated on the destination",
+                if d.generated { "" } else { "not " }
+            ));
+        }
+    }
+    for d in &dst.def.columns {
+        if !t.columns.values().any(|n| n.eq_ignore_ascii_case(&d.name)) {
+            out.push(format!("column {} exists only on the destination", d.name));
+        }
+    }
+    for (name, idx) in &t.source.indexes {
+        let mapped: Option<Vec<(String, Option<u64>)>> = idx
+            .parts
+            .iter()
+            .map(|(c, len)| t.columns.get(c).map(|n| (n.to_lowercase(), *len)))
+            .collect();
+        // Indexes over columns left out were left out too.
+        let Some(mapped) = mapped else { continue };
+        let found = dst
+            .indexes
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name));
+        match found {
+            None => out.push(format!("index {name} is missing")),
+            Some((_, d)) => {
+                let parts: Vec<(String, Option<u64>)> = d
+                    .parts
+                    .iter()
+                    .map(|(c, l)| (c.to_lowercase(), *l))
+                    .collect();
+                if parts != mapped || d.unique != idx.unique {
+                    out.push(format!(
+                        "index {name} differs (columns, prefix lengths or uniqueness)"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Which copied columns hold JSON: MySQL's JSON type, or MariaDB's alias (a LONGTEXT
