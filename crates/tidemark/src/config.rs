@@ -23,6 +23,8 @@ struct TaskFile {
     #[serde(default)]
     incremental: IncrementalOptions,
     #[serde(default)]
+    verification: VerificationOptions,
+    #[serde(default)]
     state: StateOptions,
     #[serde(default)]
     advanced: Advanced,
@@ -121,6 +123,24 @@ pub struct Migration {
     pub start_position: Option<String>,
     /// Incremental only: start after this GTID set (MySQL) or list (MariaDB).
     pub start_gtid: Option<String>,
+}
+
+/// `[verification]`: whether a task verifies by itself.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerificationOptions {
+    pub mode: VerificationMode,
+}
+
+/// `[verification] mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerificationMode {
+    #[default]
+    Off,
+    /// Verify once the full copy (and post-load) is done, before binlog changes are
+    /// applied; the result is in `tidemark status`.
+    AfterFull,
 }
 
 /// `[incremental]`: applying binlog changes.
@@ -329,6 +349,7 @@ pub struct Task {
     pub migration: Migration,
     pub full: FullOptions,
     pub incremental: IncrementalOptions,
+    pub verification: VerificationOptions,
     pub advanced: Advanced,
     /// The replica server id used to read the source's binlog.
     pub server_id: u32,
@@ -430,6 +451,7 @@ impl Task {
             migration: file.migration,
             full: file.full,
             incremental: file.incremental,
+            verification: file.verification,
             advanced: file.advanced,
             server_id,
             source_failover,

@@ -305,9 +305,12 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         .get(task::incremental::APPLIED)?
         .and_then(|s| serde_json::from_str(&s).ok());
     if json {
+        let verification: Option<serde_json::Value> = store
+            .get("verification")?
+            .and_then(|s| serde_json::from_str(&s).ok());
         let v = serde_json::json!({
             "task": task.name, "status": status, "updated_at": updated, "error": error, "tables": tables,
-            "incremental": incremental,
+            "incremental": incremental, "verification": verification,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -320,6 +323,9 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     );
     if let Some(e) = error {
         println!("last error: {e}");
+    }
+    if let Some(v) = store.get("verification_summary")? {
+        println!("verification after the full copy: {v}");
     }
     if let Some(i) = incremental {
         println!(

@@ -171,3 +171,24 @@ fn odd_tables_are_reported_not_crashed_on() {
         "{v}"
     );
 }
+
+/// `[verification] mode = "after-full"`: the task verifies by itself; `status` shows it.
+#[test]
+fn a_task_verifies_after_the_full_copy() {
+    let e = env();
+    e.src_sql("CREATE DATABASE vauto; USE vauto; CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t SELECT seq, seq FROM seq_1_to_500;");
+    let t = TaskDir::new(
+        "[migration]\ntypes = [\"schema\", \"full\"]\n[verification]\nmode = \"after-full\"\n[[objects]]\ndatabase = \"vauto\"\n",
+    );
+    t.run_ok();
+    let out = t.tidemark(&["status"]);
+    assert!(
+        text(&out)
+            .contains("verification after the full copy: equal (1 tables, 500 rows compared)"),
+        "{}",
+        text(&out)
+    );
+    let out = t.tidemark(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verification"]["tables"][0]["rows_compared"], 500, "{v}");
+}

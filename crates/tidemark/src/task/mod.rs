@@ -169,6 +169,20 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         }
         finish("post_load")?;
     }
+    if task.verification.mode == crate::config::VerificationMode::AfterFull
+        && task.has(Phase::Full)
+        && !done("verification")?
+    {
+        // With incremental migration this runs before any binlog change is applied: rows
+        // the source changed during the copy differ until the stream brings them in.
+        tracing::info!("verification: comparing the destination with the source");
+        let report = crate::verify::run(task, &plan, &crate::verify::Options::default())?;
+        let summary = crate::verify::summary(&report);
+        tracing::info!("verification: {summary}");
+        store.set("verification", &serde_json::to_string(&report)?)?;
+        store.set("verification_summary", &summary)?;
+        finish("verification")?;
+    }
     if task.has(Phase::Incremental) {
         store.set_status(TaskStatus::Incremental)?;
         incremental::run(

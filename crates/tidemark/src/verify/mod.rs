@@ -109,6 +109,24 @@ impl Report {
     }
 }
 
+/// One line: equal, or how many rows and objects differ.
+pub fn summary(r: &Report) -> String {
+    let rows: u64 = r.tables.iter().map(|t| t.rows_compared).sum();
+    if r.equal() {
+        return format!("equal ({} tables, {rows} rows compared)", r.tables.len());
+    }
+    let count = |f: fn(&TableReport) -> usize| r.tables.iter().map(f).sum::<usize>();
+    let objects: usize = r.databases.iter().map(|d| d.missing_objects.len()).sum();
+    format!(
+        "DIFFERENT: {} missing, {} extra, {} differing rows, {} schema differences, {} tables with problems, {objects} missing objects ({rows} rows compared; `tidemark verify` shows them)",
+        count(|t| t.missing.len()),
+        count(|t| t.extra.len()),
+        count(|t| t.differing.len()),
+        count(|t| t.schema.len()),
+        count(|t| usize::from(t.problem.is_some())),
+    )
+}
+
 /// Verifies every table of the plan, and the objects of databases selected whole.
 pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
     let mut src = connect(&task.source, Side::Source)?;
