@@ -64,6 +64,9 @@ enum Command {
         /// Write the repair as SQL to FILE instead of applying it.
         #[arg(long, value_name = "FILE")]
         emit_sql: Option<PathBuf>,
+        /// Tables verified at once (each uses one connection to either end).
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
     },
     /// Binary log tools.
     Binlog {
@@ -176,9 +179,15 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             json,
             repair,
             emit_sql,
+            threads,
         } => {
             let task = Task::load(&task)?;
-            verify(&task, json, tidemark::verify::Options { repair, emit_sql })
+            let opts = tidemark::verify::Options {
+                repair,
+                emit_sql,
+                threads,
+            };
+            verify(&task, json, opts)
         }
         Command::Binlog {
             command:

@@ -25,6 +25,8 @@ use mysql::prelude::Queryable;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 use tidemark_core::sql::{push_literal, quote_ident};
 use tidemark_core::{ColumnKind, Row, Value};
@@ -39,6 +41,8 @@ pub struct Options {
     pub repair: bool,
     /// Write the fix as SQL to this file instead.
     pub emit_sql: Option<std::path::PathBuf>,
+    /// Tables verified at once (0 = 4).
+    pub threads: usize,
 }
 
 /// One row that differs, by key.
@@ -129,62 +133,131 @@ pub fn summary(r: &Report) -> String {
 
 /// Verifies every table of the plan, and the objects of databases selected whole.
 pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
-    let mut src = connect(&task.source, Side::Source)?;
     let mut dst = connect(&task.destination, Side::Destination)?;
-    let (si, di) = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
-    let mut sql_out = match &opts.emit_sql {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
-        )),
-        None => None,
-    };
-    let mut reports = Vec::new();
     let mut dst_dbs: BTreeMap<String, Option<catalog::DatabaseInfo>> = BTreeMap::new();
     for t in &plan.tables {
-        let started = Instant::now();
-        let mut r = TableReport {
-            source: t.def().name.to_string(),
-            target: t.target.to_string(),
-            ..Default::default()
-        };
         if !dst_dbs.contains_key(&t.target.database) {
             let info = catalog::read_database(&mut dst, &t.target.database)?;
             dst_dbs.insert(t.target.database.clone(), info);
         }
-        let dst_table = dst_dbs[&t.target.database]
-            .as_ref()
-            .and_then(|d| d.table(&t.target.table));
-        if let Some(d) = dst_table {
-            r.schema = schema_differences(t, d);
-        }
-        if let Err(e) = verify_table(&mut src, &mut dst, (&si, &di), t, &mut r) {
-            r.problem = Some(format!("{e:#}"));
-        }
-        if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
-            r.repaired = repair(&mut src, &mut dst, t, &r, sql_out.as_mut())?;
-        }
-        r.seconds = started.elapsed().as_secs_f64();
-        reports.push(r);
     }
-    if let Some(mut w) = sql_out {
-        w.flush()?;
-    }
-    let mut databases = Vec::new();
     for db in plan.databases.iter().filter(|d| d.whole) {
-        let dst_db = match dst_dbs.get(&db.target) {
-            Some(d) => d.clone(),
-            None => catalog::read_database(&mut dst, &db.target)?,
-        };
-        databases.push(DatabaseReport {
+        if !dst_dbs.contains_key(&db.target) {
+            let info = catalog::read_database(&mut dst, &db.target)?;
+            dst_dbs.insert(db.target.clone(), info);
+        }
+    }
+    let sql_out = match &opts.emit_sql {
+        Some(p) => Some(Mutex::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        ))),
+        None => None,
+    };
+    // Tables are verified in parallel, each worker with a connection to either end.
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<TableReport>>> = Mutex::new(vec![None; plan.tables.len()]);
+    let threads = if opts.threads == 0 { 4 } else { opts.threads }.min(plan.tables.len().max(1));
+    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let mut src = connect(&task.source, Side::Source)?;
+                    let mut dst = connect(&task.destination, Side::Destination)?;
+                    let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(t) = plan.tables.get(i) else {
+                            return Ok(());
+                        };
+                        let dst_table = dst_dbs[&t.target.database]
+                            .as_ref()
+                            .and_then(|d| d.table(&t.target.table));
+                        let r = verify_one(
+                            &mut src,
+                            &mut dst,
+                            &infos,
+                            t,
+                            dst_table,
+                            opts,
+                            sql_out.as_ref(),
+                        )?;
+                        let n = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::info!(
+                            "verify [{n}/{}] {}: {} ({} rows, {:.1} s)",
+                            plan.tables.len(),
+                            r.target,
+                            if r.equal() { "equal" } else { "DIFFERENT" },
+                            r.rows_compared,
+                            r.seconds
+                        );
+                        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| match w.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(anyhow::anyhow!("a verify worker panicked")),
+            })
+            .collect()
+    });
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    if let Some(w) = sql_out {
+        w.into_inner().unwrap_or_else(|e| e.into_inner()).flush()?;
+    }
+    let tables = results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    let databases = plan
+        .databases
+        .iter()
+        .filter(|d| d.whole)
+        .map(|db| DatabaseReport {
             source: db.source.name.clone(),
             target: db.target.clone(),
-            missing_objects: missing_objects(&db.source, dst_db.as_ref()),
-        });
+            missing_objects: missing_objects(&db.source, dst_dbs[&db.target].as_ref()),
+        })
+        .collect();
+    Ok(Report { tables, databases })
+}
+
+/// Verifies (and with `--repair` or `--emit-sql`, fixes) one table.
+fn verify_one(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    (si, di): &(ServerInfo, ServerInfo),
+    t: &TablePlan,
+    dst_table: Option<&catalog::TableInfo>,
+    opts: &Options,
+    sql_out: Option<&Mutex<std::io::BufWriter<std::fs::File>>>,
+) -> Result<TableReport> {
+    let started = Instant::now();
+    let mut r = TableReport {
+        source: t.def().name.to_string(),
+        target: t.target.to_string(),
+        ..Default::default()
+    };
+    if let Some(d) = dst_table {
+        r.schema = schema_differences(t, d);
     }
-    Ok(Report {
-        tables: reports,
-        databases,
-    })
+    if let Err(e) = verify_table(src, dst, (si, di), t, &mut r) {
+        r.problem = Some(format!("{e:#}"));
+    }
+    if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
+        let mut guard = sql_out.map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
+        r.repaired = repair(src, dst, t, &r, guard.as_deref_mut())?;
+    }
+    r.seconds = started.elapsed().as_secs_f64();
+    Ok(r)
 }
 
 /// Views, triggers and routines of a source database that the destination lacks
