@@ -141,6 +141,8 @@ pub enum VerificationMode {
     /// Verify once the full copy (and post-load) is done, before binlog changes are
     /// applied; the result is in `tidemark status`.
     AfterFull,
+    /// Verify over and over while binlog changes are applied (MariaDB sources).
+    Continuous,
 }
 
 /// `[incremental]`: applying binlog changes.

@@ -334,7 +334,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         println!("last error: {e}");
     }
     if let Some(v) = store.get("verification_summary")? {
-        println!("verification after the full copy: {v}");
+        println!("verification: {v}");
     }
     if let Some(i) = incremental {
         println!(

@@ -183,8 +183,7 @@ fn a_task_verifies_after_the_full_copy() {
     t.run_ok();
     let out = t.tidemark(&["status"]);
     assert!(
-        text(&out)
-            .contains("verification after the full copy: equal (1 tables, 500 rows compared)"),
+        text(&out).contains("verification: equal (1 tables, 500 rows compared)"),
         "{}",
         text(&out)
     );

@@ -34,6 +34,48 @@ use tidemark_core::{ColumnKind, Row, Value};
 /// Chunk size for verification (rows per checksum query).
 const CHUNK_ROWS: u64 = 10_000;
 
+/// Hooks around each chunk's comparison. Live verification (while binlog changes are
+/// applied) uses them to compare a source snapshot with the destination held at the
+/// snapshot's binlog position.
+pub trait ChunkSync {
+    fn before(&mut self, src: &mut mysql::Conn) -> Result<()>;
+    fn after(&mut self, src: &mut mysql::Conn) -> Result<()>;
+}
+
+/// Nothing to synchronise: `tidemark verify` on quiet ends.
+struct NoSync;
+
+impl ChunkSync for NoSync {
+    fn before(&mut self, _: &mut mysql::Conn) -> Result<()> {
+        Ok(())
+    }
+    fn after(&mut self, _: &mut mysql::Conn) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Verifies one table with `sync` around each chunk (for live verification).
+pub fn verify_table_with(
+    task: &Task,
+    t: &TablePlan,
+    sync: &mut dyn ChunkSync,
+) -> Result<TableReport> {
+    let mut src = connect(&task.source, Side::Source)?;
+    let mut dst = connect(&task.destination, Side::Destination)?;
+    let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+    let started = Instant::now();
+    let mut r = TableReport {
+        source: t.def().name.to_string(),
+        target: t.target.to_string(),
+        ..Default::default()
+    };
+    if let Err(e) = verify_table(&mut src, &mut dst, (&infos.0, &infos.1), t, &mut r, sync) {
+        r.problem = Some(format!("{e:#}"));
+    }
+    r.seconds = started.elapsed().as_secs_f64();
+    Ok(r)
+}
+
 /// How `verify` runs.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -249,7 +291,7 @@ fn verify_one(
     if let Some(d) = dst_table {
         r.schema = schema_differences(t, d);
     }
-    if let Err(e) = verify_table(src, dst, (si, di), t, &mut r) {
+    if let Err(e) = verify_table(src, dst, (si, di), t, &mut r, &mut NoSync) {
         r.problem = Some(format!("{e:#}"));
     }
     if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
@@ -458,6 +500,7 @@ fn verify_table(
     (si, di): (&ServerInfo, &ServerInfo),
     t: &TablePlan,
     r: &mut TableReport,
+    sync: &mut dyn ChunkSync,
 ) -> Result<()> {
     let exists: Option<String> = dst.exec_first(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
@@ -494,30 +537,46 @@ fn verify_table(
     let json = json_columns(src, t)?;
     let (sh, dh) = (row_hash(t, false, si, &json), row_hash(t, true, di, &json));
     for chunk in &chunks {
-        let sum = |c: &mut mysql::Conn, hash: &str, target: bool| -> Result<(u64, u64)> {
-            let (from, params) = chunk_from(t, chunk, target);
-            let q = format!("SELECT COUNT(*), COALESCE(BIT_XOR({hash}), 0){from}");
-            let row: Option<(u64, u64)> = c.exec_first(&q, params).with_context(|| {
-                format!("checksumming chunk {} of {}", chunk.index, t.def().name)
-            })?;
-            Ok(row.unwrap_or((0, 0)))
-        };
-        let (a, b) = (sum(src, &sh, false)?, sum(dst, &dh, true)?);
-        r.rows_compared += a.0;
-        if a == b {
-            continue;
-        }
-        r.chunks_differing += 1;
-        if t.def().key.is_none() {
-            anyhow::bail!(
-                "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again",
-                a.0,
-                b.0
-            );
-        }
-        drill(src, dst, t, chunk, (&sh, &dh), &json, r)?;
+        sync.before(src)?;
+        let compared = compare_chunk(src, dst, t, chunk, (&sh, &dh), &json, r);
+        sync.after(src)?;
+        compared?;
     }
     Ok(())
+}
+
+/// Checksums one chunk on both ends, and drills into it when they differ.
+fn compare_chunk(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    t: &TablePlan,
+    chunk: &Chunk,
+    (sh, dh): (&str, &str),
+    json: &[bool],
+    r: &mut TableReport,
+) -> Result<()> {
+    let sum = |c: &mut mysql::Conn, hash: &str, target: bool| -> Result<(u64, u64)> {
+        let (from, params) = chunk_from(t, chunk, target);
+        let q = format!("SELECT COUNT(*), COALESCE(BIT_XOR({hash}), 0){from}");
+        let row: Option<(u64, u64)> = c
+            .exec_first(&q, params)
+            .with_context(|| format!("checksumming chunk {} of {}", chunk.index, t.def().name))?;
+        Ok(row.unwrap_or((0, 0)))
+    };
+    let (a, b) = (sum(src, sh, false)?, sum(dst, dh, true)?);
+    r.rows_compared += a.0;
+    if a == b {
+        return Ok(());
+    }
+    r.chunks_differing += 1;
+    if t.def().key.is_none() {
+        anyhow::bail!(
+            "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again",
+            a.0,
+            b.0
+        );
+    }
+    drill(src, dst, t, chunk, (sh, dh), json, r)
 }
 
 /// Rows of a chunk by key: (key, hash) on each side, then whole rows for those that

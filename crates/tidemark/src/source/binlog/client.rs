@@ -67,6 +67,30 @@ pub fn current_position(c: &mut Conn) -> Result<Position> {
     Ok(Position { file, offset, gtid })
 }
 
+/// MariaDB: the binlog position of the connection's consistent snapshot.
+pub fn snapshot_position(c: &mut mysql::Conn) -> Result<Option<Position>> {
+    let rows: Vec<(String, String)> = c
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .unwrap_or_default();
+    let get = |name: &str| {
+        rows.iter()
+            .find(|r| r.0.eq_ignore_ascii_case(name))
+            .map(|r| r.1.clone())
+    };
+    Ok(
+        match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
+            (Some(file), Some(pos)) if !file.is_empty() => {
+                pos.parse().ok().map(|offset| Position {
+                    file,
+                    offset,
+                    gtid: None,
+                })
+            }
+            _ => None,
+        },
+    )
+}
+
 /// The executed GTID state: MariaDB's `gtid_binlog_pos`, MySQL's `gtid_executed`.
 fn gtid_state(c: &mut Conn) -> Result<Option<String>> {
     let mariadb: Option<String> = c

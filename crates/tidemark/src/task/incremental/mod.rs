@@ -37,7 +37,7 @@ use crate::transform::filter::Filter;
 use crate::transform::mapping::{Plan, TablePlan};
 use anyhow::{anyhow, bail, Context, Result};
 use applier::Applier;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use mysql::prelude::Queryable;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,11 +168,29 @@ pub fn run(
     if task.advanced.heartbeat {
         start_heartbeat(task, heartbeat_stop.clone())?;
     }
+    let (control_tx, control_rx) = bounded::<Control>(4);
+    let live = task.verification.mode == crate::config::VerificationMode::Continuous;
+    let verifier_stop = Arc::new(AtomicBool::new(false));
+    let verifier = live.then(|| {
+        let (task, plan, stop) = (task.clone(), plan.clone(), verifier_stop.clone());
+        let state_dir = task.state_dir.clone();
+        std::thread::spawn(move || live_verification(&task, &plan, &state_dir, control_tx, &stop))
+    });
     let result = Applier::new(task, store, start.clone(), safe_until).and_then(|mut applier| {
-        let r = coordinate(task, plan, &mut tracker, &mut applier, &rx, stop, opts);
+        let how = Drive {
+            stop,
+            opts,
+            control: live.then_some(&control_rx),
+        };
+        let r = coordinate(task, plan, &mut tracker, &mut applier, &rx, how);
         applier.shutdown();
         r
     });
+    verifier_stop.store(true, Ordering::Relaxed);
+    drop(control_rx);
+    if let Some(v) = verifier {
+        let _ = finished_within(v, Duration::from_secs(5));
+    }
     reader_stop.store(true, Ordering::Relaxed);
     heartbeat_stop.store(true, Ordering::Relaxed);
     drop(rx);
@@ -183,6 +201,85 @@ pub fn run(
         (Err(c), _) => Err(c),
         (Ok(()), _) => Ok(()),
     }
+}
+
+/// `[verification] mode = "continuous"`: passes over every table while changes are
+/// applied. For each chunk the coordinator is paused, a consistent source snapshot is
+/// taken with its exact binlog position (MariaDB), the coordinator applies up to that
+/// position and holds while the chunk is compared: both ends are then at the same
+/// point, so writes never make false differences. Each pass's result goes to the state
+/// store (`tidemark status`).
+fn live_verification(
+    task: &Task,
+    plan: &Plan,
+    state_dir: &std::path::Path,
+    control: Sender<Control>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    struct Live<'a> {
+        control: &'a Sender<Control>,
+    }
+    impl crate::verify::ChunkSync for Live<'_> {
+        fn before(&mut self, src: &mut mysql::Conn) -> Result<()> {
+            let (ack_tx, ack_rx) = bounded::<Position>(1);
+            let wait = |rx: &Receiver<Position>| {
+                rx.recv_timeout(Duration::from_secs(120))
+                    .map_err(|_| anyhow!("the change stream did not pause for live verification"))
+            };
+            self.control
+                .send(Control::Pause(ack_tx))
+                .map_err(|_| anyhow!("the task is stopping"))?;
+            wait(&ack_rx)?;
+            src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")?;
+            let Some(at) = crate::source::binlog::client::snapshot_position(src)? else {
+                let _ = self.control.send(Control::Resume);
+                bail!("live verification needs the source's snapshot binlog position (MariaDB): use mode = \"after-full\" or run `tidemark verify` with writes stopped");
+            };
+            let (ack_tx, ack_rx) = bounded::<Position>(1);
+            self.control
+                .send(Control::RunUntil(at, ack_tx))
+                .map_err(|_| anyhow!("the task is stopping"))?;
+            if let Err(e) = wait(&ack_rx) {
+                let _ = self.control.send(Control::Resume);
+                return Err(e);
+            }
+            Ok(())
+        }
+
+        fn after(&mut self, src: &mut mysql::Conn) -> Result<()> {
+            let _ = src.query_drop("COMMIT");
+            let _ = self.control.send(Control::Resume);
+            Ok(())
+        }
+    }
+    let store = Store::open(state_dir)?;
+    let mut pass = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        pass += 1;
+        let mut tables = Vec::new();
+        for t in &plan.tables {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let mut sync = Live { control: &control };
+            tables.push(crate::verify::verify_table_with(task, t, &mut sync)?);
+        }
+        let report = crate::verify::Report {
+            tables,
+            databases: Vec::new(),
+        };
+        let summary = format!("pass {pass}: {}", crate::verify::summary(&report));
+        tracing::info!("verification: {summary}");
+        store.set("verification", &serde_json::to_string(&report)?)?;
+        store.set("verification_summary", &summary)?;
+        for _ in 0..50 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 /// The heartbeat table on the source (`[advanced] heartbeat`).
@@ -233,20 +330,67 @@ fn finished_within(h: std::thread::JoinHandle<Result<()>>, limit: Duration) -> O
     )
 }
 
+/// Live verification's requests to the coordinator: hold the destination still at a
+/// source snapshot's position while a chunk is compared.
+pub(crate) enum Control {
+    /// Stop applying (after writing the batch); answer with the checkpoint.
+    Pause(Sender<Position>),
+    /// Apply everything up to this position, then stop again and answer.
+    RunUntil(Position, Sender<Position>),
+    /// Go on.
+    Resume,
+}
+
+/// How the coordinator is driven: when to stop, and live verification's requests.
+struct Drive<'a> {
+    stop: &'a AtomicBool,
+    opts: Options,
+    control: Option<&'a Receiver<Control>>,
+}
+
+/// What the coordinator does while held.
+enum Held {
+    Resume,
+    RunUntil(Position, Sender<Position>),
+}
+
+/// Waits while held, for Resume or a new RunUntil (or the task stopping).
+fn held(control: &Receiver<Control>, stop: &AtomicBool, at: &Position) -> Held {
+    loop {
+        match control.recv_timeout(Duration::from_millis(200)) {
+            Ok(Control::Resume) => return Held::Resume,
+            Ok(Control::RunUntil(p, ack)) => return Held::RunUntil(p, ack),
+            Ok(Control::Pause(ack)) => {
+                let _ = ack.send(at.clone());
+            }
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
+            Err(_) => return Held::Resume,
+        }
+    }
+}
+
 fn coordinate(
     task: &Task,
     plan: &Plan,
     tracker: &mut Tracker,
     applier: &mut Applier,
     rx: &Receiver<Item>,
-    stop: &AtomicBool,
-    opts: Options,
+    how: Drive<'_>,
 ) -> Result<()> {
+    let Drive {
+        stop,
+        opts,
+        control,
+    } = how;
     let batch_rows = task.incremental.batch_rows;
     let mut src = connect(&task.source, Side::Source)?;
     let mut last_caught_up_check = Instant::now();
     let mut report = Report::new(&applier.stats);
     let mut filter: Option<Filter> = None;
+    // Live verification: apply up to this position, then hold.
+    let mut hold: Option<(Position, Sender<Position>)> = None;
+    // How far the stream has been read (past non-transaction events too).
+    let mut read_to = applier.checkpoint.clone();
     loop {
         report.maybe_log(&applier.stats);
         if stop.load(Ordering::Relaxed) {
@@ -254,8 +398,50 @@ fn coordinate(
             tracing::info!("incremental: stopped at {}", applier.checkpoint);
             return Ok(());
         }
+        if let Some(ctl) = control {
+            while let Ok(msg) = ctl.try_recv() {
+                match msg {
+                    Control::Pause(ack) => {
+                        applier.flush(tracker)?;
+                        let _ = ack.send(applier.checkpoint.clone());
+                        if let Held::RunUntil(p, ack) = held(ctl, stop, &applier.checkpoint) {
+                            hold = Some((p, ack));
+                        }
+                    }
+                    Control::RunUntil(p, ack) => hold = Some((p, ack)),
+                    Control::Resume => {}
+                }
+            }
+            if let Some((p, _)) = &hold {
+                applier.flush(tracker)?;
+                if after(&applier.checkpoint, p) || after(&read_to, p) {
+                    if let Some((_, ack)) = hold.take() {
+                        let _ = ack.send(applier.checkpoint.clone());
+                    }
+                    if let Held::RunUntil(p, ack) = held(ctl, stop, &applier.checkpoint) {
+                        hold = Some((p, ack));
+                    }
+                    continue;
+                }
+            }
+        }
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Item::Txn(txn)) => {
+                // Held at a position this transaction goes past: stop before it.
+                if let (Some(ctl), Some((p, _))) = (control, &hold) {
+                    let beyond =
+                        (txn.end.file.as_str(), txn.end.offset) > (p.file.as_str(), p.offset);
+                    if beyond {
+                        applier.flush(tracker)?;
+                        if let Some((_, ack)) = hold.take() {
+                            let _ = ack.send(applier.checkpoint.clone());
+                        }
+                        if let Held::RunUntil(p, ack) = held(ctl, stop, &applier.checkpoint) {
+                            hold = Some((p, ack));
+                        }
+                    }
+                }
+                read_to = txn.end.clone();
                 if let Some(ddl) = &txn.ddl {
                     applier.flush(tracker)?;
                     tracker.apply_ddl(task, plan, applier, ddl)?;
@@ -276,6 +462,7 @@ fn coordinate(
             Ok(Item::Idle { position }) => {
                 applier.flush(tracker)?;
                 applier.idle()?;
+                read_to = position.clone();
                 if opts.stop_when_caught_up && caught_up(&mut src, &position)? {
                     tracing::info!("incremental: caught up at {position}");
                     return Ok(());

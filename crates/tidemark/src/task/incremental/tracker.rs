@@ -283,8 +283,9 @@ impl Tracker {
         let mut n = 0;
         if !self.skip_until.is_empty() {
             let before = self.skip_until.len();
-            self.skip_until
-                .retain(|_, at| !after(&txn.end, at) || txn.end == *at);
+            self.skip_until.retain(|_, at| {
+                (txn.end.file.as_str(), txn.end.offset) <= (at.file.as_str(), at.offset)
+            });
             self.changed |= self.skip_until.len() != before;
         }
         for block in &txn.rows {
@@ -655,7 +656,7 @@ impl Tracker {
         // until it gets there; they could not be decoded anyway, being written under
         // older definitions than the one copied.
         src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")?;
-        let snapshot_at = snapshot_position(src)?;
+        let snapshot_at = crate::source::binlog::client::snapshot_position(src)?;
         let info = catalog::read_database(src, &source.database)?.and_then(|d| {
             d.tables
                 .into_iter()
@@ -739,30 +740,6 @@ fn with_definition(old: &TablePlan, info: catalog::TableInfo, target: TableName)
     p.source = info;
     p.target = target;
     p
-}
-
-/// MariaDB: the binlog position of the connection's consistent snapshot.
-pub(super) fn snapshot_position(c: &mut mysql::Conn) -> Result<Option<Position>> {
-    let rows: Vec<(String, String)> = c
-        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .unwrap_or_default();
-    let get = |name: &str| {
-        rows.iter()
-            .find(|r| r.0.eq_ignore_ascii_case(name))
-            .map(|r| r.1.clone())
-    };
-    Ok(
-        match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
-            (Some(file), Some(pos)) if !file.is_empty() => {
-                pos.parse().ok().map(|offset| Position {
-                    file,
-                    offset,
-                    gtid: None,
-                })
-            }
-            _ => None,
-        },
-    )
 }
 
 pub(super) fn unreachable_name() -> (String, String) {
