@@ -67,6 +67,12 @@ enum Command {
         /// Tables verified at once (each uses one connection to either end).
         #[arg(long, default_value_t = 4)]
         threads: usize,
+        /// Rows compared per second, 0 = unlimited.
+        #[arg(long, default_value_t = 0)]
+        rows_per_second: u64,
+        /// No progress bars (log lines instead).
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Binary log tools.
     Binlog {
@@ -180,12 +186,16 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             repair,
             emit_sql,
             threads,
+            rows_per_second,
+            no_progress,
         } => {
             let task = Task::load(&task)?;
             let opts = tidemark::verify::Options {
                 repair,
                 emit_sql,
                 threads,
+                rows_per_second,
+                bars: !no_progress && !json,
             };
             verify(&task, json, opts)
         }

@@ -117,7 +117,8 @@ fn odd_tables_are_reported_not_crashed_on() {
          CREATE TABLE nokey (a INT, b INT); INSERT INTO nokey VALUES (1, 1), (2, 2);
          CREATE TABLE gone (id INT PRIMARY KEY); INSERT INTO gone VALUES (1);
          CREATE TABLE cols (id INT PRIMARY KEY, x INT); INSERT INTO cols VALUES (1, 1);
-         CREATE TABLE typ (id INT PRIMARY KEY, v INT, KEY kv (v)); INSERT INTO typ VALUES (1, 1);
+         CREATE TABLE typ (id INT PRIMARY KEY, v INT, w INT DEFAULT 5, KEY kv (v)); INSERT INTO typ (id, v) VALUES (1, 1);
+         CREATE TABLE fk_child (id INT PRIMARY KEY, pid INT, CONSTRAINT fkp FOREIGN KEY (pid) REFERENCES typ (id));
          CREATE VIEW vv AS SELECT id FROM typ;",
     );
     let t = TaskDir::new(
@@ -126,7 +127,8 @@ fn odd_tables_are_reported_not_crashed_on() {
     t.run_ok();
     e.dst_sql(
         "USE vodd; INSERT INTO nokey VALUES (3, 3); DROP TABLE gone; ALTER TABLE cols DROP COLUMN x;
-         ALTER TABLE typ MODIFY v BIGINT, DROP INDEX kv; DROP VIEW vv;",
+         ALTER TABLE typ MODIFY v BIGINT, DROP INDEX kv, ALTER w SET DEFAULT 6; DROP VIEW vv;
+         ALTER TABLE fk_child DROP FOREIGN KEY fkp;",
     );
     let (ok, v) = verify_json(&t, &[]);
     assert!(!ok);

@@ -40,17 +40,37 @@ const CHUNK_ROWS: u64 = 10_000;
 pub trait ChunkSync {
     fn before(&mut self, src: &mut mysql::Conn) -> Result<()>;
     fn after(&mut self, src: &mut mysql::Conn) -> Result<()>;
+    /// A chunk of `rows` rows of `table` was compared.
+    fn compared(&mut self, _table: &str, _rows: u64) {}
 }
 
-/// Nothing to synchronise: `tidemark verify` on quiet ends.
-struct NoSync;
+/// What the workers share.
+struct Shared<'a> {
+    plan: &'a Plan,
+    opts: &'a Options,
+    sql_out: Option<&'a Mutex<std::io::BufWriter<std::fs::File>>>,
+    pace: Pace<'a>,
+}
 
-impl ChunkSync for NoSync {
+/// Progress and the rows/s limit, shared by the workers.
+struct Pace<'a> {
+    progress: &'a crate::progress::Progress,
+    throttle: &'a crate::task::throttle::Throttle,
+}
+
+/// Nothing to synchronise (`tidemark verify` on quiet ends), only progress and pace.
+struct NoSync<'a, 'b>(&'a Pace<'b>);
+
+impl ChunkSync for NoSync<'_, '_> {
     fn before(&mut self, _: &mut mysql::Conn) -> Result<()> {
         Ok(())
     }
     fn after(&mut self, _: &mut mysql::Conn) -> Result<()> {
         Ok(())
+    }
+    fn compared(&mut self, table: &str, rows: u64) {
+        self.0.progress.add(table, rows, 0);
+        self.0.throttle.rows(rows, 0);
     }
 }
 
@@ -85,6 +105,10 @@ pub struct Options {
     pub emit_sql: Option<std::path::PathBuf>,
     /// Tables verified at once (0 = 4).
     pub threads: usize,
+    /// Rows compared per second, over all tables; 0 = unlimited.
+    pub rows_per_second: u64,
+    /// Progress bars on a terminal (log lines otherwise).
+    pub bars: bool,
 }
 
 /// One row that differs, by key.
@@ -196,6 +220,20 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         None => None,
     };
     // Tables are verified in parallel, each worker with a connection to either end.
+    let progress = crate::progress::Progress::start(
+        plan.tables.iter().map(|t| t.source.rows).sum(),
+        opts.bars,
+    );
+    let throttle = crate::task::throttle::Throttle::new(opts.rows_per_second, 0.0, 0);
+    let shared = Shared {
+        plan,
+        opts,
+        sql_out: sql_out.as_ref(),
+        pace: Pace {
+            progress: &progress,
+            throttle: &throttle,
+        },
+    };
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<TableReport>>> = Mutex::new(vec![None; plan.tables.len()]);
@@ -215,15 +253,9 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
                         let dst_table = dst_dbs[&t.target.database]
                             .as_ref()
                             .and_then(|d| d.table(&t.target.table));
-                        let r = verify_one(
-                            &mut src,
-                            &mut dst,
-                            &infos,
-                            t,
-                            dst_table,
-                            opts,
-                            sql_out.as_ref(),
-                        )?;
+                        progress.table_started(&t.target.to_string(), t.source.rows);
+                        let r = verify_one(&mut src, &mut dst, &infos, t, dst_table, &shared)?;
+                        progress.table_done(&t.target.to_string());
                         let n = finished.fetch_add(1, Ordering::Relaxed) + 1;
                         tracing::info!(
                             "verify [{n}/{}] {}: {} ({} rows, {:.1} s)",
@@ -247,6 +279,7 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
             })
             .collect()
     });
+    progress.finish();
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }
@@ -279,9 +312,9 @@ fn verify_one(
     (si, di): &(ServerInfo, ServerInfo),
     t: &TablePlan,
     dst_table: Option<&catalog::TableInfo>,
-    opts: &Options,
-    sql_out: Option<&Mutex<std::io::BufWriter<std::fs::File>>>,
+    sh: &Shared<'_>,
 ) -> Result<TableReport> {
+    let (opts, sql_out, pace) = (sh.opts, sh.sql_out, &sh.pace);
     let started = Instant::now();
     let mut r = TableReport {
         source: t.def().name.to_string(),
@@ -290,8 +323,14 @@ fn verify_one(
     };
     if let Some(d) = dst_table {
         r.schema = schema_differences(t, d);
+        match defaults_and_foreign_keys(src, dst, t, sh.plan) {
+            Ok(more) => r.schema.extend(more),
+            Err(e) => r
+                .schema
+                .push(format!("defaults and foreign keys not compared: {e:#}")),
+        }
     }
-    if let Err(e) = verify_table(src, dst, (si, di), t, &mut r, &mut NoSync) {
+    if let Err(e) = verify_table(src, dst, (si, di), t, &mut r, &mut NoSync(pace)) {
         r.problem = Some(format!("{e:#}"));
     }
     if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
@@ -300,6 +339,108 @@ fn verify_one(
     }
     r.seconds = started.elapsed().as_secs_f64();
     Ok(r)
+}
+
+/// Column defaults, and foreign keys (name, columns, referenced table after the mapping).
+fn defaults_and_foreign_keys(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    t: &TablePlan,
+    plan: &Plan,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    type DefaultRow = (String, Option<Vec<u8>>);
+    let defaults = |c: &mut mysql::Conn,
+                    db: &str,
+                    table: &str|
+     -> Result<BTreeMap<String, Option<Vec<u8>>>> {
+        let rows: Vec<DefaultRow> = c.exec(
+            "SELECT COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, d)| (n.to_lowercase(), d))
+            .collect())
+    };
+    let (a, b) = (
+        defaults(src, &t.def().name.database, &t.def().name.table)?,
+        defaults(dst, &t.target.database, &t.target.table)?,
+    );
+    for (source, target) in &t.columns {
+        let (x, y) = (a.get(&source.to_lowercase()), b.get(&target.to_lowercase()));
+        if let (Some(x), Some(y)) = (x, y) {
+            if x != y {
+                let show = |v: &Option<Vec<u8>>| {
+                    v.as_ref().map_or("none".to_string(), |d| {
+                        String::from_utf8_lossy(d).into_owned()
+                    })
+                };
+                out.push(format!(
+                    "column {target} defaults to {} on the destination, {} on the source",
+                    show(y),
+                    show(x)
+                ));
+            }
+        }
+    }
+    type FkRow = (String, String, String, String);
+    let fks = |c: &mut mysql::Conn,
+               db: &str,
+               table: &str|
+     -> Result<BTreeMap<String, (Vec<String>, String, String)>> {
+        let rows: Vec<FkRow> = c.exec(
+            "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+            (db, table),
+        )?;
+        let mut m: BTreeMap<String, (Vec<String>, String, String)> = BTreeMap::new();
+        for (name, col, rdb, rtable) in rows {
+            let e = m
+                .entry(name.to_lowercase())
+                .or_insert((Vec::new(), rdb, rtable));
+            e.0.push(col.to_lowercase());
+        }
+        Ok(m)
+    };
+    let (a, b) = (
+        fks(src, &t.def().name.database, &t.def().name.table)?,
+        fks(dst, &t.target.database, &t.target.table)?,
+    );
+    for (name, (cols, rdb, rtable)) in &a {
+        // Foreign keys over columns left out were left out too.
+        let Some(mapped): Option<Vec<String>> = cols
+            .iter()
+            .map(|c| {
+                t.columns
+                    .iter()
+                    .find(|(s, _)| s.eq_ignore_ascii_case(c))
+                    .map(|(_, d)| d.to_lowercase())
+            })
+            .collect()
+        else {
+            continue;
+        };
+        let referenced = tidemark_core::TableName::new(rdb, rtable);
+        let target = plan
+            .target_table(&referenced)
+            .cloned()
+            .unwrap_or(referenced);
+        match b.get(name) {
+            None => out.push(format!("foreign key {name} is missing")),
+            Some((dcols, ddb, dtable)) => {
+                if *dcols != mapped
+                    || !ddb.eq_ignore_ascii_case(&target.database)
+                    || !dtable.eq_ignore_ascii_case(&target.table)
+                {
+                    out.push(format!(
+                        "foreign key {name} differs (columns or referenced table)"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Views, triggers and routines of a source database that the destination lacks
@@ -538,9 +679,11 @@ fn verify_table(
     let (sh, dh) = (row_hash(t, false, si, &json), row_hash(t, true, di, &json));
     for chunk in &chunks {
         sync.before(src)?;
+        let before = r.rows_compared;
         let compared = compare_chunk(src, dst, t, chunk, (&sh, &dh), &json, r);
         sync.after(src)?;
         compared?;
+        sync.compared(&t.target.to_string(), r.rows_compared - before);
     }
     Ok(())
 }
