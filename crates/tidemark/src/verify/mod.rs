@@ -394,7 +394,7 @@ fn defaults_and_foreign_keys(
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
             (db, table),
         )?;
-        let mut m: BTreeMap<String, (Vec<String>, String, String)> = BTreeMap::new();
+        let mut m = Fks::new();
         for (name, col, rdb, rtable) in rows {
             let e = m
                 .entry(name.to_lowercase())
