@@ -385,10 +385,9 @@ fn defaults_and_foreign_keys(
         }
     }
     type FkRow = (String, String, String, String);
-    let fks = |c: &mut mysql::Conn,
-               db: &str,
-               table: &str|
-     -> Result<BTreeMap<String, (Vec<String>, String, String)>> {
+    // Constraint name → (columns, referenced database, referenced table).
+    type Fks = BTreeMap<String, (Vec<String>, String, String)>;
+    let fks = |c: &mut mysql::Conn, db: &str, table: &str| -> Result<Fks> {
         let rows: Vec<FkRow> = c.exec(
             "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
