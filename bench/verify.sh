@@ -494,16 +494,16 @@ for ROUND in $(seq 1 "$REPEAT"); do
 done
 
 # ---------------------------------------------------------------- report ----------
-# Per run label, the median-wall round; the ratio uses that round's copy time. The
-# verify rows' rows/s counts the rows verify compared.
+# Per run label, the round with the median wall time; "time / copy time" divides it by
+# the copy's median wall time. The verify rows' rows/s counts the rows verify compared.
 TABLE_AWK='
 BEGIN { FS = "\t" }
 {
     r = $1; l = $2; k = r SUBSEP l
     if (!(l in seen)) { seen[l] = 1; order[++n] = l }
     rc[k] = $3; wall[k] = $4; rows[k] = $5; cpu[k] = $6; scpu[k] = $7; dcpu[k] = $8; ocpu[k] = $9
-    rss[k] = $10; ss[k] = $11; sr[k] = $12; ds[k] = $13; dr[k] = $14; note[k] = $16
-    if (l ~ /^copy/) copy[r] = $4
+    rss[k] = $10; ss[k] = $11; sr[k] = $12; ds[k] = $13; dr[k] = $14; chunks[k] = $15; note[k] = $16
+    if (rss[k] + 0 > maxrss[l] + 0) maxrss[l] = rss[k]
     rounds[l] = rounds[l] " " r; all[l] = all[l] (all[l] == "" ? "" : ", ") $4
 }
 function median_round(l,    m, i, j, rr, t) {
@@ -514,11 +514,25 @@ function median_round(l,    m, i, j, rr, t) {
 }
 function mb(b) { return sprintf(b < 1e5 ? "%.4f" : "%.1f", b / 1e6) }
 END {
+    for (i = 1; i <= n; i++) { l = order[i]; med[l] = median_round(l) SUBSEP l }
+    c = med["copy (tidemark run)"]; v = med["verify-equal"]
     for (i = 1; i <= n; i++) {
-        l = order[i]; r = median_round(l); k = r SUBSEP l
+        l = order[i]; k = med[l]
         printf "| %s | %s | %s | %.0f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
-            l, rc[k], wall[k], rows[k] / wall[k], wall[k] / copy[r], mb(ss[k]), mb(ds[k]), mb(sr[k] + dr[k]), \
-            rss[k], cpu[k], scpu[k], dcpu[k], ocpu[k], (repeat > 1 ? all[l] : "-"), note[k]
+            l, rc[k], wall[k], rows[k] / wall[k], wall[k] / wall[c], mb(ss[k]), mb(ds[k]), mb(sr[k] + dr[k]), \
+            maxrss[l], cpu[k], scpu[k], dcpu[k], ocpu[k], (repeat > 1 ? all[l] : "-"), note[k]
+    }
+    print ""
+    printf "- verify on equal data / copy time: **%.2f** (%s s against %s s, medians)\n", wall[v] / wall[c], wall[v], wall[c]
+    out = ss[v] + ds[v]; ch = (chunks[v] ? chunks[v] : 1)
+    printf "- bytes the servers sent during verify on equal data: %d, %.0f per %.0f-row chunk, %.3f per row compared (precheck and catalog reads included); during the copy: %d, %.0f times as much\n", \
+        out, out / ch, rows[v] / ch, out / rows[v], ss[c] + ds[c], (ss[c] + ds[c]) / (out ? out : 1)
+    printf "- bytes tidemark sent to the servers during verify on equal data: %d, %.0f per chunk\n", sr[v] + dr[v], (sr[v] + dr[v]) / ch
+    d = med["verify-diff"]
+    if (d != "") {
+        nd = note[d]; sub(/^[^(]*\(/, "", nd); nd += 0   # "N chunks (M differing), ..."
+        printf "- verify with differences: %d of %d chunks differed; the servers sent %.1f MB, about %.0f bytes per differing chunk more than on equal data\n", \
+            nd, chunks[d], (ss[d] + ds[d]) / 1e6, (ss[d] + ds[d] - out) / (nd ? nd : 1)
     }
 }'
 report() {
@@ -531,20 +545,6 @@ report() {
     echo "| run | exit | wall s | rows/s | time / copy time | MB sent by source | MB sent by destination | MB sent by tidemark | peak RSS MiB | client CPU s | source server CPU s | destination server CPU s | other CPU s | all rounds, s | note |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     awk -v repeat="$REPEAT" "$TABLE_AWK" "$RESULTS"
-    echo
-    # Per-chunk traffic of the equal verify, against the copy (median rounds as above).
-    awk -F'\t' '
-        $2 == "verify-equal" { v[$1] = $11 + $13; c[$1] = $15; vr[$1] = $12 + $14; vw[$1] = $4; rows[$1] = $5 }
-        $2 ~ /^copy/ { cp[$1] = $11 + $13; cw[$1] = $4 }
-        END {
-            n = 0; for (r in v) { n++; rr[n] = r }
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (vw[rr[j]] + 0 < vw[rr[i]] + 0) { t = rr[i]; rr[i] = rr[j]; rr[j] = t }
-            r = rr[int((n + 1) / 2)]
-            printf "- verify on equal data / copy time: **%.2f** (%s s against %s s)\n", vw[r] / cw[r], vw[r], cw[r]
-            printf "- bytes the servers sent during verify on equal data: %d (%.0f per %s-row chunk, %.2f per row compared, with the precheck and catalog reads included); during the copy: %d (%.0f× as much)\n", \
-                v[r], v[r] / (c[r] ? c[r] : 1), (c[r] ? sprintf("%.0f", rows[r] / c[r]) : "?"), v[r] / (rows[r] ? rows[r] : 1), cp[r], cp[r] / (v[r] ? v[r] : 1)
-            printf "- bytes tidemark sent to the servers during verify on equal data: %d (%.0f per chunk)\n", vr[r], vr[r] / (c[r] ? c[r] : 1)
-        }' "$RESULTS"
     if [ ${#FAILURES[@]} -gt 0 ]; then
         echo
         echo "Checks that failed:"

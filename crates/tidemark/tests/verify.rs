@@ -119,7 +119,11 @@ fn odd_tables_are_reported_not_crashed_on() {
          CREATE TABLE cols (id INT PRIMARY KEY, x INT); INSERT INTO cols VALUES (1, 1);
          CREATE TABLE typ (id INT PRIMARY KEY, v INT, w INT DEFAULT 5, KEY kv (v)); INSERT INTO typ (id, v) VALUES (1, 1);
          CREATE TABLE fk_child (id INT PRIMARY KEY, pid INT, CONSTRAINT fkp FOREIGN KEY (pid) REFERENCES typ (id));
-         CREATE VIEW vv AS SELECT id FROM typ;",
+         CREATE VIEW vv AS SELECT id FROM typ;
+         CREATE VIEW vkeep AS SELECT t.id, t.v * 2 AS dv FROM vodd.typ t WHERE t.id > 0;
+         CREATE TRIGGER trg BEFORE INSERT ON cols FOR EACH ROW SET NEW.id = NEW.id + 0;
+         CREATE PROCEDURE p() SELECT 1;
+         CREATE FUNCTION f() RETURNS INT DETERMINISTIC RETURN 7;",
     );
     let t = TaskDir::new(
         "[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"vodd\"\n",
@@ -128,7 +132,8 @@ fn odd_tables_are_reported_not_crashed_on() {
     e.dst_sql(
         "USE vodd; INSERT INTO nokey VALUES (3, 3); DROP TABLE gone; ALTER TABLE cols DROP COLUMN x;
          ALTER TABLE typ MODIFY v BIGINT, DROP INDEX kv, ALTER w SET DEFAULT 6; DROP VIEW vv;
-         ALTER TABLE fk_child DROP FOREIGN KEY fkp;",
+         ALTER TABLE fk_child DROP FOREIGN KEY fkp;
+         DROP PROCEDURE p; CREATE PROCEDURE p() SELECT 2;",
     );
     let (ok, v) = verify_json(&t, &[]);
     assert!(!ok);
@@ -178,9 +183,14 @@ fn odd_tables_are_reported_not_crashed_on() {
 #[test]
 fn a_task_verifies_after_the_full_copy() {
     let e = env();
-    e.src_sql("CREATE DATABASE vauto; USE vauto; CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t SELECT seq, seq FROM seq_1_to_500;");
+    e.src_sql(
+        "CREATE DATABASE vauto; USE vauto; CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t SELECT seq, seq FROM seq_1_to_500;
+         CREATE VIEW v1 AS SELECT t.id FROM vauto.t t WHERE t.v > 10;
+         CREATE TRIGGER tr BEFORE UPDATE ON t FOR EACH ROW SET NEW.v = NEW.v + 1;
+         CREATE PROCEDURE pr() SELECT COUNT(*) FROM vauto.t;",
+    );
     let t = TaskDir::new(
-        "[migration]\ntypes = [\"schema\", \"full\"]\n[verification]\nmode = \"after-full\"\n[[objects]]\ndatabase = \"vauto\"\n",
+        "[migration]\ntypes = [\"schema\", \"full\"]\n[verification]\nmode = \"after-full\"\n[[objects]]\ndatabase = \"vauto\"\nrename = \"vauto_copy\"\n",
     );
     t.run_ok();
     let out = t.tidemark(&["status"]);

@@ -156,13 +156,16 @@ impl TableReport {
     }
 }
 
-/// Objects of a database selected whole that the destination lacks.
+/// Objects of a database selected whole that the destination lacks, or has otherwise.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DatabaseReport {
     pub source: String,
     pub target: String,
     /// e.g. `view order_totals`, `procedure orders_of`, `trigger orders_audit`.
     pub missing_objects: Vec<String>,
+    /// Objects whose definition differs after the mapping (database renames).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differing_objects: Vec<String>,
 }
 
 /// Everything `verify` found.
@@ -175,7 +178,10 @@ pub struct Report {
 impl Report {
     pub fn equal(&self) -> bool {
         self.tables.iter().all(TableReport::equal)
-            && self.databases.iter().all(|d| d.missing_objects.is_empty())
+            && self
+                .databases
+                .iter()
+                .all(|d| d.missing_objects.is_empty() && d.differing_objects.is_empty())
     }
 }
 
@@ -186,9 +192,13 @@ pub fn summary(r: &Report) -> String {
         return format!("equal ({} tables, {rows} rows compared)", r.tables.len());
     }
     let count = |f: fn(&TableReport) -> usize| r.tables.iter().map(f).sum::<usize>();
-    let objects: usize = r.databases.iter().map(|d| d.missing_objects.len()).sum();
+    let objects: usize = r
+        .databases
+        .iter()
+        .map(|d| d.missing_objects.len() + d.differing_objects.len())
+        .sum();
     format!(
-        "DIFFERENT: {} missing, {} extra, {} differing rows, {} schema differences, {} tables with problems, {objects} missing objects ({rows} rows compared; `tidemark verify` shows them)",
+        "DIFFERENT: {} missing, {} extra, {} differing rows, {} schema differences, {} tables with problems, {objects} missing or differing objects ({rows} rows compared; `tidemark verify` shows them)",
         count(|t| t.missing.len()),
         count(|t| t.extra.len()),
         count(|t| t.differing.len()),
@@ -292,16 +302,18 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         .into_iter()
         .flatten()
         .collect();
-    let databases = plan
-        .databases
-        .iter()
-        .filter(|d| d.whole)
-        .map(|db| DatabaseReport {
+    let mut src = connect(&task.source, Side::Source)?;
+    let mut databases = Vec::new();
+    for db in plan.databases.iter().filter(|d| d.whole) {
+        let missing = missing_objects(&db.source, dst_dbs[&db.target].as_ref());
+        let differing = differing_objects(&mut src, &mut dst, &db.source.name, &db.target)?;
+        databases.push(DatabaseReport {
             source: db.source.name.clone(),
             target: db.target.clone(),
-            missing_objects: missing_objects(&db.source, dst_dbs[&db.target].as_ref()),
-        })
-        .collect();
+            missing_objects: missing,
+            differing_objects: differing,
+        });
+    }
     Ok(Report { tables, databases })
 }
 
@@ -436,6 +448,51 @@ fn defaults_and_foreign_keys(
                         "foreign key {name} differs (columns or referenced table)"
                     ));
                 }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Views, routines and triggers present on both ends whose definitions differ, once the
+/// source database's name is replaced by the destination's (and a trigger's guard for
+/// incremental migration is set aside).
+fn differing_objects(
+    src: &mut mysql::Conn,
+    dst: &mut mysql::Conn,
+    source_db: &str,
+    target_db: &str,
+) -> Result<Vec<String>> {
+    const QUERIES: [(&str, &str); 3] = [
+        ("view", "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ?"),
+        ("routine", "SELECT ROUTINE_NAME, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?"),
+        ("trigger", "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?"),
+    ];
+    let normal = |text: &str, db: &str| -> String {
+        let t = text.replace(&quote_ident(db), "`\u{0}`");
+        let t = t
+            .trim()
+            .strip_prefix("IF @tidemark_apply IS NULL THEN ")
+            .and_then(|x| x.strip_suffix("; END IF"))
+            .unwrap_or(&t)
+            .trim()
+            .to_string();
+        t.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let mut out = Vec::new();
+    for (kind, q) in QUERIES {
+        let a: Vec<(String, Option<String>)> = src.exec(q, (source_db,))?;
+        let b: Vec<(String, Option<String>)> = dst.exec(q, (target_db,))?;
+        for (name, def) in &a {
+            let Some((_, other)) = b.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
+                continue;
+            };
+            let (x, y) = (
+                normal(def.as_deref().unwrap_or(""), source_db),
+                normal(other.as_deref().unwrap_or(""), target_db),
+            );
+            if x != y {
+                out.push(format!("{kind} {name}"));
             }
         }
     }
