@@ -170,7 +170,9 @@ fn sigkill_mid_stream_resumes_without_loss() {
         let _ = child.wait();
     }
     writer.join().expect("writer");
-    let child = spawn(&t, &[]);
+    let mut child = spawn(&t, &[]);
+    // Signals before the task runs would not be a clean stop.
+    wait_incremental(&t, &mut child);
     let tables = [
         (db, "orders", db, "orders"),
         (db, "order_lines", db, "order_lines"),

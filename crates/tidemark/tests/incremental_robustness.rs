@@ -916,7 +916,9 @@ fn five_sigkills_mid_stream() {
     stop.store(true, Ordering::Relaxed);
     let txns = writer.join().expect("writer");
     eprintln!("{kills} SIGKILLs, {txns} writer transactions");
-    let run = spawn(&t, &[]);
+    let mut run = spawn(&t, &[]);
+    // A SIGTERM before the task runs would not be a clean stop.
+    wait_incremental(&t, &mut run);
     let diff = wait_equal(sp, dp, db, &SHOP_TABLES, Duration::from_secs(90));
     let log = run.stop();
     assert!(
