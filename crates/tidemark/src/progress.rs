@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Progress {
+    /// What the log lines call the work (`full`, `verify`).
+    label: &'static str,
     multi: Option<MultiProgress>,
     total: Option<ProgressBar>,
     tables: Mutex<HashMap<String, ProgressBar>>,
@@ -40,6 +42,11 @@ fn with_rate(style: ProgressStyle) -> ProgressStyle {
 impl Progress {
     /// `estimate`: total rows expected. `bars`: draw bars (only if stderr is a terminal).
     pub fn start(estimate: u64, bars: bool) -> Arc<Progress> {
+        Progress::start_as("full", estimate, bars)
+    }
+
+    /// As [`Progress::start`], with `label` naming the work in log lines (`verify`).
+    pub fn start_as(label: &'static str, estimate: u64, bars: bool) -> Arc<Progress> {
         let bars = bars && std::io::stderr().is_terminal();
         let (multi, total) = if bars {
             let m = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
@@ -58,6 +65,7 @@ impl Progress {
             (None, None)
         };
         let p = Arc::new(Progress {
+            label,
             multi,
             total,
             tables: Mutex::new(HashMap::new()),
@@ -104,8 +112,15 @@ impl Progress {
         } else {
             "-".into()
         };
+        if bytes == 0.0 {
+            return format!(
+                "{}: {rows} / ~{} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}",
+                self.label, self.estimate
+            );
+        }
         format!(
-            "full: {rows} / ~{} rows ({pct:.0}%), {}, {:.0} rows/s, {:.1} MB/s, ETA {eta}",
+            "{}: {rows} / ~{} rows ({pct:.0}%), {}, {:.0} rows/s, {:.1} MB/s, ETA {eta}",
+            self.label,
             self.estimate,
             bytes_h(bytes),
             rate,

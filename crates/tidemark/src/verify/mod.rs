@@ -230,7 +230,8 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         None => None,
     };
     // Tables are verified in parallel, each worker with a connection to either end.
-    let progress = crate::progress::Progress::start(
+    let progress = crate::progress::Progress::start_as(
+        "verify",
         plan.tables.iter().map(|t| t.source.rows).sum(),
         opts.bars,
     );
