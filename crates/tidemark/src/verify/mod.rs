@@ -755,15 +755,10 @@ fn compare_chunk(
     json: &[bool],
     r: &mut TableReport,
 ) -> Result<()> {
-    let sum = |c: &mut mysql::Conn, hash: &str, target: bool| -> Result<(u64, u64)> {
-        let (from, params) = chunk_from(t, chunk, target);
-        let q = format!("SELECT COUNT(*), COALESCE(BIT_XOR({hash}), 0){from}");
-        let row: Option<(u64, u64)> = c
-            .exec_first(&q, params)
-            .with_context(|| format!("checksumming chunk {} of {}", chunk.index, t.def().name))?;
-        Ok(row.unwrap_or((0, 0)))
-    };
-    let (a, b) = (sum(src, sh, false)?, sum(dst, dh, true)?);
+    let (a, b) = (
+        sum(src, t, chunk, sh, false)?,
+        sum(dst, t, chunk, dh, true)?,
+    );
     r.rows_compared += a.0;
     if a == b {
         return Ok(());
@@ -776,7 +771,82 @@ fn compare_chunk(
             b.0
         );
     }
-    drill(src, dst, t, chunk, (sh, dh), json, r)
+    // Narrow a large chunk down before moving keys: checksum its parts of SUB_ROWS
+    // rows and drill only into the parts that differ.
+    if a.0 <= SUB_ROWS {
+        return drill(src, dst, t, chunk, (sh, dh), json, r);
+    }
+    for part in split(src, t, chunk)? {
+        if sum(src, t, &part, sh, false)? != sum(dst, t, &part, dh, true)? {
+            drill(src, dst, t, &part, (sh, dh), json, r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows per part when a differing chunk is narrowed down.
+const SUB_ROWS: u64 = 1_000;
+
+/// Row count and checksum of a chunk on one side.
+fn sum(
+    c: &mut mysql::Conn,
+    t: &TablePlan,
+    chunk: &Chunk,
+    hash: &str,
+    target: bool,
+) -> Result<(u64, u64)> {
+    let (from, params) = chunk_from(t, chunk, target);
+    let q = format!("SELECT COUNT(*), COALESCE(BIT_XOR({hash}), 0){from}");
+    let row: Option<(u64, u64)> = c
+        .exec_first(&q, params)
+        .with_context(|| format!("checksumming chunk {} of {}", chunk.index, t.def().name))?;
+    Ok(row.unwrap_or((0, 0)))
+}
+
+/// A chunk cut into parts of about [`SUB_ROWS`] source rows, at keys read from the
+/// source; the last part runs to the chunk's end, so nothing on either side is left out.
+fn split(src: &mut mysql::Conn, t: &TablePlan, chunk: &Chunk) -> Result<Vec<Chunk>> {
+    let names = key_names(t, false);
+    let kinds: Vec<ColumnKind> = t
+        .def()
+        .key
+        .iter()
+        .flatten()
+        .map(|&i| t.def().columns[i].kind)
+        .collect();
+    let mut parts = Vec::new();
+    let mut lower = chunk.lower.clone();
+    loop {
+        let part = Chunk {
+            index: chunk.index,
+            lower: lower.clone(),
+            upper: chunk.upper.clone(),
+        };
+        let (from, params) = chunk_from(t, &part, false);
+        let q = format!(
+            "SELECT {}{from} ORDER BY {} LIMIT 1 OFFSET {}",
+            names.join(", "),
+            names.join(", "),
+            SUB_ROWS - 1
+        );
+        let row: Option<mysql::Row> = src.exec_first(&q, params)?;
+        let Some(row) = row else {
+            parts.push(part);
+            return Ok(parts);
+        };
+        let bound: Row = row
+            .unwrap()
+            .into_iter()
+            .zip(&kinds)
+            .map(|(v, k)| snapshot::from_mysql(v, *k))
+            .collect();
+        parts.push(Chunk {
+            index: chunk.index,
+            lower: lower.clone(),
+            upper: Some(bound.clone()),
+        });
+        lower = Some(bound);
+    }
 }
 
 /// Rows of a chunk by key: (key, hash) on each side, then whole rows for those that
