@@ -857,6 +857,7 @@ mod example_tests {
         for (name, text) in [
             ("shop.toml", include_str!("../../../examples/shop.toml")),
             ("tables.toml", include_str!("../../../examples/tables.toml")),
+            ("live.toml", include_str!("../../../examples/live.toml")),
         ] {
             Task::parse(text, Path::new(name), &env).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
