@@ -425,7 +425,9 @@ fn coordinate(
                 }
             }
         }
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        // With live verification, look at its requests often: each chunk waits for them.
+        let wait = Duration::from_millis(if control.is_some() { 20 } else { 200 });
+        match rx.recv_timeout(wait) {
             Ok(Item::Txn(txn)) => {
                 // Held at a position this transaction goes past: stop before it.
                 if let (Some(ctl), Some((p, _))) = (control, &hold) {
