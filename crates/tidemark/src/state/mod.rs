@@ -104,6 +104,10 @@ impl Store {
         let path = dir.join("state.db");
         let db = Connection::open(&path)
             .with_context(|| format!("cannot open the state store {}", path.display()))?;
+        // Other processes (`tidemark status`) and the task's own threads open the store
+        // too: wait for a lock rather than fail.
+        db.busy_timeout(std::time::Duration::from_secs(30))
+            .context("configuring the state store")?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
         db.execute_batch(SCHEMA)
             .context("initialising the state store")?;
