@@ -63,7 +63,9 @@ pub struct Coalescer {
     /// Insert rows whose key the batch creates with INSERT, not REPLACE.
     exact: bool,
     tables: Vec<TableState>,
-    index: HashMap<String, usize>,
+    /// Tables of the batch by plan (`Arc` address: the plans are not replaced inside a
+    /// batch, which is applied before any DDL).
+    index: HashMap<usize, usize>,
     pub rows: usize,
     /// Approximate bytes of the row images pushed (for the MB/s throttle).
     pub bytes: u64,
@@ -106,16 +108,18 @@ impl Coalescer {
             Change::Update { before, after, .. } => size(before) + size(after),
             Change::Ddl { .. } | Change::Commit { .. } => 0,
         };
-        let name = plan.def().name.to_string();
-        let at = *self.index.entry(name).or_insert_with(|| {
-            self.tables.push(TableState {
-                plan: plan.clone(),
-                keys: HashMap::new(),
-                states: Vec::new(),
-                ordered: Vec::new(),
+        let at = *self
+            .index
+            .entry(Arc::as_ptr(plan) as usize)
+            .or_insert_with(|| {
+                self.tables.push(TableState {
+                    plan: plan.clone(),
+                    keys: HashMap::new(),
+                    states: Vec::new(),
+                    ordered: Vec::new(),
+                });
+                self.tables.len() - 1
             });
-            self.tables.len() - 1
-        });
         let t = &mut self.tables[at];
         // A DDL may have replaced the plan since this table was first seen in the batch;
         // the caller flushes around DDL, so the plan is the same here.

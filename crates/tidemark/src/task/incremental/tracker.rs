@@ -456,7 +456,7 @@ impl Tracker {
                     self.changed = true;
                 }
                 (
-                    st.rewrite(&|_| unreachable_name(), &|_| target.clone()),
+                    st.rewrite(&|_| (String::new(), String::new()), &|_| target.clone()),
                     None,
                     Vec::new(),
                 )
@@ -740,10 +740,6 @@ fn with_definition(old: &TablePlan, info: catalog::TableInfo, target: TableName)
     p.source = info;
     p.target = target;
     p
-}
-
-pub(super) fn unreachable_name() -> (String, String) {
-    (String::new(), String::new())
 }
 
 /// A view, routine or trigger statement of a database selected whole, rewritten for the
