@@ -55,6 +55,7 @@ enum Command {
     /// drilled down to rows); exits 1 when anything differs.
     Verify {
         task: PathBuf,
+        /// Machine-readable output: every difference, by key and column.
         #[arg(long)]
         json: bool,
         /// Make the destination equal: write the source's rows over missing and differing
@@ -79,7 +80,8 @@ enum Command {
         #[command(subcommand)]
         command: BinlogCommand,
     },
-    /// Start two throwaway local MariaDB servers, load sample data, migrate it, verify.
+    /// Start two throwaway local MariaDB servers, load sample data, migrate it live while a
+    /// sample application writes, cut over, compare checksums.
     Quickstart {
         /// Rows in the largest sample table.
         #[arg(long, default_value_t = 200_000)]
