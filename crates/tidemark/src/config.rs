@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 struct TaskFile {
     name: Option<String>,
     source: EndpointFile,
-    destination: DestinationFile,
+    /// Read by `type`: [`MysqlDestinationFile`] or [`crate::sink::rocketmq::ConfigFile`].
+    destination: toml::Table,
     migration: Migration,
     #[serde(default)]
     full: FullOptions,
@@ -48,9 +49,9 @@ struct EndpointFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DestinationFile {
+struct MysqlDestinationFile {
     #[serde(default, rename = "type")]
-    kind: DestinationKind,
+    _kind: DestinationKind,
     url: String,
     #[serde(default)]
     tls: TlsMode,
@@ -77,6 +78,34 @@ pub enum TlsMode {
 pub enum DestinationKind {
     #[default]
     Mysql,
+    /// RocketMQ topics (`sink::rocketmq`).
+    Rocketmq,
+}
+
+/// `[destination] format` of a message queue destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageFormat {
+    /// Canal's FlatMessage JSON.
+    #[default]
+    CanalJson,
+    /// A Debezium-style JSON envelope.
+    DebeziumJson,
+    /// Avro binary records with a fixed, published schema.
+    Avro,
+}
+
+/// `[destination] ordering`: which changes share a queue (and so keep their order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageOrdering {
+    /// All changes of a table on one queue.
+    Table,
+    /// Changes of one row key on one queue (keyless tables: by table).
+    #[default]
+    PrimaryKey,
+    /// By the values of each table's `partition_columns` (the key where none are given).
+    Columns,
 }
 
 /// `migration.types` entries.
@@ -346,8 +375,11 @@ pub struct Task {
     pub name: String,
     pub file: PathBuf,
     pub source: Endpoint,
+    /// The MySQL destination; for a RocketMQ destination, its first name server (the
+    /// rest of its settings are in `rocketmq`).
     pub destination: Endpoint,
     pub destination_kind: DestinationKind,
+    pub rocketmq: Option<std::sync::Arc<crate::sink::rocketmq::Config>>,
     pub migration: Migration,
     pub full: FullOptions,
     pub incremental: IncrementalOptions,
@@ -413,12 +445,30 @@ impl Task {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let destination = parse_url(
-            "destination.url",
-            &file.destination.url,
-            file.destination.tls,
-            env,
-        )?;
+        let kind: DestinationKind = match file.destination.get("type") {
+            None => DestinationKind::Mysql,
+            Some(v) => v.clone().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid task file {}: `destination.type` must be \"mysql\" or \"rocketmq\" (got {v})",
+                    path.display()
+                )
+            })?,
+        };
+        let (destination, rocketmq) = match kind {
+            DestinationKind::Mysql => {
+                let d: MysqlDestinationFile = toml::Value::Table(file.destination)
+                    .try_into()
+                    .map_err(|e| anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display()))?;
+                (parse_url("destination.url", &d.url, d.tls, env)?, None)
+            }
+            DestinationKind::Rocketmq => {
+                let d: crate::sink::rocketmq::ConfigFile = toml::Value::Table(file.destination)
+                    .try_into()
+                    .map_err(|e| anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display()))?;
+                let config = crate::sink::rocketmq::Config::from_file(d, &|k, raw| interpolate(k, raw, env))?;
+                (config.endpoint(), Some(std::sync::Arc::new(config)))
+            }
+        };
         validate_migration(&file.migration)?;
         validate_full(&file.full)?;
         validate_advanced(&file.advanced)?;
@@ -449,7 +499,8 @@ impl Task {
             file: path.to_path_buf(),
             source,
             destination,
-            destination_kind: file.destination.kind,
+            destination_kind: kind,
+            rocketmq,
             migration: file.migration,
             full: file.full,
             incremental: file.incremental,

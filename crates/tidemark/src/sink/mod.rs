@@ -9,3 +9,4 @@
 //! `mysql` and consume the same rows.
 
 pub mod mysql;
+pub mod rocketmq;

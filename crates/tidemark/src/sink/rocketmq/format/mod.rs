@@ -1,0 +1,352 @@
+//! Message bodies: one row change or DDL statement rendered in the task's `format`.
+//!
+//! * [`canal`]: Canal's FlatMessage JSON, field for field.
+//! * [`debezium`]: a Debezium-style JSON envelope (`before`, `after`, `source`, `op`).
+//! * [`avro`]: one Avro binary record per message, with a fixed schema
+//!   ([`avro::SCHEMA`], published in `docs/rocketmq.md`).
+//!
+//! Every format renders a value without loss; `docs/rocketmq.md` lists each type's form.
+//! Rows here hold the *copied* columns of a table (selected, not generated), in table
+//! order, under their destination names.
+
+pub mod avro;
+pub mod canal;
+pub mod debezium;
+
+use crate::config::MessageFormat;
+use crate::transform::mapping::TablePlan;
+use std::borrow::Cow;
+use tidemark_core::{ColumnDef, ColumnKind, Position, Value};
+
+/// What a row message says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// Where a change comes from: what consumers deduplicate and order by.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    /// End of the source transaction (`None` for rows of the full copy).
+    pub position: Option<&'a Position>,
+    /// The change's place in its transaction (0-based).
+    pub index: u32,
+    /// Source commit time, or the read time of a copied row (ms since the epoch).
+    pub source_ms: u64,
+    /// When the message was built (ms since the epoch).
+    pub built_ms: u64,
+}
+
+/// One row change, with images projected to the copied columns.
+pub struct RowEvent<'a> {
+    pub table: &'a TablePlan,
+    pub op: Op,
+    pub before: Option<&'a [Value]>,
+    pub after: Option<&'a [Value]>,
+    /// A row of the full copy (an insert).
+    pub snapshot: bool,
+    pub origin: Origin<'a>,
+}
+
+/// One DDL statement (already rewritten to destination names).
+pub struct DdlEvent<'a> {
+    pub database: &'a str,
+    /// The first table it names, if any.
+    pub table: Option<&'a str>,
+    pub statement: &'a str,
+    pub origin: Origin<'a>,
+}
+
+/// Renders events in one format.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoder {
+    pub format: MessageFormat,
+    /// Canal JSON: `old` holds every column, not only the changed ones.
+    pub full_before_image: bool,
+    /// `source.name` in Debezium envelopes: the task's name.
+    pub task: &'static str,
+}
+
+impl Encoder {
+    pub fn row(&self, ev: &RowEvent<'_>) -> Vec<u8> {
+        match self.format {
+            MessageFormat::CanalJson => canal::row(ev, self.full_before_image),
+            MessageFormat::DebeziumJson => debezium::row(ev, self.task),
+            MessageFormat::Avro => avro::row(ev),
+        }
+    }
+
+    pub fn ddl(&self, ev: &DdlEvent<'_>) -> Vec<u8> {
+        match self.format {
+            MessageFormat::CanalJson => canal::ddl(ev),
+            MessageFormat::DebeziumJson => debezium::ddl(ev, self.task),
+            MessageFormat::Avro => avro::ddl(ev),
+        }
+    }
+}
+
+/// `file:offset` of a position, `""` for copied rows.
+pub fn position_text(p: Option<&Position>) -> String {
+    p.map(|p| format!("{}:{}", p.file, p.offset))
+        .unwrap_or_default()
+}
+
+/// The destination names of a table's copied columns, with their definitions.
+pub fn columns(t: &TablePlan) -> Vec<(&str, &ColumnDef)> {
+    t.copied_columns()
+        .map(|c| (t.columns[&c.name].as_str(), c))
+        .collect()
+}
+
+/// Destination names of the key columns (empty for a keyless table).
+pub fn key_names(t: &TablePlan) -> Vec<&str> {
+    let def = t.def();
+    def.key
+        .iter()
+        .flatten()
+        .filter_map(|&i| t.columns.get(&def.columns[i].name).map(String::as_str))
+        .collect()
+}
+
+/// Fractional-second digits of a temporal column type, e.g. 3 for `datetime(3)`.
+pub fn fsp(column_type: &str) -> usize {
+    column_type
+        .split_once('(')
+        .and_then(|(_, r)| r.split(')').next())
+        .and_then(|d| d.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(6)
+}
+
+fn fraction(micros: u32, digits: usize) -> String {
+    if digits == 0 {
+        return String::new();
+    }
+    let v = micros / 10u32.pow(6 - digits as u32);
+    format!(".{v:0digits$}")
+}
+
+/// Members of an ENUM or SET column type: `enum('a','b''c')` → `["a", "b'c"]`.
+pub fn members(column_type: &str) -> Vec<String> {
+    let Some(start) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let body = &column_type[start + 1..];
+    let mut out = Vec::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut m = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    m.push('\'');
+                }
+                '\'' => break,
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        m.push(n);
+                    }
+                }
+                c => m.push(c),
+            }
+        }
+        out.push(m);
+    }
+    out
+}
+
+/// Text of a column's value in its character set, as UTF-8.
+pub fn decode_text<'b>(bytes: &'b [u8], charset: Option<&str>) -> Cow<'b, str> {
+    let cs = charset.unwrap_or("utf8mb4").to_ascii_lowercase();
+    let encoding = match cs.as_str() {
+        "utf8" | "utf8mb3" | "utf8mb4" | "ascii" | "binary" => None,
+        "latin1" => Some(encoding_rs::WINDOWS_1252),
+        "ucs2" | "utf16" => Some(encoding_rs::UTF_16BE),
+        "utf16le" => Some(encoding_rs::UTF_16LE),
+        "utf32" => {
+            let text: String = bytes
+                .chunks(4)
+                .map(|c| {
+                    let mut b = [0u8; 4];
+                    b[4 - c.len()..].copy_from_slice(c);
+                    char::from_u32(u32::from_be_bytes(b)).unwrap_or('\u{fffd}')
+                })
+                .collect();
+            return Cow::Owned(text);
+        }
+        other => encoding_rs::Encoding::for_label(mysql_label(other).as_bytes()),
+    };
+    match encoding {
+        None => String::from_utf8_lossy(bytes),
+        Some(e) => {
+            let (text, _) = e.decode_without_bom_handling(bytes);
+            text
+        }
+    }
+}
+
+/// MySQL character set names that differ from the WHATWG labels.
+fn mysql_label(cs: &str) -> &str {
+    match cs {
+        "gbk" | "gb2312" => "gbk",
+        "gb18030" => "gb18030",
+        "sjis" | "cp932" => "shift_jis",
+        "ujis" | "eucjpms" => "euc-jp",
+        "euckr" => "euc-kr",
+        "big5" => "big5",
+        "koi8r" => "koi8-r",
+        "koi8u" => "koi8-u",
+        "cp1250" => "windows-1250",
+        "cp1251" => "windows-1251",
+        "cp1256" => "windows-1256",
+        "cp1257" => "windows-1257",
+        "greek" => "iso-8859-7",
+        "hebrew" => "iso-8859-8",
+        "latin2" => "iso-8859-2",
+        "latin5" => "iso-8859-9",
+        "latin7" => "iso-8859-13",
+        "tis620" => "windows-874",
+        other => other,
+    }
+}
+
+/// Bytes as ISO-8859-1 text, one character per byte (Canal's form for binary columns).
+pub fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// The text form of a value (`None` for NULL): what Canal JSON carries, and what the
+/// other formats use for types JSON and Avro have no native form for.
+pub fn text(v: &Value, col: &ColumnDef) -> Option<String> {
+    Some(match (v, col.kind) {
+        (Value::Null, _) => return None,
+        (Value::Int(i), ColumnKind::Year) => format!("{i:04}"),
+        (Value::Int(i), _) => i.to_string(),
+        (Value::UInt(u), ColumnKind::Enum) => {
+            let m = members(&col.column_type);
+            match *u {
+                0 => String::new(),
+                n => m.get(n as usize - 1).cloned().unwrap_or_default(),
+            }
+        }
+        (Value::UInt(u), ColumnKind::Set) => {
+            let m = members(&col.column_type);
+            m.iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 64 && u & (1u64 << i) != 0)
+                .map(|(_, s)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        (Value::UInt(u), _) | (Value::Bit(u), _) => u.to_string(),
+        (Value::Float(f), _) => f.to_string(),
+        (Value::Double(d), _) => d.to_string(),
+        (Value::Decimal(s), _) => s.clone(),
+        (Value::Bytes(b), ColumnKind::Text) => decode_text(b, col.charset.as_deref()).into_owned(),
+        (Value::Bytes(b), ColumnKind::Other) => match std::str::from_utf8(b) {
+            Ok(s) => s.to_string(),
+            Err(_) => latin1(b),
+        },
+        (Value::Bytes(b), _) => latin1(b),
+        (Value::Json(b), _) => String::from_utf8_lossy(b).into_owned(),
+        (Value::Date(d), _) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+        (Value::DateTime(d), _) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{}",
+            d.year,
+            d.month,
+            d.day,
+            d.hour,
+            d.minute,
+            d.second,
+            fraction(d.micros, fsp(&col.column_type))
+        ),
+        (Value::Time(t), _) => format!(
+            "{}{:02}:{:02}:{:02}{}",
+            if t.negative { "-" } else { "" },
+            t.hours,
+            t.minutes,
+            t.seconds,
+            fraction(t.micros, fsp(&col.column_type))
+        ),
+    })
+}
+
+/// A stable 64-bit hash (FNV-1a) of values, for choosing a queue: the same key lands on
+/// the same queue in every run and on every machine.
+pub fn stable_hash<'v>(seed: &str, values: impl Iterator<Item = &'v Value>) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    eat(seed.as_bytes());
+    for v in values {
+        eat(&[0xff]);
+        match v {
+            Value::Null => eat(b"\0null"),
+            Value::Int(i) => eat(&i.to_le_bytes()),
+            Value::UInt(u) | Value::Bit(u) => eat(&u.to_le_bytes()),
+            Value::Float(f) => eat(&f.to_le_bytes()),
+            Value::Double(d) => eat(&d.to_le_bytes()),
+            Value::Decimal(s) => eat(s.as_bytes()),
+            Value::Bytes(b) | Value::Json(b) => eat(b),
+            Value::Date(d) | Value::DateTime(d) => eat(d.to_string().as_bytes()),
+            Value::Time(t) => eat(t.to_string().as_bytes()),
+        }
+    }
+    h
+}
+
+/// JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_members_unquote() {
+        assert_eq!(members("enum('a','b''c','')"), vec!["a", "b'c", ""]);
+        assert_eq!(members("set('x','y')"), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn fractions_follow_the_column() {
+        assert_eq!(fsp("datetime(3)"), 3);
+        assert_eq!(fsp("timestamp"), 0);
+        assert_eq!(fraction(123_456, 3), ".123");
+        assert_eq!(fraction(5, 6), ".000005");
+    }
+
+    #[test]
+    fn charsets_decode() {
+        assert_eq!(decode_text(&[0xe9], Some("latin1")), "é");
+        assert_eq!(decode_text(&[0xc4, 0xe3], Some("gbk")), "你");
+        assert_eq!(decode_text(&[0, 0x41], Some("ucs2")), "A");
+        assert_eq!(decode_text(&[0, 1, 0xf6, 0x00], Some("utf32")), "😀");
+    }
+}

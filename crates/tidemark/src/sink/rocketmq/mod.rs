@@ -1,0 +1,489 @@
+//! The RocketMQ destination: row changes and DDL as messages on RocketMQ topics.
+//!
+//! ```text
+//! rows / changes ──▶ Sink::row / Sink::ddl ──▶ Outbox (per topic queue, in order)
+//!                     format/ (body)             │
+//!                     routing (topic, queue)     ▼
+//!                                        client::send_all ──▶ brokers (acknowledged)
+//! ```
+//!
+//! * [`remoting`]: the wire protocol (frames, request signing, pipelined requests).
+//! * [`client`]: routes from the name servers, ordered batch sending, pulls, topics.
+//! * [`format`]: Canal JSON, Debezium JSON and Avro bodies.
+//!
+//! Ordering: every message of one ordering key (table, row key or `partition_columns`
+//! values) goes to one queue, and a queue has one batch in flight at a time, so the
+//! broker stores them in source order, also across retries. Delivery is at least once:
+//! the task's checkpoint moves only after the broker acknowledged every message before
+//! it (see `docs/rocketmq.md` for the duplicate window and deduplication).
+
+pub mod client;
+pub mod format;
+pub mod remoting;
+
+use crate::config::{Endpoint, MessageFormat, MessageOrdering, TlsMode};
+use crate::task::throttle::Throttle;
+use crate::transform::mapping::TablePlan;
+use anyhow::{anyhow, bail, Result};
+use client::{Client, Message, Outbox, QueueRef};
+use format::{DdlEvent, Encoder, Op, RowEvent};
+use remoting::Credentials;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tidemark_core::Value;
+
+/// The broker's default limit on a message body (`maxMessageSize`, 4 MiB).
+pub const MAX_BODY: usize = 4 << 20;
+
+/// `[destination]` with `type = "rocketmq"`, as written in the task file. Every key is
+/// documented in `docs/task-file.md`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(rename = "type")]
+    _kind: String,
+    /// Name servers, `host:port` each.
+    name_servers: Vec<String>,
+    /// ACL credentials (`${ENV}` allowed); both or neither.
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    #[serde(default = "default_group")]
+    producer_group: String,
+    /// The topic every table's changes go to, unless `[[destination.topics]]` says
+    /// otherwise.
+    topic: String,
+    /// DDL statements go here; to the table's topic when unset.
+    ddl_topic: Option<String>,
+    #[serde(default)]
+    format: MessageFormat,
+    /// Canal JSON: `old` holds every column of the row before an update, not only the
+    /// changed ones.
+    #[serde(default)]
+    full_before_image: bool,
+    #[serde(default)]
+    ordering: MessageOrdering,
+    /// Messages per second at most (0: unlimited).
+    #[serde(default)]
+    max_tps: u64,
+    /// Skip (and count) rows whose message body is over 4 MiB instead of failing.
+    #[serde(default)]
+    filter_large_messages: bool,
+    /// Per-database and per-table topics and partition columns.
+    #[serde(default)]
+    topics: Vec<TopicMapFile>,
+}
+
+fn default_group() -> String {
+    "dts-producer-group".into()
+}
+
+/// One `[[destination.topics]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicMapFile {
+    database: String,
+    table: Option<String>,
+    topic: Option<String>,
+    partition_columns: Option<Vec<String>>,
+}
+
+/// A validated RocketMQ destination.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name_servers: Vec<String>,
+    pub credentials: Option<Credentials>,
+    pub producer_group: String,
+    pub topic: String,
+    pub ddl_topic: Option<String>,
+    pub format: MessageFormat,
+    pub full_before_image: bool,
+    pub ordering: MessageOrdering,
+    pub max_tps: u64,
+    pub filter_large_messages: bool,
+    /// Source database → topic.
+    pub database_topics: BTreeMap<String, String>,
+    /// Source (database, table) → topic; wins over the database's.
+    pub table_topics: BTreeMap<(String, String), String>,
+    /// Source (database, table) → the columns whose values choose the queue.
+    pub partition_columns: BTreeMap<(String, String), Vec<String>>,
+}
+
+fn valid_topic(key: &str, t: &str) -> Result<()> {
+    if t.is_empty()
+        || t.len() > 127
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "%-_|".contains(c))
+    {
+        bail!("`{key}` = {t:?} is not a valid RocketMQ topic name: use 1-127 letters, digits, '%', '-', '_' or '|'");
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn from_file(f: ConfigFile, interpolate: &dyn Fn(&str, &str) -> Result<String>) -> Result<Config> {
+        if f.name_servers.is_empty() {
+            bail!("`destination.name_servers` is empty: list the name servers as \"host:port\", e.g. [\"127.0.0.1:9876\"]");
+        }
+        for ns in &f.name_servers {
+            let ok = ns
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                bail!("`destination.name_servers`: {ns:?} is not host:port (e.g. \"127.0.0.1:9876\")");
+            }
+        }
+        let credentials = match (&f.access_key, &f.secret_key) {
+            (None, None) => None,
+            (Some(a), Some(s)) => Some(Credentials {
+                access_key: interpolate("destination.access_key", a)?,
+                secret_key: interpolate("destination.secret_key", s)?,
+            }),
+            _ => bail!("give both `destination.access_key` and `destination.secret_key`, or neither"),
+        };
+        if f.producer_group.is_empty() {
+            bail!("`destination.producer_group` is empty (default: \"dts-producer-group\")");
+        }
+        valid_topic("destination.topic", &f.topic)?;
+        if let Some(t) = &f.ddl_topic {
+            valid_topic("destination.ddl_topic", t)?;
+        }
+        if f.full_before_image && f.format != MessageFormat::CanalJson {
+            bail!("`destination.full_before_image` applies to format = \"canal-json\" only (the other formats always carry the whole row before an update)");
+        }
+        let mut c = Config {
+            name_servers: f.name_servers,
+            credentials,
+            producer_group: f.producer_group,
+            topic: f.topic,
+            ddl_topic: f.ddl_topic,
+            format: f.format,
+            full_before_image: f.full_before_image,
+            ordering: f.ordering,
+            max_tps: f.max_tps,
+            filter_large_messages: f.filter_large_messages,
+            database_topics: BTreeMap::new(),
+            table_topics: BTreeMap::new(),
+            partition_columns: BTreeMap::new(),
+        };
+        for (i, m) in f.topics.into_iter().enumerate() {
+            let at = format!("destination.topics[{i}]");
+            if let Some(t) = &m.topic {
+                valid_topic(&format!("{at}.topic"), t)?;
+            }
+            match (&m.table, m.topic, m.partition_columns) {
+                (None, _, Some(_)) => bail!("`{at}.partition_columns` needs `table`: partition columns belong to one table"),
+                (None, None, None) | (Some(_), None, None) => {
+                    bail!("`{at}` sets neither `topic` nor `partition_columns`")
+                }
+                (None, Some(t), None) => {
+                    if c.database_topics.insert(m.database.clone(), t).is_some() {
+                        bail!("`{at}`: database {:?} is mapped twice", m.database);
+                    }
+                }
+                (Some(table), topic, cols) => {
+                    let key = (m.database.clone(), table.clone());
+                    if let Some(t) = topic {
+                        if c.table_topics.insert(key.clone(), t).is_some() {
+                            bail!("`{at}`: table {}.{table} is mapped twice", m.database);
+                        }
+                    }
+                    if let Some(cols) = cols {
+                        if cols.is_empty() {
+                            bail!("`{at}.partition_columns` is empty");
+                        }
+                        if c.ordering != MessageOrdering::Columns {
+                            bail!("`{at}.partition_columns` is used only with `destination.ordering = \"columns\"`");
+                        }
+                        c.partition_columns.insert(key, cols);
+                    }
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The first name server, as the task's destination endpoint (for messages).
+    pub fn endpoint(&self) -> Endpoint {
+        let (host, port) = self.name_servers[0]
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9876)))
+            .unwrap_or_else(|| (self.name_servers[0].clone(), 9876));
+        Endpoint {
+            host,
+            port,
+            user: self
+                .credentials
+                .as_ref()
+                .map(|c| c.access_key.clone())
+                .unwrap_or_default(),
+            password: None,
+            tls: TlsMode::Disabled,
+        }
+    }
+
+    /// The topic of a table (by source name): table mapping, database mapping, default.
+    pub fn topic_of(&self, database: &str, table: &str) -> &str {
+        self.table_topics
+            .get(&(database.to_string(), table.to_string()))
+            .or_else(|| self.database_topics.get(database))
+            .unwrap_or(&self.topic)
+    }
+
+    /// Every topic the task may send to, with what it is for.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = std::iter::once(self.topic.clone())
+            .chain(self.ddl_topic.clone())
+            .chain(self.database_topics.values().cloned())
+            .chain(self.table_topics.values().cloned())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+}
+
+/// Counters for `status` and the benchmark.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Rows over 4 MiB skipped under `filter_large_messages`.
+    pub skipped_large: AtomicU64,
+}
+
+/// Encodes, routes and sends messages for one task.
+pub struct Sink {
+    pub client: Client,
+    pub config: std::sync::Arc<Config>,
+    encoder: Encoder,
+    throttle: Throttle,
+    retry_window: Duration,
+    pub counters: Counters,
+}
+
+impl Sink {
+    pub fn new(config: std::sync::Arc<Config>, task_name: &str, retry_window: Duration) -> Sink {
+        let client = Client::new(config.name_servers.clone(), config.credentials.clone());
+        let encoder = Encoder {
+            format: config.format,
+            full_before_image: config.full_before_image,
+            task: Box::leak(task_name.to_string().into_boxed_str()),
+        };
+        Sink {
+            client,
+            encoder,
+            throttle: Throttle::new(config.max_tps, 0.0, 0),
+            retry_window,
+            counters: Counters::default(),
+            config,
+        }
+    }
+
+    /// Checks what the task needs before anything is sent: the name servers answer,
+    /// every topic exists with writable queues, the brokers accept the credentials, and
+    /// partition columns exist. Returns the problems found.
+    pub fn check(&self, tables: &[TablePlan]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for topic in self.config.topics() {
+            if let Err(e) = self.client.route(&topic, true) {
+                problems.push(format!("{e:#}"));
+                continue;
+            }
+            if let Err(e) = self.client.hello(&topic, &self.config.producer_group) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        for ((db, table), cols) in &self.config.partition_columns {
+            let Some(t) = tables
+                .iter()
+                .find(|t| t.def().name.database == *db && t.def().name.table == *table)
+            else {
+                problems.push(format!("`destination.topics`: partition columns are given for {db}.{table}, which the task does not migrate: fix the entry or select the table"));
+                continue;
+            };
+            for c in cols {
+                if !t.copied_columns().any(|d| d.name.eq_ignore_ascii_case(c)) {
+                    problems.push(format!(
+                        "`destination.topics`: partition column {c:?} does not exist in {db}.{table} (or is not migrated): its columns are {}",
+                        t.copied_columns().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Positions (in the copied row) of the values that choose a table's queue; `None`
+    /// for the whole table.
+    fn ordering_columns(&self, t: &TablePlan) -> Option<Vec<usize>> {
+        let key_positions = || -> Option<Vec<usize>> {
+            let key = t.def().key.as_ref()?;
+            key.iter()
+                .map(|k| t.copied.iter().position(|c| c == k))
+                .collect()
+        };
+        match self.config.ordering {
+            MessageOrdering::Table => None,
+            MessageOrdering::PrimaryKey => key_positions(),
+            MessageOrdering::Columns => {
+                let n = &t.def().name;
+                match self.config.partition_columns.get(&(n.database.clone(), n.table.clone())) {
+                    Some(cols) => cols
+                        .iter()
+                        .map(|c| {
+                            t.copied
+                                .iter()
+                                .position(|&i| t.def().columns[i].name.eq_ignore_ascii_case(c))
+                        })
+                        .collect(),
+                    None => key_positions(),
+                }
+            }
+        }
+    }
+
+    fn queue_for(&self, topic: &str, t: &TablePlan, row: &[Value], cols: &Option<Vec<usize>>) -> Result<QueueRef> {
+        let route = self.client.route(topic, false)?;
+        let seed = t.def().name.to_string();
+        let h = match cols {
+            None => format::stable_hash(&seed, std::iter::empty()),
+            Some(cols) => format::stable_hash(&seed, cols.iter().filter_map(|&i| row.get(i))),
+        };
+        Ok(route.queues[(h % route.queues.len() as u64) as usize].clone())
+    }
+
+    /// Adds one row change to the outbox (a change of the ordering key is sent as a
+    /// delete of the old key and an insert of the new one, each on its key's queue).
+    pub fn row(&self, out: &mut Outbox, ev: &RowEvent<'_>) -> Result<()> {
+        let t = ev.table;
+        let cols = self.ordering_columns(t);
+        if let (Op::Update, Some(b), Some(a), Some(c)) = (ev.op, ev.before, ev.after, &cols) {
+            if c.iter().any(|&i| b.get(i) != a.get(i)) {
+                let del = RowEvent { op: Op::Delete, after: None, ..*ev };
+                let ins = RowEvent { op: Op::Insert, before: None, ..*ev };
+                self.row(out, &del)?;
+                return self.row(out, &ins);
+            }
+        }
+        let image = match ev.op {
+            Op::Delete => ev.before,
+            _ => ev.after,
+        }
+        .ok_or_else(|| anyhow!("internal: a row change of {} without its image", t.def().name))?;
+        let body = self.encoder.row(ev);
+        let key_text = self.key_text(t, image);
+        if body.len() > MAX_BODY {
+            if self.config.filter_large_messages {
+                self.counters.skipped_large.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "rocketmq: skipped a {} byte message of {} (key {key_text}): over the 4 MiB limit (`filter_large_messages`)",
+                    body.len(),
+                    t.def().name
+                );
+                return Ok(());
+            }
+            bail!(
+                "a row of {} (key {key_text}) makes a {} byte message, over RocketMQ's 4 MiB limit: set `destination.filter_large_messages = true` to skip such rows (they are counted and logged), or leave the large column out with `columns`",
+                t.def().name,
+                body.len()
+            );
+        }
+        let n = &t.def().name;
+        let topic = self.config.topic_of(&n.database, &n.table).to_string();
+        let q = self.queue_for(&topic, t, image, &cols)?;
+        let mut properties = vec![
+            ("tidemark_position", format::position_text(ev.origin.position)),
+            ("tidemark_row", ev.origin.index.to_string()),
+        ];
+        if ev.snapshot {
+            properties.push(("tidemark_snapshot", "true".into()));
+        }
+        out.push(
+            &topic,
+            &q,
+            Message {
+                body,
+                keys: key_text,
+                tags: t.target.table.clone(),
+                properties,
+            },
+        );
+        Ok(())
+    }
+
+    /// The row's key values as message keys (`KEYS`): `v1,v2` (spaces become `_`,
+    /// since RocketMQ separates keys by spaces).
+    fn key_text(&self, t: &TablePlan, row: &[Value]) -> String {
+        let Some(key) = &t.def().key else {
+            return String::new();
+        };
+        let mut parts = Vec::with_capacity(key.len());
+        for k in key {
+            if let Some(p) = t.copied.iter().position(|c| c == k) {
+                let def = &t.def().columns[*k];
+                parts.push(row.get(p).and_then(|v| format::text(v, def)).unwrap_or_default());
+            }
+        }
+        parts.join(",").replace(' ', "_")
+    }
+
+    /// Adds a DDL statement. With `ddl_topic` it goes to that topic's first queue;
+    /// otherwise to the table's topic: with `ordering = "table"` on the table's queue,
+    /// with key or column ordering on every queue, so on each queue it sits between the
+    /// table's rows before and after it.
+    pub fn ddl(&self, out: &mut Outbox, ev: &DdlEvent<'_>, source_db: &str, source_table: Option<&str>) -> Result<()> {
+        let body = self.encoder.ddl(ev);
+        let (topic, queues) = match &self.config.ddl_topic {
+            Some(t) => {
+                let r = self.client.route(t, false)?;
+                (t.clone(), vec![r.queues[0].clone()])
+            }
+            None => {
+                let topic = self.config.topic_of(source_db, source_table.unwrap_or("")).to_string();
+                let r = self.client.route(&topic, false)?;
+                let queues = match self.config.ordering {
+                    MessageOrdering::Table => {
+                        let seed = format!("{source_db}.{}", source_table.unwrap_or(""));
+                        let h = format::stable_hash(&seed, std::iter::empty());
+                        vec![r.queues[(h % r.queues.len() as u64) as usize].clone()]
+                    }
+                    _ => r.queues.clone(),
+                };
+                (topic, queues)
+            }
+        };
+        for q in queues {
+            out.push(
+                &topic,
+                &q,
+                Message {
+                    body: body.clone(),
+                    keys: String::new(),
+                    tags: ev.table.unwrap_or("").to_string(),
+                    properties: vec![
+                        ("tidemark_position", format::position_text(ev.origin.position)),
+                        ("tidemark_row", ev.origin.index.to_string()),
+                        ("tidemark_ddl", "true".into()),
+                    ],
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends everything in the outbox and waits until the brokers acknowledged it.
+    pub fn send(&self, out: &mut Outbox) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let (messages, bytes) = (out.messages as u64, out.bytes as u64);
+        self.throttle.rows(messages, bytes);
+        client::send_all(&self.client, &self.config.producer_group, out, self.retry_window)?;
+        self.counters.messages.fetch_add(messages, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+}
