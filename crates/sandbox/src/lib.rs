@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod rocketmq;
+
 /// How to start a server.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -61,6 +63,94 @@ fn tool(name: &str, fallback: &str) -> Result<PathBuf> {
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("finding a free local port")?;
     Ok(l.local_addr()?.port())
+}
+
+/// Runs `cmd` under a watchdog shell that outlives neither us nor the process: when our
+/// pid is gone, or when the process exits, it kills the process and removes `dir`. The
+/// one exception is a stop asked for through `dir/hold`: while that file exists the
+/// watchdog keeps the directory and, once the file is removed, starts the process again
+/// (it writes `down` when the process has exited, and removes it when it starts it
+/// again). A `quit` file makes a held watchdog clean up and exit. The process's pid is
+/// in `dir/pid.watched`.
+pub(crate) fn watch(cmd: &[String], dir: &Path) -> Result<Child> {
+    let quoted: Vec<String> = cmd
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let d = dir.display().to_string();
+    let script = format!(
+        "trap '' HUP INT; {cmd} & srv=$!; echo $srv > '{d}/pid.watched'; trap 'kill -9 $srv 2>/dev/null' TERM; \
+         while kill -0 {parent} 2>/dev/null; do \
+           if ! kill -0 $srv 2>/dev/null; then \
+             wait $srv 2>/dev/null; \
+             [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] || break; \
+             touch '{d}/down'; \
+             while [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null; do sleep 0.1; done; \
+             [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null || break; \
+             {cmd} & srv=$!; echo $srv > '{d}/pid.watched'; rm -f '{d}/down'; \
+           fi; \
+           sleep 0.2; \
+         done; \
+         kill -9 $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf '{d}'",
+        cmd = quoted.join(" "),
+        parent = std::process::id(),
+    );
+    // Its own process group: a Ctrl-C or hang-up aimed at the terminal must not kill
+    // the watchdog before it has cleaned up.
+    Ok(Command::new("bash")
+        .process_group(0)
+        .current_dir(dir)
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// Holds a watched process down (see [`watch`]): `kill` makes it exit; returns once it has.
+pub(crate) fn hold_down(dir: &Path, kill: impl FnOnce() -> Result<()>, what: &str) -> Result<()> {
+    let hold = dir.join("hold");
+    let down = dir.join("down");
+    std::fs::write(&hold, b"").context("writing the sandbox's hold file")?;
+    kill()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !down.exists() {
+        if Instant::now() > deadline {
+            bail!("{what} did not stop in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Lets a process held by [`hold_down`] start again; returns once the watchdog started it.
+pub(crate) fn release(dir: &Path, what: &str) -> Result<()> {
+    let hold = dir.join("hold");
+    let down = dir.join("down");
+    if !hold.exists() {
+        bail!("{what} was not stopped");
+    }
+    std::fs::remove_file(&hold).context("removing the sandbox's hold file")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while down.exists() {
+        if Instant::now() > deadline {
+            bail!("the sandbox watchdog did not start {what} again");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Sends `signal` to the watched process of `dir`.
+pub(crate) fn signal_watched(dir: &Path, signal: &str) -> Result<()> {
+    let pid = std::fs::read_to_string(dir.join("pid.watched")).context("reading the watched pid")?;
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.trim().to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -{signal} {} failed", pid.trim());
+    }
+    Ok(())
 }
 
 impl Server {
@@ -128,44 +218,10 @@ impl Server {
             args.push(format!("--default-time-zone={tz}"));
         }
         args.extend(opts.extra_args.iter().cloned());
-        let quoted: Vec<String> = std::iter::once(daemon.display().to_string())
+        let cmd: Vec<String> = std::iter::once(daemon.display().to_string())
             .chain(args)
-            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
             .collect();
-        // The watchdog outlives neither us nor the server: when our pid is gone, or when
-        // the server exits, it kills the server and removes the data directory. The one
-        // exception is a stop asked for by [`Server::stop`]: while the `hold` file exists
-        // the watchdog keeps the directory and, once the file is removed, starts the
-        // server again (it writes `down` when the server has exited, and removes it when
-        // it starts it again). A `quit` file makes a held watchdog clean up and exit.
-        let d = dir.path().display().to_string();
-        let script = format!(
-            "trap '' HUP INT; {cmd} & srv=$!; trap 'kill -9 $srv 2>/dev/null' TERM; \
-             while kill -0 {parent} 2>/dev/null; do \
-               if ! kill -0 $srv 2>/dev/null; then \
-                 wait $srv 2>/dev/null; \
-                 [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] || break; \
-                 touch '{d}/down'; \
-                 while [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null; do sleep 0.1; done; \
-                 [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null || break; \
-                 {cmd} & srv=$!; rm -f '{d}/down'; \
-               fi; \
-               sleep 0.2; \
-             done; \
-             kill -9 $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf '{d}'",
-            cmd = quoted.join(" "),
-            parent = std::process::id(),
-        );
-        // Its own process group: a Ctrl-C or hang-up aimed at the terminal must not kill
-        // the watchdog before it has cleaned up.
-        let watchdog = Command::new("bash")
-            .process_group(0)
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting mariadbd")?;
+        let watchdog = watch(&cmd, dir.path()).context("starting mariadbd")?;
         let server = Server {
             port,
             dir,
@@ -227,46 +283,25 @@ impl Server {
     /// its data directory and port for [`Server::start_again`]. Connections to it fail
     /// meanwhile, as they would against a real server being restarted.
     pub fn stop(&self) -> Result<()> {
-        let hold = self.dir.path().join("hold");
-        let down = self.dir.path().join("down");
-        std::fs::write(&hold, b"").context("writing the sandbox's hold file")?;
-        {
-            use mysql::prelude::Queryable;
-            let mut c = self.conn().context("connecting to shut the server down")?;
-            // The server may close the connection before it answers.
-            let _ = c.query_drop("SHUTDOWN");
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !down.exists() {
-            if Instant::now() > deadline {
-                bail!(
-                    "the server on port {} did not shut down in 60 s; its error log:\n{}",
-                    self.port,
-                    self.error_log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        let what = format!("the server on port {}", self.port);
+        hold_down(
+            self.dir.path(),
+            || {
+                use mysql::prelude::Queryable;
+                let mut c = self.conn().context("connecting to shut the server down")?;
+                // The server may close the connection before it answers.
+                let _ = c.query_drop("SHUTDOWN");
+                Ok(())
+            },
+            &what,
+        )
+        .with_context(|| format!("its error log:\n{}", self.error_log()))
     }
 
     /// Starts a server stopped with [`Server::stop`] again, on the same data directory,
     /// port and options, and waits until it accepts connections.
     pub fn start_again(&self) -> Result<()> {
-        let hold = self.dir.path().join("hold");
-        let down = self.dir.path().join("down");
-        if !hold.exists() {
-            bail!("the server on port {} was not stopped", self.port);
-        }
-        std::fs::remove_file(&hold).context("removing the sandbox's hold file")?;
-        // The watchdog removes `down` once it has started the server again.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while down.exists() {
-            if Instant::now() > deadline {
-                bail!("the sandbox watchdog did not start the server again");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        release(self.dir.path(), &format!("the server on port {}", self.port))?;
         self.wait_ready()
     }
 

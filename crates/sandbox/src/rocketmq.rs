@@ -1,0 +1,189 @@
+//! A throwaway RocketMQ cluster: one name server and one broker
+//! (`rocketmq-namesrv-rust`, `rocketmq-broker-rust`, installed with
+//! `cargo install rocketmq-namesrv rocketmq-broker`) on free ports with temporary
+//! storage, watched like the MariaDB servers so nothing outlives the test.
+
+use crate::{free_port, hold_down, release, signal_watched, watch};
+use anyhow::{bail, Context, Result};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// How to start the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Require ACL credentials: `(access key, secret key)` of the one account.
+    pub credentials: Option<(String, String)>,
+    /// The broker's `maxMessageSize` (default 4 MiB).
+    pub max_message_size: Option<usize>,
+}
+
+/// A running name server and broker.
+pub struct RocketMq {
+    /// `127.0.0.1:PORT` of the name server.
+    pub name_server: String,
+    /// `127.0.0.1:PORT` of the broker.
+    pub broker: String,
+    namesrv_dir: tempfile::TempDir,
+    broker_dir: tempfile::TempDir,
+    namesrv: Child,
+    broker_watchdog: Child,
+}
+
+fn tool(name: &str) -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("{name} is not installed: run `cargo install rocketmq-namesrv rocketmq-broker` (about 30 minutes on 2 cores), or `.ci/run`, which installs it when missing")
+        })
+}
+
+/// Whether the RocketMQ binaries are installed.
+pub fn available() -> bool {
+    tool("rocketmq-namesrv-rust").is_ok() && tool("rocketmq-broker-rust").is_ok()
+}
+
+/// A port `p` such that `p` and `p - 2` (the broker's fast channel) are both free.
+fn broker_port() -> Result<u16> {
+    for _ in 0..50 {
+        let p = free_port()?;
+        if p > 1026 && TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return Ok(p);
+        }
+    }
+    bail!("no free pair of ports for the broker")
+}
+
+fn wait_port(addr: &str, what: &str, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "{what} did not listen on {addr} within 60 s; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+impl RocketMq {
+    pub fn start(opts: &Options) -> Result<RocketMq> {
+        let namesrv_bin = tool("rocketmq-namesrv-rust")?;
+        let broker_bin = tool("rocketmq-broker-rust")?;
+        let namesrv_dir = tempfile::Builder::new().prefix("tidemark-namesrv-").tempdir()?;
+        let ns_port = free_port()?;
+        let ns = namesrv_dir.path();
+        let cmd = vec![
+            "/usr/bin/env".to_string(),
+            format!("ROCKETMQ_HOME={}", ns.display()),
+            "bash".into(),
+            "-c".into(),
+            format!(
+                "exec '{}' --listenPort {ns_port} --bindAddress 127.0.0.1 --rocketmqHome '{}' --kvConfigPath '{}' > '{}' 2>&1",
+                namesrv_bin.display(),
+                ns.display(),
+                ns.join("kv.json").display(),
+                ns.join("out.log").display()
+            ),
+        ];
+        let namesrv = watch(&cmd, ns).context("starting the RocketMQ name server")?;
+        let name_server = format!("127.0.0.1:{ns_port}");
+        wait_port(&name_server, "the RocketMQ name server", &ns.join("out.log"))?;
+
+        let broker_dir = tempfile::Builder::new().prefix("tidemark-broker-").tempdir()?;
+        let b = broker_dir.path();
+        let port = broker_port()?;
+        let ha = free_port()?;
+        let mut props = format!(
+            "namesrvAddr={name_server}\nlistenPort={port}\nhaListenPort={ha}\nbrokerIP1=127.0.0.1\nbrokerName=tidemark-broker\nbrokerClusterName=tidemark\nstorePathRootDir={}\nautoCreateTopicEnable=false\nmappedFileSizeCommitLog=134217728\n",
+            b.join("store").display()
+        );
+        if let Some(n) = opts.max_message_size {
+            props.push_str(&format!("maxMessageSize={n}\n"));
+        }
+        if let Some((ak, sk)) = &opts.credentials {
+            props.push_str(&format!(
+                "authenticationEnabled=true\nauthConfigPath={}\ninitAuthenticationUser={ak}:{sk}\n",
+                b.join("auth").display()
+            ));
+        }
+        std::fs::write(b.join("broker.properties"), props)?;
+        let cmd = vec![
+            "bash".to_string(),
+            "-c".into(),
+            format!(
+                "exec '{}' -c '{}' >> '{}' 2>&1",
+                broker_bin.display(),
+                b.join("broker.properties").display(),
+                b.join("out.log").display()
+            ),
+        ];
+        let broker_watchdog = watch(&cmd, b).context("starting the RocketMQ broker")?;
+        let broker = format!("127.0.0.1:{port}");
+        let mq = RocketMq {
+            name_server,
+            broker,
+            namesrv_dir,
+            broker_dir,
+            namesrv,
+            broker_watchdog,
+        };
+        mq.wait_broker()?;
+        Ok(mq)
+    }
+
+    fn wait_broker(&self) -> Result<()> {
+        wait_port(&self.broker, "the RocketMQ broker", &self.broker_dir.path().join("out.log"))?;
+        // The broker registers with the name server shortly after it listens.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
+    /// Kills the broker (SIGKILL: no clean shutdown) and keeps it down until
+    /// [`RocketMq::start_broker_again`]. Its stored messages stay.
+    pub fn kill_broker(&self) -> Result<()> {
+        let dir = self.broker_dir.path();
+        hold_down(dir, || signal_watched(dir, "KILL"), "the RocketMQ broker")
+    }
+
+    pub fn start_broker_again(&self) -> Result<()> {
+        release(self.broker_dir.path(), "the RocketMQ broker")?;
+        self.wait_broker()
+    }
+
+    /// The broker's output (for test failure messages).
+    pub fn broker_log(&self) -> String {
+        std::fs::read_to_string(self.broker_dir.path().join("out.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RocketMq {
+    fn drop(&mut self) {
+        for (dir, child) in [
+            (self.broker_dir.path(), &mut self.broker_watchdog),
+            (self.namesrv_dir.path(), &mut self.namesrv),
+        ] {
+            let _ = std::fs::write(dir.join("quit"), b"");
+            let _ = signal_watched(dir, "KILL");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
