@@ -137,37 +137,46 @@ pub fn run(task: &Task, store: Option<&Store>) -> Checked {
             None
         }
     };
-    let mut dst = match connect_raw(&task.destination, Side::Destination) {
-        Ok(c) => {
-            r.pass(
-                "destination-connection",
-                format!("connected to {}", task.destination),
-            );
-            Some(c)
-        }
-        Err(e) => {
-            r.fail(
-                "destination-connection",
-                format!("{e:#}"),
-                "fix `destination.url` or the server, then rerun the precheck",
-            );
-            None
+    let queue = task.destination_kind == crate::config::DestinationKind::Rocketmq;
+    let mut dst = if queue {
+        None
+    } else {
+        match connect_raw(&task.destination, Side::Destination) {
+            Ok(c) => {
+                r.pass(
+                    "destination-connection",
+                    format!("connected to {}", task.destination),
+                );
+                Some(c)
+            }
+            Err(e) => {
+                r.fail(
+                    "destination-connection",
+                    format!("{e:#}"),
+                    "fix `destination.url` or the server, then rerun the precheck",
+                );
+                None
+            }
         }
     };
-    let (Some(src), Some(dst)) = (src.as_mut(), dst.as_mut()) else {
-        return Checked {
-            report: r,
-            plan: None,
-            source: None,
-            destination: None,
-        };
+    let failed = |r: Report| Checked {
+        report: r,
+        plan: None,
+        source: None,
+        destination: None,
     };
-    match check_all(task, store, src, dst, &mut r) {
+    let Some(src) = src.as_mut() else {
+        return failed(r);
+    };
+    if dst.is_none() && !queue {
+        return failed(r);
+    }
+    match check_all(task, store, src, dst.as_mut(), &mut r) {
         Ok((plan, s, d)) => Checked {
             report: r,
             plan,
             source: Some(s),
-            destination: Some(d),
+            destination: d,
         },
         Err(e) => {
             r.fail(
@@ -175,12 +184,7 @@ pub fn run(task: &Task, store: Option<&Store>) -> Checked {
                 format!("the precheck itself failed: {e:#}"),
                 "fix the cause above and rerun",
             );
-            Checked {
-                report: r,
-                plan: None,
-                source: None,
-                destination: None,
-            }
+            failed(r)
         }
     }
 }
@@ -190,16 +194,22 @@ fn show_grants(c: &mut Conn) -> anyhow::Result<Grants> {
     Ok(Grants::parse(lines.iter().map(String::as_str)))
 }
 
+/// Runs the checks on a connected source and, for a MySQL destination, destination.
 fn check_all(
     task: &Task,
     store: Option<&Store>,
     src: &mut Conn,
-    dst: &mut Conn,
+    mut dst: Option<&mut Conn>,
     r: &mut Report,
-) -> anyhow::Result<(Option<Plan>, ServerInfo, ServerInfo)> {
+) -> anyhow::Result<(Option<Plan>, ServerInfo, Option<ServerInfo>)> {
     let s = ServerInfo::read(src)?;
-    let d = ServerInfo::read(dst)?;
-    versions(&s, &d, r);
+    let mut d = None;
+    if let Some(dst) = dst.as_deref_mut() {
+        let info = ServerInfo::read(dst)?;
+        versions(&s, &info, r);
+        d = Some(info);
+    }
+    let dest_lower = d.as_ref().is_some_and(|d| d.lower_case_table_names != 0);
 
     // Objects.
     let mut dbs = BTreeMap::new();
@@ -208,7 +218,7 @@ fn check_all(
             dbs.insert(o.database.clone(), info);
         }
     }
-    let (plan, problems) = mapping::build(task, &dbs, d.lower_case_table_names != 0);
+    let (plan, problems) = mapping::build(task, &dbs, dest_lower);
     if problems.is_empty() {
         r.pass(
             "objects",
@@ -224,18 +234,65 @@ fn check_all(
     }
     where_filters(task, &plan, src, r);
     source_privileges(task, &plan, src, r)?;
-    destination_privileges(task, &plan, dst, r)?;
-    target_names(&plan, r);
     keys(&plan, r);
     unsupported(&plan, r);
-    conflicts(task, store, &plan, dst, r)?;
     invisible(&plan, &s, r);
-    space(task, &plan, dst, r);
+    match dst {
+        Some(dst) => {
+            destination_privileges(task, &plan, dst, r)?;
+            target_names(&plan, r);
+            conflicts(task, store, &plan, dst, r)?;
+            space(task, &plan, dst, r);
+        }
+        None => queue_destination(task, &plan, r),
+    }
     if task.has(Phase::Incremental) {
         binlog(task, src, r)?;
         checkpoint_binlog(store, src, r)?;
     }
     Ok((Some(plan), s, d))
+}
+
+/// A RocketMQ destination: name servers, topics, credentials, partition columns; and
+/// what does not apply to a message queue.
+fn queue_destination(task: &Task, plan: &Plan, r: &mut Report) {
+    let Some(config) = &task.rocketmq else {
+        return;
+    };
+    if task.has(Phase::Schema) {
+        r.fail(
+            "schema-migration",
+            "schema migration does not apply to a RocketMQ destination (there are no tables to create; DDL from the binlog is sent as messages)",
+            "remove \"schema\" from `migration.types`",
+        );
+    }
+    if task.verification.mode != crate::config::VerificationMode::Off {
+        r.fail(
+            "verification",
+            "verification compares tables on a MySQL destination; a RocketMQ destination has none",
+            "set `[verification] mode = \"off\"` (consumers can compare what they rebuild with `tidemark verify` against their own database)",
+        );
+    }
+    let sink = crate::sink::rocketmq::Sink::new(config.clone(), &task.name, std::time::Duration::from_secs(30));
+    let problems = sink.check(&plan.tables);
+    if problems.is_empty() {
+        r.pass(
+            "destination-topics",
+            format!(
+                "name server {} answers; topic(s) {} exist with writable queues; the broker accepts producer group {:?}",
+                config.name_servers.join(","),
+                config.topics().join(", "),
+                config.producer_group
+            ),
+        );
+    }
+    for p in problems {
+        r.fail(
+            "destination-topics",
+            p,
+            "fix `[destination]` (name_servers, topic, credentials, topics) or the RocketMQ cluster, then rerun the precheck",
+        );
+    }
 }
 
 /// On a restart: the binlog file the task continues from is still on the source.

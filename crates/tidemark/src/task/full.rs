@@ -126,37 +126,22 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
     drop(dst);
 
     let mut jobs = Vec::new();
-    let mut order: Vec<usize> = (0..plan.tables.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(plan.tables[i].source.rows));
-    for &i in &order {
+    for (i, c) in pending_chunks(task, plan, store, &mut src)? {
         let t = &plan.tables[i];
-        let key = t.def().name.to_string();
-        if store.table_state(&key)?.as_deref() == Some("copied") {
-            continue;
-        }
-        if store.table_state(&key)?.as_deref() != Some("planned") {
-            let chunks = snapshot::plan_chunks(&mut src, t, task.full.chunk_rows)?;
-            store.save_chunks(&key, &t.target.to_string(), t.source.rows, &chunks)?;
-        }
-        for c in store.chunks(&key)? {
-            if c.done {
-                continue;
-            }
-            let retry = c.attempts > 0;
-            let mode = match (task.migration.on_conflicting_tables, retry) {
-                (ConflictMode::Ignore, _) => InsertMode::Ignore,
-                (ConflictMode::Fail, true) => InsertMode::Replace,
-                (ConflictMode::Fail, false) => InsertMode::Insert,
-            };
-            let clear_first = retry && t.def().key.is_none();
-            jobs.push(Job {
-                table: i,
-                chunk: c.chunk,
-                mode,
-                clear_first,
-                first_failure: None,
-            });
-        }
+        let retry = c.attempts > 0;
+        let mode = match (task.migration.on_conflicting_tables, retry) {
+            (ConflictMode::Ignore, _) => InsertMode::Ignore,
+            (ConflictMode::Fail, true) => InsertMode::Replace,
+            (ConflictMode::Fail, false) => InsertMode::Insert,
+        };
+        let clear_first = retry && t.def().key.is_none();
+        jobs.push(Job {
+            table: i,
+            chunk: c.chunk,
+            mode,
+            clear_first,
+            first_failure: None,
+        });
     }
     drop(src);
     tracing::info!(
@@ -205,6 +190,41 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }
+    mark_copied(plan, store)
+}
+
+/// The chunks still to copy, largest tables first, as (table index, chunk): planned on
+/// the first run and saved, so a restart skips the chunks already done.
+pub(crate) fn pending_chunks(
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+    src: &mut mysql::Conn,
+) -> Result<Vec<(usize, crate::state::ChunkState)>> {
+    let mut out = Vec::new();
+    let mut order: Vec<usize> = (0..plan.tables.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(plan.tables[i].source.rows));
+    for &i in &order {
+        let t = &plan.tables[i];
+        let key = t.def().name.to_string();
+        if store.table_state(&key)?.as_deref() == Some("copied") {
+            continue;
+        }
+        if store.table_state(&key)?.as_deref() != Some("planned") {
+            let chunks = snapshot::plan_chunks(src, t, task.full.chunk_rows)?;
+            store.save_chunks(&key, &t.target.to_string(), t.source.rows, &chunks)?;
+        }
+        for c in store.chunks(&key)? {
+            if !c.done {
+                out.push((i, c));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Marks the tables whose chunks are all done as copied.
+pub(crate) fn mark_copied(plan: &Plan, store: &Store) -> Result<()> {
     for t in &plan.tables {
         let key = t.def().name.to_string();
         if store.chunks(&key)?.iter().all(|c| c.done) {

@@ -6,6 +6,7 @@
 //! recorded as done and continues from there.
 
 pub mod full;
+pub mod full_queue;
 pub mod incremental;
 pub mod schema;
 pub mod throttle;
@@ -141,10 +142,17 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         tracing::info!("schema: done");
         finish("schema")?;
     }
+    // A message queue destination: one producer for the whole run.
+    let sink = task.rocketmq.as_ref().map(|c| {
+        crate::sink::rocketmq::Sink::new(c.clone(), &task.name, task.advanced.connection_window())
+    });
     if task.has(Phase::Full) && !done("full")? {
         store.set_status(TaskStatus::Full)?;
         let progress = Progress::start(full::estimate(&plan), opts.bars);
-        let copied = full::copy(task, &plan, store, &progress);
+        let copied = match &sink {
+            Some(sink) => full_queue::copy(task, &plan, store, &progress, sink),
+            None => full::copy(task, &plan, store, &progress),
+        };
         progress.finish();
         copied?;
         tracing::info!(
@@ -193,6 +201,7 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
             incremental::Options {
                 stop_when_caught_up: opts.stop_when_caught_up,
             },
+            sink.as_ref(),
         )?;
     }
     Ok(())

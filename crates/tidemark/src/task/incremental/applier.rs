@@ -1,13 +1,20 @@
-//! The apply side of the incremental phase: the batch being gathered, the worker
-//! connections that write its shares, retries, checkpoints and DDL statements.
+//! The apply side of the incremental phase: the batch being gathered, where it goes
+//! ([`Target`]: MySQL worker connections, or RocketMQ messages), retries, checkpoints
+//! and DDL statements.
 
 use super::*;
 use crate::config::Task;
 use crate::connect::{connect, reconnect, transient, Side, Transient};
 use crate::sink::mysql::apply::{self, Coalescer, Work};
 use crate::source::binlog::stream::Txn;
+use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
+use crate::sink::rocketmq::client::{now_ms, Outbox};
+use crate::sink::rocketmq::format::{DdlEvent, Op, Origin, RowEvent};
+use crate::sink::rocketmq::Sink;
 use crate::source::catalog;
 use crate::state::Store;
+use crate::transform::mapping::TablePlan;
+use tidemark_core::{Change, Row, TableName, Value};
 use crate::task::throttle::Throttle;
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -16,12 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemark_core::Position;
 
-/// The apply workers and the batch being gathered.
+/// The batch being gathered and where it is written.
 pub(super) struct Applier<'a> {
     pub(super) store: &'a Store,
-    pub(super) batch: Coalescer,
-    pub(super) workers: Vec<Worker>,
-    pub(super) ddl_conn: mysql::Conn,
+    pub(super) target: Target<'a>,
     pub(super) throttle: Throttle,
     /// Position after the last applied transaction.
     pub(super) checkpoint: Position,
@@ -31,6 +36,34 @@ pub(super) struct Applier<'a> {
     pub(super) stats: Applied,
     /// When the reader had the last transaction of the batch.
     pub(super) last_received: Option<Instant>,
+}
+
+/// Where changes are written.
+pub(super) enum Target<'a> {
+    /// A MySQL destination: the batch is coalesced per key and written by the workers.
+    Mysql {
+        batch: Coalescer,
+        workers: Vec<Worker>,
+        /// DDL statements, table definitions, tables copied in.
+        ddl_conn: mysql::Conn,
+    },
+    /// A message queue: every change is a message, in source order per ordering key.
+    Queue(QueueTarget<'a>),
+}
+
+pub(super) struct QueueTarget<'a> {
+    sink: &'a Sink,
+    outbox: Outbox,
+    rows: usize,
+    bytes: u64,
+    /// The transaction whose changes are being added: its end, commit time (ms), the
+    /// next change's index in it, and (for DDL) the source table it names.
+    txn_end: Option<Position>,
+    txn_ms: u64,
+    index: u32,
+    ddl_source: (String, Option<String>),
+    /// Reads table definitions after DDL (a queue has none to read back).
+    source: mysql::Conn,
 }
 
 pub(super) struct Worker {
@@ -45,27 +78,26 @@ impl<'a> Applier<'a> {
         store: &'a Store,
         checkpoint: Position,
         safe_until: Option<Position>,
+        sink: Option<&'a Sink>,
     ) -> Result<Applier<'a>> {
-        let mut workers = Vec::new();
-        for _ in 0..task.incremental.threads {
-            let (jobs_tx, jobs_rx) = bounded::<Arc<Work>>(1);
-            let (done_tx, done_rx) = bounded::<Result<u64>>(1);
-            let mut dst = apply_connection(task)?;
-            let task = task.clone();
-            let handle = std::thread::spawn(move || {
-                for work in jobs_rx.iter() {
-                    let r = apply_with_retry(&task, &mut dst, &work);
-                    if done_tx.send(r).is_err() {
-                        return;
-                    }
-                }
-            });
-            workers.push(Worker {
-                jobs: Some(jobs_tx),
-                done: done_rx,
-                handle: Some(handle),
-            });
-        }
+        let target = match sink {
+            Some(sink) => Target::Queue(QueueTarget {
+                sink,
+                outbox: Outbox::default(),
+                rows: 0,
+                bytes: 0,
+                txn_end: None,
+                txn_ms: 0,
+                index: 0,
+                ddl_source: (String::new(), None),
+                source: connect(&task.source, Side::Source)?,
+            }),
+            None => Target::Mysql {
+                batch: Coalescer::new(task.incremental.threads, false),
+                workers: start_workers(task)?,
+                ddl_conn: apply_connection(task)?,
+            },
+        };
         let stats = store
             .get(APPLIED)?
             .and_then(|s| serde_json::from_str(&s).ok())
@@ -80,9 +112,7 @@ impl<'a> Applier<'a> {
             });
         Ok(Applier {
             store,
-            batch: Coalescer::new(task.incremental.threads, false),
-            workers,
-            ddl_conn: apply_connection(task)?,
+            target,
             throttle: Throttle::new(
                 task.incremental.rows_per_second,
                 task.incremental.mb_per_second,
@@ -94,6 +124,79 @@ impl<'a> Applier<'a> {
             stats,
             last_received: None,
         })
+    }
+
+    /// A transaction starts: what its messages carry as their origin.
+    pub(super) fn begin_txn(&mut self, txn: &Txn) {
+        if let Target::Queue(q) = &mut self.target {
+            q.txn_end = Some(txn.end.clone());
+            q.txn_ms = u64::from(txn.timestamp) * 1000;
+            q.index = 0;
+            if let Some(ddl) = &txn.ddl {
+                let st = crate::transform::ddl::Statement::parse(&ddl.statement);
+                q.ddl_source = match st.tables.first() {
+                    Some(n) => (
+                        n.database.clone().unwrap_or_else(|| ddl.database.clone()),
+                        Some(n.name.clone()),
+                    ),
+                    None => (st.database.clone().unwrap_or_else(|| ddl.database.clone()), None),
+                };
+            }
+        }
+    }
+
+    /// Adds one row change of a followed table to the batch.
+    pub(super) fn push(&mut self, plan: &Arc<TablePlan>, change: Change) -> Result<()> {
+        match &mut self.target {
+            Target::Mysql { batch, .. } => {
+                batch.push(plan, change);
+                Ok(())
+            }
+            Target::Queue(q) => {
+                // Binlog images hold every column; messages carry the copied ones.
+                let project = |r: &Row| -> Vec<Value> {
+                    plan.copied.iter().filter_map(|&i| r.get(i).cloned()).collect()
+                };
+                let (op, before, after) = match &change {
+                    Change::Insert { row, .. } => (Op::Insert, None, Some(project(row))),
+                    Change::Update { before, after, .. } => {
+                        (Op::Update, Some(project(before)), Some(project(after)))
+                    }
+                    Change::Delete { before, .. } => (Op::Delete, Some(project(before)), None),
+                    Change::Ddl { .. } | Change::Commit { .. } => return Ok(()),
+                };
+                q.bytes += before
+                    .iter()
+                    .chain(after.iter())
+                    .flatten()
+                    .map(|v| v.wire_size() as u64)
+                    .sum::<u64>();
+                let ev = RowEvent {
+                    table: plan,
+                    op,
+                    before: before.as_deref(),
+                    after: after.as_deref(),
+                    snapshot: false,
+                    origin: Origin {
+                        position: q.txn_end.as_ref(),
+                        index: q.index,
+                        source_ms: q.txn_ms,
+                        built_ms: now_ms(),
+                    },
+                };
+                q.index += 1;
+                q.rows += 1;
+                q.sink.row(&mut q.outbox, &ev)
+            }
+        }
+    }
+
+    /// Row changes gathered and not yet written.
+    pub(super) fn pending_rows(&self) -> usize {
+        match &self.target {
+            Target::Mysql { batch, .. } => batch.rows,
+            Target::Queue(q) => q.rows,
+        }
     }
 
     /// Records that `txn` (with `rows` row changes in the batch) belongs to the batch.
@@ -110,43 +213,26 @@ impl<'a> Applier<'a> {
         let Some(end) = self.batch_end.take() else {
             return Ok(());
         };
-        if !self.batch.is_empty() {
-            let exact = self
-                .safe_until
-                .as_ref()
-                .is_none_or(|s| after(&self.checkpoint, s));
-            self.batch.set_exact(exact);
-            let (rows, bytes) = (self.batch.rows as u64, self.batch.bytes);
-            save_position(self.store, INFLIGHT, &end)?;
-            let shares = self.batch.take();
-            let mut sent = Vec::new();
-            for (w, share) in shares.into_iter().enumerate() {
-                if share.is_empty() {
-                    continue;
-                }
-                let jobs = self.workers[w]
-                    .jobs
+        match &mut self.target {
+            Target::Mysql { batch, workers, .. } if !batch.is_empty() => {
+                let exact = self
+                    .safe_until
                     .as_ref()
-                    .ok_or_else(|| anyhow!("internal: apply worker gone"))?;
-                jobs.send(Arc::new(share))
-                    .map_err(|_| anyhow!("an apply worker stopped"))?;
-                sent.push(w);
+                    .is_none_or(|s| after(&self.checkpoint, s));
+                batch.set_exact(exact);
+                let (rows, bytes) = (batch.rows as u64, batch.bytes);
+                save_position(self.store, INFLIGHT, &end)?;
+                write_shares(workers, batch.take())?;
+                self.throttle.rows(rows, bytes);
             }
-            let mut first_error = None;
-            for w in sent {
-                let r = self.workers[w]
-                    .done
-                    .recv()
-                    .map_err(|_| anyhow!("an apply worker stopped"))
-                    .and_then(|r| r);
-                if let Err(e) = r {
-                    first_error.get_or_insert(e);
-                }
+            Target::Mysql { .. } => {}
+            Target::Queue(q) => {
+                let (rows, bytes) = (q.rows as u64, q.bytes);
+                // Every message before the checkpoint is acknowledged by the broker.
+                q.sink.send(&mut q.outbox)?;
+                (q.rows, q.bytes) = (0, 0);
+                self.throttle.rows(rows, bytes);
             }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-            self.throttle.rows(rows, bytes);
         }
         tracker.save(self.store)?;
         save_position(self.store, CHECKPOINT, &end)?;
@@ -180,19 +266,45 @@ impl<'a> Applier<'a> {
     /// Applies a DDL statement; returns false when the destination rejected it (logged
     /// and counted in the status: the task goes on).
     pub(super) fn ddl(&mut self, task: &Task, use_db: Option<&str>, sql: &str) -> Result<bool> {
+        let ddl_conn = match &mut self.target {
+            Target::Mysql { ddl_conn, .. } => ddl_conn,
+            Target::Queue(q) => {
+                // Sent alone, after every change before it was acknowledged.
+                q.sink.send(&mut q.outbox)?;
+                let first = crate::transform::ddl::Statement::parse(sql)
+                    .tables
+                    .first()
+                    .map(|n| n.name.clone());
+                let database = use_db.unwrap_or(&q.ddl_source.0).to_string();
+                let ev = DdlEvent {
+                    database: &database,
+                    table: first.as_deref(),
+                    statement: sql,
+                    origin: Origin {
+                        position: q.txn_end.as_ref(),
+                        index: q.index,
+                        source_ms: q.txn_ms,
+                        built_ms: now_ms(),
+                    },
+                };
+                q.index += 1;
+                let (db, table) = (q.ddl_source.0.clone(), q.ddl_source.1.clone());
+                q.sink.ddl(&mut q.outbox, &ev, &db, table.as_deref())?;
+                q.sink.send(&mut q.outbox)?;
+                return Ok(true);
+            }
+        };
         let safe = self
             .safe_until
             .as_ref()
             .is_some_and(|s| !after(&self.checkpoint, s));
         if let Some(db) = use_db {
             // The database may not exist yet (it could be created later in the stream).
-            let _ = self
-                .ddl_conn
-                .query_drop(format!("USE {}", tidemark_core::sql::quote_ident(db)));
+            let _ = ddl_conn.query_drop(format!("USE {}", tidemark_core::sql::quote_ident(db)));
         }
         let started = Instant::now();
         loop {
-            match self.ddl_conn.query_drop(sql) {
+            match ddl_conn.query_drop(sql) {
                 Ok(()) => return Ok(true),
                 // Replayed DDL that already took effect (the copy or an earlier attempt
                 // saw it): table exists, duplicate column or key, unknown column or key,
@@ -213,10 +325,10 @@ impl<'a> Applier<'a> {
                         tracing::warn!("incremental: DDL failed ({e}), retrying");
                         std::thread::sleep(Duration::from_secs(1));
                         if kind == Transient::Connection {
-                            self.ddl_conn =
+                            *ddl_conn =
                                 apply_connection_until(task, started + window(task, kind))?;
                             if let Some(db) = use_db {
-                                let _ = self.ddl_conn.query_drop(format!(
+                                let _ = ddl_conn.query_drop(format!(
                                     "USE {}",
                                     tidemark_core::sql::quote_ident(db)
                                 ));
@@ -240,24 +352,141 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// A followed table's definition now: read back from a MySQL destination (what the
+    /// rows are written into), from the source for a queue.
     pub(super) fn read_table(
         &mut self,
-        db: &str,
-        table: &str,
+        source: &TableName,
+        target: &TableName,
     ) -> Result<Option<catalog::TableInfo>> {
-        let info = catalog::read_database(&mut self.ddl_conn, db)?;
-        Ok(info.and_then(|d| d.tables.into_iter().find(|t| t.def.name.table == table)))
+        let (conn, name) = match &mut self.target {
+            Target::Mysql { ddl_conn, .. } => (ddl_conn, target),
+            Target::Queue(q) => (&mut q.source, source),
+        };
+        let info = catalog::read_database(conn, &name.database)?;
+        Ok(info.and_then(|d| d.tables.into_iter().find(|t| t.def.name.table == name.table)))
+    }
+
+    /// Writes the rows of a table copied in mid-stream (renamed into the selection):
+    /// REPLACEd into a MySQL destination, snapshot messages for a queue.
+    pub(super) fn copy_rows(
+        &mut self,
+        src: &mut mysql::Conn,
+        plan: &TablePlan,
+        chunk: &crate::source::snapshot::Chunk,
+    ) -> Result<u64> {
+        let mut rows = 0u64;
+        match &mut self.target {
+            Target::Mysql { ddl_conn, .. } => {
+                let mut insert = InsertBuilder::new(plan, InsertMode::Replace, 1_000, 4 << 20);
+                crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
+                    rows += 1;
+                    if insert.push(&row) {
+                        ddl_conn.query_drop(insert.take().0)?;
+                    }
+                    Ok(())
+                })?;
+                if !insert.is_empty() {
+                    ddl_conn.query_drop(insert.take().0)?;
+                }
+            }
+            Target::Queue(q) => {
+                let read_ms = now_ms();
+                crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
+                    rows += 1;
+                    let ev = RowEvent {
+                        table: plan,
+                        op: Op::Insert,
+                        before: None,
+                        after: Some(&row),
+                        snapshot: true,
+                        origin: Origin {
+                            position: None,
+                            index: 0,
+                            source_ms: read_ms,
+                            built_ms: now_ms(),
+                        },
+                    };
+                    q.sink.row(&mut q.outbox, &ev)
+                })?;
+                q.sink.send(&mut q.outbox)?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Whether the destination is a MySQL server (tables to create and write).
+    pub(super) fn is_mysql(&self) -> bool {
+        matches!(self.target, Target::Mysql { .. })
     }
 
     pub(super) fn shutdown(&mut self) {
-        for w in &mut self.workers {
-            w.jobs.take();
-        }
-        for w in &mut self.workers {
-            if let Some(h) = w.handle.take() {
-                let _ = h.join();
+        if let Target::Mysql { workers, .. } = &mut self.target {
+            for w in workers.iter_mut() {
+                w.jobs.take();
+            }
+            for w in workers.iter_mut() {
+                if let Some(h) = w.handle.take() {
+                    let _ = h.join();
+                }
             }
         }
+    }
+}
+
+fn start_workers(task: &Task) -> Result<Vec<Worker>> {
+    let mut workers = Vec::new();
+    for _ in 0..task.incremental.threads {
+        let (jobs_tx, jobs_rx) = bounded::<Arc<Work>>(1);
+        let (done_tx, done_rx) = bounded::<Result<u64>>(1);
+        let mut dst = apply_connection(task)?;
+        let task = task.clone();
+        let handle = std::thread::spawn(move || {
+            for work in jobs_rx.iter() {
+                let r = apply_with_retry(&task, &mut dst, &work);
+                if done_tx.send(r).is_err() {
+                    return;
+                }
+            }
+        });
+        workers.push(Worker {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            handle: Some(handle),
+        });
+    }
+    Ok(workers)
+}
+
+/// Hands each worker its share and waits until every share is committed.
+fn write_shares(workers: &mut [Worker], shares: Vec<Work>) -> Result<()> {
+    let mut sent = Vec::new();
+    for (w, share) in shares.into_iter().enumerate() {
+        if share.is_empty() {
+            continue;
+        }
+        let jobs = workers[w]
+            .jobs
+            .as_ref()
+            .ok_or_else(|| anyhow!("internal: apply worker gone"))?;
+        jobs.send(Arc::new(share))
+            .map_err(|_| anyhow!("an apply worker stopped"))?;
+        sent.push(w);
+    }
+    let mut first_error = None;
+    for w in sent {
+        let r = workers[w]
+            .done
+            .recv()
+            .map_err(|_| anyhow!("an apply worker stopped"))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

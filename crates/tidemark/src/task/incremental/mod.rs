@@ -109,6 +109,7 @@ pub fn run(
     store: &Store,
     stop: &AtomicBool,
     opts: Options,
+    sink: Option<&crate::sink::rocketmq::Sink>,
 ) -> Result<()> {
     let start = match load_position(store, CHECKPOINT)? {
         Some(p) => p,
@@ -176,7 +177,7 @@ pub fn run(
         let state_dir = task.state_dir.clone();
         std::thread::spawn(move || live_verification(&task, &plan, &state_dir, control_tx, &stop))
     });
-    let result = Applier::new(task, store, start.clone(), safe_until).and_then(|mut applier| {
+    let result = Applier::new(task, store, start.clone(), safe_until, sink).and_then(|mut applier| {
         let how = Drive {
             stop,
             opts,
@@ -444,6 +445,7 @@ fn coordinate(
                     }
                 }
                 read_to = txn.end.clone();
+                applier.begin_txn(&txn);
                 if let Some(ddl) = &txn.ddl {
                     applier.flush(tracker)?;
                     tracker.apply_ddl(task, plan, applier, ddl)?;
@@ -451,9 +453,9 @@ fn coordinate(
                     applier.flush(tracker)?;
                     continue;
                 }
-                let rows = tracker.changes(&txn, &mut applier.batch, &mut filter, &task.source)?;
+                let rows = tracker.changes(&txn, applier, &mut filter, &task.source)?;
                 applier.advance(&txn, rows);
-                if applier.batch.rows >= batch_rows || rx.is_empty() {
+                if applier.pending_rows() >= batch_rows || rx.is_empty() {
                     applier.flush(tracker)?;
                 }
             }

@@ -5,13 +5,11 @@
 use super::*;
 use crate::config::{OnlineDdl, Task};
 use crate::connect::{connect, Side};
-use crate::sink::mysql::apply::Coalescer;
-use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
 use crate::source::binlog::stream::{Ddl, Txn};
 use crate::source::binlog::value::conform;
 use crate::source::binlog::RowsKind;
 use crate::source::catalog;
-use crate::source::snapshot::{self, Chunk};
+use crate::source::snapshot::Chunk;
 use crate::state::Store;
 use crate::transform::ddl::{Kind, NameRef, Statement};
 use crate::transform::filter::Filter;
@@ -260,7 +258,7 @@ impl Tracker {
         let Some(old) = self.tables.get(key).cloned() else {
             return Ok(());
         };
-        let Some(mut info) = applier.read_table(&old.target.database, &old.target.table)? else {
+        let Some(mut info) = applier.read_table(&old.def().name, &old.target)? else {
             self.tables.remove(key);
             return Ok(());
         };
@@ -276,7 +274,7 @@ impl Tracker {
     pub(super) fn changes(
         &mut self,
         txn: &Txn,
-        batch: &mut Coalescer,
+        applier: &mut Applier,
         filter: &mut Option<Filter>,
         source: &crate::config::Endpoint,
     ) -> Result<usize> {
@@ -363,7 +361,7 @@ impl Tracker {
                 }
             }
             for change in changes {
-                batch.push(plan, change);
+                applier.push(plan, change)?;
                 n += 1;
             }
         }
@@ -572,7 +570,7 @@ impl Tracker {
                     &TableName::new(&tdb, &ttable),
                 )?;
             }
-            let info = applier.read_table(&tdb, &ttable)?;
+            let info = applier.read_table(&TableName::new(&db, &n.name), &TableName::new(&tdb, &ttable))?;
             let Some(mut info) = info else {
                 self.tables.remove(&key);
                 continue;
@@ -687,10 +685,12 @@ impl Tracker {
         tracing::info!(
             "incremental: {source} was renamed into the selection: copying it to {target}"
         );
-        let drop = format!("DROP TABLE IF EXISTS {}", target.quoted());
-        applier.ddl(task, Some(&target.database), &drop)?;
-        if !applier.ddl(task, Some(&target.database), &sql)? {
-            bail!("could not create {target} for the table renamed into the selection");
+        if applier.is_mysql() {
+            let drop = format!("DROP TABLE IF EXISTS {}", target.quoted());
+            applier.ddl(task, Some(&target.database), &drop)?;
+            if !applier.ddl(task, Some(&target.database), &sql)? {
+                bail!("could not create {target} for the table renamed into the selection");
+            }
         }
         let plan = mapping::whole_table(info, target.clone(), Operations::default());
         let whole = Chunk {
@@ -698,19 +698,7 @@ impl Tracker {
             lower: None,
             upper: None,
         };
-        let mut rows = 0u64;
-        let mut insert = InsertBuilder::new(&plan, InsertMode::Replace, 1_000, 4 << 20);
-        let dst = &mut applier.ddl_conn;
-        snapshot::read_chunk(src, &plan, &whole, |row| {
-            rows += 1;
-            if insert.push(&row) {
-                dst.query_drop(insert.take().0)?;
-            }
-            Ok(())
-        })?;
-        if !insert.is_empty() {
-            dst.query_drop(insert.take().0)?;
-        }
+        let rows = applier.copy_rows(src, &plan, &whole)?;
         src.query_drop("COMMIT")?;
         Ok(Some((rows, snapshot_at)))
     }
