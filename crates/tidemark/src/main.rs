@@ -325,13 +325,16 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     let incremental: Option<task::incremental::Applied> = store
         .get(task::incremental::APPLIED)?
         .and_then(|s| serde_json::from_str(&s).ok());
+    let messages: Option<serde_json::Value> = store
+        .get(tidemark::sink::rocketmq::COUNTERS)?
+        .and_then(|s| serde_json::from_str(&s).ok());
     if json {
         let verification: Option<serde_json::Value> = store
             .get("verification")?
             .and_then(|s| serde_json::from_str(&s).ok());
         let v = serde_json::json!({
             "task": task.name, "status": status, "updated_at": updated, "error": error, "tables": tables,
-            "incremental": incremental, "verification": verification,
+            "incremental": incremental, "verification": verification, "messages": messages,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -347,6 +350,12 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     }
     if let Some(v) = store.get("verification_summary")? {
         println!("verification: {v}");
+    }
+    if let Some(m) = messages {
+        println!(
+            "messages acknowledged by RocketMQ: {} ({:.1} MB); rows over 4 MiB skipped: {}",
+            m["messages"], m["bytes"].as_f64().unwrap_or(0.0) / 1e6, m["skipped_large"]
+        );
     }
     if let Some(i) = incremental {
         println!(

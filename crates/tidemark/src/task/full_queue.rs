@@ -48,78 +48,85 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress, sink: 
         task.full.source_qps,
     );
     let failed = AtomicBool::new(false);
+    let worker = || -> Result<()> {
+        let mut src = connect(&task.source, Side::Source)?;
+        let mut out = Outbox::default();
+        while let Ok((i, c)) = rx.recv() {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let t = &plan.tables[i];
+            let key = t.def().name.to_string();
+            let target = t.target.to_string();
+            progress.table_started(&target, t.source.rows);
+            let mut first_failure: Option<Instant> = None;
+            let (rows, bytes) = loop {
+                store.start_chunk(&key, c.chunk.index)?;
+                throttle.query();
+                let (mut rows, mut bytes) = (0u64, 0u64);
+                let read_ms = now_ms();
+                let r = snapshot::read_chunk(&mut src, t, &c.chunk, |row| {
+                    let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
+                    rows += 1;
+                    bytes += size;
+                    throttle.rows(1, size);
+                    let ev = RowEvent {
+                        table: t,
+                        op: Op::Insert,
+                        before: None,
+                        after: Some(&row),
+                        snapshot: true,
+                        origin: Origin {
+                            position: None,
+                            index: 0,
+                            source_ms: read_ms,
+                            built_ms: now_ms(),
+                        },
+                    };
+                    sink.row(&mut out, &ev)?;
+                    if out.bytes >= SEND_BYTES {
+                        sink.send(&mut out)?;
+                    }
+                    Ok(())
+                });
+                match r {
+                    Ok(()) => break (rows, bytes),
+                    Err(e) => {
+                        // Only a source read that failed is retried here; the
+                        // producer retries the broker by itself.
+                        let kind = e.downcast_ref::<mysql::Error>().and_then(transient);
+                        let since = *first_failure.get_or_insert_with(Instant::now);
+                        match kind {
+                            Some(Transient::Connection)
+                                if since.elapsed() < task.advanced.connection_window() =>
+                            {
+                                tracing::warn!("{}: reading chunk {} failed, sending it again: {e:#}", t.def().name, c.chunk.index);
+                                out = Outbox::default();
+                                src = reconnect(&task.source, Side::Source, since + task.advanced.connection_window())?;
+                            }
+                            _ => return Err(e),
+                        }
+                    }
+                }
+            };
+            sink.send(&mut out)?;
+            store.finish_chunk(&key, c.chunk.index, rows, bytes)?;
+            progress.add(&target, rows, bytes);
+            if remaining[i].fetch_sub(1, Ordering::Relaxed) == 1 {
+                progress.table_done(&target);
+            }
+        }
+        Ok(())
+    };
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..task.full.threads)
             .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    let mut src = connect(&task.source, Side::Source)?;
-                    let mut out = Outbox::default();
-                    while let Ok((i, c)) = rx.recv() {
-                        if failed.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let t = &plan.tables[i];
-                        let key = t.def().name.to_string();
-                        let target = t.target.to_string();
-                        progress.table_started(&target, t.source.rows);
-                        let mut first_failure: Option<Instant> = None;
-                        let (rows, bytes) = loop {
-                            store.start_chunk(&key, c.chunk.index)?;
-                            throttle.query();
-                            let (mut rows, mut bytes) = (0u64, 0u64);
-                            let read_ms = now_ms();
-                            let r = snapshot::read_chunk(&mut src, t, &c.chunk, |row| {
-                                let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
-                                rows += 1;
-                                bytes += size;
-                                throttle.rows(1, size);
-                                let ev = RowEvent {
-                                    table: t,
-                                    op: Op::Insert,
-                                    before: None,
-                                    after: Some(&row),
-                                    snapshot: true,
-                                    origin: Origin {
-                                        position: None,
-                                        index: 0,
-                                        source_ms: read_ms,
-                                        built_ms: now_ms(),
-                                    },
-                                };
-                                sink.row(&mut out, &ev)?;
-                                if out.bytes >= SEND_BYTES {
-                                    sink.send(&mut out)?;
-                                }
-                                Ok(())
-                            });
-                            match r {
-                                Ok(()) => break (rows, bytes),
-                                Err(e) => {
-                                    // Only a source read that failed is retried here; the
-                                    // producer retries the broker by itself.
-                                    let kind = e.downcast_ref::<mysql::Error>().and_then(transient);
-                                    let since = *first_failure.get_or_insert_with(Instant::now);
-                                    match kind {
-                                        Some(Transient::Connection)
-                                            if since.elapsed() < task.advanced.connection_window() =>
-                                        {
-                                            tracing::warn!("{}: reading chunk {} failed, sending it again: {e:#}", t.def().name, c.chunk.index);
-                                            out = Outbox::default();
-                                            src = reconnect(&task.source, Side::Source, since + task.advanced.connection_window())?;
-                                        }
-                                        _ => return Err(e),
-                                    }
-                                }
-                            }
-                        };
-                        sink.send(&mut out)?;
-                        store.finish_chunk(&key, c.chunk.index, rows, bytes)?;
-                        progress.add(&target, rows, bytes);
-                        if remaining[i].fetch_sub(1, Ordering::Relaxed) == 1 {
-                            progress.table_done(&target);
-                        }
+                s.spawn(|| {
+                    let r = worker();
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
                     }
-                    Ok(())
+                    r
                 })
             })
             .collect();
@@ -127,14 +134,12 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress, sink: 
             .into_iter()
             .filter_map(|h| match h.join() {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => {
-                    failed.store(true, Ordering::Relaxed);
-                    Some(e)
-                }
+                Ok(Err(e)) => Some(e),
                 Err(_) => Some(anyhow!("a copy worker panicked")),
             })
             .collect()
     });
+    sink.save_counters(store)?;
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }

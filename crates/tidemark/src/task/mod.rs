@@ -146,6 +146,9 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
     let sink = task.rocketmq.as_ref().map(|c| {
         crate::sink::rocketmq::Sink::new(c.clone(), &task.name, task.advanced.connection_window())
     });
+    if let Some(sink) = &sink {
+        sink.load_counters(store)?;
+    }
     if task.has(Phase::Full) && !done("full")? {
         store.set_status(TaskStatus::Full)?;
         let progress = Progress::start(full::estimate(&plan), opts.bars);

@@ -245,8 +245,11 @@ impl Config {
     }
 }
 
-/// Counters for `status` and the benchmark.
-#[derive(Debug, Default)]
+/// State-store key of the counters (`tidemark status`).
+pub const COUNTERS: &str = "rocketmq.counters";
+
+/// Counters for `status` and the benchmark; they add up over restarts.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub messages: AtomicU64,
     pub bytes: AtomicU64,
@@ -472,6 +475,23 @@ impl Sink {
             );
         }
         Ok(())
+    }
+
+    /// Continues the counters saved by an earlier run.
+    pub fn load_counters(&self, store: &crate::state::Store) -> Result<()> {
+        if let Some(saved) = store.get(COUNTERS)? {
+            if let Ok(c) = serde_json::from_str::<Counters>(&saved) {
+                let c2 = &self.counters;
+                c2.messages.store(c.messages.into_inner(), Ordering::Relaxed);
+                c2.bytes.store(c.bytes.into_inner(), Ordering::Relaxed);
+                c2.skipped_large.store(c.skipped_large.into_inner(), Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn save_counters(&self, store: &crate::state::Store) -> Result<()> {
+        store.set(COUNTERS, &serde_json::to_string(&self.counters)?)
     }
 
     /// Sends everything in the outbox and waits until the brokers acknowledged it.

@@ -230,6 +230,7 @@ impl<'a> Applier<'a> {
                 let (rows, bytes) = (q.rows as u64, q.bytes);
                 // Every message before the checkpoint is acknowledged by the broker.
                 q.sink.send(&mut q.outbox)?;
+                q.sink.save_counters(self.store)?;
                 (q.rows, q.bytes) = (0, 0);
                 self.throttle.rows(rows, bytes);
             }
