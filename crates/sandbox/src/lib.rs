@@ -143,7 +143,8 @@ pub(crate) fn release(dir: &Path, what: &str) -> Result<()> {
 
 /// Sends `signal` to the watched process of `dir`.
 pub(crate) fn signal_watched(dir: &Path, signal: &str) -> Result<()> {
-    let pid = std::fs::read_to_string(dir.join("pid.watched")).context("reading the watched pid")?;
+    let pid =
+        std::fs::read_to_string(dir.join("pid.watched")).context("reading the watched pid")?;
     let status = Command::new("kill")
         .args([format!("-{signal}"), pid.trim().to_string()])
         .status()?;
@@ -301,7 +302,10 @@ impl Server {
     /// Starts a server stopped with [`Server::stop`] again, on the same data directory,
     /// port and options, and waits until it accepts connections.
     pub fn start_again(&self) -> Result<()> {
-        release(self.dir.path(), &format!("the server on port {}", self.port))?;
+        release(
+            self.dir.path(),
+            &format!("the server on port {}", self.port),
+        )?;
         self.wait_ready()
     }
 

@@ -80,7 +80,9 @@ impl RocketMq {
     pub fn start(opts: &Options) -> Result<RocketMq> {
         let namesrv_bin = tool("rocketmq-namesrv-rust")?;
         let broker_bin = tool("rocketmq-broker-rust")?;
-        let namesrv_dir = tempfile::Builder::new().prefix("tidemark-namesrv-").tempdir()?;
+        let namesrv_dir = tempfile::Builder::new()
+            .prefix("tidemark-namesrv-")
+            .tempdir()?;
         let ns_port = free_port()?;
         let ns = namesrv_dir.path();
         let cmd = vec![
@@ -98,9 +100,15 @@ impl RocketMq {
         ];
         let namesrv = watch(&cmd, ns).context("starting the RocketMQ name server")?;
         let name_server = format!("127.0.0.1:{ns_port}");
-        wait_port(&name_server, "the RocketMQ name server", &ns.join("out.log"))?;
+        wait_port(
+            &name_server,
+            "the RocketMQ name server",
+            &ns.join("out.log"),
+        )?;
 
-        let broker_dir = tempfile::Builder::new().prefix("tidemark-broker-").tempdir()?;
+        let broker_dir = tempfile::Builder::new()
+            .prefix("tidemark-broker-")
+            .tempdir()?;
         let b = broker_dir.path();
         let port = broker_port()?;
         let ha = free_port()?;
@@ -143,7 +151,11 @@ impl RocketMq {
     }
 
     fn wait_broker(&self) -> Result<()> {
-        wait_port(&self.broker, "the RocketMQ broker", &self.broker_dir.path().join("out.log"))?;
+        wait_port(
+            &self.broker,
+            "the RocketMQ broker",
+            &self.broker_dir.path().join("out.log"),
+        )?;
         // The broker registers with the name server shortly after it listens.
         std::thread::sleep(Duration::from_millis(500));
         Ok(())

@@ -458,14 +458,20 @@ impl Task {
             DestinationKind::Mysql => {
                 let d: MysqlDestinationFile = toml::Value::Table(file.destination)
                     .try_into()
-                    .map_err(|e| anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display()))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display())
+                    })?;
                 (parse_url("destination.url", &d.url, d.tls, env)?, None)
             }
             DestinationKind::Rocketmq => {
                 let d: crate::sink::rocketmq::ConfigFile = toml::Value::Table(file.destination)
                     .try_into()
-                    .map_err(|e| anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display()))?;
-                let config = crate::sink::rocketmq::Config::from_file(d, &|k, raw| interpolate(k, raw, env))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display())
+                    })?;
+                let config = crate::sink::rocketmq::Config::from_file(d, &|k, raw| {
+                    interpolate(k, raw, env)
+                })?;
                 (config.endpoint(), Some(std::sync::Arc::new(config)))
             }
         };

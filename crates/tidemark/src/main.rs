@@ -235,6 +235,9 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
 }
 
 fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<ExitCode> {
+    if task.rocketmq.is_some() {
+        anyhow::bail!("`tidemark verify` compares the source with a MySQL destination; this task's destination is RocketMQ (compare what your consumer builds instead, e.g. with a second task into MySQL)");
+    }
     let store = Store::open_existing(&task.state_dir)?;
     let checked = precheck::run(task, store.as_ref());
     let Some(plan) = checked.plan else {
@@ -354,7 +357,9 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     if let Some(m) = messages {
         println!(
             "messages acknowledged by RocketMQ: {} ({:.1} MB); rows over 4 MiB skipped: {}",
-            m["messages"], m["bytes"].as_f64().unwrap_or(0.0) / 1e6, m["skipped_large"]
+            m["messages"],
+            m["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            m["skipped_large"]
         );
     }
     if let Some(i) = incremental {

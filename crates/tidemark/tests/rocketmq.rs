@@ -17,16 +17,23 @@ use tidemark_sandbox::rocketmq::{Options, RocketMq};
 
 fn mq() -> &'static RocketMq {
     static MQ: OnceLock<RocketMq> = OnceLock::new();
-    MQ.get_or_init(|| RocketMq::start(&Options::default()).expect("start RocketMQ (run `cargo install rocketmq-namesrv rocketmq-broker`)"))
+    MQ.get_or_init(|| {
+        RocketMq::start(&Options::default())
+            .expect("start RocketMQ (run `cargo install rocketmq-namesrv rocketmq-broker`)")
+    })
 }
 
 fn create_topic(mq: &RocketMq, topic: &str, queues: u32) {
     let c = Client::new(vec![mq.name_server.clone()], None);
-    c.create_topic(&mq.broker, topic, queues).expect("create topic");
+    c.create_topic(&mq.broker, topic, queues)
+        .expect("create topic");
     // The name server learns of the topic from the broker.
     let deadline = Instant::now() + Duration::from_secs(30);
     while c.route(topic, true).is_err() {
-        assert!(Instant::now() < deadline, "topic {topic} never appeared on the name server");
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} never appeared on the name server"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -115,13 +122,18 @@ const TABLE: &str = "CREATE TABLE t (
     f DOUBLE, fl FLOAT, n INT NULL, u BIGINT UNSIGNED, yr YEAR)";
 
 const COLUMNS: [&str; 20] = [
-    "id", "grp", "v", "a", "l", "d", "ts", "tz", "dt", "tm", "j", "b", "e", "s", "bits", "f",
-    "fl", "n", "u", "yr",
+    "id", "grp", "v", "a", "l", "d", "ts", "tz", "dt", "tm", "j", "b", "e", "s", "bits", "f", "fl",
+    "n", "u", "yr",
 ];
 
 /// A row's values for an INSERT, from a seed.
 fn values(id: u32, seed: u64) -> String {
-    let r = |k: u64| (seed.wrapping_mul(6364136223846793005).wrapping_add(k.wrapping_mul(1442695040888963407)) >> 33) as u32;
+    let r = |k: u64| {
+        (seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(k.wrapping_mul(1442695040888963407))
+            >> 33) as u32
+    };
     format!(
         "({id}, {grp}, 0, 'héllo {s} ✓', 'café{s}', {d}.{f6:06}, '2024-0{m}-1{dd} 10:11:12.{ms:03}', '2023-05-06 07:08:09.{us:06}', '2020-02-29', '-{h}:05:06.{cs:03}', '{{\"k\": {s}, \"arr\": [1, \"x\"]}}', X'{bin:08X}00FF', '{e}', '{set}', b'{bits:b}', {dbl}e{exp}, {fl}.25, {n}, 18446744073709551615, {yr})",
         grp = id % 7,
@@ -147,7 +159,12 @@ fn values(id: u32, seed: u64) -> String {
 }
 
 /// Writes random inserts, updates and deletes until `stop`, from two connections.
-fn writer(db: &str, keys: u32, stop: Arc<AtomicBool>, deletes: bool) -> Vec<std::thread::JoinHandle<u64>> {
+fn writer(
+    db: &str,
+    keys: u32,
+    stop: Arc<AtomicBool>,
+    deletes: bool,
+) -> Vec<std::thread::JoinHandle<u64>> {
     (0..2u64)
         .map(|w| {
             let (db, stop) = (db.to_string(), stop.clone());
@@ -160,7 +177,7 @@ fn writer(db: &str, keys: u32, stop: Arc<AtomicBool>, deletes: bool) -> Vec<std:
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     let id = (seed >> 40) as u32 % keys + 1;
                     let sql = match (seed >> 20) % 10 {
-                        0 | 1 | 2 => format!("INSERT IGNORE INTO t VALUES {}", values(id, seed)),
+                        0..=2 => format!("INSERT IGNORE INTO t VALUES {}", values(id, seed)),
                         3 if deletes => format!("DELETE FROM t WHERE id = {id}"),
                         _ => format!(
                             "UPDATE t SET v = v + 1, a = 'upd {seed}', d = {}.5, tz = NOW(6), b = X'0102{:04X}', n = NULL WHERE id = {id}",
@@ -179,12 +196,15 @@ fn writer(db: &str, keys: u32, stop: Arc<AtomicBool>, deletes: bool) -> Vec<std:
 
 fn setup(db: &str, rows: u32) {
     let e = env();
-    e.src_sql(&format!("DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}`; USE `{db}`; {TABLE}"));
+    e.src_sql(&format!(
+        "DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}`; USE `{db}`; {TABLE}"
+    ));
     let mut c = e.src();
     c.query_drop(format!("USE `{db}`")).unwrap();
     let all: Vec<String> = (1..=rows).map(|i| values(i, i as u64)).collect();
     for chunk in all.chunks(500) {
-        c.query_drop(format!("INSERT INTO t VALUES {}", chunk.join(","))).unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES {}", chunk.join(",")))
+            .unwrap();
     }
 }
 
@@ -195,7 +215,13 @@ type Rows = BTreeMap<String, BTreeMap<String, Option<String>>>;
 fn source_rows(db: &str) -> Rows {
     let mut c = env().src();
     c.query_drop("SET time_zone = '+00:00'").unwrap();
-    let cols = COLUMNS.map(|c| if c == "bits" { "bits+0".to_string() } else { format!("`{c}`") });
+    let cols = COLUMNS.map(|c| {
+        if c == "bits" {
+            "bits+0".to_string()
+        } else {
+            format!("`{c}`")
+        }
+    });
     let rows: Vec<mysql::Row> = c
         .query(format!("SELECT {} FROM `{db}`.t", cols.join(",")))
         .unwrap();
@@ -207,7 +233,9 @@ fn source_rows(db: &str) -> Rows {
                 .map(|(i, name)| {
                     let v = match r.as_ref(i).unwrap() {
                         mysql::Value::NULL => None,
-                        mysql::Value::Bytes(b) if *name == "b" => Some(b.iter().map(|&x| x as char).collect()),
+                        mysql::Value::Bytes(b) if *name == "b" => {
+                            Some(b.iter().map(|&x| x as char).collect())
+                        }
                         mysql::Value::Bytes(b) => Some(String::from_utf8(b.clone()).unwrap()),
                         other => Some(other.as_sql(true)),
                     };
@@ -227,7 +255,8 @@ fn same_value(col: &str, got: &Option<String>, want: &Option<String>) -> bool {
             (g - w).abs() <= tol * w.abs().max(1.0)
         }
         (Some(g), Some(w)) if col == "j" => {
-            serde_json::from_str::<serde_json::Value>(g).ok() == serde_json::from_str::<serde_json::Value>(w).ok()
+            serde_json::from_str::<serde_json::Value>(g).ok()
+                == serde_json::from_str::<serde_json::Value>(w).ok()
         }
         _ => got == want,
     }
@@ -235,15 +264,30 @@ fn same_value(col: &str, got: &Option<String>, want: &Option<String>) -> bool {
 
 fn assert_rows_equal(got: &Rows, want: &Rows) -> Result<(), String> {
     if got.len() != want.len() {
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).take(5).collect();
-        return Err(format!("{} rows rebuilt, {} on the source; missing {missing:?}, extra {extra:?}", got.len(), want.len()));
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|k| !got.contains_key(*k))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .take(5)
+            .collect();
+        return Err(format!(
+            "{} rows rebuilt, {} on the source; missing {missing:?}, extra {extra:?}",
+            got.len(),
+            want.len()
+        ));
     }
     for (k, w) in want {
         let g = &got[k];
         for c in COLUMNS {
             if !same_value(c, &g[c], &w[c]) {
-                return Err(format!("row {k} column {c}: rebuilt {:?}, source {:?}", g[c], w[c]));
+                return Err(format!(
+                    "row {k} column {c}: rebuilt {:?}, source {:?}",
+                    g[c], w[c]
+                ));
             }
         }
     }
@@ -267,20 +311,48 @@ fn decode_canal(m: &Pulled) -> Vec<Decoded> {
     if v["isDdl"] == true {
         return Vec::new();
     }
-    for f in ["id", "database", "table", "pkNames", "isDdl", "type", "es", "ts", "sql", "sqlType", "mysqlType", "data", "old"] {
+    for f in [
+        "id",
+        "database",
+        "table",
+        "pkNames",
+        "isDdl",
+        "type",
+        "es",
+        "ts",
+        "sql",
+        "sqlType",
+        "mysqlType",
+        "data",
+        "old",
+    ] {
         assert!(v.get(f).is_some(), "canal message lacks {f}: {v}");
     }
     assert_eq!(v["pkNames"], serde_json::json!(["id"]));
     let row = |r: &serde_json::Value| -> BTreeMap<String, Option<String>> {
-        r.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().map(String::from))).collect()
+        r.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(String::from)))
+            .collect()
     };
     let data = row(&v["data"][0]);
     let key = data["id"].clone().unwrap();
     let ver = data["v"].as_ref().and_then(|s| s.parse().ok());
-    let snapshot = m.properties.get("tidemark_snapshot").is_some();
+    let snapshot = m.properties.contains_key("tidemark_snapshot");
     match v["type"].as_str().unwrap() {
-        "INSERT" | "UPDATE" => vec![Decoded { key, after: Some(data), snapshot, v: ver }],
-        "DELETE" => vec![Decoded { key, after: None, snapshot, v: ver }],
+        "INSERT" | "UPDATE" => vec![Decoded {
+            key,
+            after: Some(data),
+            snapshot,
+            v: ver,
+        }],
+        "DELETE" => vec![Decoded {
+            key,
+            after: None,
+            snapshot,
+            v: ver,
+        }],
         t => panic!("unexpected canal type {t}"),
     }
 }
@@ -298,10 +370,12 @@ fn decode_debezium(m: &Pulled) -> Vec<Decoded> {
                 use base64::Engine;
                 let s = match v {
                     serde_json::Value::Null => None,
-                    serde_json::Value::String(s) if k == "b" => {
-                        Some(latin1(&base64::engine::general_purpose::STANDARD.decode(s).unwrap()))
+                    serde_json::Value::String(s) if k == "b" => Some(latin1(
+                        &base64::engine::general_purpose::STANDARD.decode(s).unwrap(),
+                    )),
+                    serde_json::Value::String(s) if k == "tz" => {
+                        Some(s.replace('T', " ").trim_end_matches('Z').to_string())
                     }
-                    serde_json::Value::String(s) if k == "tz" => Some(s.replace('T', " ").trim_end_matches('Z').to_string()),
                     serde_json::Value::String(s) => Some(s.clone()),
                     other => Some(other.to_string()),
                 };
@@ -316,11 +390,21 @@ fn decode_debezium(m: &Pulled) -> Vec<Decoded> {
         "r" | "c" | "u" => {
             let after = row(&v["after"]);
             let ver = after["v"].as_ref().and_then(|s| s.parse().ok());
-            vec![Decoded { key: after["id"].clone().unwrap(), after: Some(after), snapshot, v: ver }]
+            vec![Decoded {
+                key: after["id"].clone().unwrap(),
+                after: Some(after),
+                snapshot,
+                v: ver,
+            }]
         }
         "d" => {
             let before = row(&v["before"]);
-            vec![Decoded { key: before["id"].clone().unwrap(), after: None, snapshot, v: None }]
+            vec![Decoded {
+                key: before["id"].clone().unwrap(),
+                after: None,
+                snapshot,
+                v: None,
+            }]
         }
         o => panic!("unexpected op {o}"),
     }
@@ -408,7 +492,11 @@ fn decode_avro(m: &Pulled) -> Vec<Decoded> {
     }
     let before = r.image(&names);
     let after = r.image(&names);
-    let ddl = if r.long() == 1 { Some(r.string()) } else { None };
+    let ddl = if r.long() == 1 {
+        Some(r.string())
+    } else {
+        None
+    };
     assert!(r.0.is_empty(), "trailing bytes in an Avro record");
     if op == 4 {
         assert!(ddl.is_some());
@@ -419,9 +507,19 @@ fn decode_avro(m: &Pulled) -> Vec<Decoded> {
         0..=2 => {
             let after = after.unwrap();
             let ver = after["v"].as_ref().and_then(|s| s.parse().ok());
-            vec![Decoded { key: after["id"].clone().unwrap(), after: Some(after), snapshot, v: ver }]
+            vec![Decoded {
+                key: after["id"].clone().unwrap(),
+                after: Some(after),
+                snapshot,
+                v: ver,
+            }]
         }
-        3 => vec![Decoded { key: before.unwrap()["id"].clone().unwrap(), after: None, snapshot, v: None }],
+        3 => vec![Decoded {
+            key: before.unwrap()["id"].clone().unwrap(),
+            after: None,
+            snapshot,
+            v: None,
+        }],
         o => panic!("bad op {o}"),
     }
 }
@@ -507,7 +605,9 @@ fn per_key_order(db: &str, destination: &str) {
     create_topic(mq(), &topic, 4);
     let t = task(
         &format!("topic = \"{topic}\"\n{destination}"),
-        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+        &format!(
+            "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
+        ),
     );
     let mut child = spawn(&t);
     wait_incremental(&t, &mut child);
@@ -531,7 +631,11 @@ fn per_key_order(db: &str, destination: &str) {
                 for m in q {
                     for d in decode_canal(m) {
                         let prev = queue_of.insert(d.key.clone(), qi);
-                        assert!(prev.is_none_or(|p| p == qi), "key {} on queues {prev:?} and {qi}", d.key);
+                        assert!(
+                            prev.is_none_or(|p| p == qi),
+                            "key {} on queues {prev:?} and {qi}",
+                            d.key
+                        );
                         if d.snapshot {
                             continue;
                         }
@@ -547,7 +651,10 @@ fn per_key_order(db: &str, destination: &str) {
             stop(child);
             return;
         }
-        assert!(Instant::now() < deadline, "the rebuilt table never matched the source");
+        assert!(
+            Instant::now() < deadline,
+            "the rebuilt table never matched the source"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -563,4 +670,326 @@ fn column_ordering_keeps_each_key_in_order() {
         "mq_order_cols",
         "ordering = \"columns\"\n[[destination.topics]]\ndatabase = \"mq_order_cols\"\ntable = \"t\"\npartition_columns = [\"grp\"]",
     );
+}
+
+/// Total messages stored in a topic.
+fn stored(topic: &str) -> u64 {
+    let c = Client::new(vec![mq().name_server.clone()], None);
+    let route = c.read_route(topic).expect("route");
+    route
+        .queues
+        .iter()
+        .map(|q| c.max_offset(topic, q).expect("offset"))
+        .sum()
+}
+
+#[test]
+fn rows_over_4_mib_fail_the_task_unless_filtered() {
+    let db = "mq_large";
+    let e = env();
+    e.src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, payload LONGBLOB);
+         INSERT INTO {db}.t VALUES (1, 'small'), (2, REPEAT('x', 5 * 1024 * 1024)), (3, 'small too');"
+    ));
+    let topic = "mq_large_topic";
+    create_topic(mq(), topic, 2);
+    let rest = format!("[migration]\ntypes = [\"full\"]\n[[objects]]\ndatabase = \"{db}\"\n");
+    let t = task(&format!("topic = \"{topic}\""), &rest);
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("mq_large.t (key 2)")
+            && msg.contains("4 MiB")
+            && msg.contains("filter_large_messages"),
+        "{msg}"
+    );
+
+    let t = task(
+        &format!("topic = \"{topic}\"\nfilter_large_messages = true"),
+        &rest,
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains("skipped a") && msg.contains("mq_large.t (key 2)"),
+        "{msg}"
+    );
+    let s = status(&t);
+    assert_eq!(s["messages"]["skipped_large"], 1, "{s}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys: Vec<String> = consume(topic)
+            .iter()
+            .flatten()
+            .map(|m| m.properties["KEYS"].clone())
+            .collect();
+        if keys.iter().any(|k| k == "3") {
+            assert!(
+                !keys.iter().any(|k| k == "2"),
+                "the large row was sent: {keys:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "row 3 never arrived: {keys:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn broker_killed_mid_stream_loses_nothing() {
+    // Its own cluster: the broker is killed.
+    let own = RocketMq::start(&Options::default()).expect("start RocketMQ");
+    let db = "mq_restart";
+    let e = env();
+    e.src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO {db}.t VALUES (1, 0), (2, 0), (3, 0);"
+    ));
+    let topic = "mq_restart_topic";
+    create_topic(&own, topic, 4);
+    let t = TaskDir::raw(&format!(
+        "[source]\nurl = \"{}\"\n[destination]\ntype = \"rocketmq\"\nname_servers = [\"{}\"]\ntopic = \"{topic}\"\n[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n",
+        e.pair.source.url(),
+        own.name_server
+    ));
+    let mut child = spawn(&t);
+    wait_incremental(&t, &mut child);
+    let stop_writes = Arc::new(AtomicBool::new(false));
+    let w = {
+        let stop = stop_writes.clone();
+        std::thread::spawn(move || {
+            let mut c = env().src();
+            let mut id = 10;
+            while !stop.load(Ordering::Relaxed) {
+                c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, 0)"))
+                    .unwrap();
+                c.query_drop(format!(
+                    "UPDATE {db}.t SET v = v + 1 WHERE id = {}",
+                    id % 7 + 1
+                ))
+                .unwrap();
+                id += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            id
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    own.kill_broker().expect("kill broker");
+    std::thread::sleep(Duration::from_secs(3));
+    own.start_broker_again().expect("start broker again");
+    std::thread::sleep(Duration::from_secs(2));
+    stop_writes.store(true, Ordering::Relaxed);
+    let last = w.join().unwrap();
+    assert!(last > 100);
+    // Everything the source holds arrives, each change at least once.
+    let c = Client::new(vec![own.name_server.clone()], None);
+    let mut want: Vec<(u32, u32)> = e
+        .src()
+        .query(format!("SELECT id, v FROM {db}.t ORDER BY id"))
+        .unwrap();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let route = c.read_route(topic);
+        let mut rows: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut seen: HashMap<(String, String), u32> = HashMap::new();
+        if let Ok(route) = route {
+            for q in &route.queues {
+                let mut offset = 0;
+                while let Ok((msgs, next)) = c.pull(topic, "restart-test", q, offset, 32) {
+                    if msgs.is_empty() {
+                        break;
+                    }
+                    for m in &msgs {
+                        *seen
+                            .entry((
+                                m.properties
+                                    .get("tidemark_position")
+                                    .cloned()
+                                    .unwrap_or_default(),
+                                m.properties["tidemark_row"].clone(),
+                            ))
+                            .or_default() += 1;
+                        for d in decode_canal(m) {
+                            let r = d.after.unwrap();
+                            let id: u32 = r["id"].clone().unwrap().parse().unwrap();
+                            rows.insert(id, r["v"].clone().unwrap().parse().unwrap());
+                        }
+                    }
+                    offset = next;
+                }
+            }
+        }
+        let got: Vec<(u32, u32)> = rows.into_iter().collect();
+        if got == want {
+            let dups = seen
+                .iter()
+                .filter(|(k, n)| !k.0.is_empty() && **n > 1)
+                .count();
+            eprintln!(
+                "broker restart: {} changes, {dups} delivered twice",
+                seen.len()
+            );
+            let out = stop(child);
+            assert!(
+                out.contains("retrying") || out.contains("sending the batch again"),
+                "{out}"
+            );
+            return;
+        }
+        if Instant::now() > deadline {
+            let out = stop(child);
+            panic!("after the broker restart the topic never held the source's rows ({} of {}):\n{out}\n{}", got.len(), want.len(), own.broker_log());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Runs a task that must fail before sending anything; returns its output.
+fn fails_before_sending(t: &TaskDir, topic: &str) -> String {
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    if !topic.is_empty() {
+        assert_eq!(stored(topic), 0, "messages were sent: {msg}");
+    }
+    msg
+}
+
+#[test]
+fn bad_destinations_fail_before_anything_is_sent() {
+    let db = "mq_bad";
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, grp INT); INSERT INTO {db}.t VALUES (1, 1);"
+    ));
+    let topic = "mq_bad_topic";
+    create_topic(mq(), topic, 2);
+    let rest = format!(
+        "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
+    );
+
+    // Unreachable name server.
+    let t = TaskDir::raw(&format!(
+        "[source]\nurl = \"{}\"\n[destination]\ntype = \"rocketmq\"\nname_servers = [\"127.0.0.1:1\"]\ntopic = \"{topic}\"\n{rest}",
+        env().pair.source.url()
+    ));
+    let msg = fails_before_sending(&t, topic);
+    assert!(
+        msg.contains("name server 127.0.0.1:1") && msg.contains("cannot connect"),
+        "{msg}"
+    );
+
+    // A topic that does not exist.
+    let t = task("topic = \"mq_no_such_topic\"", &rest);
+    let msg = fails_before_sending(&t, "");
+    assert!(
+        msg.contains("\"mq_no_such_topic\" does not exist") && msg.contains("create it"),
+        "{msg}"
+    );
+
+    // A partition column the table does not have.
+    let t = task(
+        &format!("topic = \"{topic}\"\nordering = \"columns\"\n[[destination.topics]]\ndatabase = \"{db}\"\ntable = \"t\"\npartition_columns = [\"nope\"]"),
+        &rest,
+    );
+    let msg = fails_before_sending(&t, topic);
+    assert!(
+        msg.contains("partition column \"nope\" does not exist in mq_bad.t")
+            && msg.contains("id, grp"),
+        "{msg}"
+    );
+
+    // Schema migration selected.
+    let t = task(
+        &format!("topic = \"{topic}\""),
+        &rest.replace("[\"full\"", "[\"schema\", \"full\""),
+    );
+    let msg = fails_before_sending(&t, topic);
+    assert!(msg.contains("schema migration does not apply"), "{msg}");
+
+    // Keys that belong to the other destination type, and bad values.
+    for (dest, want) in [
+        (
+            "topic = \"x\"\nurl = \"mysql://a@b\"",
+            "unknown field `url`",
+        ),
+        ("topic = \"bad topic\"", "not a valid RocketMQ topic name"),
+        ("topic = \"x\"\nformat = \"xml\"", "unknown variant `xml`"),
+        (
+            "topic = \"x\"\naccess_key = \"ak\"",
+            "both `destination.access_key` and `destination.secret_key`",
+        ),
+        (
+            "topic = \"x\"\nformat = \"avro\"\nfull_before_image = true",
+            "canal-json",
+        ),
+        (
+            "topic = \"x\"\n[[destination.topics]]\ndatabase = \"d\"\npartition_columns = [\"a\"]",
+            "needs `table`",
+        ),
+    ] {
+        let t = task(dest, &rest);
+        let out = t.tidemark(&["precheck"]);
+        let msg = text(&out);
+        assert!(!out.status.success() && msg.contains(want), "{dest}: {msg}");
+    }
+}
+
+#[test]
+fn wrong_credentials_fail_before_anything_is_sent() {
+    let secured = RocketMq::start(&Options {
+        credentials: Some(("tidemark".into(), "s3cret-key".into())),
+        ..Options::default()
+    })
+    .expect("start RocketMQ with ACL");
+    let admin = Client::new(
+        vec![secured.name_server.clone()],
+        Some(tidemark::sink::rocketmq::remoting::Credentials {
+            access_key: "tidemark".into(),
+            secret_key: "s3cret-key".into(),
+        }),
+    );
+    admin
+        .create_topic(&secured.broker, "acl_topic", 2)
+        .expect("create topic with credentials");
+    let db = "mq_acl";
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1), (2);"
+    ));
+    let file = |secret: &str| {
+        TaskDir::raw(&format!(
+            "[source]\nurl = \"{}\"\n[destination]\ntype = \"rocketmq\"\nname_servers = [\"{}\"]\ntopic = \"acl_topic\"\naccess_key = \"tidemark\"\nsecret_key = \"${{MQ_SECRET}}\"\n[migration]\ntypes = [\"full\"]\n[[objects]]\ndatabase = \"{db}\"\n",
+            env().pair.source.url(),
+            secured.name_server
+        ))
+        .with_env("MQ_SECRET", secret)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.route("acl_topic", true).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t = file("wrong-secret");
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("refused the producer") && msg.contains("access_key"),
+        "{msg}"
+    );
+    assert!(!msg.contains("wrong-secret"), "the secret leaked: {msg}");
+    let route = admin.read_route("acl_topic").unwrap();
+    let sent: u64 = route
+        .queues
+        .iter()
+        .map(|q| admin.max_offset("acl_topic", q).unwrap())
+        .sum();
+    assert_eq!(sent, 0);
+    // The right secret works.
+    let t = file("s3cret-key");
+    let out = t.tidemark(&["run", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

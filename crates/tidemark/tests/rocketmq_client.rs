@@ -8,7 +8,8 @@ use tidemark_sandbox::rocketmq::{Options, RocketMq};
 fn batches_keep_their_order_per_queue() {
     let mq = RocketMq::start(&Options::default()).expect("start rocketmq");
     let c = Client::new(vec![mq.name_server.clone()], None);
-    c.create_topic(&mq.broker, "order_test", 4).expect("create topic");
+    c.create_topic(&mq.broker, "order_test", 4)
+        .expect("create topic");
     let route = c.route("order_test", true).expect("route");
     assert_eq!(route.queues.len(), 4);
     let mut out = Outbox::default();
@@ -31,13 +32,18 @@ fn batches_keep_their_order_per_queue() {
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while got.len() < 750 && std::time::Instant::now() < deadline {
-            let (msgs, next) = c.pull("order_test", "test-consumer", q, offset, 32).expect("pull");
+            let (msgs, next) = c
+                .pull("order_test", "test-consumer", q, offset, 32)
+                .expect("pull");
             if msgs.is_empty() {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
             for m in msgs {
-                assert_eq!(m.properties.get("KEYS").map(String::as_str), Some(format!("k{}", String::from_utf8_lossy(&m.body)).as_str()));
+                assert_eq!(
+                    m.properties.get("KEYS").map(String::as_str),
+                    Some(format!("k{}", String::from_utf8_lossy(&m.body)).as_str())
+                );
                 got.push(String::from_utf8_lossy(&m.body).parse::<u32>().unwrap());
             }
             offset = next;

@@ -273,7 +273,11 @@ fn queue_destination(task: &Task, plan: &Plan, r: &mut Report) {
             "set `[verification] mode = \"off\"` (consumers can compare what they rebuild with `tidemark verify` against their own database)",
         );
     }
-    let sink = crate::sink::rocketmq::Sink::new(config.clone(), &task.name, std::time::Duration::from_secs(30));
+    let sink = crate::sink::rocketmq::Sink::new(
+        config.clone(),
+        &task.name,
+        std::time::Duration::from_secs(30),
+    );
     let problems = sink.check(&plan.tables);
     if problems.is_empty() {
         r.pass(

@@ -25,7 +25,13 @@ use std::time::Instant;
 /// An outbox is sent when it holds this many bytes (and at every chunk's end).
 const SEND_BYTES: usize = 4 << 20;
 
-pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress, sink: &Sink) -> Result<()> {
+pub fn copy(
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+    progress: &Progress,
+    sink: &Sink,
+) -> Result<()> {
     let mut src = connect(&task.source, Side::Source)?;
     let jobs = super::full::pending_chunks(task, plan, store, &mut src)?;
     drop(src);
@@ -39,7 +45,8 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress, sink: 
         .collect();
     let (tx, rx) = bounded(jobs.len().max(1));
     for j in jobs {
-        tx.send(j).map_err(|_| anyhow!("internal: job queue closed"))?;
+        tx.send(j)
+            .map_err(|_| anyhow!("internal: job queue closed"))?;
     }
     drop(tx);
     let throttle = Throttle::new(
@@ -100,9 +107,17 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress, sink: 
                             Some(Transient::Connection)
                                 if since.elapsed() < task.advanced.connection_window() =>
                             {
-                                tracing::warn!("{}: reading chunk {} failed, sending it again: {e:#}", t.def().name, c.chunk.index);
+                                tracing::warn!(
+                                    "{}: reading chunk {} failed, sending it again: {e:#}",
+                                    t.def().name,
+                                    c.chunk.index
+                                );
                                 out = Outbox::default();
-                                src = reconnect(&task.source, Side::Source, since + task.advanced.connection_window())?;
+                                src = reconnect(
+                                    &task.source,
+                                    Side::Source,
+                                    since + task.advanced.connection_window(),
+                                )?;
                             }
                             _ => return Err(e),
                         }

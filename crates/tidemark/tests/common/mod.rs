@@ -77,6 +77,8 @@ pub fn run_all(c: &mut mysql::Conn, sql: &str) -> mysql::Result<()> {
 pub struct TaskDir {
     pub dir: tempfile::TempDir,
     pub file: PathBuf,
+    /// Environment variables `tidemark` runs with (e.g. secrets for `${NAME}`).
+    pub env: Vec<(String, String)>,
 }
 
 impl TaskDir {
@@ -92,20 +94,36 @@ impl TaskDir {
         let file = dir.path().join("task.toml");
         let text = format!("[source]\nurl = \"{src}\"\n[destination]\nurl = \"{dst}\"\n{rest}");
         std::fs::write(&file, text).expect("write task file");
-        TaskDir { dir, file }
+        TaskDir {
+            dir,
+            file,
+            env: Vec::new(),
+        }
     }
 
     pub fn raw(text: &str) -> TaskDir {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("task.toml");
         std::fs::write(&file, text).expect("write task file");
-        TaskDir { dir, file }
+        TaskDir {
+            dir,
+            file,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn with_env(mut self, name: &str, value: &str) -> TaskDir {
+        self.env.push((name.into(), value.into()));
+        self
     }
 
     /// Runs `tidemark ARGS... TASKFILE`.
     pub fn tidemark(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-        cmd.args(args).arg(&self.file).env_remove("RUST_LOG");
+        cmd.args(args)
+            .arg(&self.file)
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.output().expect("run tidemark")
     }
 

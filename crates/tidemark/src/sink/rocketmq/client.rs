@@ -184,7 +184,11 @@ impl Client {
             if q.perm & perm == 0 {
                 continue;
             }
-            let Some(b) = data.broker_datas.iter().find(|b| b.broker_name == q.broker_name) else {
+            let Some(b) = data
+                .broker_datas
+                .iter()
+                .find(|b| b.broker_name == q.broker_name)
+            else {
                 continue;
             };
             // The master is broker id 0.
@@ -286,13 +290,23 @@ impl Client {
     /// Sends one message to a queue and waits for the broker's acknowledgement.
     pub fn send_one(&self, topic: &str, group: &str, q: &QueueRef, m: &Message) -> Result<u64> {
         let conn = self.broker(&q.addr)?;
-        let mut req = Command::request(code::SEND_MESSAGE_V2, &send_header(topic, group, q, &m.properties_text(), false));
+        let mut req = Command::request(
+            code::SEND_MESSAGE_V2,
+            &send_header(topic, group, q, &m.properties_text(), false),
+        );
         req.body = m.body.clone();
         let resp = conn.call(req, TIMEOUT)?;
         if resp.code != status::SUCCESS {
-            bail!("broker {} refused a message to {topic}: {}", q.addr, explain(&resp));
+            bail!(
+                "broker {} refused a message to {topic}: {}",
+                q.addr,
+                explain(&resp)
+            );
         }
-        Ok(resp.field("queueOffset").and_then(|o| o.parse().ok()).unwrap_or(0))
+        Ok(resp
+            .field("queueOffset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Creates (or updates) a topic on every broker of a cluster given by address
@@ -314,7 +328,10 @@ impl Client {
         );
         let resp = conn.call(req, TIMEOUT)?;
         if resp.code != status::SUCCESS {
-            bail!("broker {broker_addr} refused to create topic {topic}: {}", explain(&resp));
+            bail!(
+                "broker {broker_addr} refused to create topic {topic}: {}",
+                explain(&resp)
+            );
         }
         Ok(())
     }
@@ -328,16 +345,32 @@ impl Client {
         );
         let resp = conn.call(req, TIMEOUT)?;
         if resp.code != status::SUCCESS {
-            bail!("broker {} refused GET_MAX_OFFSET: {}", q.addr, explain(&resp));
+            bail!(
+                "broker {} refused GET_MAX_OFFSET: {}",
+                q.addr,
+                explain(&resp)
+            );
         }
         resp.field("offset")
             .and_then(|o| o.parse().ok())
-            .ok_or_else(|| anyhow!("broker {} answered GET_MAX_OFFSET without an offset", q.addr))
+            .ok_or_else(|| {
+                anyhow!(
+                    "broker {} answered GET_MAX_OFFSET without an offset",
+                    q.addr
+                )
+            })
     }
 
     /// Reads up to `max` messages of a queue from `offset`; returns them and the next
     /// offset.
-    pub fn pull(&self, topic: &str, group: &str, q: &QueueRef, offset: u64, max: u32) -> Result<(Vec<Pulled>, u64)> {
+    pub fn pull(
+        &self,
+        topic: &str,
+        group: &str,
+        q: &QueueRef,
+        offset: u64,
+        max: u32,
+    ) -> Result<(Vec<Pulled>, u64)> {
         let conn = self.broker(&q.addr)?;
         let req = Command::request(
             code::PULL_MESSAGE,
@@ -364,7 +397,11 @@ impl Client {
             status::SUCCESS => Ok((decode_stored(&resp.body)?, next)),
             status::PULL_NOT_FOUND | status::PULL_RETRY_IMMEDIATELY => Ok((Vec::new(), offset)),
             status::PULL_OFFSET_MOVED => Ok((Vec::new(), next)),
-            _ => bail!("broker {} refused a pull from {topic}: {}", q.addr, explain(&resp)),
+            _ => bail!(
+                "broker {} refused a pull from {topic}: {}",
+                q.addr,
+                explain(&resp)
+            ),
         }
     }
 }
@@ -373,7 +410,13 @@ fn client_id() -> String {
     format!("tidemark@{}", std::process::id())
 }
 
-fn send_header(topic: &str, group: &str, q: &QueueRef, props: &str, batch: bool) -> Vec<(&'static str, String)> {
+fn send_header(
+    topic: &str,
+    group: &str,
+    q: &QueueRef,
+    props: &str,
+    batch: bool,
+) -> Vec<(&'static str, String)> {
     vec![
         ("a", group.to_string()),
         ("b", topic.to_string()),
@@ -394,8 +437,12 @@ fn send_header(topic: &str, group: &str, q: &QueueRef, props: &str, batch: bool)
 /// A broker's refusal in operator terms.
 pub fn explain(resp: &Command) -> String {
     let hint = match resp.code {
-        status::NO_PERMISSION => ": check `access_key`/`secret_key` and the account's permissions on the topic",
-        status::MESSAGE_ILLEGAL => ": the message is larger than the broker accepts (maxMessageSize) or malformed",
+        status::NO_PERMISSION => {
+            ": check `access_key`/`secret_key` and the account's permissions on the topic"
+        }
+        status::MESSAGE_ILLEGAL => {
+            ": the message is larger than the broker accepts (maxMessageSize) or malformed"
+        }
         status::TOPIC_NOT_EXIST => ": create the topic first",
         _ => "",
     };
@@ -415,7 +462,12 @@ pub fn explain(resp: &Command) -> String {
 fn retryable(resp: &Command) -> bool {
     matches!(
         resp.code,
-        status::SYSTEM_ERROR | status::SYSTEM_BUSY | status::FLUSH_DISK_TIMEOUT | status::SLAVE_NOT_AVAILABLE | 14 | 215
+        status::SYSTEM_ERROR
+            | status::SYSTEM_BUSY
+            | status::FLUSH_DISK_TIMEOUT
+            | status::SLAVE_NOT_AVAILABLE
+            | 14
+            | 215
     )
 }
 
@@ -436,7 +488,10 @@ pub fn decode_stored(mut b: &[u8]) -> Result<Vec<Pulled>> {
     while b.len() >= 4 {
         let size = i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
         if size < 4 || size > b.len() {
-            bail!("a stored message of {size} bytes in a pull response of {}", b.len());
+            bail!(
+                "a stored message of {size} bytes in a pull response of {}",
+                b.len()
+            );
         }
         out.push(decode_one(&b[..size])?);
         b = &b[size..];
@@ -532,7 +587,12 @@ impl Outbox {
 /// outbox's order even across retries), all queues in parallel; returns once the broker
 /// has acknowledged every message. A lost broker or a busy answer is retried, with the
 /// route looked up again, until `retry_window` has passed since the first failure.
-pub fn send_all(client: &Client, group: &str, outbox: &mut Outbox, retry_window: Duration) -> Result<()> {
+pub fn send_all(
+    client: &Client,
+    group: &str,
+    outbox: &mut Outbox,
+    retry_window: Duration,
+) -> Result<()> {
     struct InFlight {
         key: (String, QueueRef),
         batch: Vec<Message>,
@@ -549,7 +609,9 @@ pub fn send_all(client: &Client, group: &str, outbox: &mut Outbox, retry_window:
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(m) = q.front() {
-            if !batch.is_empty() && (bytes + m.body.len() > BATCH_BYTES || batch.len() >= BATCH_MESSAGES) {
+            if !batch.is_empty()
+                && (bytes + m.body.len() > BATCH_BYTES || batch.len() >= BATCH_MESSAGES)
+            {
                 break;
             }
             bytes += m.body.len();
@@ -571,7 +633,12 @@ pub fn send_all(client: &Client, group: &str, outbox: &mut Outbox, retry_window:
         }
         for (key, batch) in starts {
             match start_batch(client, group, &key, &batch) {
-                Ok((rx, addr)) => inflight.push(InFlight { key, batch, rx, addr }),
+                Ok((rx, addr)) => inflight.push(InFlight {
+                    key,
+                    batch,
+                    rx,
+                    addr,
+                }),
                 Err(e) => {
                     let since = *first_failure.get_or_insert_with(Instant::now);
                     if since.elapsed() > retry_window {
@@ -620,8 +687,19 @@ pub fn send_all(client: &Client, group: &str, outbox: &mut Outbox, retry_window:
         let f = inflight.swap_remove(i);
         let outcome = match result {
             Ok(Ok(resp)) if resp.code == status::SUCCESS => Ok(()),
-            Ok(Ok(resp)) if retryable(&resp) => Err((true, anyhow!("broker {} is busy: {}", f.addr, resp.describe()))),
-            Ok(Ok(resp)) => Err((false, anyhow!("broker {} refused messages to {}: {}", f.addr, f.key.0, explain(&resp)))),
+            Ok(Ok(resp)) if retryable(&resp) => Err((
+                true,
+                anyhow!("broker {} is busy: {}", f.addr, resp.describe()),
+            )),
+            Ok(Ok(resp)) => Err((
+                false,
+                anyhow!(
+                    "broker {} refused messages to {}: {}",
+                    f.addr,
+                    f.key.0,
+                    explain(&resp)
+                ),
+            )),
             Ok(Err(e)) => Err((true, e)),
             Err(_) => Err((true, anyhow!("the connection to {} was lost", f.addr))),
         };
@@ -655,7 +733,12 @@ pub fn send_all(client: &Client, group: &str, outbox: &mut Outbox, retry_window:
 }
 
 /// Sends one batch to its queue's broker (looked up again: the queue may have moved).
-fn start_batch(client: &Client, group: &str, key: &(String, QueueRef), batch: &[Message]) -> Result<(Receiver<Result<Command>>, String)> {
+fn start_batch(
+    client: &Client,
+    group: &str,
+    key: &(String, QueueRef),
+    batch: &[Message],
+) -> Result<(Receiver<Result<Command>>, String)> {
     let (topic, q) = key;
     let route = client.route(topic, false)?;
     let current = route
@@ -663,10 +746,19 @@ fn start_batch(client: &Client, group: &str, key: &(String, QueueRef), batch: &[
         .iter()
         .find(|r| r.broker == q.broker && r.queue_id == q.queue_id)
         .cloned()
-        .ok_or_else(|| anyhow!("queue {} of {topic} on {} is no longer in the route", q.queue_id, q.broker))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "queue {} of {topic} on {} is no longer in the route",
+                q.queue_id,
+                q.broker
+            )
+        })?;
     let conn = client.broker(&current.addr)?;
     let req = if batch.len() == 1 {
-        let mut r = Command::request(code::SEND_MESSAGE_V2, &send_header(topic, group, &current, &batch[0].properties_text(), false));
+        let mut r = Command::request(
+            code::SEND_MESSAGE_V2,
+            &send_header(topic, group, &current, &batch[0].properties_text(), false),
+        );
         r.body = batch[0].body.clone();
         r
     } else {
@@ -674,7 +766,10 @@ fn start_batch(client: &Client, group: &str, key: &(String, QueueRef), batch: &[
         for m in batch {
             m.encode_into(&mut body);
         }
-        let mut r = Command::request(code::SEND_BATCH_MESSAGE, &send_header(topic, group, &current, "", true));
+        let mut r = Command::request(
+            code::SEND_BATCH_MESSAGE,
+            &send_header(topic, group, &current, "", true),
+        );
         r.body = body;
         r
     };

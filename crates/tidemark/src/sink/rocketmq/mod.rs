@@ -123,7 +123,10 @@ fn valid_topic(key: &str, t: &str) -> Result<()> {
 }
 
 impl Config {
-    pub fn from_file(f: ConfigFile, interpolate: &dyn Fn(&str, &str) -> Result<String>) -> Result<Config> {
+    pub fn from_file(
+        f: ConfigFile,
+        interpolate: &dyn Fn(&str, &str) -> Result<String>,
+    ) -> Result<Config> {
         if f.name_servers.is_empty() {
             bail!("`destination.name_servers` is empty: list the name servers as \"host:port\", e.g. [\"127.0.0.1:9876\"]");
         }
@@ -132,7 +135,9 @@ impl Config {
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
-                bail!("`destination.name_servers`: {ns:?} is not host:port (e.g. \"127.0.0.1:9876\")");
+                bail!(
+                    "`destination.name_servers`: {ns:?} is not host:port (e.g. \"127.0.0.1:9876\")"
+                );
             }
         }
         let credentials = match (&f.access_key, &f.secret_key) {
@@ -141,7 +146,9 @@ impl Config {
                 access_key: interpolate("destination.access_key", a)?,
                 secret_key: interpolate("destination.secret_key", s)?,
             }),
-            _ => bail!("give both `destination.access_key` and `destination.secret_key`, or neither"),
+            _ => {
+                bail!("give both `destination.access_key` and `destination.secret_key`, or neither")
+            }
         };
         if f.producer_group.is_empty() {
             bail!("`destination.producer_group` is empty (default: \"dts-producer-group\")");
@@ -174,7 +181,9 @@ impl Config {
                 valid_topic(&format!("{at}.topic"), t)?;
             }
             match (&m.table, m.topic, m.partition_columns) {
-                (None, _, Some(_)) => bail!("`{at}.partition_columns` needs `table`: partition columns belong to one table"),
+                (None, _, Some(_)) => bail!(
+                    "`{at}.partition_columns` needs `table`: partition columns belong to one table"
+                ),
                 (None, None, None) | (Some(_), None, None) => {
                     bail!("`{at}` sets neither `topic` nor `partition_columns`")
                 }
@@ -333,7 +342,11 @@ impl Sink {
             MessageOrdering::PrimaryKey => key_positions(),
             MessageOrdering::Columns => {
                 let n = &t.def().name;
-                match self.config.partition_columns.get(&(n.database.clone(), n.table.clone())) {
+                match self
+                    .config
+                    .partition_columns
+                    .get(&(n.database.clone(), n.table.clone()))
+                {
                     Some(cols) => cols
                         .iter()
                         .map(|c| {
@@ -348,7 +361,13 @@ impl Sink {
         }
     }
 
-    fn queue_for(&self, topic: &str, t: &TablePlan, row: &[Value], cols: &Option<Vec<usize>>) -> Result<QueueRef> {
+    fn queue_for(
+        &self,
+        topic: &str,
+        t: &TablePlan,
+        row: &[Value],
+        cols: &Option<Vec<usize>>,
+    ) -> Result<QueueRef> {
         let route = self.client.route(topic, false)?;
         let seed = t.def().name.to_string();
         let h = match cols {
@@ -365,8 +384,16 @@ impl Sink {
         let cols = self.ordering_columns(t);
         if let (Op::Update, Some(b), Some(a), Some(c)) = (ev.op, ev.before, ev.after, &cols) {
             if c.iter().any(|&i| b.get(i) != a.get(i)) {
-                let del = RowEvent { op: Op::Delete, after: None, ..*ev };
-                let ins = RowEvent { op: Op::Insert, before: None, ..*ev };
+                let del = RowEvent {
+                    op: Op::Delete,
+                    after: None,
+                    ..*ev
+                };
+                let ins = RowEvent {
+                    op: Op::Insert,
+                    before: None,
+                    ..*ev
+                };
                 self.row(out, &del)?;
                 return self.row(out, &ins);
             }
@@ -375,7 +402,12 @@ impl Sink {
             Op::Delete => ev.before,
             _ => ev.after,
         }
-        .ok_or_else(|| anyhow!("internal: a row change of {} without its image", t.def().name))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "internal: a row change of {} without its image",
+                t.def().name
+            )
+        })?;
         let body = self.encoder.row(ev);
         let key_text = self.key_text(t, image);
         if body.len() > MAX_BODY {
@@ -397,12 +429,10 @@ impl Sink {
         let n = &t.def().name;
         let topic = self.config.topic_of(&n.database, &n.table).to_string();
         let q = self.queue_for(&topic, t, image, &cols)?;
-        let mut properties = vec![
-            ("tidemark_position", format::position_text(ev.origin.position)),
-            ("tidemark_row", ev.origin.index.to_string()),
-        ];
-        if ev.snapshot {
-            properties.push(("tidemark_snapshot", "true".into()));
+        let mut properties = vec![("tidemark_row", ev.origin.index.to_string())];
+        match ev.origin.position {
+            Some(p) => properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset))),
+            None => properties.push(("tidemark_snapshot", "true".into())),
         }
         out.push(
             &topic,
@@ -427,7 +457,11 @@ impl Sink {
         for k in key {
             if let Some(p) = t.copied.iter().position(|c| c == k) {
                 let def = &t.def().columns[*k];
-                parts.push(row.get(p).and_then(|v| format::text(v, def)).unwrap_or_default());
+                parts.push(
+                    row.get(p)
+                        .and_then(|v| format::text(v, def))
+                        .unwrap_or_default(),
+                );
             }
         }
         parts.join(",").replace(' ', "_")
@@ -437,7 +471,13 @@ impl Sink {
     /// otherwise to the table's topic: with `ordering = "table"` on the table's queue,
     /// with key or column ordering on every queue, so on each queue it sits between the
     /// table's rows before and after it.
-    pub fn ddl(&self, out: &mut Outbox, ev: &DdlEvent<'_>, source_db: &str, source_table: Option<&str>) -> Result<()> {
+    pub fn ddl(
+        &self,
+        out: &mut Outbox,
+        ev: &DdlEvent<'_>,
+        source_db: &str,
+        source_table: Option<&str>,
+    ) -> Result<()> {
         let body = self.encoder.ddl(ev);
         let (topic, queues) = match &self.config.ddl_topic {
             Some(t) => {
@@ -445,7 +485,10 @@ impl Sink {
                 (t.clone(), vec![r.queues[0].clone()])
             }
             None => {
-                let topic = self.config.topic_of(source_db, source_table.unwrap_or("")).to_string();
+                let topic = self
+                    .config
+                    .topic_of(source_db, source_table.unwrap_or(""))
+                    .to_string();
                 let r = self.client.route(&topic, false)?;
                 let queues = match self.config.ordering {
                     MessageOrdering::Table => {
@@ -458,6 +501,13 @@ impl Sink {
                 (topic, queues)
             }
         };
+        let mut properties = vec![
+            ("tidemark_row", ev.origin.index.to_string()),
+            ("tidemark_ddl", "true".to_string()),
+        ];
+        if let Some(p) = ev.origin.position {
+            properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset)));
+        }
         for q in queues {
             out.push(
                 &topic,
@@ -466,11 +516,7 @@ impl Sink {
                     body: body.clone(),
                     keys: String::new(),
                     tags: ev.table.unwrap_or("").to_string(),
-                    properties: vec![
-                        ("tidemark_position", format::position_text(ev.origin.position)),
-                        ("tidemark_row", ev.origin.index.to_string()),
-                        ("tidemark_ddl", "true".into()),
-                    ],
+                    properties: properties.clone(),
                 },
             );
         }
@@ -482,9 +528,11 @@ impl Sink {
         if let Some(saved) = store.get(COUNTERS)? {
             if let Ok(c) = serde_json::from_str::<Counters>(&saved) {
                 let c2 = &self.counters;
-                c2.messages.store(c.messages.into_inner(), Ordering::Relaxed);
+                c2.messages
+                    .store(c.messages.into_inner(), Ordering::Relaxed);
                 c2.bytes.store(c.bytes.into_inner(), Ordering::Relaxed);
-                c2.skipped_large.store(c.skipped_large.into_inner(), Ordering::Relaxed);
+                c2.skipped_large
+                    .store(c.skipped_large.into_inner(), Ordering::Relaxed);
             }
         }
         Ok(())
@@ -501,8 +549,15 @@ impl Sink {
         }
         let (messages, bytes) = (out.messages as u64, out.bytes as u64);
         self.throttle.rows(messages, bytes);
-        client::send_all(&self.client, &self.config.producer_group, out, self.retry_window)?;
-        self.counters.messages.fetch_add(messages, Ordering::Relaxed);
+        client::send_all(
+            &self.client,
+            &self.config.producer_group,
+            out,
+            self.retry_window,
+        )?;
+        self.counters
+            .messages
+            .fetch_add(messages, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }

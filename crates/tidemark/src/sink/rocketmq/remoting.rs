@@ -77,7 +77,9 @@ fn json_rpc() -> String {
 }
 
 /// Servers write `"extFields": null` when there are none; other values may be numbers.
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     let m: Option<BTreeMap<String, serde_json::Value>> = Option::deserialize(d)?;
     Ok(m.unwrap_or_default()
         .into_iter()
@@ -264,12 +266,18 @@ fn decode_binary_header(h: &[u8]) -> Result<Command> {
     while q + 2 <= ext.len() {
         let kl = u16::from_be_bytes([ext[q], ext[q + 1]]) as usize;
         q += 2;
-        let k = ext.get(q..q + kl).ok_or_else(|| anyhow!("a truncated header field"))?;
+        let k = ext
+            .get(q..q + kl)
+            .ok_or_else(|| anyhow!("a truncated header field"))?;
         q += kl;
-        let vl_bytes = ext.get(q..q + 4).ok_or_else(|| anyhow!("a truncated header field"))?;
+        let vl_bytes = ext
+            .get(q..q + 4)
+            .ok_or_else(|| anyhow!("a truncated header field"))?;
         let vl = u32::from_be_bytes(vl_bytes.try_into()?) as usize;
         q += 4;
-        let v = ext.get(q..q + vl).ok_or_else(|| anyhow!("a truncated header field"))?;
+        let v = ext
+            .get(q..q + vl)
+            .ok_or_else(|| anyhow!("a truncated header field"))?;
         q += vl;
         ext_fields.insert(
             String::from_utf8_lossy(k).into_owned(),
@@ -302,7 +310,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn open(addr: &str, credentials: Option<Credentials>, timeout: Duration) -> Result<Connection> {
+    pub fn open(
+        addr: &str,
+        credentials: Option<Credentials>,
+        timeout: Duration,
+    ) -> Result<Connection> {
         let sock = addr
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve {addr}"))?

@@ -6,22 +6,22 @@ use super::*;
 use crate::config::Task;
 use crate::connect::{connect, reconnect, transient, Side, Transient};
 use crate::sink::mysql::apply::{self, Coalescer, Work};
-use crate::source::binlog::stream::Txn;
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
 use crate::sink::rocketmq::client::{now_ms, Outbox};
 use crate::sink::rocketmq::format::{DdlEvent, Op, Origin, RowEvent};
 use crate::sink::rocketmq::Sink;
+use crate::source::binlog::stream::Txn;
 use crate::source::catalog;
 use crate::state::Store;
-use crate::transform::mapping::TablePlan;
-use tidemark_core::{Change, Row, TableName, Value};
 use crate::task::throttle::Throttle;
+use crate::transform::mapping::TablePlan;
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mysql::prelude::Queryable;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemark_core::Position;
+use tidemark_core::{Change, Row, TableName, Value};
 
 /// The batch being gathered and where it is written.
 pub(super) struct Applier<'a> {
@@ -139,7 +139,10 @@ impl<'a> Applier<'a> {
                         n.database.clone().unwrap_or_else(|| ddl.database.clone()),
                         Some(n.name.clone()),
                     ),
-                    None => (st.database.clone().unwrap_or_else(|| ddl.database.clone()), None),
+                    None => (
+                        st.database.clone().unwrap_or_else(|| ddl.database.clone()),
+                        None,
+                    ),
                 };
             }
         }
@@ -155,7 +158,10 @@ impl<'a> Applier<'a> {
             Target::Queue(q) => {
                 // Binlog images hold every column; messages carry the copied ones.
                 let project = |r: &Row| -> Vec<Value> {
-                    plan.copied.iter().filter_map(|&i| r.get(i).cloned()).collect()
+                    plan.copied
+                        .iter()
+                        .filter_map(|&i| r.get(i).cloned())
+                        .collect()
                 };
                 let (op, before, after) = match &change {
                     Change::Insert { row, .. } => (Op::Insert, None, Some(project(row))),
@@ -326,8 +332,7 @@ impl<'a> Applier<'a> {
                         tracing::warn!("incremental: DDL failed ({e}), retrying");
                         std::thread::sleep(Duration::from_secs(1));
                         if kind == Transient::Connection {
-                            *ddl_conn =
-                                apply_connection_until(task, started + window(task, kind))?;
+                            *ddl_conn = apply_connection_until(task, started + window(task, kind))?;
                             if let Some(db) = use_db {
                                 let _ = ddl_conn.query_drop(format!(
                                     "USE {}",
@@ -365,7 +370,11 @@ impl<'a> Applier<'a> {
             Target::Queue(q) => (&mut q.source, source),
         };
         let info = catalog::read_database(conn, &name.database)?;
-        Ok(info.and_then(|d| d.tables.into_iter().find(|t| t.def.name.table == name.table)))
+        Ok(info.and_then(|d| {
+            d.tables
+                .into_iter()
+                .find(|t| t.def.name.table == name.table)
+        }))
     }
 
     /// Writes the rows of a table copied in mid-stream (renamed into the selection):

@@ -177,16 +177,17 @@ pub fn run(
         let state_dir = task.state_dir.clone();
         std::thread::spawn(move || live_verification(&task, &plan, &state_dir, control_tx, &stop))
     });
-    let result = Applier::new(task, store, start.clone(), safe_until, sink).and_then(|mut applier| {
-        let how = Drive {
-            stop,
-            opts,
-            control: live.then_some(&control_rx),
-        };
-        let r = coordinate(task, plan, &mut tracker, &mut applier, &rx, how);
-        applier.shutdown();
-        r
-    });
+    let result =
+        Applier::new(task, store, start.clone(), safe_until, sink).and_then(|mut applier| {
+            let how = Drive {
+                stop,
+                opts,
+                control: live.then_some(&control_rx),
+            };
+            let r = coordinate(task, plan, &mut tracker, &mut applier, &rx, how);
+            applier.shutdown();
+            r
+        });
     verifier_stop.store(true, Ordering::Relaxed);
     drop(control_rx);
     if let Some(v) = verifier {

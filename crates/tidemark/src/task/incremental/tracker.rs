@@ -570,7 +570,10 @@ impl Tracker {
                     &TableName::new(&tdb, &ttable),
                 )?;
             }
-            let info = applier.read_table(&TableName::new(&db, &n.name), &TableName::new(&tdb, &ttable))?;
+            let info = applier.read_table(
+                &TableName::new(&db, &n.name),
+                &TableName::new(&tdb, &ttable),
+            )?;
             let Some(mut info) = info else {
                 self.tables.remove(&key);
                 continue;

@@ -73,7 +73,14 @@ fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>) {
     out.push('}');
 }
 
-fn push_source(out: &mut String, task: &str, origin: &Origin<'_>, db: &str, table: &str, snapshot: bool) {
+fn push_source(
+    out: &mut String,
+    task: &str,
+    origin: &Origin<'_>,
+    db: &str,
+    table: &str,
+    snapshot: bool,
+) {
     out.push_str("{\"version\":\"tidemark-");
     out.push_str(env!("CARGO_PKG_VERSION"));
     out.push_str("\",\"connector\":\"mysql\",\"name\":");
@@ -90,7 +97,11 @@ fn push_source(out: &mut String, task: &str, origin: &Origin<'_>, db: &str, tabl
         Some(p) => {
             out.push_str(",\"file\":");
             push_json_str(out, &p.file);
-            let _ = write!(out, ",\"pos\":{},\"row\":{},\"gtid\":", p.offset, origin.index);
+            let _ = write!(
+                out,
+                ",\"pos\":{},\"row\":{},\"gtid\":",
+                p.offset, origin.index
+            );
             match &p.gtid {
                 Some(g) => push_json_str(out, g),
                 None => out.push_str("null"),

@@ -87,12 +87,6 @@ impl Encoder {
     }
 }
 
-/// `file:offset` of a position, `""` for copied rows.
-pub fn position_text(p: Option<&Position>) -> String {
-    p.map(|p| format!("{}:{}", p.file, p.offset))
-        .unwrap_or_default()
-}
-
 /// The destination names of a table's copied columns, with their definitions.
 pub fn columns(t: &TablePlan) -> Vec<(&str, &ColumnDef)> {
     t.copied_columns()
