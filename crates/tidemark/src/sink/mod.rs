@@ -4,9 +4,11 @@
 //!   destination, with renames applied inside the DDL.
 //! * [`mysql::writer`]: batched multi-row INSERTs, one transaction per chunk.
 //! * [`mysql::apply`]: binlog changes, coalesced per key and applied in parallel.
+//! * [`rocketmq`]: rows and changes as messages on RocketMQ topics (Canal JSON, Debezium
+//!   JSON, Avro), ordered per key, delivered at least once.
 //!
-//! Later destinations (analytic MySQL, wide-table stores, RocketMQ) are siblings of
-//! `mysql` and consume the same rows.
+//! Later destinations (analytic MySQL, wide-table stores) are siblings of these and
+//! consume the same rows.
 
 pub mod mysql;
 pub mod rocketmq;
