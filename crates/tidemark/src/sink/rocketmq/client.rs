@@ -2,7 +2,7 @@
 //! servers, a producer that sends ordered batches per queue and waits for every
 //! acknowledgement, a pull consumer (tests, `tidemark topic tail`), and topic creation.
 
-use super::remoting::{code, status, wait, Command, Connection, Credentials};
+use super::remoting::{code, status, Command, Connection, Credentials};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, Select};
 use serde::Deserialize;
@@ -277,7 +277,7 @@ impl Client {
         });
         for addr in addrs {
             let conn = self.broker(addr)?;
-            let mut req = Command::request(34, &[]);
+            let mut req = Command::request(code::HEART_BEAT, &[]);
             req.body = serde_json::to_vec(&body)?;
             let resp = conn.call(req, TIMEOUT)?;
             if resp.code != status::SUCCESS {
@@ -285,28 +285,6 @@ impl Client {
             }
         }
         Ok(())
-    }
-
-    /// Sends one message to a queue and waits for the broker's acknowledgement.
-    pub fn send_one(&self, topic: &str, group: &str, q: &QueueRef, m: &Message) -> Result<u64> {
-        let conn = self.broker(&q.addr)?;
-        let mut req = Command::request(
-            code::SEND_MESSAGE_V2,
-            &send_header(topic, group, q, &m.properties_text(), false),
-        );
-        req.body = m.body.clone();
-        let resp = conn.call(req, TIMEOUT)?;
-        if resp.code != status::SUCCESS {
-            bail!(
-                "broker {} refused a message to {topic}: {}",
-                q.addr,
-                explain(&resp)
-            );
-        }
-        Ok(resp
-            .field("queueOffset")
-            .and_then(|o| o.parse().ok())
-            .unwrap_or(0))
     }
 
     /// Creates (or updates) a topic on every broker of a cluster given by address
@@ -775,9 +753,4 @@ fn start_batch(
     };
     let rx = conn.send(req)?;
     Ok((rx, current.addr.clone()))
-}
-
-/// Waits for a reply (re-exported for callers holding a receiver).
-pub fn reply(rx: &Receiver<Result<Command>>, addr: &str) -> Result<Command> {
-    wait(rx, TIMEOUT, addr)
 }

@@ -282,7 +282,7 @@ impl Sink {
         let encoder = Encoder {
             format: config.format,
             full_before_image: config.full_before_image,
-            task: Box::leak(task_name.to_string().into_boxed_str()),
+            task: task_name.to_string(),
         };
         Sink {
             client,
@@ -560,5 +560,130 @@ impl Sink {
             .fetch_add(messages, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::catalog::TableInfo;
+    use crate::transform::mapping::{whole_table, Operations};
+    use tidemark_core::{ColumnDef, ColumnKind, TableDef, TableName};
+
+    fn parse(text: &str) -> Result<Config> {
+        let f: ConfigFile = toml::from_str(text)?;
+        Config::from_file(f, &|_, raw| Ok(raw.to_string()))
+    }
+
+    #[test]
+    fn table_topics_win_over_database_topics() {
+        let c = parse(
+            r#"type = "rocketmq"
+name_servers = ["127.0.0.1:9876"]
+topic = "all"
+[[topics]]
+database = "shop"
+topic = "shop"
+[[topics]]
+database = "shop"
+table = "orders"
+topic = "orders"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.topic_of("shop", "orders"), "orders");
+        assert_eq!(c.topic_of("shop", "items"), "shop");
+        assert_eq!(c.topic_of("crm", "x"), "all");
+        assert_eq!(c.topics(), vec!["all", "orders", "shop"]);
+        assert_eq!(c.producer_group, "dts-producer-group");
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        for (extra, want) in [
+            ("[[topics]]\ndatabase = \"d\"\ntable = \"t\"\npartition_columns = [\"a\"]\n", "ordering = \\\"columns\\\""),
+            ("ordering = \"columns\"\n[[topics]]\ndatabase = \"d\"\ntable = \"t\"\npartition_columns = []\n", "is empty"),
+            ("[[topics]]\ndatabase = \"d\"\n", "neither `topic` nor `partition_columns`"),
+            ("ddl_topic = \"a b\"\n", "destination.ddl_topic"),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(want.trim_matches('\\')) || e.contains(&want.replace('\\', "")), "{extra}: {e}");
+        }
+        let e = parse("type = \"rocketmq\"\nname_servers = [\"nohost\"]\ntopic = \"t\"\n").unwrap_err();
+        assert!(e.to_string().contains("not host:port"), "{e}");
+    }
+
+    fn plan() -> TablePlan {
+        let col = |name: &str, ty: &str, kind| ColumnDef {
+            name: name.into(),
+            column_type: ty.into(),
+            kind,
+            nullable: true,
+            generated: false,
+            invisible: false,
+            charset: Some("utf8mb4".into()),
+        };
+        let def = TableDef {
+            name: TableName::new("shop", "orders"),
+            columns: vec![
+                col("id", "int(11)", ColumnKind::Int { unsigned: false }),
+                col("status", "varchar(20)", ColumnKind::Text),
+                col("at", "datetime(3)", ColumnKind::DateTime),
+            ],
+            key: Some(vec![0]),
+            key_name: Some("PRIMARY".into()),
+        };
+        let info = TableInfo {
+            def,
+            rows: 0,
+            bytes: 0,
+            indexes: Default::default(),
+        };
+        whole_table(info, TableName::new("shop", "orders"), Operations::default())
+    }
+
+    fn update_json(full: bool) -> serde_json::Value {
+        let t = plan();
+        let at = Value::DateTime(tidemark_core::DateTime::from_unix(0, 5000));
+        let before = vec![Value::Int(7), Value::Bytes(b"new".to_vec()), at.clone()];
+        let after = vec![Value::Int(7), Value::Bytes(b"paid".to_vec()), at];
+        let p = tidemark_core::Position {
+            file: "binlog.000003".into(),
+            offset: 1234,
+            gtid: None,
+        };
+        let ev = RowEvent {
+            table: &t,
+            op: Op::Update,
+            before: Some(&before),
+            after: Some(&after),
+            snapshot: false,
+            origin: format::Origin {
+                position: Some(&p),
+                index: 0,
+                source_ms: 1,
+                built_ms: 2,
+            },
+        };
+        serde_json::from_slice(&format::canal::row(&ev, full)).unwrap()
+    }
+
+    #[test]
+    fn canal_old_holds_changed_columns_or_all_of_them() {
+        let v = update_json(false);
+        assert_eq!(v["type"], "UPDATE");
+        assert_eq!(v["data"][0]["status"], "paid");
+        assert_eq!(v["data"][0]["at"], "1970-01-01 00:00:00.005");
+        assert_eq!(v["old"], serde_json::json!([{"status": "new"}]));
+        assert_eq!(v["pkNames"], serde_json::json!(["id"]));
+        assert_eq!(v["mysqlType"]["at"], "datetime(3)");
+        assert_eq!(v["sqlType"]["status"], 12);
+        assert_eq!(v["id"], (3u64 << 32) + 1234);
+        let v = update_json(true);
+        assert_eq!(
+            v["old"],
+            serde_json::json!([{"id": "7", "status": "new", "at": "1970-01-01 00:00:00.005"}])
+        );
     }
 }

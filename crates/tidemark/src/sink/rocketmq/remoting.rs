@@ -20,10 +20,10 @@ use std::time::Duration;
 
 /// Request codes used here.
 pub mod code {
-    pub const SEND_MESSAGE: i32 = 10;
     pub const PULL_MESSAGE: i32 = 11;
     pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
     pub const GET_MAX_OFFSET: i32 = 30;
+    pub const HEART_BEAT: i32 = 34;
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
@@ -225,7 +225,11 @@ pub fn relaxed_json(text: &[u8]) -> Vec<u8> {
             while j < text.len() && (text[j].is_ascii_digit() || text[j] == b'-') {
                 j += 1;
             }
-            if j > start && j < text.len() && text[j] == b':' {
+            let mut k = j;
+            while k < text.len() && text[k].is_ascii_whitespace() {
+                k += 1;
+            }
+            if j > start && k < text.len() && text[k] == b':' {
                 out.push(b'"');
                 out.extend_from_slice(&text[start..j]);
                 out.push(b'"');

@@ -60,20 +60,20 @@ pub struct DdlEvent<'a> {
 }
 
 /// Renders events in one format.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Encoder {
     pub format: MessageFormat,
     /// Canal JSON: `old` holds every column, not only the changed ones.
     pub full_before_image: bool,
     /// `source.name` in Debezium envelopes: the task's name.
-    pub task: &'static str,
+    pub task: String,
 }
 
 impl Encoder {
     pub fn row(&self, ev: &RowEvent<'_>) -> Vec<u8> {
         match self.format {
             MessageFormat::CanalJson => canal::row(ev, self.full_before_image),
-            MessageFormat::DebeziumJson => debezium::row(ev, self.task),
+            MessageFormat::DebeziumJson => debezium::row(ev, &self.task),
             MessageFormat::Avro => avro::row(ev),
         }
     }
@@ -81,7 +81,7 @@ impl Encoder {
     pub fn ddl(&self, ev: &DdlEvent<'_>) -> Vec<u8> {
         match self.format {
             MessageFormat::CanalJson => canal::ddl(ev),
-            MessageFormat::DebeziumJson => debezium::ddl(ev, self.task),
+            MessageFormat::DebeziumJson => debezium::ddl(ev, &self.task),
             MessageFormat::Avro => avro::ddl(ev),
         }
     }
