@@ -993,3 +993,115 @@ fn wrong_credentials_fail_before_anything_is_sent() {
     let out = t.tidemark(&["run", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
+    let db = "mq_ddl";
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT); INSERT INTO {db}.t VALUES (1, 1);"
+    ));
+    let topic = "mq_ddl_topic";
+    create_topic(mq(), topic, 4);
+    let t = task(
+        &format!("topic = \"{topic}\""),
+        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let mut child = spawn(&t);
+    wait_incremental(&t, &mut child);
+    let mut c = env().src();
+    for id in 2..40 {
+        c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, {id})")).unwrap();
+    }
+    c.query_drop(format!("ALTER TABLE {db}.t ADD COLUMN note VARCHAR(10) DEFAULT 'x'")).unwrap();
+    for id in 40..80 {
+        c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, {id}, 'n{id}')")).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let queues = consume(topic);
+        let total: usize = queues.iter().map(Vec::len).sum();
+        // 79 rows + the DDL on each of the 4 queues.
+        if total >= 79 + 4 {
+            for q in &queues {
+                let mut seen_ddl = false;
+                for m in q {
+                    let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+                    if v["isDdl"] == true {
+                        assert_eq!(v["type"], "ALTER");
+                        assert!(v["sql"].as_str().unwrap().contains("ADD COLUMN"), "{v}");
+                        seen_ddl = true;
+                        continue;
+                    }
+                    let id: u32 = v["data"][0]["id"].as_str().unwrap().parse().unwrap();
+                    let has_note = v["data"][0].get("note").is_some();
+                    assert_eq!(has_note, seen_ddl, "row {id} on the wrong side of the DDL");
+                    assert_eq!(has_note, id >= 40, "row {id}");
+                    if has_note {
+                        assert_eq!(v["data"][0]["note"], format!("n{id}"));
+                        assert_eq!(v["mysqlType"]["note"], "varchar(10)");
+                    }
+                }
+                assert!(seen_ddl, "a queue without the DDL");
+            }
+            stop(child);
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {total} messages arrived");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn sigkill_mid_copy_and_mid_stream_loses_nothing() {
+    let db = "mq_kill";
+    setup(db, 6000);
+    let topic = "mq_kill_topic";
+    create_topic(mq(), topic, 4);
+    let t = task(
+        &format!("topic = \"{topic}\""),
+        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[full]\nchunk_rows = 1000\nthreads = 2\nrows_per_second = 3000\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let stop_writes = Arc::new(AtomicBool::new(false));
+    let writers = writer(db, 7000, stop_writes.clone(), true);
+    // Killed mid-copy.
+    let mut child = spawn(&t);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(status(&t)["status"], "full", "not copying when killed");
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    // Killed mid-stream.
+    let mut child = spawn(&t);
+    wait_incremental(&t, &mut child);
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let child = spawn(&t);
+    std::thread::sleep(Duration::from_secs(1));
+    stop_writes.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let want = source_rows(db);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let queues = consume(topic);
+        match assert_rows_equal(&rebuild(&queues, decode_canal), &want) {
+            Ok(()) => {
+                let snapshot = queues
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.properties.contains_key("tidemark_snapshot"))
+                    .count();
+                // A chunk interrupted by the kill is sent again: at most `threads` chunks.
+                assert!(snapshot <= 6000 + 2 * 1000 + 2000, "{snapshot} snapshot messages");
+                stop(child);
+                return;
+            }
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = stop(child);
+    panic!("after two SIGKILLs the rebuilt table never matched the source: {last}\n{out}");
+}
