@@ -915,7 +915,10 @@ mod example_tests {
             ("shop.toml", include_str!("../../../examples/shop.toml")),
             ("tables.toml", include_str!("../../../examples/tables.toml")),
             ("live.toml", include_str!("../../../examples/live.toml")),
-            ("rocketmq.toml", include_str!("../../../examples/rocketmq.toml")),
+            (
+                "rocketmq.toml",
+                include_str!("../../../examples/rocketmq.toml"),
+            ),
         ] {
             Task::parse(text, Path::new(name), &env).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tidemark::sink::rocketmq::client::{Client, Pulled};
+use tidemark::sink::rocketmq::client::{send_all, Client, Message, Outbox, Pulled};
 use tidemark_sandbox::rocketmq::{Options, RocketMq};
 
 fn mq() -> &'static RocketMq {
@@ -1004,17 +1004,24 @@ fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
     create_topic(mq(), topic, 4);
     let t = task(
         &format!("topic = \"{topic}\""),
-        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+        &format!(
+            "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
+        ),
     );
     let mut child = spawn(&t);
     wait_incremental(&t, &mut child);
     let mut c = env().src();
     for id in 2..40 {
-        c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, {id})")).unwrap();
+        c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, {id})"))
+            .unwrap();
     }
-    c.query_drop(format!("ALTER TABLE {db}.t ADD COLUMN note VARCHAR(10) DEFAULT 'x'")).unwrap();
+    c.query_drop(format!(
+        "ALTER TABLE {db}.t ADD COLUMN note VARCHAR(10) DEFAULT 'x'"
+    ))
+    .unwrap();
     for id in 40..80 {
-        c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, {id}, 'n{id}')")).unwrap();
+        c.query_drop(format!("INSERT INTO {db}.t VALUES ({id}, {id}, 'n{id}')"))
+            .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1094,7 +1101,10 @@ fn sigkill_mid_copy_and_mid_stream_loses_nothing() {
                     .filter(|m| m.properties.contains_key("tidemark_snapshot"))
                     .count();
                 // A chunk interrupted by the kill is sent again: at most `threads` chunks.
-                assert!(snapshot <= 6000 + 2 * 1000 + 2000, "{snapshot} snapshot messages");
+                assert!(
+                    snapshot <= 6000 + 2 * 1000 + 2000,
+                    "{snapshot} snapshot messages"
+                );
                 stop(child);
                 return;
             }
@@ -1104,4 +1114,54 @@ fn sigkill_mid_copy_and_mid_stream_loses_nothing() {
     }
     let out = stop(child);
     panic!("after two SIGKILLs the rebuilt table never matched the source: {last}\n{out}");
+}
+
+/// The client alone: 3000 messages in batches over 4 queues come back in order.
+#[test]
+fn client_batches_keep_their_order_per_queue() {
+    let mq = mq();
+    let c = Client::new(vec![mq.name_server.clone()], None);
+    c.create_topic(&mq.broker, "order_test", 4)
+        .expect("create topic");
+    let route = c.route("order_test", true).expect("route");
+    assert_eq!(route.queues.len(), 4);
+    let mut out = Outbox::default();
+    for i in 0..3000u32 {
+        let q = &route.queues[(i % 4) as usize];
+        out.push(
+            "order_test",
+            q,
+            Message {
+                body: format!("{i}").into_bytes(),
+                keys: format!("k{i}"),
+                tags: "t".into(),
+                properties: vec![("tidemark_row", i.to_string())],
+            },
+        );
+    }
+    send_all(&c, "g", &mut out, Duration::from_secs(30)).expect("send");
+    for (qi, q) in route.queues.iter().enumerate() {
+        let mut offset = 0;
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while got.len() < 750 && std::time::Instant::now() < deadline {
+            let (msgs, next) = c
+                .pull("order_test", "test-consumer", q, offset, 32)
+                .expect("pull");
+            if msgs.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            for m in msgs {
+                assert_eq!(
+                    m.properties.get("KEYS").map(String::as_str),
+                    Some(format!("k{}", String::from_utf8_lossy(&m.body)).as_str())
+                );
+                got.push(String::from_utf8_lossy(&m.body).parse::<u32>().unwrap());
+            }
+            offset = next;
+        }
+        let want: Vec<u32> = (0..3000).filter(|i| i % 4 == qi as u32).collect();
+        assert_eq!(got, want, "queue {qi}");
+    }
 }

@@ -610,7 +610,8 @@ topic = "orders"
             let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
             assert!(e.contains(want.trim_matches('\\')) || e.contains(&want.replace('\\', "")), "{extra}: {e}");
         }
-        let e = parse("type = \"rocketmq\"\nname_servers = [\"nohost\"]\ntopic = \"t\"\n").unwrap_err();
+        let e =
+            parse("type = \"rocketmq\"\nname_servers = [\"nohost\"]\ntopic = \"t\"\n").unwrap_err();
         assert!(e.to_string().contains("not host:port"), "{e}");
     }
 
@@ -640,7 +641,11 @@ topic = "orders"
             bytes: 0,
             indexes: Default::default(),
         };
-        whole_table(info, TableName::new("shop", "orders"), Operations::default())
+        whole_table(
+            info,
+            TableName::new("shop", "orders"),
+            Operations::default(),
+        )
     }
 
     fn update_json(full: bool) -> serde_json::Value {

@@ -180,7 +180,10 @@ mod tests {
     #[test]
     fn the_published_schema_is_the_one_written() {
         let doc = include_str!("../../../../../../docs/rocketmq.md");
-        assert!(doc.contains(SCHEMA), "docs/rocketmq.md must publish format::avro::SCHEMA");
+        assert!(
+            doc.contains(SCHEMA),
+            "docs/rocketmq.md must publish format::avro::SCHEMA"
+        );
         let v: serde_json::Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
         assert_eq!(v["fields"].as_array().map(Vec::len), Some(13));
     }
