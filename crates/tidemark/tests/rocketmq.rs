@@ -117,7 +117,7 @@ fn consume(topic: &str) -> Vec<Vec<Pulled>> {
 const TABLE: &str = "CREATE TABLE t (
     id INT PRIMARY KEY, grp INT NOT NULL, v INT NOT NULL,
     a VARCHAR(50) CHARACTER SET utf8mb4, l VARCHAR(20) CHARACTER SET latin1,
-    d DECIMAL(20,6), ts DATETIME(3), tz TIMESTAMP(6) NULL, dt DATE, tm TIME(3),
+    d DECIMAL(20,6), ts DATETIME(3), tz TIMESTAMP(6) NULL, dt DATE, tm TIME(2),
     j JSON, b VARBINARY(16), e ENUM('x','y','z'), s SET('p','q'), bits BIT(10),
     f DOUBLE, fl FLOAT, n INT NULL, u BIGINT UNSIGNED, yr YEAR)";
 
@@ -135,7 +135,7 @@ fn values(id: u32, seed: u64) -> String {
             >> 33) as u32
     };
     format!(
-        "({id}, {grp}, 0, 'héllo {s} ✓', 'café{s}', {d}.{f6:06}, '2024-0{m}-1{dd} 10:11:12.{ms:03}', '2023-05-06 07:08:09.{us:06}', '2020-02-29', '-{h}:05:06.{cs:03}', '{{\"k\": {s}, \"arr\": [1, \"x\"]}}', X'{bin:08X}00FF', '{e}', '{set}', b'{bits:b}', {dbl}e{exp}, {fl}.25, {n}, 18446744073709551615, {yr})",
+        "({id}, {grp}, 0, 'héllo {s} ✓', 'café{s}', {d}.{f6:06}, '2024-0{m}-1{dd} 10:11:12.{ms:03}', '2023-05-06 07:08:09.{us:06}', '2020-02-29', '-{h}:05:06.{cs:02}', '{{\"k\": {s}, \"arr\": [1, \"x\"]}}', X'{bin:08X}00FF', '{e}', '{set}', b'{bits:b}', {dbl}e{exp}, {fl}.25, {n}, 18446744073709551615, {yr})",
         grp = id % 7,
         s = r(1) % 1000,
         d = r(2) % 100_000,
@@ -145,7 +145,7 @@ fn values(id: u32, seed: u64) -> String {
         ms = r(6) % 1000,
         us = r(7) % 1_000_000,
         h = r(8) % 800,
-        cs = r(9) % 1000,
+        cs = r(9) % 100,
         bin = r(10),
         e = ["x", "y", "z"][(r(11) % 3) as usize],
         set = ["", "p", "q", "p,q"][(r(12) % 4) as usize],
