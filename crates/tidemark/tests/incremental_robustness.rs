@@ -343,7 +343,7 @@ const ZOO_DDL: &str = "CREATE TABLE zoo (
    f FLOAT, d DOUBLE,
    b1 BIT(1), b13 BIT(13), b64 BIT(64),
    dt DATE, dtm DATETIME, dt6 DATETIME(6), ts3 TIMESTAMP(3) NULL DEFAULT NULL,
-   tm TIME, tm6 TIME(6), yr YEAR,
+   tm TIME, tm6 TIME(6), tm2 TIME(2), yr YEAR,
    emoji VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
    lat VARCHAR(64) CHARACTER SET latin1, lat_txt TEXT CHARACTER SET latin1,
    bin BINARY(6), vbin VARBINARY(64), blb BLOB, lblob LONGBLOB,
@@ -359,9 +359,9 @@ const ZOO_DDL: &str = "CREATE TABLE zoo (
    KEY k_gs (gs)
  ) ENGINE=InnoDB";
 
-const ZOO_COLUMNS: [&str; 41] = [
+const ZOO_COLUMNS: [&str; 42] = [
     "id", "ti", "tiu", "si", "siu", "mi", "miu", "i", "iu", "bi", "biu", "dec65", "f", "d", "b1",
-    "b13", "b64", "dt", "dtm", "dt6", "ts3", "tm", "tm6", "yr", "emoji", "lat", "lat_txt", "bin",
+    "b13", "b64", "dt", "dtm", "dt6", "ts3", "tm", "tm6", "tm2", "yr", "emoji", "lat", "lat_txt", "bin",
     "vbin", "blb", "lblob", "ch", "vch", "en", "st", "js", "geo", "pt", "ls", "pg", "inv",
 ];
 
@@ -490,6 +490,11 @@ fn zoo_value(rng: &mut StdRng, col: &str) -> String {
             rng,
             &["'-838:59:59.000000'", "'838:59:59.000000'", "'-00:00:00.000001'", "'-00:00:01.250000'"],
         ),
+        // Negative with a fraction: mysql_common's TIME(1|2) decoding (vendor/README.md).
+        "tm2" => pick(
+            rng,
+            &["'-838:59:58.99'", "'-12:05:06.78'", "'-00:00:00.01'", "'12:05:06.78'"],
+        ),
         "yr" => pick(rng, &["0", "1901", "2155", "2000"]),
         "emoji" => pick(
             rng,
@@ -605,6 +610,7 @@ fn zoo_bulk(first: i64, n: u32) -> String {
            '2000-01-01' + INTERVAL seq * 1234567 MICROSECOND,
            FROM_UNIXTIME(1000000000 + seq * 86401 + (seq % 1000) / 1000),
            SEC_TO_TIME(seq * 97 - 250000), SEC_TO_TIME(seq * 601 - 1500000 + seq * 0.000001),
+           SEC_TO_TIME(seq * 13 - 400000 + (seq % 100) * 0.01),
            1901 + seq % 255,
            CONCAT('r', seq, ' 😀 é'), CONCAT('é', seq, 'ß'), IF(seq % 5 = 0, NULL, REPEAT('ÿ', seq % 50)),
            UNHEX(LPAD(HEX(seq), 12, '0')), UNHEX(MD5(seq)), UNHEX(SHA2(seq, 512)),
