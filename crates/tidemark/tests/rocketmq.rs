@@ -1165,3 +1165,56 @@ fn client_batches_keep_their_order_per_queue() {
         assert_eq!(got, want, "queue {qi}");
     }
 }
+
+#[test]
+fn ddl_topic_and_table_topics_route_messages() {
+    let db = "mq_route";
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.a (id INT PRIMARY KEY); CREATE TABLE {db}.b (id INT PRIMARY KEY);
+         INSERT INTO {db}.a VALUES (1); INSERT INTO {db}.b VALUES (1);"
+    ));
+    for (topic, queues) in [("mq_route_data", 2), ("mq_route_b", 2), ("mq_route_ddl", 1)] {
+        create_topic(mq(), topic, queues);
+    }
+    let t = task(
+        &format!("topic = \"mq_route_data\"\nddl_topic = \"mq_route_ddl\"\n[[destination.topics]]\ndatabase = \"{db}\"\ntable = \"b\"\ntopic = \"mq_route_b\""),
+        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let mut child = spawn(&t);
+    wait_incremental(&t, &mut child);
+    env().src_sql(&format!("INSERT INTO {db}.a VALUES (2); ALTER TABLE {db}.b ADD COLUMN x INT; INSERT INTO {db}.b VALUES (2, 2);"));
+    let tables = |topic: &str| -> Vec<String> {
+        consume(topic)
+            .iter()
+            .flatten()
+            .map(|m| {
+                let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+                format!(
+                    "{}{}",
+                    if v["isDdl"] == true { "ddl:" } else { "" },
+                    v["table"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (data, b, ddl) = (
+            tables("mq_route_data"),
+            tables("mq_route_b"),
+            tables("mq_route_ddl"),
+        );
+        if data.len() >= 2 && b.len() >= 2 && !ddl.is_empty() {
+            assert_eq!(data, vec!["a", "a"], "the default topic");
+            assert_eq!(b, vec!["b", "b"], "the table's topic");
+            assert_eq!(ddl, vec!["ddl:b"], "the DDL topic");
+            stop(child);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "data {data:?}, b {b:?}, ddl {ddl:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
