@@ -3,60 +3,11 @@
 
 mod common;
 
-use common::{checksum, env, text, TaskDir};
+use common::{checksum, env, spawn, stop, text, wait_incremental, TaskDir};
 use mysql::prelude::Queryable;
 use rand::{Rng, SeedableRng};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn spawn(t: &TaskDir, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["run", "--no-progress"])
-        .args(extra)
-        .arg(&t.file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tidemark")
-}
-
-/// Stops a running task with SIGTERM and returns its output; asserts a clean exit.
-fn stop(child: Child) -> String {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().expect("wait for tidemark");
-    let log = text(&out);
-    assert!(
-        out.status.success(),
-        "tidemark did not stop cleanly:\n{log}"
-    );
-    log
-}
-
-/// Waits until the task is applying binlog changes.
-fn wait_incremental(t: &TaskDir, child: &mut Child) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(90) {
-        if child.try_wait().expect("try_wait").is_some() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the task ended before the incremental phase:\n{err}");
-        }
-        let out = t.tidemark(&["status", "--json"]);
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            if v["status"] == "incremental" {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("the task never reached the incremental phase");
-}
 
 /// Waits until every listed table has the same checksum on both sides.
 fn wait_equal(pairs: &[(&str, &str, &str, &str)], limit: Duration) -> bool {

@@ -361,8 +361,8 @@ const ZOO_DDL: &str = "CREATE TABLE zoo (
 
 const ZOO_COLUMNS: [&str; 42] = [
     "id", "ti", "tiu", "si", "siu", "mi", "miu", "i", "iu", "bi", "biu", "dec65", "f", "d", "b1",
-    "b13", "b64", "dt", "dtm", "dt6", "ts3", "tm", "tm6", "tm2", "yr", "emoji", "lat", "lat_txt", "bin",
-    "vbin", "blb", "lblob", "ch", "vch", "en", "st", "js", "geo", "pt", "ls", "pg", "inv",
+    "b13", "b64", "dt", "dtm", "dt6", "ts3", "tm", "tm6", "tm2", "yr", "emoji", "lat", "lat_txt",
+    "bin", "vbin", "blb", "lblob", "ch", "vch", "en", "st", "js", "geo", "pt", "ls", "pg", "inv",
 ];
 
 /// `n` random bytes as a hex literal.

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{env, text, TaskDir};
+use common::{env, spawn, stop, text, wait_incremental, TaskDir};
 use mysql::prelude::Queryable;
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -48,47 +47,8 @@ fn task(destination: &str, rest: &str) -> TaskDir {
     ))
 }
 
-fn spawn(t: &TaskDir) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["run", "--no-progress"])
-        .arg(&t.file)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tidemark")
-}
-
-fn stop(child: Child) -> String {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().expect("wait");
-    text(&out)
-}
-
 fn status(t: &TaskDir) -> serde_json::Value {
     serde_json::from_slice(&t.tidemark(&["status", "--json"]).stdout).unwrap_or_default()
-}
-
-fn wait_incremental(t: &TaskDir, child: &mut Child) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        if child.try_wait().expect("try_wait").is_some() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the task ended before the incremental phase:\n{err}");
-        }
-        if status(t)["status"] == "incremental" {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("the task never reached the incremental phase");
 }
 
 /// Every message of a topic, per queue in queue order.
@@ -556,7 +516,7 @@ fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) {
         &format!("topic = \"{topic}\"\nformat = \"{format}\"\nfull_before_image = {}", format == "canal-json"),
         &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[full]\nchunk_rows = 1000\n[[objects]]\ndatabase = \"{db}\"\n"),
     );
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     std::thread::sleep(Duration::from_secs(2));
     stop_writes.store(true, Ordering::Relaxed);
@@ -609,7 +569,7 @@ fn per_key_order(db: &str, destination: &str) {
             "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
         ),
     );
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     let stop_writes = Arc::new(AtomicBool::new(false));
     // Updates (v = v + 1) and inserts of new keys only: per key, v grows with each change.
@@ -754,7 +714,7 @@ fn broker_killed_mid_stream_loses_nothing() {
         e.pair.source.url(),
         own.name_server
     ));
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     let stop_writes = Arc::new(AtomicBool::new(false));
     let w = {
@@ -1008,7 +968,7 @@ fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
             "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
         ),
     );
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     let mut c = env().src();
     for id in 2..40 {
@@ -1071,18 +1031,18 @@ fn sigkill_mid_copy_and_mid_stream_loses_nothing() {
     let stop_writes = Arc::new(AtomicBool::new(false));
     let writers = writer(db, 7000, stop_writes.clone(), true);
     // Killed mid-copy.
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(status(&t)["status"], "full", "not copying when killed");
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     // Killed mid-stream.
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     std::thread::sleep(Duration::from_millis(700));
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
-    let child = spawn(&t);
+    let child = spawn(&t, &[]);
     std::thread::sleep(Duration::from_secs(1));
     stop_writes.store(true, Ordering::Relaxed);
     for w in writers {
@@ -1180,7 +1140,7 @@ fn ddl_topic_and_table_topics_route_messages() {
         &format!("topic = \"mq_route_data\"\nddl_topic = \"mq_route_ddl\"\n[[destination.topics]]\ndatabase = \"{db}\"\ntable = \"b\"\ntopic = \"mq_route_b\""),
         &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
     );
-    let mut child = spawn(&t);
+    let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     env().src_sql(&format!("INSERT INTO {db}.a VALUES (2); ALTER TABLE {db}.b ADD COLUMN x INT; INSERT INTO {db}.b VALUES (2, 2);"));
     let tables = |topic: &str| -> Vec<String> {

@@ -11,7 +11,7 @@ use crate::config::Task;
 use crate::connect::{connect, reconnect, transient, Side, Transient};
 use crate::progress::Progress;
 use crate::sink::rocketmq::client::{now_ms, Outbox};
-use crate::sink::rocketmq::format::{Op, Origin, RowEvent};
+use crate::sink::rocketmq::format::RowEvent;
 use crate::sink::rocketmq::Sink;
 use crate::source::snapshot;
 use crate::state::Store;
@@ -77,20 +77,7 @@ pub fn copy(
                     rows += 1;
                     bytes += size;
                     throttle.rows(1, size);
-                    let ev = RowEvent {
-                        table: t,
-                        op: Op::Insert,
-                        before: None,
-                        after: Some(&row),
-                        snapshot: true,
-                        origin: Origin {
-                            position: None,
-                            index: 0,
-                            source_ms: read_ms,
-                            built_ms: now_ms(),
-                        },
-                    };
-                    sink.row(&mut out, &ev)?;
+                    sink.row(&mut out, &RowEvent::snapshot(t, &row, read_ms))?;
                     if out.bytes >= SEND_BYTES {
                         sink.send(&mut out)?;
                     }

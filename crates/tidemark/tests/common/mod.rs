@@ -8,8 +8,9 @@
 
 use mysql::prelude::Queryable;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tidemark_sandbox::{Options, Pair};
 
 pub struct Env {
@@ -199,4 +200,56 @@ pub fn rows(c: &mut mysql::Conn, q: &str) -> Vec<Vec<mysql::Value>> {
 /// A one-column query as strings.
 pub fn strings(c: &mut mysql::Conn, q: &str) -> Vec<String> {
     c.query(q).unwrap_or_else(|e| panic!("{e}\n{q}"))
+}
+
+/// Starts `tidemark run --no-progress EXTRA... TASKFILE` in the background.
+pub fn spawn(t: &TaskDir, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["run", "--no-progress"])
+        .args(extra)
+        .arg(&t.file)
+        .env_remove("RUST_LOG")
+        .envs(t.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tidemark")
+}
+
+/// Stops a running task with SIGTERM and returns its output; asserts a clean exit.
+pub fn stop(child: Child) -> String {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().expect("wait for tidemark");
+    let log = text(&out);
+    assert!(
+        out.status.success(),
+        "tidemark did not stop cleanly:\n{log}"
+    );
+    log
+}
+
+/// Waits until the task is applying binlog changes.
+pub fn wait_incremental(t: &TaskDir, child: &mut Child) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(90) {
+        if child.try_wait().expect("try_wait").is_some() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the task ended before the incremental phase:\n{err}");
+        }
+        let out = t.tidemark(&["status", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if v["status"] == "incremental" {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the task never reached the incremental phase");
 }

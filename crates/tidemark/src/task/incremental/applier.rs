@@ -183,12 +183,7 @@ impl<'a> Applier<'a> {
                     before: before.as_deref(),
                     after: after.as_deref(),
                     snapshot: false,
-                    origin: Origin {
-                        position: q.txn_end.as_ref(),
-                        index: q.index,
-                        source_ms: q.txn_ms,
-                        built_ms: now_ms(),
-                    },
+                    origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms),
                 };
                 q.index += 1;
                 q.rows += 1;
@@ -287,12 +282,7 @@ impl<'a> Applier<'a> {
                     database: &database,
                     table: first.as_deref(),
                     statement: sql,
-                    origin: Origin {
-                        position: q.txn_end.as_ref(),
-                        index: q.index,
-                        source_ms: q.txn_ms,
-                        built_ms: now_ms(),
-                    },
+                    origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms),
                 };
                 q.index += 1;
                 let (db, table) = (q.ddl_source.0.clone(), q.ddl_source.1.clone());
@@ -404,20 +394,8 @@ impl<'a> Applier<'a> {
                 let read_ms = now_ms();
                 crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
                     rows += 1;
-                    let ev = RowEvent {
-                        table: plan,
-                        op: Op::Insert,
-                        before: None,
-                        after: Some(&row),
-                        snapshot: true,
-                        origin: Origin {
-                            position: None,
-                            index: 0,
-                            source_ms: read_ms,
-                            built_ms: now_ms(),
-                        },
-                    };
-                    q.sink.row(&mut q.outbox, &ev)
+                    q.sink
+                        .row(&mut q.outbox, &RowEvent::snapshot(plan, &row, read_ms))
                 })?;
                 q.sink.send(&mut q.outbox)?;
             }

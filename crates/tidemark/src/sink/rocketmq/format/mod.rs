@@ -39,6 +39,23 @@ pub struct Origin<'a> {
     pub built_ms: u64,
 }
 
+impl<'a> Origin<'a> {
+    /// A change of the binlog transaction ending at `position`, built now.
+    pub fn binlog(position: Option<&'a Position>, index: u32, source_ms: u64) -> Origin<'a> {
+        Origin {
+            position,
+            index,
+            source_ms,
+            built_ms: crate::sink::rocketmq::client::now_ms(),
+        }
+    }
+
+    /// A row of a copy read at `read_ms`, built now.
+    pub fn snapshot(read_ms: u64) -> Origin<'a> {
+        Origin::binlog(None, 0, read_ms)
+    }
+}
+
 /// One row change, with images projected to the copied columns.
 pub struct RowEvent<'a> {
     pub table: &'a TablePlan,
@@ -48,6 +65,20 @@ pub struct RowEvent<'a> {
     /// A row of the full copy (an insert).
     pub snapshot: bool,
     pub origin: Origin<'a>,
+}
+
+impl<'a> RowEvent<'a> {
+    /// A row of a copy (full migration, or a table copied in mid-stream).
+    pub fn snapshot(table: &'a TablePlan, row: &'a [Value], read_ms: u64) -> RowEvent<'a> {
+        RowEvent {
+            table,
+            op: Op::Insert,
+            before: None,
+            after: Some(row),
+            snapshot: true,
+            origin: Origin::snapshot(read_ms),
+        }
+    }
 }
 
 /// One DDL statement (already rewritten to destination names).
