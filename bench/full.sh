@@ -349,7 +349,7 @@ run_mydumper() {
     local dir="$RUN_DIR/mydumper" dump="$RUN_DIR/mydumper/dump"
     mkdir -p "$dir"
     local chunking=() note="no row chunking"
-    if mydumper --help 2>&1 | grep -q -- '--rows'; then
+    if [ "$(mydumper --help 2>&1 | grep -c -- '--rows')" -gt 0 ]; then
         chunking=(--rows 50000); note="--rows 50000"
     fi
     reset_destination
