@@ -1099,7 +1099,7 @@ fn client_batches_keep_their_order_per_queue() {
             },
         );
     }
-    send_all(&c, "g", &mut out, Duration::from_secs(30)).expect("send");
+    send_all(&c, "g", &mut out, Duration::from_secs(30), &|_, _| {}).expect("send");
     for (qi, q) in route.queues.iter().enumerate() {
         let mut offset = 0;
         let mut got = Vec::new();
@@ -1177,4 +1177,28 @@ fn ddl_topic_and_table_topics_route_messages() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+#[test]
+fn max_tps_paces_the_messages() {
+    let db = "mq_tps";
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY);
+         USE {db}; INSERT INTO t SELECT seq FROM seq_1_to_600;"
+    ));
+    let topic = "mq_tps_topic";
+    create_topic(mq(), topic, 4);
+    let t = task(
+        &format!("topic = \"{topic}\"\nmax_tps = 200"),
+        &format!("[migration]\ntypes = [\"full\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let started = Instant::now();
+    t.run_ok();
+    // 600 messages at 200/s: the last of four 150-message batches starts after 2.25 s.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "600 messages at max_tps = 200 took {took:?}"
+    );
+    assert_eq!(status(&t)["messages"]["messages"], 600);
 }

@@ -64,3 +64,30 @@ impl Throttle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_paced_at_the_rate() {
+        // 1000 rows/s: 300 single-row bookings cannot all start within 0.25 s.
+        let t = Throttle::new(1000, 0.0, 0);
+        let started = Instant::now();
+        for _ in 0..300 {
+            t.rows(1, 0);
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        // Unlimited: no waiting at all.
+        let t = Throttle::new(0, 0.0, 0);
+        let started = Instant::now();
+        for _ in 0..100_000 {
+            t.rows(1, 1 << 20);
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

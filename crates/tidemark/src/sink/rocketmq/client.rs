@@ -565,11 +565,13 @@ impl Outbox {
 /// outbox's order even across retries), all queues in parallel; returns once the broker
 /// has acknowledged every message. A lost broker or a busy answer is retried, with the
 /// route looked up again, until `retry_window` has passed since the first failure.
+/// `pace(messages, bytes)` is called before each new batch (a rate limit waits there).
 pub fn send_all(
     client: &Client,
     group: &str,
     outbox: &mut Outbox,
     retry_window: Duration,
+    pace: &dyn Fn(u64, u64),
 ) -> Result<()> {
     struct InFlight {
         key: (String, QueueRef),
@@ -606,6 +608,10 @@ pub fn send_all(
         while let Some(key) = ready.pop_front() {
             let batch = take_batch(outbox, &key);
             if !batch.is_empty() {
+                pace(
+                    batch.len() as u64,
+                    batch.iter().map(|m| m.body.len() as u64).sum(),
+                );
                 starts.push((key, batch));
             }
         }

@@ -548,12 +548,14 @@ impl Sink {
             return Ok(());
         }
         let (messages, bytes) = (out.messages as u64, out.bytes as u64);
-        self.throttle.rows(messages, bytes);
+        // `max_tps`: paced per batch, so the broker sees at most one batch early.
+        let pace = |m: u64, b: u64| self.throttle.rows(m, b);
         client::send_all(
             &self.client,
             &self.config.producer_group,
             out,
             self.retry_window,
+            &pace,
         )?;
         self.counters
             .messages
