@@ -164,7 +164,7 @@ impl Client {
                         .with_context(|| format!("name server {ns}: an unreadable route for topic {topic}"));
                 }
                 status::TOPIC_NOT_EXIST => bail!(
-                    "topic {topic:?} does not exist on the RocketMQ cluster (name server {ns}): create it (e.g. `mqadmin updateTopic -t {topic} -c <cluster>`, as an ordered topic), or fix `topic`/the object's `topic`"
+                    "topic {topic:?} does not exist on the RocketMQ cluster (name server {ns}): create it (e.g. `mqadmin updateTopic -t {topic} -c <cluster>`, as an ordered topic), or fix `destination.topic`, `destination.ddl_topic` or `[[destination.topics]]`"
                 ),
                 _ => {
                     last = Some(anyhow!(
