@@ -139,6 +139,8 @@ fn writer(
                     let sql = match (seed >> 20) % 10 {
                         0..=2 => format!("INSERT IGNORE INTO t VALUES {}", values(id, seed)),
                         3 if deletes => format!("DELETE FROM t WHERE id = {id}"),
+                        // A key change: a delete of the old key and an insert of the new.
+                        4 if deletes => format!("UPDATE IGNORE t SET id = id + {keys} WHERE id = {id}"),
                         _ => format!(
                             "UPDATE t SET v = v + 1, a = 'upd {seed}', d = {}.5, tz = NOW(6), b = X'0102{:04X}', n = NULL WHERE id = {id}",
                             seed % 1000,
