@@ -287,8 +287,8 @@ impl Client {
         Ok(())
     }
 
-    /// Creates (or updates) a topic on every broker of a cluster given by address
-    /// (tests and quick set-ups; production topics are created by operators).
+    /// Creates (or updates) a topic on one broker, which registers it with the name
+    /// servers (tests and benchmarks; production topics are created by operators).
     pub fn create_topic(&self, broker_addr: &str, topic: &str, queues: u32) -> Result<()> {
         let conn = self.broker(broker_addr)?;
         let req = Command::request(
