@@ -507,6 +507,29 @@ fn rebuild(queues: &[Vec<Pulled>], decode: fn(&Pulled) -> Vec<Decoded>) -> Rows 
     rows
 }
 
+/// The documented deduplication: per queue, (binlog position, row index) of the binlog
+/// changes only grows (without restarts, strictly: nothing is sent twice).
+fn assert_dedup_keys_increase(queues: &[Vec<Pulled>]) {
+    for (qi, q) in queues.iter().enumerate() {
+        let mut last: Option<(String, u64, u32)> = None;
+        for m in q {
+            let Some(p) = m.properties.get("tidemark_position") else {
+                continue;
+            };
+            let (file, offset) = p.rsplit_once(':').unwrap();
+            let key = (
+                file.to_string(),
+                offset.parse::<u64>().unwrap(),
+                m.properties["tidemark_row"].parse::<u32>().unwrap(),
+            );
+            if let Some(prev) = &last {
+                assert!(key > *prev, "queue {qi}: {key:?} after {prev:?}");
+            }
+            last = Some(key);
+        }
+    }
+}
+
 /// Full + incremental under concurrent writes; the consumer's rebuild equals the source.
 fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) {
     setup(db, 1500);
@@ -528,9 +551,11 @@ fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
     while Instant::now() < deadline {
-        let got = rebuild(&consume(&topic), decode);
+        let queues = consume(&topic);
+        let got = rebuild(&queues, decode);
         match assert_rows_equal(&got, &want) {
             Ok(()) => {
+                assert_dedup_keys_increase(&queues);
                 let out = stop(child);
                 assert!(out.contains("stopped at"), "{out}");
                 let s = status(&t);

@@ -377,9 +377,11 @@ impl Sink {
         Ok(route.queues[(h % route.queues.len() as u64) as usize].clone())
     }
 
-    /// Adds one row change to the outbox (a change of the ordering key is sent as a
-    /// delete of the old key and an insert of the new one, each on its key's queue).
-    pub fn row(&self, out: &mut Outbox, ev: &RowEvent<'_>) -> Result<()> {
+    /// Adds one row change to the outbox. A change of the ordering values (e.g. of the
+    /// key) is sent as a delete of the old row and an insert of the new one, each on its
+    /// own queue; the insert takes the next index (`tidemark_row`), so every message of
+    /// a transaction has its own. Returns how many indexes the change used.
+    pub fn row(&self, out: &mut Outbox, ev: &RowEvent<'_>) -> Result<u32> {
         let t = ev.table;
         let cols = self.ordering_columns(t);
         if let (Op::Update, Some(b), Some(a), Some(c)) = (ev.op, ev.before, ev.after, &cols) {
@@ -389,15 +391,28 @@ impl Sink {
                     after: None,
                     ..*ev
                 };
-                let ins = RowEvent {
+                let mut ins = RowEvent {
                     op: Op::Insert,
                     before: None,
                     ..*ev
                 };
-                self.row(out, &del)?;
-                return self.row(out, &ins);
+                ins.origin.index += 1;
+                self.send_row(out, &del, &cols)?;
+                self.send_row(out, &ins, &cols)?;
+                return Ok(2);
             }
         }
+        self.send_row(out, ev, &cols)?;
+        Ok(1)
+    }
+
+    fn send_row(
+        &self,
+        out: &mut Outbox,
+        ev: &RowEvent<'_>,
+        cols: &Option<Vec<usize>>,
+    ) -> Result<()> {
+        let t = ev.table;
         let image = match ev.op {
             Op::Delete => ev.before,
             _ => ev.after,
@@ -428,7 +443,7 @@ impl Sink {
         }
         let n = &t.def().name;
         let topic = self.config.topic_of(&n.database, &n.table).to_string();
-        let q = self.queue_for(&topic, t, image, &cols)?;
+        let q = self.queue_for(&topic, t, image, cols)?;
         let mut properties = vec![("tidemark_row", ev.origin.index.to_string())];
         match ev.origin.position {
             Some(p) => properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset))),

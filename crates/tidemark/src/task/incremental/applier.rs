@@ -185,9 +185,9 @@ impl<'a> Applier<'a> {
                     snapshot: false,
                     origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms),
                 };
-                q.index += 1;
                 q.rows += 1;
-                q.sink.row(&mut q.outbox, &ev)
+                q.index += q.sink.row(&mut q.outbox, &ev)?;
+                Ok(())
             }
         }
     }
@@ -396,6 +396,7 @@ impl<'a> Applier<'a> {
                     rows += 1;
                     q.sink
                         .row(&mut q.outbox, &RowEvent::snapshot(plan, &row, read_ms))
+                        .map(|_| ())
                 })?;
                 q.sink.send(&mut q.outbox)?;
             }
