@@ -586,7 +586,7 @@ fn avro_rebuilds_the_source() {
 }
 
 /// Changes to one key arrive on one queue, in source order.
-fn per_key_order(db: &str, destination: &str) {
+fn per_key_order(db: &str, destination: &str) -> Vec<Vec<Pulled>> {
     setup(db, 300);
     let topic = format!("{db}_topic");
     create_topic(mq(), &topic, 4);
@@ -636,7 +636,7 @@ fn per_key_order(db: &str, destination: &str) {
             }
             assert!(checked > 50, "only {checked} ordered pairs checked");
             stop(child);
-            return;
+            return queues;
         }
         assert!(
             Instant::now() < deadline,
@@ -648,7 +648,18 @@ fn per_key_order(db: &str, destination: &str) {
 
 #[test]
 fn primary_key_ordering_keeps_each_key_in_order() {
-    per_key_order("mq_order_pk", "ordering = \"primary-key\"");
+    let queues = per_key_order("mq_order_pk", "ordering = \"primary-key\"");
+    assert!(
+        queues.iter().all(|q| !q.is_empty()),
+        "keys spread over every queue"
+    );
+}
+
+#[test]
+fn table_ordering_puts_a_table_on_one_queue() {
+    let queues = per_key_order("mq_order_table", "ordering = \"table\"");
+    let used = queues.iter().filter(|q| !q.is_empty()).count();
+    assert_eq!(used, 1, "a table's changes on {used} queues");
 }
 
 #[test]
@@ -1158,14 +1169,21 @@ fn ddl_topic_and_table_topics_route_messages() {
     let db = "mq_route";
     env().src_sql(&format!(
         "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.a (id INT PRIMARY KEY); CREATE TABLE {db}.b (id INT PRIMARY KEY);
-         INSERT INTO {db}.a VALUES (1); INSERT INTO {db}.b VALUES (1);"
+         INSERT INTO {db}.a VALUES (1); INSERT INTO {db}.b VALUES (1);
+         DROP DATABASE IF EXISTS mq_route2; CREATE DATABASE mq_route2; CREATE TABLE mq_route2.c (id INT PRIMARY KEY); INSERT INTO mq_route2.c VALUES (1);"
     ));
-    for (topic, queues) in [("mq_route_data", 2), ("mq_route_b", 2), ("mq_route_ddl", 1)] {
+    for (topic, queues) in [
+        ("mq_route_data", 2),
+        ("mq_route_b", 2),
+        ("mq_route_ddl", 1),
+        ("mq_route_db2", 1),
+    ] {
         create_topic(mq(), topic, queues);
     }
+    // Table b has its own topic, database mq_route2 one of its own; table a uses the default.
     let t = task(
-        &format!("topic = \"mq_route_data\"\nddl_topic = \"mq_route_ddl\"\n[[destination.topics]]\ndatabase = \"{db}\"\ntable = \"b\"\ntopic = \"mq_route_b\""),
-        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+        &format!("topic = \"mq_route_data\"\nddl_topic = \"mq_route_ddl\"\n[[destination.topics]]\ndatabase = \"{db}\"\ntable = \"b\"\ntopic = \"mq_route_b\"\n[[destination.topics]]\ndatabase = \"mq_route2\"\ntopic = \"mq_route_db2\""),
+        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n[[objects]]\ndatabase = \"mq_route2\"\n"),
     );
     let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
@@ -1191,10 +1209,12 @@ fn ddl_topic_and_table_topics_route_messages() {
             tables("mq_route_b"),
             tables("mq_route_ddl"),
         );
-        if data.len() >= 2 && b.len() >= 2 && !ddl.is_empty() {
+        let db2 = tables("mq_route_db2");
+        if data.len() >= 2 && b.len() >= 2 && !ddl.is_empty() && !db2.is_empty() {
             assert_eq!(data, vec!["a", "a"], "the default topic");
             assert_eq!(b, vec!["b", "b"], "the table's topic");
             assert_eq!(ddl, vec!["ddl:b"], "the DDL topic");
+            assert_eq!(db2, vec!["c"], "the database's topic");
             stop(child);
             return;
         }
