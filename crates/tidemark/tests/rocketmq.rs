@@ -531,7 +531,7 @@ fn assert_dedup_keys_increase(queues: &[Vec<Pulled>]) {
 }
 
 /// Full + incremental under concurrent writes; the consumer's rebuild equals the source.
-fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) {
+fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) -> Vec<Vec<Pulled>> {
     setup(db, 1500);
     let topic = format!("{db}_topic");
     create_topic(mq(), &topic, 4);
@@ -560,7 +560,7 @@ fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) {
                 assert!(out.contains("stopped at"), "{out}");
                 let s = status(&t);
                 assert!(s["messages"]["messages"].as_u64().unwrap() >= 1500, "{s}");
-                return;
+                return queues;
             }
             Err(e) => last = e,
         }
@@ -582,7 +582,110 @@ fn debezium_json_rebuilds_the_source() {
 
 #[test]
 fn avro_rebuilds_the_source() {
-    round_trip("mq_avro", "avro", decode_avro);
+    let queues = round_trip("mq_avro", "avro", decode_avro);
+    // An independent reader: Python's fastavro, with the published schema, must read
+    // every record to its end and find the same rows.
+    let bodies: Vec<&Pulled> = queues.iter().flatten().collect();
+    let theirs = fastavro_decode(&bodies);
+    assert_eq!(theirs.len(), bodies.len());
+    for (m, r) in bodies.iter().zip(&theirs) {
+        let ours = decode_avro(m);
+        if r["op"] == "DDL" {
+            assert!(ours.is_empty());
+            continue;
+        }
+        let names: Vec<&str> = r["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let image = if r["op"] == "DELETE" {
+            &r["before"]
+        } else {
+            &r["after"]
+        };
+        let row: BTreeMap<String, Option<String>> = names
+            .iter()
+            .zip(image.as_array().unwrap())
+            .map(|(n, v)| {
+                let v = match v {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Object(o) => Some(o["bytes"].as_str().unwrap().to_string()),
+                    n => Some(match n.as_i64() {
+                        Some(i) => i.to_string(),
+                        None => n.as_f64().unwrap().to_string(),
+                    }),
+                };
+                (n.to_string(), v)
+            })
+            .collect();
+        let d = &ours[ours.len() - 1];
+        match &d.after {
+            Some(after) => {
+                for c in COLUMNS {
+                    assert!(
+                        same_value(c, &row[c], &after[c]),
+                        "column {c}: fastavro {:?}, ours {:?}",
+                        row[c],
+                        after[c]
+                    );
+                }
+            }
+            None => assert_eq!(row["id"].as_deref(), Some(d.key.as_str())),
+        }
+    }
+}
+
+/// Decodes Avro bodies with fastavro (`pip install fastavro`; `.ci/run` installs it)
+/// and the published schema: op, column names, before/after (bytes as ISO-8859-1).
+fn fastavro_decode(bodies: &[&Pulled]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, tidemark::sink::rocketmq::format::avro::SCHEMA).unwrap();
+    let data = dir.path().join("bodies.bin");
+    let mut all = Vec::new();
+    for m in bodies {
+        all.extend_from_slice(&(m.body.len() as u32).to_be_bytes());
+        all.extend_from_slice(&m.body);
+    }
+    std::fs::write(&data, all).unwrap();
+    let script = r#"
+import io, json, struct, sys
+from fastavro import parse_schema, schemaless_reader
+schema = parse_schema(json.load(open(sys.argv[1])))
+data = open(sys.argv[2], "rb").read()
+i = 0
+def plain(v):
+    return {"bytes": v.decode("latin-1")} if isinstance(v, bytes) else v
+while i < len(data):
+    n = struct.unpack(">I", data[i:i + 4])[0]
+    buf = io.BytesIO(data[i + 4:i + 4 + n])
+    i += 4 + n
+    r = schemaless_reader(buf, schema)
+    assert buf.tell() == n, "trailing bytes"
+    img = lambda k: None if r[k] is None else [plain(v) for v in r[k]]
+    print(json.dumps({"op": r["op"], "columns": [c["name"] for c in r["columns"]],
+                      "before": img("before"), "after": img("after"), "ddl": r["ddl"]}))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&schema)
+        .arg(&data)
+        .output()
+        .expect("run python3 (with fastavro: pip install fastavro)");
+    assert!(
+        out.status.success(),
+        "fastavro could not read the records: {}",
+        text(&out)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Changes to one key arrive on one queue, in source order.
