@@ -1352,3 +1352,38 @@ fn max_tps_paces_the_messages() {
     );
     assert_eq!(status(&t)["messages"]["messages"], 600);
 }
+
+/// The known limit of a queue destination: after a DDL statement the table's definition
+/// is read from the source. Behind two DDLs on one table, the task stops with a clear
+/// error instead of mis-decoding rows.
+#[test]
+fn behind_two_ddls_on_one_table_stops_with_a_clear_error() {
+    let db = "mq_two_ddl";
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1);"
+    ));
+    let topic = "mq_two_ddl_topic";
+    create_topic(mq(), topic, 1);
+    let t = task(
+        &format!("topic = \"{topic}\""),
+        &format!(
+            "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
+        ),
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    stop(child);
+    env().src_sql(&format!(
+        "ALTER TABLE {db}.t ADD COLUMN a INT; INSERT INTO {db}.t VALUES (2, 2);
+         ALTER TABLE {db}.t ADD COLUMN b INT; INSERT INTO {db}.t VALUES (3, 3, 3);"
+    ));
+    let out = t.tidemark(&["run", "--no-progress", "--stop-when-caught-up"]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("has 2 columns but the tracked definition has 3")
+            && msg.contains("read from the source after a DDL statement")
+            && msg.contains("rerun the task with full migration"),
+        "{msg}"
+    );
+}

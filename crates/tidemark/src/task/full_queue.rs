@@ -78,7 +78,6 @@ pub fn copy(
                     bytes += size;
                     throttle.rows(1, size);
                     sink.row(&mut out, &RowEvent::snapshot(t, &row, read_ms))?;
-
                     if out.bytes >= SEND_BYTES {
                         sink.send(&mut out)?;
                     }

@@ -305,8 +305,15 @@ impl Tracker {
             }
             let def = plan.def();
             if block.table.types.len() != def.columns.len() {
+                // A queue has no tables to read definitions back from: after a DDL they
+                // are read from the source, which may already be past a later one.
+                let why = if applier.is_mysql() {
+                    "the table changed in a way the binlog did not show"
+                } else {
+                    "its definition was read from the source after a DDL statement, and the source has changed the table again since (the task was behind the source)"
+                };
                 bail!(
-                    "a binlog row of {} has {} columns but the tracked definition has {} (at {}): the table changed in a way the binlog did not show; rerun the task with full migration",
+                    "a binlog row of {} has {} columns but the tracked definition has {} (at {}): {why}; rerun the task with full migration",
                     def.name,
                     block.table.types.len(),
                     def.columns.len(),
