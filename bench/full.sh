@@ -30,6 +30,8 @@
 # Everything the script starts (two mariadbd, in a temporary directory, on free ports)
 # is stopped and removed on exit. Missing tools are installed with apt-get.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+USAGE_LAST_LINE=29
 
 TABLES=8
 ROWS=250000
@@ -41,10 +43,6 @@ OUT=""
 LOGS=""
 REPEAT=1
 LOAD_METHOD=""
-
-die() { echo "bench: error: $*" >&2; exit 1; }
-log() { echo "bench [${SECONDS}s]: $*" >&2; }
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -62,9 +60,7 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in TABLES ROWS THREADS DUMP_THREADS RSS_LIMIT_MB REPEAT; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a whole number (got ${!v})"
-done
+whole_numbers TABLES ROWS THREADS DUMP_THREADS RSS_LIMIT_MB REPEAT
 [ "$TABLES" -ge 1 ] && [ "$ROWS" -ge 1 ] && [ "$THREADS" -ge 1 ] && [ "$REPEAT" -ge 1 ] \
     || die "--tables, --rows, --threads and --repeat must be at least 1"
 want() { [[ ",$TOOLS," == *",$1,"* ]]; }
@@ -73,185 +69,33 @@ for t in ${TOOLS//,/ }; do
     case "$t" in tidemark|tidemark-defer|mydumper|mariadb-dump) ;; *) die "--tools: unknown tool '$t'" ;; esac
 done
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
-
 # ---------------------------------------------------------------- tools -----------
-find_tool() { # first of the names found on PATH or in the sbin directories
-    local n d
-    for n in "$@"; do
-        if command -v "$n" >/dev/null 2>&1; then command -v "$n"; return 0; fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin; do
-            [ -x "$d/$n" ] && { echo "$d/$n"; return 0; }
-        done
-    done
-    return 1
-}
-
-missing=()
-find_tool mariadbd mysqld >/dev/null || missing+=(mariadb-server)
-find_tool mariadb-install-db mysql_install_db >/dev/null || missing+=(mariadb-server)
-find_tool mariadb >/dev/null && find_tool mariadb-dump >/dev/null || missing+=(mariadb-client)
+need mariadb-server mariadbd mysqld
+need mariadb-server mariadb-install-db mysql_install_db
+need mariadb-client mariadb
+need mariadb-client mariadb-dump
 if want mydumper; then
-    find_tool mydumper >/dev/null && find_tool myloader >/dev/null || missing+=(mydumper)
+    need mydumper mydumper
+    need mydumper myloader
 fi
-find_tool sysbench >/dev/null || missing+=(sysbench)
+need sysbench sysbench
 [ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing ${missing[*]} with apt-get"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-MARIADBD="$(find_tool mariadbd mysqld)" || die "mariadbd not found"
-INSTALL_DB="$(find_tool mariadb-install-db mysql_install_db)" || die "mariadb-install-db not found"
-MARIADB="$(find_tool mariadb)" || die "mariadb (client) not found"
+install_missing
+find_mariadb
 MARIADB_DUMP="$(find_tool mariadb-dump)" || die "mariadb-dump not found"
 SYSBENCH="$(find_tool sysbench)" || die "sysbench not found"
-TIME=/usr/bin/time
 
 # ---------------------------------------------------------------- build -----------
-if [ -n "${TIDEMARK_BIN:-}" ]; then
-    TIDEMARK="$TIDEMARK_BIN"
-    [ -x "$TIDEMARK" ] || die "TIDEMARK_BIN=$TIDEMARK is not an executable"
-else
-    TARGET_DIR="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}"
-    command -v cargo >/dev/null || die "cargo not found (install Rust, or set TIDEMARK_BIN)"
-    log "building tidemark (release) into $TARGET_DIR"
-    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p tidemark >&2
-    TIDEMARK="$TARGET_DIR/release/tidemark"
-fi
-BUILT_FROM="$("$TIDEMARK" --version 2>/dev/null || echo tidemark)"
-if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1 && [ -z "${TIDEMARK_BIN:-}" ]; then
-    BUILT_FROM="$BUILT_FROM, built from $(git -C "$REPO" describe --always --dirty 2>/dev/null)"
-fi
+build_tidemark
+built_from
 
 # ---------------------------------------------------------------- servers ---------
-WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tidemark-bench.XXXXXX")"
-SERVER_PIDS=()
-cleanup() {
-    local pid i
-    for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${SERVER_PIDS[@]}"; do
-        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ -n "$LOGS" ]; then
-        mkdir -p "$LOGS"
-        (cd "$WORK" && find . -maxdepth 3 \( -name '*.log' -o -name '*.time' -o -name 'time.txt' \
-            -o -name '*.toml' -o -name '*.checksums' -o -name '*.tsv' \) -print0 | xargs -0 -r cp --parents -t "$LOGS") || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-free_port() { # a port nothing listens on
-    local p i
-    for i in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 40000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
-
-SERVER_OPTS=(--innodb-buffer-pool-size=1G --innodb-log-file-size=512M --innodb-flush-log-at-trx-commit=2)
-
-start_server() { # name port server-id [extra mariadbd args]; prints nothing, sets no globals but SERVER_PIDS
-    local name=$1 port=$2 id=$3; shift 3
-    local dir="$WORK/$name"
-    mkdir -p "$dir/tmp"
-    "$INSTALL_DB" --no-defaults --datadir="$dir/data" --user=root \
-        --auth-root-authentication-method=normal --skip-test-db --tmpdir="$dir/tmp" >"$dir/install.log" 2>&1 \
-        || { cat "$dir/install.log" >&2; die "mariadb-install-db failed for the $name server"; }
-    "$MARIADBD" --no-defaults --datadir="$dir/data" --user=root --port="$port" \
-        --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" --tmpdir="$dir/tmp" \
-        --log-error="$dir/error.log" --server-id="$id" "${SERVER_OPTS[@]}" "$@" \
-        >/dev/null 2>&1 &
-    SERVER_PIDS+=($!)
-}
-
-wait_ready() { # name port pid
-    local i
-    for i in $(seq 1 600); do
-        if "$MARIADB" --no-defaults -h127.0.0.1 -P"$2" -uroot -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
-        kill -0 "$3" 2>/dev/null || { cat "$WORK/$1/error.log" >&2; die "the $1 server exited"; }
-        sleep 0.1
-    done
-    cat "$WORK/$1/error.log" >&2
-    die "the $1 server did not become ready in 60 s"
-}
-
-SRC_PORT=$(free_port)
-DST_PORT=$(free_port)
-while [ "$DST_PORT" = "$SRC_PORT" ]; do DST_PORT=$(free_port); done
-log "starting source (127.0.0.1:$SRC_PORT, binlog ROW/FULL) and destination (127.0.0.1:$DST_PORT) in $WORK"
-start_server source "$SRC_PORT" 1 --log-bin="$WORK/source/data/binlog" --binlog-format=ROW --binlog-row-image=FULL
-SRC_PID=${SERVER_PIDS[-1]}
-start_server destination "$DST_PORT" 2
-DST_PID=${SERVER_PIDS[-1]}
-wait_ready source "$SRC_PORT" "$SRC_PID"
-wait_ready destination "$DST_PORT" "$DST_PID"
-
-src_sql() { "$MARIADB" --no-defaults -h127.0.0.1 -P"$SRC_PORT" -uroot -N -B -e "$1"; }
-dst_sql() { "$MARIADB" --no-defaults -h127.0.0.1 -P"$DST_PORT" -uroot -N -B -e "$1"; }
-CLK_TCK=$(getconf CLK_TCK)
-cpu_s() { # CPU seconds (user+system) used so far by a pid
-    awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
-}
-machine_cpu() { # CPU seconds the whole machine has been busy (all processes, all CPUs)
-    awk -v hz="$CLK_TCK" '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
-}
-now() { date +%s.%N; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-
-dirty_pages() { "$MARIADB" --no-defaults -h127.0.0.1 -P"$1" -uroot -N -B -e \
-    "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='INNODB_BUFFER_POOL_PAGES_DIRTY'"; }
-settle() { # port: flush the server's dirty pages now, so that no run pays for an earlier one
-    local i
-    "$MARIADB" --no-defaults -h127.0.0.1 -P"$1" -uroot -e 'SET GLOBAL innodb_io_capacity_max = 100000;
-        SET GLOBAL innodb_io_capacity = 50000; SET GLOBAL innodb_max_dirty_pages_pct = 0'
-    for i in $(seq 1 1200); do
-        [ "$(dirty_pages "$1")" -le 16 ] && break
-        sleep 0.1
-    done
-    "$MARIADB" --no-defaults -h127.0.0.1 -P"$1" -uroot -e 'SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT;
-        SET GLOBAL innodb_io_capacity = DEFAULT; SET GLOBAL innodb_io_capacity_max = DEFAULT'
-}
+KEEP_NAMES=('*.log' '*.time' 'time.txt' '*.toml' '*.checksums' '*.tsv')
+make_work bench
+start_source_and_destination
 
 # ---------------------------------------------------------------- data ------------
-SERVER_VERSION=$(src_sql 'SELECT VERSION()')
-log "MariaDB $SERVER_VERSION; generating $TABLES sysbench table(s) x $ROWS rows on the source"
-src_sql 'CREATE DATABASE sbtest'
-SB_THREADS=$(( TABLES < $(nproc) ? TABLES : $(nproc) ))
-t0=$(now)
-"$SYSBENCH" oltp_read_only --db-driver=mysql --tables="$TABLES" --table-size="$ROWS" \
-    --threads="$SB_THREADS" --mysql-host=127.0.0.1 --mysql-port="$SRC_PORT" --mysql-user=root \
-    --mysql-db=sbtest prepare >"$WORK/sysbench.log" 2>&1 \
-    || { cat "$WORK/sysbench.log" >&2; die "sysbench prepare failed"; }
-log "  generated in $(sub "$(now)" "$t0") s"
-
-mapfile -t TABLE_NAMES < <(src_sql "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest' ORDER BY TABLE_NAME")
-[ "${#TABLE_NAMES[@]}" -eq "$TABLES" ] || die "expected $TABLES tables on the source, found ${#TABLE_NAMES[@]}"
-QUALIFIED=$(printf 'sbtest.%s,' "${TABLE_NAMES[@]}"); QUALIFIED=${QUALIFIED%,}
-src_sql "ANALYZE TABLE $QUALIFIED" >/dev/null
-TOTAL_ROWS=0
-RAW_BYTES=0
-for t in "${TABLE_NAMES[@]}"; do
-    read -r n b < <(src_sql "SELECT COUNT(*), COALESCE(SUM(8 + LENGTH(c) + LENGTH(pad)), 0) FROM sbtest.\`$t\`")
-    TOTAL_ROWS=$(( TOTAL_ROWS + n ))
-    RAW_BYTES=$(( RAW_BYTES + b ))
-done
-read -r DATA_BYTES INDEX_BYTES < <(src_sql "SELECT SUM(DATA_LENGTH), SUM(INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'")
-DATA_MB=$(awk -v b="$DATA_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
-RAW_MB=$(awk -v b="$RAW_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
-INDEX_MB=$(awk -v b="$INDEX_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
-src_sql "CHECKSUM TABLE $QUALIFIED" | sort >"$WORK/source.checksums"
-settle "$SRC_PORT"
-log "  $TOTAL_ROWS rows; DATA_LENGTH $DATA_MB MB, INDEX_LENGTH $INDEX_MB MB, raw row bytes $RAW_MB MB"
+generate_sbtest oltp_read_only
 
 # ---------------------------------------------------------------- helpers ---------
 reset_destination() {
@@ -267,12 +111,6 @@ verify() { # label
     ! grep -q $'\tNULL$' "$RUN_DIR/$1.checksums" || die "$1: CHECKSUM TABLE returned NULL"
     log "  $1: CHECKSUM TABLE equal on all ${#TABLE_NAMES[@]} table(s)"
 }
-
-time_field() { # file 'field label' -> value after the colon
-    sed -n "s/^[[:space:]]*$2: //p" "$1" | head -1
-}
-rss_mib() { awk -v k="$(time_field "$1" 'Maximum resident set size (kbytes)')" 'BEGIN { printf "%.1f", k / 1024 }'; }
-cpu_of() { awk -v u="$(time_field "$1" 'User time (seconds)')" -v s="$(time_field "$1" 'System time (seconds)')" 'BEGIN { printf "%.2f", u + s }'; }
 
 # Results: one line per measured row in $RESULTS, tab-separated:
 # round label wall_s client_cpu_s rss_mib src_cpu_s dst_cpu_s other_cpu_s note
@@ -298,14 +136,7 @@ run_tidemark() { # label defer(true|false)
     local method=""
     [ -z "$LOAD_METHOD" ] || method=$'\n'"load_method = \"$LOAD_METHOD\""
     mkdir -p "$dir"
-    cat >"$dir/task.toml" <<EOF
-name = "bench"
-[source]
-url = "mysql://root@127.0.0.1:$SRC_PORT"
-tls = "disabled"
-[destination]
-url = "mysql://root@127.0.0.1:$DST_PORT"
-tls = "disabled"
+    { mysql_task_header bench; cat <<EOF
 [migration]
 types = ["schema", "full"]
 [full]
@@ -316,6 +147,7 @@ dir = "$dir/state"
 [[objects]]
 database = "sbtest"
 EOF
+    } >"$dir/task.toml"
     reset_destination
     log "$label: tidemark run (threads = $THREADS, defer_secondary_indexes = $defer${LOAD_METHOD:+, load_method = $LOAD_METHOD})"
     local s0 d0 m0 t0 t1
@@ -462,7 +294,7 @@ END {
 report() {
     echo "## Full migration: $TABLES table(s) x $ROWS rows (sysbench shape)"
     echo
-    echo "MariaDB $SERVER_VERSION, $(nproc) CPU(s), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM;"
+    echo "MariaDB $SERVER_VERSION, $(nproc) CPU(s), $(machine_ram) RAM;"
     echo "$BUILT_FROM; tidemark threads = $THREADS${LOAD_METHOD:+, load_method = $LOAD_METHOD}; mydumper/myloader --threads $DUMP_THREADS; $REPEAT round(s)."
     echo "Source: $TOTAL_ROWS rows, DATA_LENGTH $DATA_MB MB (MB/s below uses this), INDEX_LENGTH $INDEX_MB MB, raw row bytes $RAW_MB MB."
     echo
@@ -470,9 +302,7 @@ report() {
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     awk -v rows="$TOTAL_ROWS" -v bytes="$DATA_BYTES" -v repeat="$REPEAT" "$TABLE_AWK" "$RESULTS"
 }
-REPORT="$(report)"
-echo "$REPORT"
-[ -z "$OUT" ] || { mkdir -p "$(dirname "$OUT")"; echo "$REPORT" >"$OUT"; log "results written to $OUT"; }
+emit_report
 
 if [ "$RSS_LIMIT_MB" -gt 0 ]; then
     over=$(awk -F'\t' -v lim="$RSS_LIMIT_MB" '$2 ~ /^tidemark/ && $5 + 0 >= lim + 0 { printf "%s (round %s): %s MiB; ", $2, $1, $5 }' "$RESULTS")

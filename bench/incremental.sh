@@ -46,6 +46,7 @@
 # Everything the script starts (three mariadbd, in a temporary directory, on free ports)
 # is stopped and removed on exit. Missing tools are installed with apt-get.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TABLES=4
 ROWS=100000
@@ -66,10 +67,6 @@ LAT_TOOLS="tidemark,mariadb-replica"
 HB_INTERVAL=0.5      # latency: heartbeat written on the source every HB_INTERVAL s
 POLL_INTERVAL=0.05   # latency: heartbeat read on the applying server every POLL_INTERVAL s
 STATUS_INTERVAL=0.5  # latency: positions (tidemark status / SHOW SLAVE STATUS) every STATUS_INTERVAL s
-
-die() { echo "bench: error: $*" >&2; exit 1; }
-log() { echo "bench [${SECONDS}s]: $*" >&2; }
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -93,10 +90,8 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in TABLES ROWS EVENTS SB_THREADS THREADS RSS_LIMIT_MB REPEAT DECODE_REPEAT RATE LAT_SECONDS; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-' | sed 's/^lat-/latency-/') must be a whole number (got ${!v})"
-done
-[ -z "$BATCH_ROWS" ] || [[ "$BATCH_ROWS" =~ ^[0-9]+$ ]] || die "--batch-rows must be a whole number (got $BATCH_ROWS)"
+whole_numbers TABLES ROWS EVENTS SB_THREADS THREADS RSS_LIMIT_MB REPEAT DECODE_REPEAT RATE LAT_SECONDS:--latency-seconds
+whole_numbers_or_empty BATCH_ROWS
 [ "$TABLES" -ge 1 ] && [ "$ROWS" -ge 1 ] && [ "$EVENTS" -ge 1 ] && [ "$SB_THREADS" -ge 1 ] \
     && [ "$THREADS" -ge 1 ] && [ "$REPEAT" -ge 1 ] && [ "$DECODE_REPEAT" -ge 1 ] && [ "$RATE" -ge 1 ] \
     && [ "$LAT_SECONDS" -ge 1 ] \
@@ -120,72 +115,36 @@ NEED_TIDEMARK=0
 if want tidemark || section decode || lat_want tidemark; then NEED_TIDEMARK=1; fi
 
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
 
 # ---------------------------------------------------------------- tools -----------
-find_tool() { # first of the names found on PATH or in the sbin directories
-    local n d
-    for n in "$@"; do
-        if command -v "$n" >/dev/null 2>&1; then command -v "$n"; return 0; fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin; do
-            [ -x "$d/$n" ] && { echo "$d/$n"; return 0; }
-        done
-    done
-    return 1
-}
-
-missing=()
-find_tool mariadbd mysqld >/dev/null || missing+=(mariadb-server)
-find_tool mariadb-install-db mysql_install_db >/dev/null || missing+=(mariadb-server)
-find_tool mariadb-binlog mysqlbinlog >/dev/null || missing+=(mariadb-server)
-find_tool mariadb >/dev/null && find_tool mariadb-dump >/dev/null || missing+=(mariadb-client)
-find_tool sysbench >/dev/null || missing+=(sysbench)
-find_tool jq >/dev/null || missing+=(jq)
+need mariadb-server mariadbd mysqld
+need mariadb-server mariadb-install-db mysql_install_db
+need mariadb-server mariadb-binlog mysqlbinlog
+need mariadb-client mariadb
+need mariadb-client mariadb-dump
+need sysbench sysbench
+need jq jq
 [ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing ${missing[*]} with apt-get"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-MARIADBD="$(find_tool mariadbd mysqld)" || die "mariadbd not found"
-INSTALL_DB="$(find_tool mariadb-install-db mysql_install_db)" || die "mariadb-install-db not found"
-MARIADB="$(find_tool mariadb)" || die "mariadb (client) not found"
+install_missing
+find_mariadb
 MARIADB_DUMP="$(find_tool mariadb-dump)" || die "mariadb-dump not found"
 MARIADB_BINLOG="$(find_tool mariadb-binlog mysqlbinlog)" || die "mariadb-binlog not found"
 SYSBENCH="$(find_tool sysbench)" || die "sysbench not found"
 JQ="$(find_tool jq)" || die "jq not found"
-TIME=/usr/bin/time
 
 # ---------------------------------------------------------------- build -----------
 if [ "$NEED_TIDEMARK" = 1 ]; then
-    if [ -n "${TIDEMARK_BIN:-}" ]; then
-        TIDEMARK="$TIDEMARK_BIN"
-        [ -x "$TIDEMARK" ] || die "TIDEMARK_BIN=$TIDEMARK is not an executable"
-    else
-        TARGET_DIR="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}"
-        command -v cargo >/dev/null || die "cargo not found (install Rust, or set TIDEMARK_BIN)"
-        log "building tidemark (release) into $TARGET_DIR"
-        CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p tidemark >&2
-        TIDEMARK="$TARGET_DIR/release/tidemark"
-    fi
-    BUILT_FROM="$("$TIDEMARK" --version 2>/dev/null || echo tidemark)"
-    if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1 && [ -z "${TIDEMARK_BIN:-}" ]; then
-        BUILT_FROM="$BUILT_FROM, built from $(git -C "$REPO" describe --always --dirty 2>/dev/null)"
-    fi
+    build_tidemark
+    built_from
 else
     BUILT_FROM="tidemark not run"
 fi
 
 # ---------------------------------------------------------------- servers ---------
-WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tidemark-bench.XXXXXX")"
-SERVER_PIDS=()
+KEEP_NAMES=('*.log' '*.time' 'time.txt' '*.toml' '*.checksums' '*.tsv' '*.txt')
 BG_PIDS=()   # the latency section's background loops (they end when $WORK/stop-all exists)
 TM_PID=""    # a `tidemark run` in the background (latency section)
-cleanup() {
+cleanup_first() { # before the servers stop: the latency section's processes
     local pid i
     touch "$WORK/stop-all" 2>/dev/null || true
     if [ -n "$TM_PID" ] && kill -0 "$TM_PID" 2>/dev/null; then
@@ -197,120 +156,20 @@ cleanup() {
         for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill "$pid" 2>/dev/null || true
     done
-    for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${SERVER_PIDS[@]}"; do
-        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ -n "$LOGS" ]; then
-        mkdir -p "$LOGS"
-        (cd "$WORK" && find . -maxdepth 3 \( -name '*.log' -o -name '*.time' -o -name 'time.txt' \
-            -o -name '*.toml' -o -name '*.checksums' -o -name '*.tsv' -o -name '*.txt' \) -print0 | xargs -0 -r cp --parents -t "$LOGS") || true
-    fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+make_work bench
 
-free_port() { # a port nothing listens on
-    local p i
-    for i in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 40000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
-
-SERVER_OPTS=(--innodb-buffer-pool-size=1G --innodb-log-file-size=512M --innodb-flush-log-at-trx-commit=2)
-
-start_server() { # name port server-id [extra mariadbd args]; sets no globals but SERVER_PIDS
-    local name=$1 port=$2 id=$3; shift 3
-    local dir="$WORK/$name"
-    mkdir -p "$dir/tmp"
-    "$INSTALL_DB" --no-defaults --datadir="$dir/data" --user=root \
-        --auth-root-authentication-method=normal --skip-test-db --tmpdir="$dir/tmp" >"$dir/install.log" 2>&1 \
-        || { cat "$dir/install.log" >&2; die "mariadb-install-db failed for the $name server"; }
-    "$MARIADBD" --no-defaults --datadir="$dir/data" --user=root --port="$port" \
-        --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" --tmpdir="$dir/tmp" \
-        --log-error="$dir/error.log" --server-id="$id" "${SERVER_OPTS[@]}" "$@" \
-        >/dev/null 2>&1 &
-    SERVER_PIDS+=($!)
-}
-
-wait_ready() { # name port pid
-    local i
-    for i in $(seq 1 600); do
-        if "$MARIADB" --no-defaults -h127.0.0.1 -P"$2" -uroot -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
-        kill -0 "$3" 2>/dev/null || { cat "$WORK/$1/error.log" >&2; die "the $1 server exited"; }
-        sleep 0.1
-    done
-    cat "$WORK/$1/error.log" >&2
-    die "the $1 server did not become ready in 60 s"
-}
-
-SRC_PORT=$(free_port)
-DST_PORT=$(free_port)
-while [ "$DST_PORT" = "$SRC_PORT" ]; do DST_PORT=$(free_port); done
-REP_PORT=$(free_port)
-while [ "$REP_PORT" = "$SRC_PORT" ] || [ "$REP_PORT" = "$DST_PORT" ]; do REP_PORT=$(free_port); done
+take_port SRC_PORT
+take_port DST_PORT
+take_port REP_PORT
 log "starting source (127.0.0.1:$SRC_PORT, binlog ROW/FULL), destination (127.0.0.1:$DST_PORT)" \
     "and replica (127.0.0.1:$REP_PORT) in $WORK"
-start_server source "$SRC_PORT" 1 --log-bin="$WORK/source/data/binlog" --binlog-format=ROW --binlog-row-image=FULL
-SRC_PID=${SERVER_PIDS[-1]}
-start_server destination "$DST_PORT" 2
-DST_PID=${SERVER_PIDS[-1]}
-start_server replica "$REP_PORT" 3 --skip-slave-start --relay-log="$WORK/replica/data/relay"
-REP_PID=${SERVER_PIDS[-1]}
+start_source
+start_destination
+start_replica
 wait_ready source "$SRC_PORT" "$SRC_PID"
 wait_ready destination "$DST_PORT" "$DST_PID"
 wait_ready replica "$REP_PORT" "$REP_PID"
-
-sql_at() { local port=$1; shift; "$MARIADB" --no-defaults -h127.0.0.1 -P"$port" -uroot -N -B -e "$@"; }
-src_sql() { sql_at "$SRC_PORT" "$1"; }
-dst_sql() { sql_at "$DST_PORT" "$1"; }
-rep_sql() { sql_at "$REP_PORT" "$1"; }
-CLK_TCK=$(getconf CLK_TCK)
-cpu_s() { # CPU seconds (user+system) used so far by a pid
-    awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
-}
-machine_cpu() { # CPU seconds the whole machine has been busy (all processes, all CPUs)
-    awk -v hz="$CLK_TCK" '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
-}
-now() { date +%s.%N; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-
-dirty_pages() { sql_at "$1" \
-    "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='INNODB_BUFFER_POOL_PAGES_DIRTY'"; }
-settle() { # port: flush the server's dirty pages now, so that no run pays for an earlier one
-    local i
-    sql_at "$1" 'SET GLOBAL innodb_io_capacity_max = 100000;
-        SET GLOBAL innodb_io_capacity = 50000; SET GLOBAL innodb_max_dirty_pages_pct = 0'
-    for i in $(seq 1 1200); do
-        [ "$(dirty_pages "$1")" -le 16 ] && break
-        sleep 0.1
-    done
-    sql_at "$1" 'SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT;
-        SET GLOBAL innodb_io_capacity = DEFAULT; SET GLOBAL innodb_io_capacity_max = DEFAULT'
-}
-
-# FLUSH BINARY LOGS, then wait for the new file's own Binlog_checkpoint event. MariaDB
-# writes that event once InnoDB has made the old file's commits durable, which can be
-# much later, after transactions written meanwhile: a binlog that then ends with it keeps
-# `tidemark run --stop-when-caught-up` from ever seeing itself caught up (its position
-# stays at the last transaction's end, short of SHOW MASTER STATUS).
-flush_binlogs() {
-    local f i
-    src_sql 'FLUSH BINARY LOGS'
-    f=$(src_sql 'SHOW MASTER STATUS' | cut -f1)
-    for i in $(seq 1 600); do
-        src_sql "SHOW BINLOG EVENTS IN '$f'" | awk -F'\t' -v f="$f" '$3 == "Binlog_checkpoint" && $6 == f { ok = 1 } END { exit !ok }' \
-            && return 0
-        [ $(( i % 10 )) -ne 0 ] || src_sql 'FLUSH ENGINE LOGS' >/dev/null 2>&1 || true
-        sleep 0.1
-    done
-    die "the source wrote no Binlog_checkpoint event for $f within 60 s of FLUSH BINARY LOGS"
-}
 
 # ---------------------------------------------------------------- data ------------
 SERVER_VERSION=$(src_sql 'SELECT VERSION()')
@@ -357,20 +216,7 @@ if [ "$NEED_WORKLOAD" = 1 ]; then
     ! cmp -s "$WORK/initial.checksums" "$WORK/source.checksums" || die "the workload changed nothing on the source"
 
     # Row changes and transactions between the two positions, counted in the binlog itself.
-    mapfile -t BINLOGS < <(src_sql 'SHOW BINARY LOGS' | awk -v a="$START_FILE" -v b="$END_FILE" '$1 >= a && $1 <= b { print $1 }')
-    (cd "$WORK/source/data" && "$MARIADB_BINLOG" --no-defaults --base64-output=decode-rows --verbose \
-        --start-position="$START_POS" --stop-position="$END_POS" "${BINLOGS[@]}") >"$WORK/binlog.txt" \
-        2>"$WORK/binlog.log" || { cat "$WORK/binlog.log" >&2; die "mariadb-binlog failed"; }
-    ROW_CHANGES=$(grep -cE '^### (INSERT INTO|UPDATE|DELETE FROM) ' "$WORK/binlog.txt" || true)
-    RANGE_EVENTS=$(grep -cE '^# at [0-9]+$' "$WORK/binlog.txt" || true)
-    INSERTS=$(grep -cE '^### INSERT INTO ' "$WORK/binlog.txt" || true)
-    UPDATES=$(grep -cE '^### UPDATE ' "$WORK/binlog.txt" || true)
-    DELETES=$(grep -cE '^### DELETE FROM ' "$WORK/binlog.txt" || true)
-    TRANSACTIONS=$(grep -cE '\sXid = [0-9]+' "$WORK/binlog.txt" || true)
-    rm -f "$WORK/binlog.txt"
-    BINLOG_MB=$(awk -v s="$START_POS" -v e="$END_POS" -v n="${#BINLOGS[@]}" \
-        'BEGIN { if (n == 1) printf "%.1f", (e - s) / 1e6; else printf "?" }')
-    [ "$ROW_CHANGES" -gt 0 ] || die "no row events found in the binlog between $START_FILE:$START_POS and $END_FILE:$END_POS"
+    count_binlog_range
     SOURCE_TPS=$(awk -v n="$TRANSACTIONS" -v s="$WORKLOAD_S" 'BEGIN { printf "%.0f", n / s }')
     log "  $WORKLOAD_S s on the source ($SOURCE_TPS transactions/s); end position $END_FILE:$END_POS"
     log "  binlog: $TRANSACTIONS transactions, $ROW_CHANGES row changes ($UPDATES updates, $DELETES deletes, $INSERTS inserts), $BINLOG_MB MB"
@@ -398,12 +244,6 @@ verify() { # port label
     log "  $2: CHECKSUM TABLE equal to the source's on all ${#TABLE_NAMES[@]} table(s)"
 }
 
-time_field() { # file 'field label' -> value after the colon
-    sed -n "s/^[[:space:]]*$2: //p" "$1" | head -1
-}
-rss_mib() { awk -v k="$(time_field "$1" 'Maximum resident set size (kbytes)')" 'BEGIN { printf "%.1f", k / 1024 }'; }
-cpu_of() { awk -v u="$(time_field "$1" 'User time (seconds)')" -v s="$(time_field "$1" 'System time (seconds)')" 'BEGIN { printf "%.2f", u + s }'; }
-
 # Results: one line per run in $RESULTS, tab-separated:
 # round label applied_s wall_s client_cpu_s rss_mib src_cpu_s apply_server_cpu_s other_cpu_s note
 # applied_s: until every change was applied (what the rates use); wall_s: until the
@@ -422,14 +262,7 @@ run_tidemark() {
     local batch=""
     [ -z "$BATCH_ROWS" ] || batch=$'\n'"batch_rows = $BATCH_ROWS"
     mkdir -p "$dir"
-    cat >"$dir/task.toml" <<EOF
-name = "bench-incremental"
-[source]
-url = "mysql://root@127.0.0.1:$SRC_PORT"
-tls = "disabled"
-[destination]
-url = "mysql://root@127.0.0.1:$DST_PORT"
-tls = "disabled"
+    { mysql_task_header bench-incremental; cat <<EOF
 [migration]
 types = ["incremental"]
 start_position = "$START_FILE:$START_POS"
@@ -440,6 +273,7 @@ dir = "$dir/state"
 [[objects]]
 database = "sbtest"
 EOF
+    } >"$dir/task.toml"
     reset_copy "$DST_PORT" "$label"
     log "$label: tidemark run --stop-when-caught-up (incremental threads = $THREADS${BATCH_ROWS:+, batch_rows = $BATCH_ROWS})"
     local s0 d0 m0 t0 t1
@@ -457,14 +291,8 @@ EOF
     # process exits later: it waits for its binlog reader, which only notices the stop
     # when the next event or heartbeat arrives.
     local line startup="" applied="" note
-    stamp() { # a log message -> seconds since t0 at its time stamp
-        local l
-        l=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -m1 -- "$1" || true)
-        [ -z "$l" ] || awk -v e="$(date -d "$(awk '{ print $1 }' <<<"$l")" +%s.%N)" -v t="$t0" \
-            'BEGIN { d = e - t; printf "%.2f", (d < 0 ? 0 : d) }'
-    }
-    startup=$(stamp 'incremental: reading the binlog from')
-    applied=$(stamp 'incremental: caught up at')
+    startup=$(log_stamp "$dir/tidemark.log" 'incremental: reading the binlog from' "$t0")
+    applied=$(log_stamp "$dir/tidemark.log" 'incremental: caught up at' "$t0")
     [ -n "$applied" ] || die "$label: no \"caught up\" line in tidemark's log"
     log "  $label: caught up after $applied s, exited after $wall s"
     note="startup+precheck ${startup:-?} s; exit $(sub "$wall" "$applied") s after catching up"
@@ -482,30 +310,6 @@ EOF
 }
 
 # ---------------------------------------------------------------- native replica --
-slave_field() { # field name of SHOW SLAVE STATUS on the replica
-    "$MARIADB" --no-defaults -h127.0.0.1 -P"$REP_PORT" -uroot -E -e 'SHOW SLAVE STATUS' \
-        | sed -n "s/^ *$1: //p" | head -1
-}
-
-wait_replica() { # label file pos: until the replica's SQL thread has executed everything up to file:pos
-    # MASTER_POS_WAIT returns as soon as the SQL thread has executed (committed) every
-    # event up to the position; -1 after its 1 s timeout, NULL when the SQL thread is
-    # not running (yet, or after an error).
-    local got="" waited=0 io_err sql_err
-    while :; do
-        got=$(rep_sql "SELECT MASTER_POS_WAIT('$2', $3, 1)")
-        if [[ "$got" =~ ^[0-9]+$ ]]; then break; fi
-        io_err=$(slave_field Last_IO_Errno); sql_err=$(slave_field Last_SQL_Errno)
-        if [ "${io_err:-0}" != 0 ] || [ "${sql_err:-0}" != 0 ]; then
-            "$MARIADB" --no-defaults -h127.0.0.1 -P"$REP_PORT" -uroot -E -e 'SHOW SLAVE STATUS' >&2 || true
-            die "$1: replication stopped with an error (SHOW SLAVE STATUS above)"
-        fi
-        [ "$got" = "-1" ] || sleep 0.1
-        waited=$(( waited + 1 ))
-        [ "$waited" -lt 3600 ] || die "$1: the replica did not reach $2:$3 within an hour"
-    done
-}
-
 run_replica() { # label parallel-threads (0 = serial)
     local label=$1 par=$2 dir="$RUN_DIR/$1"
     mkdir -p "$dir"
@@ -805,14 +609,7 @@ run_latency_tidemark() {
     local batch=""
     [ -z "$BATCH_ROWS" ] || batch=$'\n'"batch_rows = $BATCH_ROWS"
     mkdir -p "$dir"
-    cat >"$dir/task.toml" <<EOT
-name = "bench-latency"
-[source]
-url = "mysql://root@127.0.0.1:$SRC_PORT"
-tls = "disabled"
-[destination]
-url = "mysql://root@127.0.0.1:$DST_PORT"
-tls = "disabled"
+    { mysql_task_header bench-latency; cat <<EOT
 [migration]
 types = ["incremental"]
 start_position = "$LAT_FILE:$LAT_POS"
@@ -823,6 +620,7 @@ dir = "$dir/state"
 [[objects]]
 database = "sbtest"
 EOT
+    } >"$dir/task.toml"
     log "latency: $label: tidemark run --no-progress in the background (incremental threads = $THREADS${BATCH_ROWS:+, batch_rows = $BATCH_ROWS})"
     "$TIDEMARK" run --no-progress "$dir/task.toml" >"$dir/tidemark.log" 2>&1 &
     TM_PID=$!
@@ -1003,15 +801,13 @@ report_latency() {
 report() {
     echo "# Incremental benchmarks (bench/incremental.sh --sections $SECTIONS)"
     echo
-    echo "MariaDB $SERVER_VERSION, $(nproc) CPU(s), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM;"
+    echo "MariaDB $SERVER_VERSION, $(nproc) CPU(s), $(machine_ram) RAM;"
     echo "$BUILT_FROM. Load average when the script started: $LOAD_AT_START. *other CPU s*: CPU time of everything else on the machine during the run."
     if section catchup; then echo; report_catchup; fi
     if section decode; then echo; report_decode; fi
     if section latency; then echo; report_latency; fi
 }
-REPORT="$(report)"
-echo "$REPORT"
-[ -z "$OUT" ] || { mkdir -p "$(dirname "$OUT")"; echo "$REPORT" >"$OUT"; log "results written to $OUT"; }
+emit_report
 
 if [ "$RSS_LIMIT_MB" -gt 0 ] && { want tidemark || lat_want tidemark; }; then
     over=""

@@ -48,6 +48,7 @@
 # remoting protocol written into the temporary directory. Missing Debian tools
 # (MariaDB, sysbench, mydumper, jq, time) are installed with apt-get.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CMDLINE="bash bench/rocketmq.sh$(printf ' %q' "$@")"
 SECTIONS="full,incremental"
@@ -63,10 +64,6 @@ DUMP_THREADS=2
 RSS_LIMIT_MB=256
 OUT=""
 LOGS=""
-
-die() { echo "bench: error: $*" >&2; exit 1; }
-log() { echo "bench [${SECONDS}s]: $*" >&2; }
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -87,10 +84,8 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in ROWS CHANGES QUEUES THREADS SB_THREADS DUMP_THREADS RSS_LIMIT_MB; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a whole number (got ${!v})"
-done
-[ -z "$BATCH_ROWS" ] || [[ "$BATCH_ROWS" =~ ^[0-9]+$ ]] || die "--batch-rows must be a whole number (got $BATCH_ROWS)"
+whole_numbers ROWS CHANGES QUEUES THREADS SB_THREADS DUMP_THREADS RSS_LIMIT_MB
+whole_numbers_or_empty BATCH_ROWS
 [ "$ROWS" -ge 1 ] && [ "$CHANGES" -ge 1 ] && [ "$QUEUES" -ge 1 ] && [ "$THREADS" -ge 1 ] \
     && [ "$SB_THREADS" -ge 1 ] && [ "$DUMP_THREADS" -ge 1 ] \
     || die "--rows, --changes, --queues, --threads, --sb-threads and --dump-threads must be at least 1"
@@ -104,49 +99,25 @@ done
 EVENTS=$(( (CHANGES + 3) / 4 ))
 
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
 
 # ---------------------------------------------------------------- tools -----------
-find_tool() { # first of the names found on PATH or in the sbin directories
-    local n d
-    for n in "$@"; do
-        if command -v "$n" >/dev/null 2>&1; then command -v "$n"; return 0; fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin; do
-            [ -x "$d/$n" ] && { echo "$d/$n"; return 0; }
-        done
-    done
-    return 1
-}
-
-missing=()
-find_tool mariadbd mysqld >/dev/null || missing+=(mariadb-server)
-find_tool mariadb-install-db mysql_install_db >/dev/null || missing+=(mariadb-server)
-find_tool mariadb-binlog mysqlbinlog >/dev/null || missing+=(mariadb-server)
-find_tool mariadb >/dev/null || missing+=(mariadb-client)
-find_tool sysbench >/dev/null || missing+=(sysbench)
-if section full; then find_tool mydumper >/dev/null || missing+=(mydumper); fi
-find_tool jq >/dev/null || missing+=(jq)
-find_tool python3 >/dev/null || missing+=(python3)
+need mariadb-server mariadbd mysqld
+need mariadb-server mariadb-install-db mysql_install_db
+need mariadb-server mariadb-binlog mysqlbinlog
+need mariadb-client mariadb
+need sysbench sysbench
+if section full; then need mydumper mydumper; fi
+need jq jq
+need python3 python3
 [ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing ${missing[*]} with apt-get"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-MARIADBD="$(find_tool mariadbd mysqld)" || die "mariadbd not found"
-INSTALL_DB="$(find_tool mariadb-install-db mysql_install_db)" || die "mariadb-install-db not found"
-MARIADB="$(find_tool mariadb)" || die "mariadb (client) not found"
+install_missing
+find_mariadb
 MARIADB_BINLOG="$(find_tool mariadb-binlog mysqlbinlog)" || die "mariadb-binlog not found"
 SYSBENCH="$(find_tool sysbench)" || die "sysbench not found"
 JQ="$(find_tool jq)" || die "jq not found"
 PYTHON="$(find_tool python3)" || die "python3 not found"
 MYDUMPER=""
 if section full; then MYDUMPER="$(find_tool mydumper)" || die "mydumper not found"; fi
-TIME=/usr/bin/time
 
 mq_tool() { # a RocketMQ binary: ROCKETMQ_BIN_DIR, PATH, ~/.cargo/bin
     if [ -n "${ROCKETMQ_BIN_DIR:-}" ]; then
@@ -163,25 +134,13 @@ BROKER_BIN="$(mq_tool rocketmq-broker-rust)" \
     || die "rocketmq-broker-rust not found (cargo install rocketmq-namesrv rocketmq-broker, or set ROCKETMQ_BIN_DIR)"
 
 # ---------------------------------------------------------------- build -----------
-if [ -n "${TIDEMARK_BIN:-}" ]; then
-    TIDEMARK="$TIDEMARK_BIN"
-    [ -x "$TIDEMARK" ] || die "TIDEMARK_BIN=$TIDEMARK is not an executable"
-else
-    TARGET_DIR="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}"
-    command -v cargo >/dev/null || die "cargo not found (install Rust, or set TIDEMARK_BIN)"
-    log "building tidemark (release) into $TARGET_DIR"
-    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p tidemark >&2
-    TIDEMARK="$TARGET_DIR/release/tidemark"
-fi
-BUILT_FROM="$("$TIDEMARK" --version 2>/dev/null || echo tidemark)"
-if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1 && [ -z "${TIDEMARK_BIN:-}" ]; then
-    BUILT_FROM="$BUILT_FROM, built from $(git -C "$REPO" describe --always --dirty 2>/dev/null)"
-fi
+build_tidemark
+built_from
 
 # ---------------------------------------------------------------- cleanup ---------
-WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tidemark-bench.XXXXXX")"
-SERVER_PIDS=()   # mariadbd
-MQ_PIDS=()       # broker, then name server: stopped in this order
+KEEP_NAMES=('*.log' '*.time' 'time.txt' '*.toml' '*.checksums' '*.json' '*.properties' '*.txt')
+KEEP_NOT_PATH='./rocketmq/store/*'
+MQ_PIDS=()       # broker, then name server: stopped in this order (before the mariadbd)
 stop_pid() { # pid: TERM, 10 s, KILL
     local i
     kill "$1" 2>/dev/null || return 0
@@ -189,80 +148,21 @@ stop_pid() { # pid: TERM, 10 s, KILL
     kill -9 "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
 }
-cleanup() {
+cleanup_first() {
     local pid
     for pid in "${MQ_PIDS[@]}"; do stop_pid "$pid"; done
-    for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${SERVER_PIDS[@]}"; do stop_pid "$pid"; done
-    if [ -n "$LOGS" ]; then
-        mkdir -p "$LOGS"
-        (cd "$WORK" && find . -maxdepth 3 \( -name '*.log' -o -name '*.time' -o -name 'time.txt' \
-            -o -name '*.toml' -o -name '*.checksums' -o -name '*.json' -o -name '*.properties' -o -name '*.txt' \) \
-            -not -path './rocketmq/store/*' -print0 | xargs -0 -r cp --parents -t "$LOGS") || true
-    fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-USED_PORTS=" "
-free_port() { # a port nothing listens on, not handed out before; with "pair": p - 2 free too (the broker's fast channel)
-    local p i
-    for i in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 40000 ))
-        [[ "$USED_PORTS" != *" $p "* ]] || continue
-        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then continue; fi
-        if [ "${1:-}" = pair ]; then
-            [[ "$USED_PORTS" != *" $(( p - 2 )) "* ]] || continue
-            if (exec 3<>"/dev/tcp/127.0.0.1/$(( p - 2 ))") 2>/dev/null; then continue; fi
-            USED_PORTS="$USED_PORTS$(( p - 2 )) "
-        fi
-        USED_PORTS="$USED_PORTS$p "
-        echo "$p"; return 0
-    done
-    die "no free port found"
-}
-# free_port runs in a subshell ($(...)): remember what it handed out in this shell too.
-take_port() { local p; p=$(free_port "${2:-}"); USED_PORTS="$USED_PORTS$p $(( p - 2 )) "; printf -v "$1" '%s' "$p"; }
+make_work bench
 
 # ---------------------------------------------------------------- MariaDB ---------
-SERVER_OPTS=(--innodb-buffer-pool-size=1G --innodb-log-file-size=512M --innodb-flush-log-at-trx-commit=2)
-
-start_server() { # name port server-id [extra mariadbd args]; sets no globals but SERVER_PIDS
-    local name=$1 port=$2 id=$3; shift 3
-    local dir="$WORK/$name"
-    mkdir -p "$dir/tmp"
-    "$INSTALL_DB" --no-defaults --datadir="$dir/data" --user=root \
-        --auth-root-authentication-method=normal --skip-test-db --tmpdir="$dir/tmp" >"$dir/install.log" 2>&1 \
-        || { cat "$dir/install.log" >&2; die "mariadb-install-db failed for the $name server"; }
-    "$MARIADBD" --no-defaults --datadir="$dir/data" --user=root --port="$port" \
-        --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" --tmpdir="$dir/tmp" \
-        --log-error="$dir/error.log" --server-id="$id" "${SERVER_OPTS[@]}" "$@" \
-        >/dev/null 2>&1 &
-    SERVER_PIDS+=($!)
-}
-
-wait_ready() { # name port pid
-    local i
-    for i in $(seq 1 600); do
-        if "$MARIADB" --no-defaults -h127.0.0.1 -P"$2" -uroot -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
-        kill -0 "$3" 2>/dev/null || { cat "$WORK/$1/error.log" >&2; die "the $1 server exited"; }
-        sleep 0.1
-    done
-    cat "$WORK/$1/error.log" >&2
-    die "the $1 server did not become ready in 60 s"
-}
-
 take_port SRC_PORT
 REP_PORT=""
 log "starting the source (127.0.0.1:$SRC_PORT, binlog ROW/FULL) in $WORK"
-start_server source "$SRC_PORT" 1 --log-bin="$WORK/source/data/binlog" --binlog-format=ROW --binlog-row-image=FULL
-SRC_PID=${SERVER_PIDS[-1]}
+start_source
 if section incremental; then
     take_port REP_PORT
     log "starting the replica (127.0.0.1:$REP_PORT)"
-    start_server replica "$REP_PORT" 3 --skip-slave-start --relay-log="$WORK/replica/data/relay"
-    REP_PID=${SERVER_PIDS[-1]}
+    start_replica
 fi
 
 # ---------------------------------------------------------------- RocketMQ --------
@@ -419,85 +319,10 @@ wait_listen "RocketMQ broker" "$BROKER_PORT" "$BROKER_PID" "$MQ_DIR/broker.log"
 wait_ready source "$SRC_PORT" "$SRC_PID"
 [ -z "$REP_PORT" ] || wait_ready replica "$REP_PORT" "$REP_PID"
 
-sql_at() { local port=$1; shift; "$MARIADB" --no-defaults -h127.0.0.1 -P"$port" -uroot -N -B -e "$@"; }
-src_sql() { sql_at "$SRC_PORT" "$1"; }
-rep_sql() { sql_at "$REP_PORT" "$1"; }
-CLK_TCK=$(getconf CLK_TCK)
-cpu_s() { # CPU seconds (user+system) used so far by a pid
-    awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
-}
-machine_cpu() { # CPU seconds the whole machine has been busy (all processes, all CPUs)
-    awk -v hz="$CLK_TCK" '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
-}
-now() { date +%s.%N; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-
-dirty_pages() { sql_at "$1" \
-    "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='INNODB_BUFFER_POOL_PAGES_DIRTY'"; }
-settle() { # port: flush the server's dirty pages now, so that no run pays for an earlier one
-    local i
-    sql_at "$1" 'SET GLOBAL innodb_io_capacity_max = 100000;
-        SET GLOBAL innodb_io_capacity = 50000; SET GLOBAL innodb_max_dirty_pages_pct = 0'
-    for i in $(seq 1 1200); do
-        [ "$(dirty_pages "$1")" -le 16 ] && break
-        sleep 0.1
-    done
-    sql_at "$1" 'SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT;
-        SET GLOBAL innodb_io_capacity = DEFAULT; SET GLOBAL innodb_io_capacity_max = DEFAULT'
-}
-
-# FLUSH BINARY LOGS, then wait for the new file's own Binlog_checkpoint event (see
-# bench/incremental.sh: without it, a binlog that ends with that event keeps
-# `tidemark run --stop-when-caught-up` from seeing itself caught up).
-flush_binlogs() {
-    local f i
-    src_sql 'FLUSH BINARY LOGS'
-    f=$(src_sql 'SHOW MASTER STATUS' | cut -f1)
-    for i in $(seq 1 600); do
-        src_sql "SHOW BINLOG EVENTS IN '$f'" | awk -F'\t' -v f="$f" '$3 == "Binlog_checkpoint" && $6 == f { ok = 1 } END { exit !ok }' \
-            && return 0
-        [ $(( i % 10 )) -ne 0 ] || src_sql 'FLUSH ENGINE LOGS' >/dev/null 2>&1 || true
-        sleep 0.1
-    done
-    die "the source wrote no Binlog_checkpoint event for $f within 60 s of FLUSH BINARY LOGS"
-}
-
-slave_field() { # field name of SHOW SLAVE STATUS on the replica
-    "$MARIADB" --no-defaults -h127.0.0.1 -P"$REP_PORT" -uroot -E -e 'SHOW SLAVE STATUS' \
-        | sed -n "s/^ *$1: //p" | head -1
-}
-wait_replica() { # label file pos: until the replica's SQL thread has executed everything up to file:pos
-    local got="" waited=0 io_err sql_err
-    while :; do
-        got=$(rep_sql "SELECT MASTER_POS_WAIT('$2', $3, 1)")
-        if [[ "$got" =~ ^[0-9]+$ ]]; then break; fi
-        io_err=$(slave_field Last_IO_Errno); sql_err=$(slave_field Last_SQL_Errno)
-        if [ "${io_err:-0}" != 0 ] || [ "${sql_err:-0}" != 0 ]; then
-            "$MARIADB" --no-defaults -h127.0.0.1 -P"$REP_PORT" -uroot -E -e 'SHOW SLAVE STATUS' >&2 || true
-            die "$1: replication stopped with an error (SHOW SLAVE STATUS above)"
-        fi
-        [ "$got" = "-1" ] || sleep 0.1
-        waited=$(( waited + 1 ))
-        [ "$waited" -lt 3600 ] || die "$1: the replica did not reach $2:$3 within an hour"
-    done
-}
-
-time_field() { # file 'field label' -> value after the colon
-    sed -n "s/^[[:space:]]*$2: //p" "$1" | head -1
-}
-rss_mib() { awk -v k="$(time_field "$1" 'Maximum resident set size (kbytes)')" 'BEGIN { printf "%.1f", k / 1024 }'; }
-cpu_of() { awk -v u="$(time_field "$1" 'User time (seconds)')" -v s="$(time_field "$1" 'System time (seconds)')" 'BEGIN { printf "%.2f", u + s }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 per_s() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 mb_per_s() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / 1e6 / s : 0) }'; }
 other_cpu() { awk -v m="$1" -v a="$2" -v b="$3" -v c="$4" 'BEGIN { o = m - a - b - c; printf "%.2f", (o < 0 ? 0 : o) }'; }
-plain_log() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
-stamp() { # log message t0 -> seconds since t0 at the time stamp of the first log line with it
-    local l
-    l=$(plain_log "$LOGFILE" | grep -m1 -- "$1" || true)
-    [ -z "$l" ] || awk -v e="$(date -d "$(awk '{ print $1 }' <<<"$l")" +%s.%N)" -v t="$2" \
-        'BEGIN { d = e - t; printf "%.2f", (d < 0 ? 0 : d) }'
-}
 # WARN/ERROR lines of a tidemark log -> "none", or the count and the first of them.
 log_warnings() {
     local n first
@@ -609,8 +434,8 @@ run_full_tidemark() {
     else FULL_CHECK="$FULL_CHECK: MISSING $(( TOTAL_ROWS - FULL_TOPIC_COUNT )) of the $TOTAL_ROWS rows"; fi
     [ "$msgs" = "$FULL_TOPIC_COUNT" ] || FULL_CHECK="$FULL_CHECK; tidemark status counted $msgs"
     # Phases from the log: until the copy started sending, and the copy's own line.
-    local LOGFILE="$dir/tidemark.log" started
-    started=$(stamp 'chunk(s) to send' "$t0")
+    local started
+    started=$(log_stamp "$dir/tidemark.log" 'chunk(s) to send' "$t0")
     local note="format $FORMAT; precheck+setup ${started:-?} s; avg message $(awk -v b="$bytes" -v n="$msgs" 'BEGIN { printf "%.0f", (n ? b / n : 0) }') B; rows over 4 MiB skipped: $skipped; log WARN/ERROR: $(log_warnings "$dir/tidemark.log")"
     log "  tidemark: $wall s, $msgs messages ($(mb "$bytes") MB), peak RSS $(rss_mib "$dir/time.txt") MiB; $FULL_CHECK"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "tidemark → RocketMQ" "$wall" "$msgs" "$bytes" "$(rss_mib "$dir/time.txt")" \
@@ -675,19 +500,7 @@ inc_workload() {
     src_sql 'CHECKSUM TABLE sbtest.sbtest1' >"$WORK/source.checksums"
     ! cmp -s "$WORK/initial.checksums" "$WORK/source.checksums" || die "the workload changed nothing on the source"
     # Row changes and transactions between the two positions, counted in the binlog itself.
-    mapfile -t BINLOGS < <(src_sql 'SHOW BINARY LOGS' | awk -v a="$START_FILE" -v b="$END_FILE" '$1 >= a && $1 <= b { print $1 }')
-    (cd "$WORK/source/data" && "$MARIADB_BINLOG" --no-defaults --base64-output=decode-rows --verbose \
-        --start-position="$START_POS" --stop-position="$END_POS" "${BINLOGS[@]}") >"$WORK/binlog.decoded" \
-        2>"$WORK/binlog.log" || { cat "$WORK/binlog.log" >&2; die "mariadb-binlog failed"; }
-    INSERTS=$(grep -cE '^### INSERT INTO ' "$WORK/binlog.decoded" || true)
-    UPDATES=$(grep -cE '^### UPDATE ' "$WORK/binlog.decoded" || true)
-    DELETES=$(grep -cE '^### DELETE FROM ' "$WORK/binlog.decoded" || true)
-    TRANSACTIONS=$(grep -cE '\sXid = [0-9]+' "$WORK/binlog.decoded" || true)
-    rm -f "$WORK/binlog.decoded"
-    ROW_CHANGES=$(( INSERTS + UPDATES + DELETES ))
-    [ "$ROW_CHANGES" -gt 0 ] || die "no row events found in the binlog between $START_FILE:$START_POS and $END_FILE:$END_POS"
-    BINLOG_MB=$(awk -v s="$START_POS" -v e="$END_POS" -v n="${#BINLOGS[@]}" \
-        'BEGIN { if (n == 1) printf "%.1f", (e - s) / 1e6; else printf "?" }')
+    count_binlog_range
     SOURCE_TPS=$(per_s "$TRANSACTIONS" "$WORKLOAD_S")
     log "  $WORKLOAD_S s ($SOURCE_TPS transactions/s); end position $END_FILE:$END_POS"
     log "  binlog: $TRANSACTIONS transactions, $ROW_CHANGES row changes ($UPDATES updates, $DELETES deletes, $INSERTS inserts), $BINLOG_MB MB"
@@ -715,9 +528,9 @@ run_inc_tidemark() {
     m1=$(sub "$(machine_cpu)" "$m0"); cpu=$(cpu_of "$dir/time.txt")
     # From the log's time stamps: startup + precheck (until it starts reading the binlog),
     # and the moment it reported every change acknowledged ("caught up").
-    local LOGFILE="$dir/tidemark.log" startup applied
-    startup=$(stamp 'incremental: reading the binlog from' "$t0")
-    applied=$(stamp 'incremental: caught up at' "$t0")
+    local startup applied
+    startup=$(log_stamp "$dir/tidemark.log" 'incremental: reading the binlog from' "$t0")
+    applied=$(log_stamp "$dir/tidemark.log" 'incremental: caught up at' "$t0")
     [ -n "$applied" ] || { tail -n 20 "$dir/tidemark.log" >&2; die "incremental: no \"caught up\" line in tidemark's log"; }
     local msgs bytes skipped counts st_txn st_rows st_pos
     counts=$(status_counters "$dir/task.toml" "$dir/status.json")
@@ -821,15 +634,13 @@ report() {
     echo
     echo "Command: \`$CMDLINE\`"
     echo
-    echo "MariaDB $SERVER_VERSION, $BROKER_VERSION (one name server, one broker, on this machine), $(nproc) CPU(s), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM;"
+    echo "MariaDB $SERVER_VERSION, $BROKER_VERSION (one name server, one broker, on this machine), $(nproc) CPU(s), $(machine_ram) RAM;"
     echo "$BUILT_FROM. Load average when the script started: $LOAD_AT_START. *other CPU s*: CPU time of everything else on the machine during the run."
     echo "Broker log lines with ERROR or panicked: $BROKER_LOG_ERRORS."
     if section full; then echo; report_full; fi
     if section incremental; then echo; report_incremental; fi
 }
-REPORT="$(report)"
-echo "$REPORT"
-[ -z "$OUT" ] || { mkdir -p "$(dirname "$OUT")"; echo "$REPORT" >"$OUT"; log "results written to $OUT"; }
+emit_report
 
 status=0
 if [ -n "$FULL_TM_WALL" ] && [ "$FULL_TOPIC_COUNT" -lt "$TOTAL_ROWS" ]; then log "FAIL: full: messages missing from the topic"; status=4; fi

@@ -40,6 +40,8 @@
 # and now and then one 20 000-row transaction. Everything is stopped and removed on
 # exit. Missing MariaDB tools are installed with apt-get.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BENCH_NAME=soak
 
 KILLS=50
 MIN_SLEEP=1
@@ -54,10 +56,6 @@ THREADS=""
 SEED=""
 CATCH_UP_TIMEOUT=900
 LOGS=""
-
-die() { echo "soak: error: $*" >&2; exit 1; }
-log() { echo "soak [${SECONDS}s]: $*" >&2; }
-usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -78,70 +76,32 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in KILLS MIN_SLEEP MAX_SLEEP TABLES ROWS RATE SB_THREADS BIG_EVERY CATCH_UP_TIMEOUT; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a whole number (got ${!v})"
-done
-for v in BATCH_ROWS THREADS SEED; do
-    [ -z "${!v}" ] || [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a whole number (got ${!v})"
-done
+whole_numbers KILLS MIN_SLEEP MAX_SLEEP TABLES ROWS RATE SB_THREADS BIG_EVERY CATCH_UP_TIMEOUT
+whole_numbers_or_empty BATCH_ROWS THREADS SEED
 [ "$MAX_SLEEP" -ge "$MIN_SLEEP" ] || die "--max-sleep must be at least --min-sleep"
 [ "$TABLES" -ge 1 ] && [ "$ROWS" -ge 100 ] && [ "$SB_THREADS" -ge 1 ] \
     || die "--tables and --sb-threads must be at least 1, --rows at least 100"
 [ -z "$SEED" ] || RANDOM=$SEED
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
-
 # ---------------------------------------------------------------- tools -----------
-find_tool() { # first of the names found on PATH or in the sbin directories
-    local n d
-    for n in "$@"; do
-        if command -v "$n" >/dev/null 2>&1; then command -v "$n"; return 0; fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin; do
-            [ -x "$d/$n" ] && { echo "$d/$n"; return 0; }
-        done
-    done
-    return 1
-}
-
-missing=()
-find_tool mariadbd mysqld >/dev/null || missing+=(mariadb-server)
-find_tool mariadb-install-db mysql_install_db >/dev/null || missing+=(mariadb-server)
-find_tool mariadb >/dev/null || missing+=(mariadb-client)
-if [ ${#missing[@]} -gt 0 ]; then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing ${missing[*]} with apt-get"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-MARIADBD="$(find_tool mariadbd mysqld)" || die "mariadbd not found"
-INSTALL_DB="$(find_tool mariadb-install-db mysql_install_db)" || die "mariadb-install-db not found"
-MARIADB="$(find_tool mariadb)" || die "mariadb (client) not found"
+need mariadb-server mariadbd mysqld
+need mariadb-server mariadb-install-db mysql_install_db
+need mariadb-client mariadb
+install_missing
+find_mariadb
 SYSBENCH="$(find_tool sysbench || true)"
 [ -n "$SYSBENCH" ] || log "sysbench not found: the SQL writer alone writes"
 
 # ---------------------------------------------------------------- build -----------
-if [ -n "${TIDEMARK_BIN:-}" ]; then
-    TIDEMARK="$TIDEMARK_BIN"
-    [ -x "$TIDEMARK" ] || die "TIDEMARK_BIN=$TIDEMARK is not an executable"
-else
-    TARGET_DIR="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}"
-    command -v cargo >/dev/null || die "cargo not found (install Rust, or set TIDEMARK_BIN)"
-    log "building tidemark (release) into $TARGET_DIR"
-    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p tidemark >&2
-    TIDEMARK="$TARGET_DIR/release/tidemark"
-fi
+build_tidemark
 
 # ---------------------------------------------------------------- servers ---------
-WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tidemark-soak.XXXXXX")"
-SERVER_PIDS=()
+KEEP_NAMES=('*.log' '*.toml' '*.checksums')
 TM_PID=""
 SQL_WRITER_PID=""
 SYSBENCH_PID=""
-cleanup() {
-    local pid i
+cleanup_first() { # before the servers stop: the task and the writers
+    local pid
     touch "$WORK/stop-writers" 2>/dev/null || true
     # Only the processes still running (their ids are cleared once waited for).
     for pid in "$TM_PID" "$SYSBENCH_PID"; do
@@ -150,73 +110,14 @@ cleanup() {
     for pid in "$TM_PID" "$SYSBENCH_PID" "$SQL_WRITER_PID"; do
         [ -z "$pid" ] || wait "$pid" 2>/dev/null || true
     done
-    for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${SERVER_PIDS[@]}"; do
-        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ -n "$LOGS" ]; then
-        mkdir -p "$LOGS"
-        (cd "$WORK" && find . -maxdepth 3 \( -name '*.log' -o -name '*.toml' -o -name '*.checksums' \) \
-            -print0 | xargs -0 -r cp --parents -t "$LOGS") || true
-    fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-free_port() { # a port nothing listens on
-    local p i
-    for i in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 40000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
+make_work soak
 
 SERVER_OPTS=(--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --innodb-flush-log-at-trx-commit=2
     --max-connections=500 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci)
+CLIENT_OPTS=(--default-character-set=utf8mb4)   # of src_sql and dst_sql
+start_source_and_destination --default-time-zone=+05:30 -- --default-time-zone=-08:00
 
-start_server() { # name port server-id [extra mariadbd args]; appends to SERVER_PIDS
-    local name=$1 port=$2 id=$3; shift 3
-    local dir="$WORK/$name"
-    mkdir -p "$dir/tmp"
-    "$INSTALL_DB" --no-defaults --datadir="$dir/data" --user=root \
-        --auth-root-authentication-method=normal --skip-test-db --tmpdir="$dir/tmp" >"$dir/install.log" 2>&1 \
-        || { cat "$dir/install.log" >&2; die "mariadb-install-db failed for the $name server"; }
-    "$MARIADBD" --no-defaults --datadir="$dir/data" --user=root --port="$port" \
-        --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" --tmpdir="$dir/tmp" \
-        --log-error="$dir/error.log" --server-id="$id" "${SERVER_OPTS[@]}" "$@" \
-        >/dev/null 2>&1 &
-    SERVER_PIDS+=($!)
-}
-
-wait_ready() { # name port pid
-    local i
-    for i in $(seq 1 600); do
-        if "$MARIADB" --no-defaults -h127.0.0.1 -P"$2" -uroot -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
-        kill -0 "$3" 2>/dev/null || { cat "$WORK/$1/error.log" >&2; die "the $1 server exited"; }
-        sleep 0.1
-    done
-    cat "$WORK/$1/error.log" >&2
-    die "the $1 server did not become ready in 60 s"
-}
-
-SRC_PORT=$(free_port)
-DST_PORT=$(free_port)
-while [ "$DST_PORT" = "$SRC_PORT" ]; do DST_PORT=$(free_port); done
-log "starting source (127.0.0.1:$SRC_PORT, binlog ROW/FULL) and destination (127.0.0.1:$DST_PORT) in $WORK"
-start_server source "$SRC_PORT" 1 --log-bin="$WORK/source/data/binlog" --binlog-format=ROW \
-    --binlog-row-image=FULL --default-time-zone=+05:30
-SRC_PID=${SERVER_PIDS[-1]}
-start_server destination "$DST_PORT" 2 --default-time-zone=-08:00
-DST_PID=${SERVER_PIDS[-1]}
-wait_ready source "$SRC_PORT" "$SRC_PID"
-wait_ready destination "$DST_PORT" "$DST_PID"
-
-src_sql() { "$MARIADB" --no-defaults --default-character-set=utf8mb4 -h127.0.0.1 -P"$SRC_PORT" -uroot -N -B -e "$1"; }
-dst_sql() { "$MARIADB" --no-defaults --default-character-set=utf8mb4 -h127.0.0.1 -P"$DST_PORT" -uroot -N -B -e "$1"; }
 rand_between() { # lo hi (inclusive), uniform enough for ranges below 2^30
     echo $(( $1 + ( (RANDOM << 15 | RANDOM) % ($2 - $1 + 1) ) ))
 }
