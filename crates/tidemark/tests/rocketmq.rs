@@ -47,6 +47,11 @@ fn task(destination: &str, rest: &str) -> TaskDir {
     ))
 }
 
+/// `[migration]` and `[[objects]]` of a full + incremental task over one database.
+fn live(db: &str) -> String {
+    format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n")
+}
+
 fn status(t: &TaskDir) -> serde_json::Value {
     serde_json::from_slice(&t.tidemark(&["status", "--json"]).stdout).unwrap_or_default()
 }
@@ -693,12 +698,7 @@ fn per_key_order(db: &str, destination: &str) -> Vec<Vec<Pulled>> {
     setup(db, 300);
     let topic = format!("{db}_topic");
     create_topic(mq(), &topic, 4);
-    let t = task(
-        &format!("topic = \"{topic}\"\n{destination}"),
-        &format!(
-            "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
-        ),
-    );
+    let t = task(&format!("topic = \"{topic}\"\n{destination}"), &live(db));
     let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     let stop_writes = Arc::new(AtomicBool::new(false));
@@ -968,9 +968,7 @@ fn bad_destinations_fail_before_anything_is_sent() {
     ));
     let topic = "mq_bad_topic";
     create_topic(mq(), topic, 2);
-    let rest = format!(
-        "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
-    );
+    let rest = live(db);
 
     // Unreachable name server.
     let t = TaskDir::raw(&format!(
@@ -1103,12 +1101,7 @@ fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
     ));
     let topic = "mq_ddl_topic";
     create_topic(mq(), topic, 4);
-    let t = task(
-        &format!("topic = \"{topic}\""),
-        &format!(
-            "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
-        ),
-    );
+    let t = task(&format!("topic = \"{topic}\""), &live(db));
     let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     let mut c = env().src();
@@ -1364,12 +1357,7 @@ fn behind_two_ddls_on_one_table_stops_with_a_clear_error() {
     ));
     let topic = "mq_two_ddl_topic";
     create_topic(mq(), topic, 1);
-    let t = task(
-        &format!("topic = \"{topic}\""),
-        &format!(
-            "[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"
-        ),
-    );
+    let t = task(&format!("topic = \"{topic}\""), &live(db));
     let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     stop(child);

@@ -173,24 +173,27 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
             .map_err(|_| anyhow!("internal: job queue closed"))?;
     }
     drop(tx);
-    let threads = task.full.threads;
+    in_parallel(task.full.threads, || pipeline(&shared, rx.clone()))?;
+    mark_copied(plan, store)
+}
+
+/// Runs `work` on `threads` threads; returns the first error of any.
+pub(crate) fn in_parallel(threads: usize, work: impl Fn() -> Result<()> + Sync) -> Result<()> {
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| s.spawn(|| pipeline(&shared, rx.clone())))
-            .collect();
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(&work)).collect();
         handles
             .into_iter()
             .filter_map(|h| match h.join() {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
-                Err(_) => Some(anyhow!("a copy pipeline panicked")),
+                Err(_) => Some(anyhow!("a copy thread panicked")),
             })
             .collect()
     });
-    if let Some(e) = errors.into_iter().next() {
-        return Err(e);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    mark_copied(plan, store)
 }
 
 /// The chunks still to copy, largest tables first, as (table index, chunk): planned on

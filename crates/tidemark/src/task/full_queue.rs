@@ -120,30 +120,14 @@ pub fn copy(
         }
         Ok(())
     };
-    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..task.full.threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = worker();
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some(anyhow!("a copy worker panicked")),
-            })
-            .collect()
+    let copied = super::full::in_parallel(task.full.threads, || {
+        let r = worker();
+        if r.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        r
     });
     sink.save_counters(store)?;
-    if let Some(e) = errors.into_iter().next() {
-        return Err(e);
-    }
+    copied?;
     super::full::mark_copied(plan, store)
 }
