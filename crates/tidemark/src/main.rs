@@ -363,8 +363,13 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         );
     }
     if let Some(i) = incremental {
+        let verb = if task.rocketmq.is_some() {
+            "sent (and acknowledged)"
+        } else {
+            "applied"
+        };
         println!(
-            "binlog applied up to {} ({} transactions, {} row changes); latency at the last batch {:.1} s",
+            "binlog {verb} up to {} ({} transactions, {} row changes); latency at the last batch {:.1} s",
             i.position, i.transactions, i.rows_applied, i.latency_seconds
         );
     }
