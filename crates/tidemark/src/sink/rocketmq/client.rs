@@ -580,6 +580,11 @@ pub fn send_all(
         addr: String,
     }
     let mut first_failure: Option<Instant> = None;
+    // Between attempts: from 0.5 s, growing to 5 s while the broker stays away.
+    let backoff = |since: Instant| {
+        let waited = since.elapsed().as_secs_f64();
+        Duration::from_secs_f64((0.5 + waited / 2.0).min(5.0))
+    };
     let mut inflight: Vec<InFlight> = Vec::new();
     let mut ready: VecDeque<(String, QueueRef)> = outbox.queues.keys().cloned().collect();
     let take_batch = |outbox: &mut Outbox, key: &(String, QueueRef)| -> Vec<Message> {
@@ -615,6 +620,7 @@ pub fn send_all(
                 starts.push((key, batch));
             }
         }
+        let mut start_failed: Option<anyhow::Error> = None;
         for (key, batch) in starts {
             match start_batch(client, group, &key, &batch) {
                 Ok((rx, addr)) => inflight.push(InFlight {
@@ -631,12 +637,16 @@ pub fn send_all(
                             since.elapsed().as_secs()
                         )));
                     }
-                    tracing::warn!("rocketmq: {e:#}; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                    client.reset();
+                    start_failed.get_or_insert(e);
                     retry.push((key, batch));
                 }
             }
+        }
+        // One pause per round, however many queues could not start.
+        if let (Some(e), Some(since)) = (start_failed.take(), first_failure) {
+            tracing::warn!("rocketmq: {e:#}; retrying");
+            std::thread::sleep(backoff(since));
+            client.reset();
         }
         if inflight.is_empty() {
             if retry.is_empty() {
@@ -704,7 +714,7 @@ pub fn send_all(
                     )));
                 }
                 tracing::warn!("rocketmq: {e:#}; sending the batch again");
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(backoff(since));
                 client.reset();
                 retry.push((f.key, f.batch));
             }
