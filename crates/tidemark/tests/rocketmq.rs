@@ -1001,6 +1001,15 @@ fn bad_destinations_fail_before_anything_is_sent() {
         "{msg}"
     );
 
+    // `tidemark verify` compares with a MySQL destination only.
+    let t = task(&format!("topic = \"{topic}\""), &rest);
+    let out = t.tidemark(&["verify"]);
+    assert!(
+        !out.status.success() && text(&out).contains("this task's destination is RocketMQ"),
+        "{}",
+        text(&out)
+    );
+
     // Schema migration selected.
     let t = task(
         &format!("topic = \"{topic}\""),
