@@ -97,6 +97,10 @@ CREATE TABLE IF NOT EXISTS chunks (
   PRIMARY KEY (source, idx));
 ";
 
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy)
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
@@ -108,18 +112,60 @@ impl Store {
         // too: wait for a lock rather than fail.
         db.busy_timeout(std::time::Duration::from_secs(30))
             .context("configuring the state store")?;
-        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
-        db.execute_batch(SCHEMA)
-            .context("initialising the state store")?;
+        // Switching to WAL takes an exclusive lock, for which SQLite does not always wait
+        // (the pragma then just answers the old mode): retry while a reader holds the file.
+        let started = std::time::Instant::now();
+        let patient = || started.elapsed() < std::time::Duration::from_secs(30);
+        loop {
+            match db.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => break,
+                // A file system without WAL support keeps the rollback journal.
+                Ok(_) if !patient() => break,
+                Err(e) if !busy(&e) || !patient() => {
+                    return Err(e).context("initialising the state store")
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        loop {
+            match db.execute_batch(SCHEMA) {
+                Ok(()) => break,
+                Err(e) if busy(&e) && patient() => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => return Err(e).context("initialising the state store"),
+            }
+        }
+        db.execute_batch("PRAGMA synchronous=NORMAL;")
+            .context("configuring the state store")?;
         Ok(Store { db: Mutex::new(db) })
     }
 
-    /// Opens an existing store read-only in spirit: `None` when the task never ran.
+    /// Opens the store of a task that ran, for reading (`status`, `precheck`, `verify`):
+    /// `None` when the task never ran, or is only creating its store. It changes nothing
+    /// in the file (no journal mode, no tables), so it never competes with the task for
+    /// the locks those take.
     pub fn open_existing(dir: &Path) -> Result<Option<Store>> {
-        if !dir.join("state.db").exists() {
+        let path = dir.join("state.db");
+        if !path.exists() {
             return Ok(None);
         }
-        Store::open(dir).map(Some)
+        let db = Connection::open(&path)
+            .with_context(|| format!("cannot open the state store {}", path.display()))?;
+        db.busy_timeout(std::time::Duration::from_secs(30))
+            .context("configuring the state store")?;
+        // `chunks` is created last: once it exists, every table does.
+        let ready: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'chunks'",
+                [],
+                |r| r.get(0),
+            )
+            .context("reading the state store")?;
+        if ready == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Store { db: Mutex::new(db) }))
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -310,4 +356,41 @@ pub fn now_rfc3339() -> String {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         t.year, t.month, t.day, t.hour, t.minute, t.second
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task creating its store while `tidemark status` polls it (the tests' and an
+    /// operator's `watch tidemark status`): neither side fails with "database is locked".
+    #[test]
+    fn a_store_being_created_can_be_polled() {
+        for round in 0..150 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let poller = {
+                let (path, stop) = (path.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Some(s) = Store::open_existing(&path).expect("status open") {
+                            s.status().expect("status read");
+                        }
+                    }
+                })
+            };
+            let store = Store::open(&path).unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+            for i in 0..20 {
+                store.set("k", &i.to_string()).expect("write while polled");
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            poller.join().unwrap();
+            let mode: String = store
+                .db()
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+    }
 }
