@@ -5,10 +5,12 @@
 //! * [`schema`]: table and column definitions as the readers see them.
 //! * [`change`]: what flows from a reader to a writer (the change stream).
 //! * [`sql`]: quoting of identifiers and rendering of values as SQL literals.
+//! * [`hash`]: a hash that is stable across runs and machines.
 //!
 //! This crate does no I/O; it is the vocabulary the other crates share.
 
 pub mod change;
+pub mod hash;
 pub mod schema;
 pub mod sql;
 pub mod value;

@@ -494,9 +494,9 @@ impl Task {
             None => {
                 let dir = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
                 let seed = format!("{name}\0{}", dir.display());
-                let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                });
+                let mut h = tidemark_core::hash::Fnv1a::default();
+                h.write(seed.as_bytes());
+                let h = h.finish();
                 1_000_000_000 + (h % 1_000_000_000) as u32
             }
         };

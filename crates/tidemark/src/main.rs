@@ -12,7 +12,7 @@ use tidemark::{inspect, precheck, quickstart, task};
 #[command(
     name = "tidemark",
     version,
-    about = "Migrate MySQL/MariaDB databases: schema, full data, binlog changes"
+    about = "Migrate MySQL/MariaDB databases (schema, full data, binlog changes) to MySQL, or stream them into RocketMQ topics"
 )]
 struct Cli {
     /// Log filter, e.g. `info`, `debug`, `tidemark=debug` (or set RUST_LOG).
@@ -45,14 +45,15 @@ enum Command {
         #[arg(long)]
         stop_when_caught_up: bool,
     },
-    /// Show a task's phase and per-table progress.
+    /// Show a task's phase and per-table progress (and, for RocketMQ, the messages
+    /// acknowledged and the large rows skipped).
     Status {
         task: PathBuf,
         #[arg(long)]
         json: bool,
     },
-    /// Compare the destination with the source (chunk checksums computed by the servers,
-    /// drilled down to rows); exits 1 when anything differs.
+    /// Compare a MySQL destination with the source (chunk checksums computed by the
+    /// servers, drilled down to rows); exits 1 when anything differs.
     Verify {
         task: PathBuf,
         /// Machine-readable output: every difference, by key and column.

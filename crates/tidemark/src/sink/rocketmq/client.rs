@@ -2,7 +2,7 @@
 //! servers, a producer that sends ordered batches per queue and waits for every
 //! acknowledgement, a pull consumer (tests, `tidemark topic tail`), and topic creation.
 
-use super::remoting::{code, status, Command, Connection, Credentials};
+use super::remoting::{code, lock, status, Command, Connection, Credentials};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, Select};
 use serde::Deserialize;
@@ -116,10 +116,6 @@ pub struct Client {
     read_routes: Mutex<HashMap<String, Arc<Route>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -220,22 +216,28 @@ impl Client {
 
     /// The writable queues of a topic (cached; `refresh` asks the name servers again).
     pub fn route(&self, topic: &str, refresh: bool) -> Result<Arc<Route>> {
+        self.cached_route(&self.routes, topic, PERM_WRITE, refresh)
+    }
+
+    /// The readable queues of a topic (cached).
+    pub fn read_route(&self, topic: &str) -> Result<Arc<Route>> {
+        self.cached_route(&self.read_routes, topic, PERM_READ, false)
+    }
+
+    fn cached_route(
+        &self,
+        cache: &Mutex<HashMap<String, Arc<Route>>>,
+        topic: &str,
+        perm: u32,
+        refresh: bool,
+    ) -> Result<Arc<Route>> {
         if !refresh {
-            if let Some(r) = lock(&self.routes).get(topic) {
+            if let Some(r) = lock(cache).get(topic) {
                 return Ok(r.clone());
             }
         }
-        let r = Arc::new(self.build_route(topic, PERM_WRITE)?);
-        lock(&self.routes).insert(topic.to_string(), r.clone());
-        Ok(r)
-    }
-
-    pub fn read_route(&self, topic: &str) -> Result<Arc<Route>> {
-        if let Some(r) = lock(&self.read_routes).get(topic) {
-            return Ok(r.clone());
-        }
-        let r = Arc::new(self.build_route(topic, PERM_READ)?);
-        lock(&self.read_routes).insert(topic.to_string(), r.clone());
+        let r = Arc::new(self.build_route(topic, perm)?);
+        lock(cache).insert(topic.to_string(), r.clone());
         Ok(r)
     }
 

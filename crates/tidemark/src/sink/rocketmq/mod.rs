@@ -104,10 +104,10 @@ pub struct Config {
     pub filter_large_messages: bool,
     /// Source database → topic.
     pub database_topics: BTreeMap<String, String>,
-    /// Source (database, table) → topic; wins over the database's.
-    pub table_topics: BTreeMap<(String, String), String>,
-    /// Source (database, table) → the columns whose values choose the queue.
-    pub partition_columns: BTreeMap<(String, String), Vec<String>>,
+    /// Source database → table → topic; wins over the database's.
+    pub table_topics: BTreeMap<String, BTreeMap<String, String>>,
+    /// Source database → table → the columns whose values choose the queue.
+    pub partition_columns: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 fn valid_topic(key: &str, t: &str) -> Result<()> {
@@ -193,9 +193,9 @@ impl Config {
                     }
                 }
                 (Some(table), topic, cols) => {
-                    let key = (m.database.clone(), table.clone());
                     if let Some(t) = topic {
-                        if c.table_topics.insert(key.clone(), t).is_some() {
+                        let tables = c.table_topics.entry(m.database.clone()).or_default();
+                        if tables.insert(table.clone(), t).is_some() {
                             bail!("`{at}`: table {}.{table} is mapped twice", m.database);
                         }
                     }
@@ -206,7 +206,10 @@ impl Config {
                         if c.ordering != MessageOrdering::Columns {
                             bail!("`{at}.partition_columns` is used only with `destination.ordering = \"columns\"`");
                         }
-                        c.partition_columns.insert(key, cols);
+                        c.partition_columns
+                            .entry(m.database.clone())
+                            .or_default()
+                            .insert(table.clone(), cols);
                     }
                 }
             }
@@ -236,7 +239,8 @@ impl Config {
     /// The topic of a table (by source name): table mapping, database mapping, default.
     pub fn topic_of(&self, database: &str, table: &str) -> &str {
         self.table_topics
-            .get(&(database.to_string(), table.to_string()))
+            .get(database)
+            .and_then(|t| t.get(table))
             .or_else(|| self.database_topics.get(database))
             .unwrap_or(&self.topic)
     }
@@ -246,7 +250,7 @@ impl Config {
         let mut t: Vec<String> = std::iter::once(self.topic.clone())
             .chain(self.ddl_topic.clone())
             .chain(self.database_topics.values().cloned())
-            .chain(self.table_topics.values().cloned())
+            .chain(self.table_topics.values().flat_map(|t| t.values().cloned()))
             .collect();
         t.sort();
         t.dedup();
@@ -308,7 +312,12 @@ impl Sink {
                 problems.push(format!("{e:#}"));
             }
         }
-        for ((db, table), cols) in &self.config.partition_columns {
+        let partitioned = self
+            .config
+            .partition_columns
+            .iter()
+            .flat_map(|(db, tables)| tables.iter().map(move |(t, cols)| (db, t, cols)));
+        for (db, table, cols) in partitioned {
             let Some(t) = tables
                 .iter()
                 .find(|t| t.def().name.database == *db && t.def().name.table == *table)
@@ -345,7 +354,8 @@ impl Sink {
                 match self
                     .config
                     .partition_columns
-                    .get(&(n.database.clone(), n.table.clone()))
+                    .get(&n.database)
+                    .and_then(|t| t.get(&n.table))
                 {
                     Some(cols) => cols
                         .iter()
@@ -369,11 +379,9 @@ impl Sink {
         cols: &Option<Vec<usize>>,
     ) -> Result<QueueRef> {
         let route = self.client.route(topic, false)?;
-        let seed = t.def().name.to_string();
-        let h = match cols {
-            None => format::stable_hash(&seed, std::iter::empty()),
-            Some(cols) => format::stable_hash(&seed, cols.iter().filter_map(|&i| row.get(i))),
-        };
+        let n = &t.def().name;
+        let values = cols.iter().flatten().filter_map(|&i| row.get(i));
+        let h = format::stable_hash(&n.database, &n.table, values);
         Ok(route.queues[(h % route.queues.len() as u64) as usize].clone())
     }
 
@@ -442,15 +450,15 @@ impl Sink {
             );
         }
         let n = &t.def().name;
-        let topic = self.config.topic_of(&n.database, &n.table).to_string();
-        let q = self.queue_for(&topic, t, image, cols)?;
+        let topic = self.config.topic_of(&n.database, &n.table);
+        let q = self.queue_for(topic, t, image, cols)?;
         let mut properties = vec![("tidemark_row", ev.origin.index.to_string())];
         match ev.origin.position {
             Some(p) => properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset))),
             None => properties.push(("tidemark_snapshot", "true".into())),
         }
         out.push(
-            &topic,
+            topic,
             &q,
             Message {
                 body,
@@ -507,8 +515,8 @@ impl Sink {
                 let r = self.client.route(&topic, false)?;
                 let queues = match self.config.ordering {
                     MessageOrdering::Table => {
-                        let seed = format!("{source_db}.{}", source_table.unwrap_or(""));
-                        let h = format::stable_hash(&seed, std::iter::empty());
+                        let table = source_table.unwrap_or("");
+                        let h = format::stable_hash(source_db, table, std::iter::empty());
                         vec![r.queues[(h % r.queues.len() as u64) as usize].clone()]
                     }
                     _ => r.queues.clone(),

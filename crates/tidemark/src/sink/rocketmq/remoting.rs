@@ -404,7 +404,8 @@ pub fn wait(rx: &Receiver<Result<Command>>, timeout: Duration, addr: &str) -> Re
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A lock that outlives a panic elsewhere (the maps it guards stay consistent).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

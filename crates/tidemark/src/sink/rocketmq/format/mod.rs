@@ -302,31 +302,41 @@ pub fn text(v: &Value, col: &ColumnDef) -> Option<String> {
     })
 }
 
-/// A stable 64-bit hash (FNV-1a) of values, for choosing a queue: the same key lands on
-/// the same queue in every run and on every machine.
-pub fn stable_hash<'v>(seed: &str, values: impl Iterator<Item = &'v Value>) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
+/// A stable hash of a table (`database.table`) and values, for choosing a queue: the
+/// same key lands on the same queue in every run and on every machine.
+pub fn stable_hash<'v>(
+    database: &str,
+    table: &str,
+    values: impl Iterator<Item = &'v Value>,
+) -> u64 {
+    let mut h = tidemark_core::hash::Fnv1a::default();
+    h.write(database.as_bytes());
+    h.write(b".");
+    h.write(table.as_bytes());
+    let date = |h: &mut tidemark_core::hash::Fnv1a, d: &tidemark_core::DateTime| {
+        h.write(&d.year.to_le_bytes());
+        h.write(&[d.month, d.day, d.hour, d.minute, d.second]);
+        h.write(&d.micros.to_le_bytes());
     };
-    eat(seed.as_bytes());
     for v in values {
-        eat(&[0xff]);
+        h.write(&[0xff]);
         match v {
-            Value::Null => eat(b"\0null"),
-            Value::Int(i) => eat(&i.to_le_bytes()),
-            Value::UInt(u) | Value::Bit(u) => eat(&u.to_le_bytes()),
-            Value::Float(f) => eat(&f.to_le_bytes()),
-            Value::Double(d) => eat(&d.to_le_bytes()),
-            Value::Decimal(s) => eat(s.as_bytes()),
-            Value::Bytes(b) | Value::Json(b) => eat(b),
-            Value::Date(d) | Value::DateTime(d) => eat(d.to_string().as_bytes()),
-            Value::Time(t) => eat(t.to_string().as_bytes()),
+            Value::Null => h.write(b"\0null"),
+            Value::Int(i) => h.write(&i.to_le_bytes()),
+            Value::UInt(u) | Value::Bit(u) => h.write(&u.to_le_bytes()),
+            Value::Float(f) => h.write(&f.to_le_bytes()),
+            Value::Double(d) => h.write(&d.to_le_bytes()),
+            Value::Decimal(s) => h.write(s.as_bytes()),
+            Value::Bytes(b) | Value::Json(b) => h.write(b),
+            Value::Date(d) | Value::DateTime(d) => date(&mut h, d),
+            Value::Time(t) => {
+                h.write(&[u8::from(t.negative), t.minutes, t.seconds]);
+                h.write(&t.hours.to_le_bytes());
+                h.write(&t.micros.to_le_bytes());
+            }
         }
     }
-    h
+    h.finish()
 }
 
 /// JSON string literal.
