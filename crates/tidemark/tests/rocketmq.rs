@@ -47,6 +47,13 @@ fn task(destination: &str, rest: &str) -> TaskDir {
     ))
 }
 
+/// Creates database `db` afresh on the source and runs `sql` there.
+fn fresh(db: &str, sql: &str) {
+    env().src_sql(&format!(
+        "DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}`; {sql}"
+    ));
+}
+
 /// `[migration]` and `[[objects]]` of a full + incremental task over one database.
 fn live(db: &str) -> String {
     format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n")
@@ -787,9 +794,8 @@ fn stored(topic: &str) -> u64 {
 #[test]
 fn rows_over_4_mib_fail_the_task_unless_filtered() {
     let db = "mq_large";
-    let e = env();
-    e.src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, payload LONGBLOB);
+    fresh(db, &format!(
+        "CREATE TABLE {db}.t (id INT PRIMARY KEY, payload LONGBLOB);
          INSERT INTO {db}.t VALUES (1, 'small'), (2, REPEAT('x', 5 * 1024 * 1024)), (3, 'small too');"
     ));
     let topic = "mq_large_topic";
@@ -844,10 +850,13 @@ fn broker_killed_mid_stream_loses_nothing() {
     let own = RocketMq::start(&Options::default()).expect("start RocketMQ");
     let db = "mq_restart";
     let e = env();
-    e.src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT NOT NULL);
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT NOT NULL);
          INSERT INTO {db}.t VALUES (1, 0), (2, 0), (3, 0);"
-    ));
+        ),
+    );
     let topic = "mq_restart_topic";
     create_topic(&own, topic, 4);
     let t = TaskDir::raw(&format!(
@@ -963,9 +972,12 @@ fn fails_before_sending(t: &TaskDir, topic: &str) -> String {
 #[test]
 fn bad_destinations_fail_before_anything_is_sent() {
     let db = "mq_bad";
-    env().src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, grp INT); INSERT INTO {db}.t VALUES (1, 1);"
-    ));
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, grp INT); INSERT INTO {db}.t VALUES (1, 1);"
+        ),
+    );
     let topic = "mq_bad_topic";
     create_topic(mq(), topic, 2);
     let rest = live(db);
@@ -1064,9 +1076,10 @@ fn wrong_credentials_fail_before_anything_is_sent() {
         .create_topic(&secured.broker, "acl_topic", 2)
         .expect("create topic with credentials");
     let db = "mq_acl";
-    env().src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1), (2);"
-    ));
+    fresh(
+        db,
+        &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1), (2);"),
+    );
     let file = |secret: &str| {
         TaskDir::raw(&format!(
             "[source]\nurl = \"{}\"\n[destination]\ntype = \"rocketmq\"\nname_servers = [\"{}\"]\ntopic = \"acl_topic\"\naccess_key = \"tidemark\"\nsecret_key = \"${{MQ_SECRET}}\"\n[migration]\ntypes = [\"full\"]\n[[objects]]\ndatabase = \"{db}\"\n",
@@ -1105,9 +1118,12 @@ fn wrong_credentials_fail_before_anything_is_sent() {
 #[test]
 fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
     let db = "mq_ddl";
-    env().src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT); INSERT INTO {db}.t VALUES (1, 1);"
-    ));
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT); INSERT INTO {db}.t VALUES (1, 1);"
+        ),
+    );
     let topic = "mq_ddl_topic";
     create_topic(mq(), topic, 4);
     let t = task(&format!("topic = \"{topic}\""), &live(db));
@@ -1272,8 +1288,8 @@ fn client_batches_keep_their_order_per_queue() {
 #[test]
 fn ddl_topic_and_table_topics_route_messages() {
     let db = "mq_route";
-    env().src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.a (id INT PRIMARY KEY); CREATE TABLE {db}.b (id INT PRIMARY KEY);
+    fresh(db, &format!(
+        "CREATE TABLE {db}.a (id INT PRIMARY KEY); CREATE TABLE {db}.b (id INT PRIMARY KEY);
          INSERT INTO {db}.a VALUES (1); INSERT INTO {db}.b VALUES (1);
          DROP DATABASE IF EXISTS mq_route2; CREATE DATABASE mq_route2; CREATE TABLE mq_route2.c (id INT PRIMARY KEY); INSERT INTO mq_route2.c VALUES (1);"
     ));
@@ -1334,10 +1350,13 @@ fn ddl_topic_and_table_topics_route_messages() {
 #[test]
 fn max_tps_paces_the_messages() {
     let db = "mq_tps";
-    env().src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY);
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY);
          USE {db}; INSERT INTO t SELECT seq FROM seq_1_to_600;"
-    ));
+        ),
+    );
     let topic = "mq_tps_topic";
     create_topic(mq(), topic, 4);
     let t = task(
@@ -1361,9 +1380,10 @@ fn max_tps_paces_the_messages() {
 #[test]
 fn behind_two_ddls_on_one_table_stops_with_a_clear_error() {
     let db = "mq_two_ddl";
-    env().src_sql(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1);"
-    ));
+    fresh(
+        db,
+        &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1);"),
+    );
     let topic = "mq_two_ddl_topic";
     create_topic(mq(), topic, 1);
     let t = task(&format!("topic = \"{topic}\""), &live(db));
