@@ -221,6 +221,11 @@ pub struct FullOptions {
     pub defer_secondary_indexes: bool,
     /// How rows are written: LOAD DATA LOCAL INFILE or multi-row INSERT.
     pub load_method: LoadMethod,
+    /// A source without a snapshot binlog position (MySQL): a table without a key is
+    /// copied under a brief `FLUSH TABLES t WITH READ LOCK`, so the copy's binlog
+    /// position is exact. `false` forbids that lock (the precheck then fails for keyless
+    /// tables in a full + incremental task on such a source).
+    pub keyless_table_lock: bool,
 }
 
 /// `[full] load_method`.
@@ -248,6 +253,7 @@ impl Default for FullOptions {
             mb_per_second: 0.0,
             defer_secondary_indexes: false,
             load_method: LoadMethod::Insert,
+            keyless_table_lock: true,
         }
     }
 }
@@ -268,7 +274,7 @@ pub struct Advanced {
     /// Names of the tool's other tables (changelog, the old table after the swap).
     pub online_ddl_other_tables: Vec<String>,
     /// Write a heartbeat row on the source every second, so latency is measured even
-    /// when the source is quiet (needs CREATE and INSERT on `tidemark_heartbeat`).
+    /// when the source is quiet (needs CREATE, INSERT and DELETE on `tidemark_heartbeat`).
     pub heartbeat: bool,
 }
 

@@ -26,7 +26,7 @@ impl Side {
 /// Session settings: raw bytes in and out (`binary`), UTC for TIMESTAMP, and an sql_mode
 /// that accepts every value a source can hold (zero dates, invalid dates) while still
 /// rejecting truncation.
-const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
+pub(crate) const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
     sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'";
 
 /// While loading: no foreign key or unique checks, per session only.

@@ -259,6 +259,9 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
                     d.missing_objects.join(", ")
                 );
             }
+            for kind in &d.not_compared {
+                println!("{} → {}: not compared: {kind}", d.source, d.target);
+            }
         }
         for r in &report.tables {
             let verdict = if r.equal() { "equal" } else { "DIFFERENT" };

@@ -3,7 +3,7 @@
 //! Only what the grant lines say is used; the lines themselves (which may carry password
 //! hashes) are never logged or returned.
 
-use tidemark_core::sql::take_ident;
+use tidemark_core::sql::{quote_ident, take_ident};
 
 #[derive(Debug, Default)]
 pub struct Grants {
@@ -93,6 +93,31 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// The kinds of schema object in `database` that `information_schema` and `SHOW
+    /// CREATE` hide from this user, each with the grant that shows them: without it
+    /// they are silently absent from every list, so they would be neither migrated nor
+    /// reported missing.
+    pub fn hidden_objects(&self, database: &str) -> Vec<(&'static str, String)> {
+        let mut hidden = Vec::new();
+        if !self.has("TRIGGER", Some(database), None) {
+            hidden.push(("triggers", format!("TRIGGER ON {}.*", quote_ident(database))));
+        }
+        // Routine bodies: MariaDB reads them from `mysql.proc` (or, from 11.3, with SHOW
+        // CREATE ROUTINE), MySQL 8.0.20+ with SHOW_ROUTINE; global SELECT covers both.
+        let routines = self.has("SELECT", Some("mysql"), Some("proc"))
+            || self.has("SHOW_ROUTINE", None, None)
+            || self.has("SHOW CREATE ROUTINE", Some(database), None);
+        if !routines {
+            hidden.push((
+                "procedures and functions",
+                "SELECT ON `mysql`.`proc` (MariaDB before 11.3), SHOW CREATE ROUTINE ON the database (MariaDB 11.3+) or SHOW_ROUTINE ON *.* (MySQL 8.0.20+)".to_string(),
+            ));
+        }
+        hidden
+    }
+}
+
 /// Database grant patterns: `%` and `_` are wildcards, `\_` and `\%` literal.
 fn db_matches(pattern: &str, name: &str) -> bool {
     fn go(p: &[char], n: &[char]) -> bool {
@@ -128,5 +153,18 @@ mod tests {
         let all =
             Grants::parse(["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"]);
         assert!(all.has("REPLICATION SLAVE", None, None));
+        assert!(all.hidden_objects("shop").is_empty());
+    }
+
+    #[test]
+    fn names_the_object_kinds_a_user_cannot_see() {
+        let g = Grants::parse(["GRANT SELECT, SHOW VIEW ON `shop`.* TO `u`@`%`"]);
+        let kinds: Vec<&str> = g.hidden_objects("shop").iter().map(|h| h.0).collect();
+        assert_eq!(kinds, ["triggers", "procedures and functions"]);
+        let g = Grants::parse([
+            "GRANT SELECT, TRIGGER ON `shop`.* TO `u`@`%`",
+            "GRANT SELECT ON `mysql`.`proc` TO `u`@`%`",
+        ]);
+        assert!(g.hidden_objects("shop").is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! and stops on any failure. The checks also produce the [`Plan`] the run executes, so
 //! what was checked is exactly what runs.
 
-mod grants;
+pub(crate) mod grants;
 
 use crate::config::{ConflictMode, Phase, Task};
 use crate::connect::{connect_raw, ServerInfo, Side};
@@ -16,7 +16,11 @@ use mysql::prelude::Queryable;
 use mysql::Conn;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use anyhow::Context;
 use tidemark_core::sql::quote_ident;
+
+/// The database of the heartbeat table (`[advanced] heartbeat`).
+const HEARTBEAT_DATABASE: &str = "tidemark_heartbeat";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,7 +193,8 @@ pub fn run(task: &Task, store: Option<&Store>) -> Checked {
     }
 }
 
-fn show_grants(c: &mut Conn) -> anyhow::Result<Grants> {
+/// The connection's user's grants.
+pub(crate) fn show_grants(c: &mut Conn) -> anyhow::Result<Grants> {
     let lines: Vec<String> = c.query("SHOW GRANTS")?;
     Ok(Grants::parse(lines.iter().map(String::as_str)))
 }
@@ -234,7 +239,8 @@ fn check_all(
     }
     where_filters(task, &plan, src, r);
     source_privileges(task, &plan, src, r)?;
-    keys(&plan, r);
+    keys(task, &plan, &s, r);
+    destination_collisions(&plan, r);
     unsupported(&plan, r);
     invisible(&plan, &s, r);
     match dst {
@@ -248,6 +254,7 @@ fn check_all(
     }
     if task.has(Phase::Incremental) {
         binlog(task, src, r)?;
+        server_id(task, src, r)?;
         checkpoint_binlog(store, src, r)?;
     }
     Ok((Some(plan), s, d))
@@ -438,6 +445,17 @@ fn source_privileges(
         if !g.has("REPLICATION CLIENT", None, None) && !g.has("BINLOG MONITOR", None, None) {
             missing.push("REPLICATION CLIENT (MariaDB: BINLOG MONITOR) on *.*".into());
         }
+        if task.advanced.heartbeat {
+            // The heartbeat creates its table and writes it with REPLACE.
+            for p in ["CREATE", "INSERT", "DELETE"] {
+                if !g.has(p, Some(HEARTBEAT_DATABASE), None) {
+                    missing.push(format!("{p} on `{HEARTBEAT_DATABASE}`.* (`advanced.heartbeat`)"));
+                }
+            }
+        }
+    }
+    if task.has(Phase::Schema) {
+        object_privileges(&g, plan, src, r)?;
     }
     if missing.is_empty() {
         r.pass(
@@ -453,6 +471,64 @@ fn source_privileges(
                 missing.join("; GRANT ")
             ),
         );
+    }
+    Ok(())
+}
+
+/// The schema phase migrates the triggers, procedures and functions of databases
+/// selected whole: a user who cannot see them would migrate none and report none
+/// missing. Events are not migrated; the user is told which exist.
+fn object_privileges(g: &Grants, plan: &Plan, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
+    let mut hidden = Vec::new();
+    let mut events = Vec::new();
+    let mut unseen_events = Vec::new();
+    for db in plan.databases.iter().filter(|d| d.whole) {
+        let name = &db.source.name;
+        for (kind, grant) in g.hidden_objects(name) {
+            hidden.push(format!("{kind} of `{name}` (GRANT {grant})"));
+        }
+        if g.has("EVENT", Some(name), None) {
+            let found: Vec<String> = src.exec(
+                "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME",
+                (name,),
+            )?;
+            events.extend(found.into_iter().map(|e| format!("{name}.{e}")));
+        } else {
+            unseen_events.push(format!("`{name}`"));
+        }
+    }
+    if hidden.is_empty() {
+        r.pass(
+            "source-object-privileges",
+            "the migration user sees every trigger, procedure and function of the selected databases",
+        );
+    } else {
+        r.fail(
+            "source-object-privileges",
+            format!(
+                "the migration user cannot see these, so they would be silently left out: {}",
+                hidden.join("; ")
+            ),
+            "grant the privileges named above on the source, or select the tables one by one (their triggers and routines are then not migrated)",
+        );
+    }
+    if !events.is_empty() {
+        r.warn(
+            "events",
+            format!("events are not migrated: {}", events.join(", ")),
+            "create them on the destination yourself (SHOW CREATE EVENT), disabled until cut-over",
+        );
+    } else if !unseen_events.is_empty() {
+        r.warn(
+            "events",
+            format!(
+                "the migration user lacks EVENT on {}, so whether they hold events cannot be told (events are not migrated)",
+                unseen_events.join(", ")
+            ),
+            "GRANT EVENT on those databases to see them listed here, or check SHOW EVENTS yourself",
+        );
+    } else {
+        r.pass("events", "no events in the selected databases");
     }
     Ok(())
 }
@@ -534,7 +610,7 @@ fn target_names(plan: &Plan, r: &mut Report) {
     }
 }
 
-fn keys(plan: &Plan, r: &mut Report) {
+fn keys(task: &Task, plan: &Plan, s: &ServerInfo, r: &mut Report) {
     let keyless: Vec<String> = plan
         .tables
         .iter()
@@ -546,11 +622,58 @@ fn keys(plan: &Plan, r: &mut Report) {
             "primary-keys",
             "every selected table has a PRIMARY KEY or a NOT NULL UNIQUE key",
         );
+        return;
+    }
+    r.warn(
+        "primary-keys",
+        format!("no PRIMARY KEY or NOT NULL UNIQUE key: {}", keyless.join(", ")),
+        "add a primary key: these tables are copied in one piece, an interrupted copy restarts them from scratch, and the destination cannot refuse a duplicate row",
+    );
+    // Their copy must meet the binlog at an exact position (see `task::full`): MariaDB
+    // reports a snapshot's position, MySQL needs a brief table lock.
+    let hand_off = task.has(Phase::Full) && task.has(Phase::Incremental);
+    if hand_off && !s.mariadb && !task.full.keyless_table_lock {
+        r.fail(
+            "keyless-hand-off",
+            format!(
+                "{} has no key and this source (MySQL) reports no snapshot binlog position; with `full.keyless_table_lock = false` its copy cannot meet the binlog exactly (changes made during the copy would be applied twice)",
+                keyless.join(", ")
+            ),
+            "allow the brief per-table lock (`full.keyless_table_lock = true`, needs RELOAD and LOCK TABLES), or add a primary key to these tables",
+        );
+    }
+}
+
+/// Two selected tables written to one destination table would mix their rows, and the
+/// second's schema step or copy would fail half-way.
+fn destination_collisions(plan: &Plan, r: &mut Report) {
+    let mut by_target: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in &plan.tables {
+        let target = if plan.dest_lower {
+            t.target.to_string().to_lowercase()
+        } else {
+            t.target.to_string()
+        };
+        by_target
+            .entry(target)
+            .or_default()
+            .push(t.def().name.to_string());
+    }
+    let clashes: Vec<String> = by_target
+        .iter()
+        .filter(|(_, sources)| sources.len() > 1)
+        .map(|(target, sources)| format!("{} → {target}", sources.join(" and ")))
+        .collect();
+    if clashes.is_empty() {
+        r.pass(
+            "destination-collisions",
+            "every selected table has a destination table of its own",
+        );
     } else {
-        r.warn(
-            "primary-keys",
-            format!("no PRIMARY KEY or NOT NULL UNIQUE key: {}", keyless.join(", ")),
-            "add a primary key: these tables are copied in one piece, an interrupted copy restarts them from scratch, and duplicates cannot be detected",
+        r.fail(
+            "destination-collisions",
+            format!("several source tables map to one destination table: {}", clashes.join("; ")),
+            "give each a different destination with `rename` in [[objects]] (or a different `name_case`), or leave one out",
         );
     }
 }
@@ -620,6 +743,32 @@ fn conflicts(
             );
         }
         return Ok(());
+    }
+    if task.migration.on_conflicting_tables == ConflictMode::Ignore && task.has(Phase::Full) {
+        // A keyless table's rows cannot be matched: copying into one that has rows
+        // doubles every row they share.
+        let mut filled = Vec::new();
+        for t in plan.tables.iter().filter(|t| t.def().key.is_none()) {
+            if !existing.contains(&t.target.to_string()) {
+                continue;
+            }
+            let any: Option<u8> = dst
+                .query_first(format!("SELECT 1 FROM {} LIMIT 1", t.target.quoted()))
+                .with_context(|| format!("reading {} on the destination", t.target))?;
+            if any.is_some() {
+                filled.push(t.target.to_string());
+            }
+        }
+        if !filled.is_empty() {
+            r.fail(
+                "conflicting-tables",
+                format!(
+                    "already on the destination with rows, and without a key (its rows cannot be matched with the source's, so the copy would double them): {}",
+                    filled.join(", ")
+                ),
+                "empty those tables on the destination (TRUNCATE), add a primary key on both ends, or leave them out of [[objects]]",
+            );
+        }
     }
     let list = existing.join(", ");
     match task.migration.on_conflicting_tables {
@@ -700,6 +849,24 @@ fn free_bytes(dir: &str) -> Option<u64> {
     (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
 }
 
+/// The task reads the binlog as a replica with `source.server_id`: a server ignores and
+/// refuses a replica registered with its own id.
+fn server_id(task: &Task, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
+    let own: Option<u32> = src.query_first("SELECT @@server_id")?;
+    match own {
+        Some(id) if id == task.server_id => r.fail(
+            "server-id",
+            format!("the task would register as replica server_id {id}, which is the source's own server_id"),
+            "set `source.server_id` in the task file to an id no server or replica in the source's topology uses",
+        ),
+        _ => r.pass(
+            "server-id",
+            format!("the task reads the binlog as server_id {}", task.server_id),
+        ),
+    }
+    Ok(())
+}
+
 fn binlog(task: &Task, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
     let var = |c: &mut Conn, name: &str| -> anyhow::Result<Option<String>> {
         let row: Option<(String, String)> =
@@ -715,11 +882,19 @@ fn binlog(task: &Task, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
         let got = var(src, name)?.unwrap_or_default();
         if got.eq_ignore_ascii_case(want) {
             r.pass("binlog", format!("{name} = {got}"));
+        } else if name == "log_bin" {
+            // `log_bin` takes the binlog files' base name (`log_bin = ON` would name
+            // them ON.000001), and a server only logs with a non-zero server_id.
+            r.fail(
+                "binlog",
+                format!("the binary log is off (log_bin = {got:?}); incremental migration reads it"),
+                "in the source's server configuration ([mysqld] section) set `log_bin = mysql-bin` (the binlog files' base name), `server_id = 1` (any non-zero id unique among its replicas), `binlog_format = ROW` and `binlog_row_image = FULL`, then restart the source",
+            );
         } else {
             r.fail(
                 "binlog",
                 format!("{name} is {got:?}; incremental migration needs {want}"),
-                format!("set {name}={want} in the source's server configuration (and restart if needed)"),
+                format!("SET GLOBAL {name} = {want}, and set `{name} = {want}` in the source's server configuration so it survives a restart (sessions already open keep the old value)"),
             );
         }
     }

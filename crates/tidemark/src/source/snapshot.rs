@@ -307,6 +307,48 @@ pub fn read_chunk(
     Ok(())
 }
 
+/// Opens a consistent snapshot on `c` and returns the binlog position it holds every
+/// change up to, so the stream can replay a table's changes from exactly there: how a
+/// table without a key is copied into a task with incremental migration (its rows
+/// cannot be replayed idempotently, so none may be applied twice).
+///
+/// MariaDB reports the snapshot's own position (`binlog_snapshot_file/position`). MySQL
+/// has no such status: there, with `lock_allowed`, `FLUSH TABLES t WITH READ LOCK` on a
+/// second connection holds writes to `table` (only) while the snapshot is opened and the
+/// position read, so no transaction touching it lands between the two; the lock lasts
+/// milliseconds. `None` when neither is possible. The caller ends the snapshot with
+/// COMMIT.
+pub fn consistent_snapshot(
+    c: &mut Conn,
+    source: &crate::config::Endpoint,
+    table: &tidemark_core::TableName,
+    lock_allowed: bool,
+) -> Result<Option<tidemark_core::Position>> {
+    use crate::source::binlog::client::{current_position, snapshot_position};
+    c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .context("opening a consistent snapshot on the source")?;
+    if let Some(at) = snapshot_position(c)? {
+        return Ok(Some(at));
+    }
+    c.query_drop("COMMIT")?;
+    if !lock_allowed {
+        return Ok(None);
+    }
+    let mut lock = crate::connect::connect(source, crate::connect::Side::Source)?;
+    lock.query_drop(format!("FLUSH TABLES {} WITH READ LOCK", table.quoted()))
+        .with_context(|| {
+            format!("locking {table} for a moment to copy it at a known binlog position (needs RELOAD and LOCK TABLES; or set `full.keyless_table_lock = false`)")
+        })?;
+    let opened = c
+        .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .context("opening a consistent snapshot on the source")
+        .and_then(|_| current_position(c));
+    let unlocked = lock.query_drop("UNLOCK TABLES");
+    let at = opened?;
+    unlocked.context("releasing the copy's table lock")?;
+    Ok(Some(tidemark_core::Position { gtid: None, ..at }))
+}
+
 /// Converts a binary-protocol value to the value model, using the column's kind.
 pub fn from_mysql(v: mysql::Value, kind: ColumnKind) -> Value {
     use mysql::Value as M;

@@ -339,7 +339,8 @@ fn read_job(
     let mut batch = Batcher::new(sh, t, job.mode);
     let (mut rows, mut bytes, mut batch_bytes) = (0u64, 0u64, 0u64);
     sh.throttle.query();
-    snapshot::read_chunk(src, t, &job.chunk, |row| {
+    let snapshot = keyless_snapshot(sh.task, sh.store, t, src)?;
+    let read = snapshot::read_chunk(src, t, &job.chunk, |row| {
         let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
         rows += 1;
         bytes += size;
@@ -359,13 +360,39 @@ fn read_job(
             tx.send(batch.take()).map_err(|_| closed())?;
         }
         Ok(())
-    })?;
+    });
+    if snapshot {
+        // The next chunk on this connection must not read from the same snapshot.
+        let _ = src.query_drop("COMMIT");
+    }
+    read?;
     if !batch.is_empty() {
         sh.throttle.rows(batch.rows() as u64, batch_bytes);
         tx.send(batch.take()).map_err(|_| closed())?;
     }
     tx.send(Msg::End { rows, bytes }).map_err(|_| closed())?;
     Ok(())
+}
+
+/// A table without a key in a task with incremental migration is read from a
+/// consistent snapshot whose binlog position is recorded before any row is sent: the
+/// stream applies that table's changes only from there, so a change made during the
+/// copy is neither applied twice (its rows cannot be replaced by key) nor lost. A
+/// chunk copied again (after a crash or a rollback) records its new snapshot, which
+/// replaces the old one, and the table is emptied in the same destination transaction.
+/// Returns whether a snapshot was opened on `src`.
+fn keyless_snapshot(task: &Task, store: &Store, t: &TablePlan, src: &mut mysql::Conn) -> Result<bool> {
+    if t.def().key.is_some() || !task.has(crate::config::Phase::Incremental) {
+        return Ok(false);
+    }
+    let name = &t.def().name;
+    let at = snapshot::consistent_snapshot(src, &task.source, name, task.full.keyless_table_lock)?
+        .ok_or_else(|| {
+            anyhow!("{name} has no key and the source reports no snapshot binlog position: its copy cannot meet the binlog exactly (allow `full.keyless_table_lock`, or add a primary key)")
+        })?;
+    tracing::info!("full: {name} (no key) is copied as of binlog {at}; its changes are applied from there");
+    crate::task::incremental::copied_as_of(store, &name.to_string(), &at)?;
+    Ok(true)
 }
 
 /// The writer's side of one chunk.

@@ -166,6 +166,18 @@ pub struct DatabaseReport {
     /// Objects whose definition differs after the mapping (database renames).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub differing_objects: Vec<String>,
+    /// Object kinds the source user cannot see (privileges hide them from every list),
+    /// so they could not be compared, with the grant that would show them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_compared: Vec<String>,
+}
+
+impl DatabaseReport {
+    pub fn equal(&self) -> bool {
+        self.missing_objects.is_empty()
+            && self.differing_objects.is_empty()
+            && self.not_compared.is_empty()
+    }
 }
 
 /// Everything `verify` found.
@@ -178,10 +190,7 @@ pub struct Report {
 impl Report {
     pub fn equal(&self) -> bool {
         self.tables.iter().all(TableReport::equal)
-            && self
-                .databases
-                .iter()
-                .all(|d| d.missing_objects.is_empty() && d.differing_objects.is_empty())
+            && self.databases.iter().all(DatabaseReport::equal)
     }
 }
 
@@ -195,7 +204,7 @@ pub fn summary(r: &Report) -> String {
     let objects: usize = r
         .databases
         .iter()
-        .map(|d| d.missing_objects.len() + d.differing_objects.len())
+        .map(|d| d.missing_objects.len() + d.differing_objects.len() + d.not_compared.len())
         .sum();
     format!(
         "DIFFERENT: {} missing, {} extra, {} differing rows, {} schema differences, {} tables with problems, {objects} missing or differing objects ({rows} rows compared; `tidemark verify` shows them)",
@@ -224,9 +233,13 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         }
     }
     let sql_out = match &opts.emit_sql {
-        Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
-        ))),
+        Some(p) => {
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+            );
+            write_sql_header(&mut w)?;
+            Some(Mutex::new(w))
+        }
         None => None,
     };
     // Tables are verified in parallel, each worker with a connection to either end.
@@ -295,7 +308,10 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         return Err(e);
     }
     if let Some(w) = sql_out {
-        w.into_inner().unwrap_or_else(|e| e.into_inner()).flush()?;
+        // Only a complete file ends with COMMIT: one cut short applies nothing.
+        let mut w = w.into_inner().unwrap_or_else(|e| e.into_inner());
+        writeln!(w, "COMMIT;")?;
+        w.flush()?;
     }
     let tables = results
         .into_inner()
@@ -304,15 +320,24 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         .flatten()
         .collect();
     let mut src = connect(&task.source, Side::Source)?;
+    let grants = crate::precheck::show_grants(&mut src)?;
     let mut databases = Vec::new();
     for db in plan.databases.iter().filter(|d| d.whole) {
         let missing = missing_objects(&db.source, dst_dbs[&db.target].as_ref());
         let differing = differing_objects(&mut src, &mut dst, &db.source.name, &db.target)?;
+        // No source view lists objects a user may not see: say so rather than call
+        // an empty list equal.
+        let not_compared = grants
+            .hidden_objects(&db.source.name)
+            .into_iter()
+            .map(|(kind, grant)| format!("{kind} (the source user cannot see them: GRANT {grant})"))
+            .collect();
         databases.push(DatabaseReport {
             source: db.source.name.clone(),
             target: db.target.clone(),
             missing_objects: missing,
             differing_objects: differing,
+            not_compared,
         });
     }
     Ok(Report { tables, databases })
@@ -347,8 +372,17 @@ fn verify_one(
         r.problem = Some(format!("{e:#}"));
     }
     if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
-        let mut guard = sql_out.map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
-        r.repaired = repair(src, dst, t, &r, guard.as_deref_mut())?;
+        let unguarded = unguarded_triggers(dst, t)?;
+        if unguarded.is_empty() {
+            let mut guard = sql_out.map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
+            r.repaired = repair(src, dst, t, &r, guard.as_deref_mut())?;
+        } else {
+            r.problem = Some(format!(
+                "not repaired: destination trigger(s) {} on {} would fire for the repaired rows (they were not created by Tidemark, which guards its triggers against its own writes); drop or disable them for the repair, or repair the rows by hand",
+                unguarded.join(", "),
+                r.target
+            ));
+        }
     }
     r.seconds = started.elapsed().as_secs_f64();
     Ok(r)
@@ -1004,6 +1038,39 @@ fn same_json(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The start of an `--emit-sql` file: the apply connections' session (raw bytes, UTC,
+/// their sql_mode, Tidemark's triggers held back, no foreign key checks across the
+/// tables' order) and one transaction, so `mariadb < file` applies all of it or, on the
+/// first error (the client stops there and the transaction is rolled back), nothing.
+fn write_sql_header(w: &mut impl Write) -> Result<()> {
+    writeln!(w, "-- tidemark verify --emit-sql: apply with `mariadb < FILE` (or `mysql < FILE`);")?;
+    writeln!(w, "-- all or nothing: it stops at the first error and nothing is committed.")?;
+    writeln!(w, "{};", crate::connect::SESSION)?;
+    writeln!(w, "{};", REPAIR_SESSION)?;
+    writeln!(w, "START TRANSACTION;")?;
+    Ok(())
+}
+
+/// What a repair session adds to the copy's: destination triggers Tidemark created do
+/// not fire for its rows (as for the incremental applier), foreign keys are not checked
+/// across the order tables are repaired in.
+const REPAIR_SESSION: &str = "SET foreign_key_checks = 0, unique_checks = 1, @tidemark_apply = 1";
+
+/// Destination triggers on the table that do not step aside for Tidemark's sessions.
+fn unguarded_triggers(dst: &mut mysql::Conn, t: &TablePlan) -> Result<Vec<String>> {
+    let found: Vec<(String, String)> = dst
+        .exec(
+            "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?",
+            (&t.target.database, &t.target.table),
+        )
+        .with_context(|| format!("reading the destination triggers of {}", t.target))?;
+    Ok(found
+        .into_iter()
+        .filter(|(_, body)| !body.trim_start().starts_with("IF @tidemark_apply IS NULL THEN"))
+        .map(|(name, _)| name)
+        .collect())
+}
+
 /// Writes (or emits) the source's rows over missing and differing ones, and deletes
 /// extra ones. Returns how many rows were written or deleted.
 fn repair(
@@ -1040,6 +1107,7 @@ fn repair(
             }
         }
         None => {
+            dst.query_drop(REPAIR_SESSION)?;
             dst.query_drop("START TRANSACTION")?;
             for s in &statements {
                 dst.query_drop(s)

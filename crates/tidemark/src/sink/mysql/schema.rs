@@ -324,10 +324,14 @@ fn foreign_key(fk: &str, t: &TablePlan, plan: &Plan) -> std::result::Result<Stri
 pub fn view_ddl(show_create: &str, target: &TableName, plan: &Plan) -> Result<String> {
     let text =
         strip_definer(show_create).replacen("SQL SECURITY DEFINER", "SQL SECURITY INVOKER", 1);
-    let Some(at) = text.find(" VIEW `") else {
+    // `CREATE VIEW IF NOT EXISTS` (MariaDB) keeps its clause in the binlog's text.
+    let name_at = [" VIEW `", " VIEW IF NOT EXISTS `"]
+        .iter()
+        .find_map(|p| text.find(p).map(|at| at + p.len() - 1));
+    let Some(at) = name_at else {
         bail!("unexpected SHOW CREATE VIEW output: {text}")
     };
-    let (head, rest) = text.split_at(at + " VIEW ".len());
+    let (head, rest) = text.split_at(at);
     let (mut name, body) =
         take_ident(rest).ok_or_else(|| anyhow::anyhow!("unexpected SHOW CREATE VIEW output"))?;
     // The name may be printed qualified: `db`.`view`.
@@ -559,7 +563,14 @@ pub fn view_name(create: &str) -> Option<String> {
         let t = next_token(create, pos)?;
         pos = t.end;
         if t.is("VIEW") {
-            return name_ref(create, pos).map(|n| n.last);
+            let mut at = pos;
+            for word in ["IF", "NOT", "EXISTS"] {
+                match next_token(create, at) {
+                    Some(t) if t.is(word) => at = t.end,
+                    _ => break,
+                }
+            }
+            return name_ref(create, at).map(|n| n.last);
         }
         if t.is("AS") {
             return None;

@@ -98,6 +98,23 @@ pub fn load_position(store: &Store, key: &str) -> Result<Option<Position>> {
     }
 }
 
+/// Records that `table` (a source name) was copied from a snapshot holding every change
+/// up to `at`: the stream skips its rows until it has passed `at`. A later copy of the
+/// same table replaces the position.
+pub fn copied_as_of(store: &Store, table: &str, at: &Position) -> Result<()> {
+    // The copy's pipelines record in parallel: one read-modify-write at a time.
+    static RECORDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut skip: std::collections::BTreeMap<String, Position> = match store.get(SKIP_UNTIL)? {
+        Some(s) if !s.is_empty() => {
+            serde_json::from_str(&s).context("state store: bad copied-table positions")?
+        }
+        _ => Default::default(),
+    };
+    skip.insert(table.to_string(), at.clone());
+    store.set(SKIP_UNTIL, &serde_json::to_string(&skip)?)
+}
+
 fn after(a: &Position, b: &Position) -> bool {
     (a.file.as_str(), a.offset) >= (b.file.as_str(), b.offset)
 }
@@ -298,7 +315,7 @@ fn start_heartbeat(task: &Task, stop: Arc<AtomicBool>) -> Result<()> {
                 "CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (task VARCHAR(64) PRIMARY KEY, ts DATETIME(6) NOT NULL)"
             ))
         })
-        .context("creating the heartbeat table on the source (`advanced.heartbeat`): grant CREATE and INSERT on `tidemark_heartbeat`.* or turn the heartbeat off")?;
+        .context("creating the heartbeat table on the source (`advanced.heartbeat`): grant CREATE, INSERT and DELETE on `tidemark_heartbeat`.* or turn the heartbeat off")?;
     let (name, ep) = (task.name.clone(), task.source.clone());
     std::thread::spawn(move || {
         let sql = format!("REPLACE INTO {HEARTBEAT_TABLE} VALUES (?, UTC_TIMESTAMP(6))");

@@ -755,14 +755,24 @@ pub(super) fn object_ddl(
     let words: Vec<String> = statement
         .split(|c: char| c.is_whitespace() || c == '`')
         .filter(|w| !w.is_empty() && !w.contains('='))
-        .take(8)
         .map(|w| w.to_ascii_uppercase())
         .collect();
-    let has = |w: &str| words.iter().any(|x| x == w);
     let first = words.first()?.as_str();
     if !matches!(first, "CREATE" | "ALTER" | "DROP") {
         return None;
     }
+    // The object's kind is the first kind word: it follows the modifiers (OR REPLACE,
+    // ALGORITHM=, DEFINER=user@host, SQL SECURITY, AGGREGATE, IF [NOT] EXISTS, however
+    // many) and comes before any name or body.
+    const KINDS: [&str; 10] = [
+        "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "USER", "ROLE", "SERVER", "SEQUENCE", "PACKAGE",
+    ];
+    let kind = words
+        .iter()
+        .take_while(|w| *w != "AS")
+        .find(|w| KINDS.contains(&w.as_str()))?
+        .as_str();
+    let has = |w: &str| kind == w;
     if has("VIEW") {
         if first == "DROP" {
             return Some(s::routine_ddl(statement, plan));
