@@ -151,7 +151,9 @@ fn keyless_destination_table_with_rows_fails_the_precheck_when_ignoring_conflict
     let log = text(&out);
     assert!(!out.status.success(), "expected a precheck failure:\n{log}");
     assert!(
-        log.contains("without a key") && log.contains(&format!("{db}.nokey")) && log.contains("TRUNCATE"),
+        log.contains("without a key")
+            && log.contains(&format!("{db}.nokey"))
+            && log.contains("TRUNCATE"),
         "{log}"
     );
     // Nothing was written: the destination still has its one row.

@@ -33,7 +33,8 @@ fn a_user_without_trigger_privilege_is_refused_and_verify_says_what_it_cannot_se
          GRANT SELECT, SHOW VIEW ON priv_src.* TO 'notrig'@'127.0.0.1';
          GRANT SELECT ON mysql.proc TO 'notrig'@'127.0.0.1';",
     );
-    let rest = "[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"priv_src\"\n";
+    let rest =
+        "[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"priv_src\"\n";
     let limited = TaskDir::with_urls(
         &e.pair.source.url_for("notrig", "pw-notrig"),
         &e.pair.destination.url(),
@@ -57,7 +58,10 @@ fn a_user_without_trigger_privilege_is_refused_and_verify_says_what_it_cannot_se
     e.dst_sql("DROP TRIGGER priv_src.t_log");
     let out = limited.tidemark(&["verify", "--no-progress"]);
     let log = text(&out);
-    assert!(!out.status.success(), "verify must not call this equal:\n{log}");
+    assert!(
+        !out.status.success(),
+        "verify must not call this equal:\n{log}"
+    );
     assert!(
         log.contains("not compared: triggers") && log.contains("TRIGGER ON `priv_src`.*"),
         "{log}"
@@ -129,11 +133,7 @@ fn heartbeat_privileges_are_checked_before_anything_is_copied() {
 fn the_sources_own_server_id_fails_the_precheck() {
     let e = env();
     e.src_sql("CREATE DATABASE sid_src; CREATE TABLE sid_src.t (id INT PRIMARY KEY);");
-    let own: u32 = e
-        .src()
-        .query_first("SELECT @@server_id")
-        .unwrap()
-        .unwrap();
+    let own: u32 = e.src().query_first("SELECT @@server_id").unwrap().unwrap();
     let file = |id: u32| {
         format!(
             "[source]\nurl = \"{}\"\nserver_id = {id}\n[destination]\nurl = \"{}\"\n\
@@ -162,7 +162,10 @@ fn a_source_without_binlog_gets_the_right_advice() {
     })
     .expect("start a MariaDB server without binlog");
     let mut c = source.conn().expect("connect");
-    common::script(&mut c, "CREATE DATABASE nobin; CREATE TABLE nobin.t (id INT PRIMARY KEY);");
+    common::script(
+        &mut c,
+        "CREATE DATABASE nobin; CREATE TABLE nobin.t (id INT PRIMARY KEY);",
+    );
     let t = TaskDir::with_urls(
         &source.url(),
         &e.pair.destination.url(),
@@ -209,7 +212,11 @@ fn repair_does_not_fire_destination_triggers() {
     assert!(log.contains("rows repaired"), "{log}");
     // Equal afterwards, the audit table included: no trigger fired for the repair.
     let out = t.tidemark(&["verify", "--no-progress"]);
-    assert!(out.status.success(), "differences after the repair:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "differences after the repair:\n{}",
+        text(&out)
+    );
     assert_same("rep_trg", "t", "rep_trg", "t");
     assert_same("rep_trg", "audit", "rep_trg", "audit");
 
@@ -224,7 +231,10 @@ fn repair_does_not_fire_destination_triggers() {
         !out.status.success() && log.contains("not repaired") && log.contains("mine"),
         "{log}"
     );
-    assert_eq!(count(&mut e.dst(), "SELECT COUNT(*) FROM rep_trg.t WHERE id = 3"), 0);
+    assert_eq!(
+        count(&mut e.dst(), "SELECT COUNT(*) FROM rep_trg.t WHERE id = 3"),
+        0
+    );
 }
 
 /// Applies a file with the `mariadb` client to the shared destination, as a user would.
@@ -263,11 +273,19 @@ fn emitted_sql_applies_exactly_with_the_client_or_not_at_all() {
          INSERT INTO t VALUES (9, 'extra', NULL, NULL); DELETE FROM u;",
     );
     let file = t.dir.path().join("repair.sql");
-    let out = t.tidemark(&["verify", "--no-progress", "--emit-sql", file.to_str().unwrap()]);
+    let out = t.tidemark(&[
+        "verify",
+        "--no-progress",
+        "--emit-sql",
+        file.to_str().unwrap(),
+    ]);
     assert!(text(&out).contains("statements written"), "{}", text(&out));
     let sql = std::fs::read_to_string(&file).expect("read emitted SQL");
     assert!(
-        sql.contains("SET NAMES binary") && sql.contains("time_zone = '+00:00'") && sql.contains("START TRANSACTION;") && sql.trim_end().ends_with("COMMIT;"),
+        sql.contains("SET NAMES binary")
+            && sql.contains("time_zone = '+00:00'")
+            && sql.contains("START TRANSACTION;")
+            && sql.trim_end().ends_with("COMMIT;"),
         "{sql}"
     );
 
@@ -276,7 +294,11 @@ fn emitted_sql_applies_exactly_with_the_client_or_not_at_all() {
     e.dst_sql("ALTER TABLE emit_src.u MODIFY s VARCHAR(5)");
     let out = apply_with_client(&file);
     assert!(!out.status.success(), "the client should stop at the error");
-    assert_eq!(count(&mut e.dst(), "SELECT COUNT(*) FROM emit_src.t WHERE id = 9"), 1, "the DELETE of the extra row must have been rolled back");
+    assert_eq!(
+        count(&mut e.dst(), "SELECT COUNT(*) FROM emit_src.t WHERE id = 9"),
+        1,
+        "the DELETE of the extra row must have been rolled back"
+    );
     assert_eq!(count(&mut e.dst(), "SELECT COUNT(*) FROM emit_src.u"), 0);
 
     // Exactly: applied in full, both tables are equal to the source.

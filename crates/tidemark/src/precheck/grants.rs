@@ -101,7 +101,10 @@ impl Grants {
     pub fn hidden_objects(&self, database: &str) -> Vec<(&'static str, String)> {
         let mut hidden = Vec::new();
         if !self.has("TRIGGER", Some(database), None) {
-            hidden.push(("triggers", format!("TRIGGER ON {}.*", quote_ident(database))));
+            hidden.push((
+                "triggers",
+                format!("TRIGGER ON {}.*", quote_ident(database)),
+            ));
         }
         // Routine bodies: MariaDB reads them from `mysql.proc` (or, from 11.3, with SHOW
         // CREATE ROUTINE), MySQL 8.0.20+ with SHOW_ROUTINE; global SELECT covers both.

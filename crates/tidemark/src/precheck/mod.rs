@@ -11,12 +11,12 @@ use crate::connect::{connect_raw, ServerInfo, Side};
 use crate::source::catalog;
 use crate::state::Store;
 use crate::transform::mapping::{self, Plan};
+use anyhow::Context;
 use grants::Grants;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use anyhow::Context;
 use tidemark_core::sql::quote_ident;
 
 /// The database of the heartbeat table (`[advanced] heartbeat`).
@@ -449,7 +449,9 @@ fn source_privileges(
             // The heartbeat creates its table and writes it with REPLACE.
             for p in ["CREATE", "INSERT", "DELETE"] {
                 if !g.has(p, Some(HEARTBEAT_DATABASE), None) {
-                    missing.push(format!("{p} on `{HEARTBEAT_DATABASE}`.* (`advanced.heartbeat`)"));
+                    missing.push(format!(
+                        "{p} on `{HEARTBEAT_DATABASE}`.* (`advanced.heartbeat`)"
+                    ));
                 }
             }
         }
@@ -478,7 +480,12 @@ fn source_privileges(
 /// The schema phase migrates the triggers, procedures and functions of databases
 /// selected whole: a user who cannot see them would migrate none and report none
 /// missing. Events are not migrated; the user is told which exist.
-fn object_privileges(g: &Grants, plan: &Plan, src: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
+fn object_privileges(
+    g: &Grants,
+    plan: &Plan,
+    src: &mut Conn,
+    r: &mut Report,
+) -> anyhow::Result<()> {
     let mut hidden = Vec::new();
     let mut events = Vec::new();
     let mut unseen_events = Vec::new();
@@ -487,7 +494,7 @@ fn object_privileges(g: &Grants, plan: &Plan, src: &mut Conn, r: &mut Report) ->
         for (kind, grant) in g.hidden_objects(name) {
             hidden.push(format!("{kind} of `{name}` (GRANT {grant})"));
         }
-        if g.has("EVENT", Some(name), None) {
+        if g.has("EVENT", Some(name.as_str()), None) {
             let found: Vec<String> = src.exec(
                 "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME",
                 (name,),

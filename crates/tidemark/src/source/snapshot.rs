@@ -335,6 +335,9 @@ pub fn consistent_snapshot(
         return Ok(None);
     }
     let mut lock = crate::connect::connect(source, crate::connect::Side::Source)?;
+    // Writers queue behind a lock request that waits for a long transaction: give up
+    // after 10 s rather than stall the application.
+    lock.query_drop("SET SESSION lock_wait_timeout = 10")?;
     lock.query_drop(format!("FLUSH TABLES {} WITH READ LOCK", table.quoted()))
         .with_context(|| {
             format!("locking {table} for a moment to copy it at a known binlog position (needs RELOAD and LOCK TABLES; or set `full.keyless_table_lock = false`)")

@@ -381,7 +381,12 @@ fn read_job(
 /// chunk copied again (after a crash or a rollback) records its new snapshot, which
 /// replaces the old one, and the table is emptied in the same destination transaction.
 /// Returns whether a snapshot was opened on `src`.
-fn keyless_snapshot(task: &Task, store: &Store, t: &TablePlan, src: &mut mysql::Conn) -> Result<bool> {
+fn keyless_snapshot(
+    task: &Task,
+    store: &Store,
+    t: &TablePlan,
+    src: &mut mysql::Conn,
+) -> Result<bool> {
     if t.def().key.is_some() || !task.has(crate::config::Phase::Incremental) {
         return Ok(false);
     }
@@ -390,7 +395,9 @@ fn keyless_snapshot(task: &Task, store: &Store, t: &TablePlan, src: &mut mysql::
         .ok_or_else(|| {
             anyhow!("{name} has no key and the source reports no snapshot binlog position: its copy cannot meet the binlog exactly (allow `full.keyless_table_lock`, or add a primary key)")
         })?;
-    tracing::info!("full: {name} (no key) is copied as of binlog {at}; its changes are applied from there");
+    tracing::info!(
+        "full: {name} (no key) is copied as of binlog {at}; its changes are applied from there"
+    );
     crate::task::incremental::copied_as_of(store, &name.to_string(), &at)?;
     Ok(true)
 }

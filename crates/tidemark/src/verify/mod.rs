@@ -235,7 +235,8 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
     let sql_out = match &opts.emit_sql {
         Some(p) => {
             let mut w = std::io::BufWriter::new(
-                std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
             );
             write_sql_header(&mut w)?;
             Some(Mutex::new(w))
@@ -1043,8 +1044,14 @@ fn same_json(a: &Value, b: &Value) -> bool {
 /// tables' order) and one transaction, so `mariadb < file` applies all of it or, on the
 /// first error (the client stops there and the transaction is rolled back), nothing.
 fn write_sql_header(w: &mut impl Write) -> Result<()> {
-    writeln!(w, "-- tidemark verify --emit-sql: apply with `mariadb < FILE` (or `mysql < FILE`);")?;
-    writeln!(w, "-- all or nothing: it stops at the first error and nothing is committed.")?;
+    writeln!(
+        w,
+        "-- tidemark verify --emit-sql: apply with `mariadb < FILE` (or `mysql < FILE`);"
+    )?;
+    writeln!(
+        w,
+        "-- all or nothing: it stops at the first error and nothing is committed."
+    )?;
     writeln!(w, "{};", crate::connect::SESSION)?;
     writeln!(w, "{};", REPAIR_SESSION)?;
     writeln!(w, "START TRANSACTION;")?;
@@ -1066,7 +1073,11 @@ fn unguarded_triggers(dst: &mut mysql::Conn, t: &TablePlan) -> Result<Vec<String
         .with_context(|| format!("reading the destination triggers of {}", t.target))?;
     Ok(found
         .into_iter()
-        .filter(|(_, body)| !body.trim_start().starts_with("IF @tidemark_apply IS NULL THEN"))
+        .filter(|(_, body)| {
+            !body
+                .trim_start()
+                .starts_with("IF @tidemark_apply IS NULL THEN")
+        })
         .map(|(name, _)| name)
         .collect())
 }

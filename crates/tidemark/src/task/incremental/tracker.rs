@@ -765,7 +765,16 @@ pub(super) fn object_ddl(
     // ALGORITHM=, DEFINER=user@host, SQL SECURITY, AGGREGATE, IF [NOT] EXISTS, however
     // many) and comes before any name or body.
     const KINDS: [&str; 10] = [
-        "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "USER", "ROLE", "SERVER", "SEQUENCE", "PACKAGE",
+        "VIEW",
+        "TRIGGER",
+        "PROCEDURE",
+        "FUNCTION",
+        "EVENT",
+        "USER",
+        "ROLE",
+        "SERVER",
+        "SEQUENCE",
+        "PACKAGE",
     ];
     let kind = words
         .iter()
