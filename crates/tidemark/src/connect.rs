@@ -29,6 +29,13 @@ impl Side {
 pub(crate) const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
     sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'";
 
+/// Sessions that write changes rather than load (the incremental applier, `verify
+/// --repair` and its emitted SQL): unique checks on, foreign keys still not checked (the
+/// order rows arrive in across tables is not the source's), and the variable the
+/// destination triggers Tidemark created look for, so they do not fire for its rows.
+pub(crate) const APPLY_SESSION: &str =
+    "SET foreign_key_checks = 0, unique_checks = 1, @tidemark_apply = 1";
+
 /// While loading: no foreign key or unique checks, per session only.
 const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 0";
 

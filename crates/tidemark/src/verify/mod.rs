@@ -1058,10 +1058,10 @@ fn write_sql_header(w: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// What a repair session adds to the copy's: destination triggers Tidemark created do
-/// not fire for its rows (as for the incremental applier), foreign keys are not checked
-/// across the order tables are repaired in.
-const REPAIR_SESSION: &str = "SET foreign_key_checks = 0, unique_checks = 1, @tidemark_apply = 1";
+/// A repair writes as the incremental applier does: Tidemark's destination triggers do
+/// not fire for its rows, foreign keys are not checked across the order tables are
+/// repaired in.
+const REPAIR_SESSION: &str = crate::connect::APPLY_SESSION;
 
 /// Destination triggers on the table that do not step aside for Tidemark's sessions.
 fn unguarded_triggers(dst: &mut mysql::Conn, t: &TablePlan) -> Result<Vec<String>> {

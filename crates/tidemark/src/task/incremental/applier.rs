@@ -500,7 +500,7 @@ pub(super) fn apply_connection(task: &Task) -> Result<mysql::Conn> {
 /// the parallel connections deadlock (unless the destination logs statements, which
 /// READ COMMITTED does not allow).
 pub(super) fn apply_session(c: &mut mysql::Conn) -> Result<()> {
-    c.query_drop("SET unique_checks = 1, @tidemark_apply = 1")?;
+    c.query_drop(crate::connect::APPLY_SESSION)?;
     let format: Option<String> = c.query_first("SELECT @@binlog_format")?;
     if format.as_deref() != Some("STATEMENT") {
         c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
