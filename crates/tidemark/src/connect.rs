@@ -206,7 +206,7 @@ pub fn explain(e: mysql::Error, ep: &Endpoint, side: Side) -> anyhow::Error {
             "{key} {ep}: cannot connect ({}). Check that the server is running and that host and port in `{key}.url` are right.",
             reason.as_ref().map(|(_, msg, _)| msg.as_str()).unwrap_or("no answer")
         ),
-        mysql::Error::IoError(io) if timed_out(io) => anyhow!(
+        _ if timed_out_error(&e) => anyhow!(
             "{key} {ep}: no answer for {} s (`advanced.network_timeout_seconds`): the connection is considered lost. Check the network path to the server.",
             ep.timeouts.read.as_secs()
         ),
@@ -229,7 +229,7 @@ pub fn explain(e: mysql::Error, ep: &Endpoint, side: Side) -> anyhow::Error {
 /// answering and for how long; anything else is the driver's text.
 pub fn describe(e: &mysql::Error, ep: &Endpoint, side: Side) -> String {
     match e {
-        mysql::Error::IoError(io) if timed_out(io) => format!(
+        _ if timed_out_error(e) => format!(
             "{} {ep}: no answer for {} s (`advanced.network_timeout_seconds`), connection lost",
             side.key(),
             ep.timeouts.read.as_secs()
@@ -249,12 +249,23 @@ pub fn timed_out(io: &std::io::Error) -> bool {
 /// The TLS library's own error inside a driver error (the handshake runs inside the
 /// driver's first read or write, so it surfaces as an I/O error).
 fn tls_failure(e: &mysql::Error) -> Option<&rustls::Error> {
-    let io = match e {
-        mysql::Error::IoError(io) => io,
-        mysql::Error::CodecError(mysql_common::proto::codec::error::PacketCodecError::Io(io)) => io,
-        _ => return None,
-    };
-    io.get_ref()?.downcast_ref::<rustls::Error>()
+    io_error(e)?.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The I/O error inside a driver error (the driver wraps it in two ways).
+fn io_error(e: &mysql::Error) -> Option<&std::io::Error> {
+    match e {
+        mysql::Error::IoError(io) => Some(io),
+        mysql::Error::CodecError(mysql_common::proto::codec::error::PacketCodecError::Io(io)) => {
+            Some(io)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a driver error is a read or write that waited out its timeout.
+fn timed_out_error(e: &mysql::Error) -> bool {
+    io_error(e).is_some_and(timed_out)
 }
 
 /// A name the TLS library lists from a certificate (`DnsName("db.example")`,
@@ -464,8 +475,14 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_still_transient() {
-        let timeout = mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::WouldBlock));
+        // The driver reports a read timeout wrapped in its codec error.
+        let timeout =
+            mysql::Error::CodecError(mysql_common::proto::codec::error::PacketCodecError::Io(
+                std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            ));
         assert_eq!(transient(&timeout), Some(Transient::Connection));
+        let d = describe(&timeout, &endpoint(), Side::Destination);
+        assert!(d.contains("no answer for 120 s"), "{d}");
         let m = format!("{:#}", explain(timeout, &endpoint(), Side::Destination));
         assert!(m.contains("network_timeout_seconds"), "{m}");
     }
