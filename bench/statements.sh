@@ -54,7 +54,7 @@ log "MariaDB $SERVER_VERSION; generating 1 table x $ROWS rows"
 src_sql "CREATE DATABASE sbtest; CREATE TABLE sbtest.sbtest1 (id INT PRIMARY KEY, k INT NOT NULL, \
     c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL, KEY k_1 (k)); \
     INSERT INTO sbtest.sbtest1 SELECT seq, FLOOR(RAND(1) * $ROWS), \
-    SUBSTRING(REPEAT(MD5(seq), 4), 1, 119), SUBSTRING(REPEAT(SHA1(seq), 2), 1, 59) FROM seq_1_to_$ROWS"
+    SUBSTRING(REPEAT(MD5(seq), 4), 1, 119), SUBSTRING(REPEAT(SHA1(seq), 2), 1, 59) FROM sbtest.seq_1_to_$ROWS"
 for p in "$SRC_PORT" "$DST_PORT"; do
     sql_at "$p" 'SET GLOBAL long_query_time = 0; SET GLOBAL slow_query_log = ON'
 done
@@ -78,7 +78,7 @@ log "$CHANGES row changes on the source ($TXNS transactions of 1 000 rows)"
         case $(( i % 3 )) in
             0) echo "UPDATE sbtest.sbtest1 SET k = k + 1, c = REVERSE(c) WHERE id BETWEEN $lo AND $(( lo + 999 ));" ;;
             1) echo "DELETE FROM sbtest.sbtest1 WHERE id BETWEEN $lo AND $(( lo + 999 ));" ;;
-            2) echo "INSERT INTO sbtest.sbtest1 SELECT seq, seq % 1000, REPEAT('c', 119), REPEAT('p', 59) FROM seq_$(( ROWS + i * 1000 + 1 ))_to_$(( ROWS + i * 1000 + 1000 ));" ;;
+            2) echo "INSERT INTO sbtest.sbtest1 SELECT seq, seq % 1000, REPEAT('c', 119), REPEAT('p', 59) FROM sbtest.seq_$(( ROWS + i * 1000 + 1 ))_to_$(( ROWS + i * 1000 + 1000 ));" ;;
         esac
     done
 } >"$WORK/changes.sql"
