@@ -8,6 +8,9 @@
 //! A server can be stopped and started again on the same data directory and port
 //! ([`Server::stop`], [`Server::start_again`], [`Server::restart`]), e.g. to test that a
 //! client reconnects after a server restart.
+//!
+//! [`tls`] makes a test CA and certificates for TLS-enabled servers; [`proxy`] is a TCP
+//! proxy that freezes, resets or slows a path, for network failure tests.
 
 use anyhow::{bail, Context, Result};
 use std::net::TcpListener;
@@ -16,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
 pub mod rocketmq;
+pub mod tls;
 
 /// How to start a server.
 #[derive(Clone, Debug)]

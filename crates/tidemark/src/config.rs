@@ -45,6 +45,12 @@ struct EndpointFile {
     /// switchover; same user, password and TLS.
     #[serde(default)]
     failover: Vec<String>,
+    /// A PEM file of the CA certificate(s) to trust (`${ENV}` allowed, relative to
+    /// the task file).
+    tls_ca: Option<String>,
+    /// A client certificate (PEM) and its private key, for accounts that `REQUIRE X509`.
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +61,13 @@ struct MysqlDestinationFile {
     url: String,
     #[serde(default)]
     tls: TlsMode,
+    tls_ca: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    /// Other addresses (`host:port`) of the destination, tried in turn when it cannot be
+    /// reached; same user, password and TLS.
+    #[serde(default)]
+    failover: Vec<String>,
 }
 
 /// `tls`: whether and how connections are encrypted.
@@ -276,6 +289,12 @@ pub struct Advanced {
     /// Write a heartbeat row on the source every second, so latency is measured even
     /// when the source is quiet (needs CREATE, INSERT and DELETE on `tidemark_heartbeat`).
     pub heartbeat: bool,
+    /// Seconds a connection may wait for the network (connect, each read, each write)
+    /// before it counts as lost and is reopened (1–3600).
+    pub network_timeout_seconds: u64,
+    /// The same bound for statements that may run long on a healthy server: index
+    /// builds after the load and DDL replicated from the binlog (1–10080).
+    pub long_statement_timeout_minutes: u64,
 }
 
 /// `[advanced] online_ddl`.
@@ -305,9 +324,17 @@ impl Default for Advanced {
                 "_{table}_old".into(),
             ],
             heartbeat: false,
+            network_timeout_seconds: DEFAULT_NETWORK_TIMEOUT_SECONDS,
+            long_statement_timeout_minutes: 1440,
         }
     }
 }
+
+/// `[advanced] network_timeout_seconds` by default: well above the longest statement of
+/// a copy or an apply batch on a healthy server, and above InnoDB's default lock wait
+/// (50 s), so a statement waiting for a lock ends with the server's own error (retried)
+/// rather than being cut (see docs/task-file.md for the measurements).
+pub const DEFAULT_NETWORK_TIMEOUT_SECONDS: u64 = 120;
 
 impl Advanced {
     pub fn connection_window(&self) -> std::time::Duration {
@@ -316,6 +343,16 @@ impl Advanced {
 
     pub fn other_window(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.retry_other_minutes * 60)
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            network: std::time::Duration::from_secs(self.network_timeout_seconds),
+            read: std::time::Duration::from_secs(self.network_timeout_seconds),
+            long_statement: std::time::Duration::from_secs(
+                self.long_statement_timeout_minutes * 60,
+            ),
+        }
     }
 }
 
@@ -361,6 +398,105 @@ pub struct Endpoint {
     pub user: String,
     pub password: Option<String>,
     pub tls: TlsMode,
+    pub tls_files: TlsFiles,
+    pub timeouts: Timeouts,
+    /// The destination's `failover` addresses (always empty for the source, whose
+    /// failover is the binlog stream's business: see [`Task::source_failover`]).
+    pub failover: Failover,
+}
+
+/// `[destination] failover`: other addresses of the destination, tried in turn when a
+/// connection cannot be opened. Shared by every clone of the endpoint: once an address
+/// answered, every later connection tries it first.
+#[derive(Clone, Default)]
+pub struct Failover {
+    alternates: std::sync::Arc<Vec<Endpoint>>,
+    /// 0: the endpoint's own address; i: `alternates[i - 1]`.
+    active: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Failover {
+    pub fn new(alternates: Vec<Endpoint>) -> Failover {
+        Failover {
+            alternates: std::sync::Arc::new(alternates),
+            active: Default::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alternates.is_empty()
+    }
+
+    /// Every address of `primary` (whose failover this is), the one that answered last
+    /// first, each with its index for [`Failover::settle`].
+    pub fn candidates(&self, primary: &Endpoint) -> Vec<(usize, Endpoint)> {
+        let all: Vec<Endpoint> = std::iter::once(Endpoint {
+            failover: Failover::default(),
+            ..primary.clone()
+        })
+        .chain(self.alternates.iter().cloned())
+        .collect();
+        let first = self.active().min(all.len() - 1);
+        all.into_iter()
+            .enumerate()
+            .cycle()
+            .skip(first)
+            .take(self.alternates.len() + 1)
+            .collect()
+    }
+
+    /// The index of the address that answered last.
+    pub fn active(&self) -> usize {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that the address at `index` answered.
+    pub fn settle(&self, index: usize) {
+        self.active
+            .store(index, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An endpoint's `tls_ca`, `tls_cert` and `tls_key`, resolved against the task file's
+/// directory. Only paths: the files are read when a connection is opened, so their
+/// contents never pass through the task's state or its messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// How long a connection may wait on the network (`[advanced] network_timeout_seconds`
+/// and `long_statement_timeout_minutes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connect and write (and TCP's user timeout): a peer silent this long is a lost
+    /// connection.
+    pub network: std::time::Duration,
+    /// How long a read waits for the server's answer: `network`, or `long_statement`
+    /// on a connection from [`Endpoint::for_long_statements`].
+    pub read: std::time::Duration,
+    /// For statements that may legitimately run long (index builds, replicated DDL).
+    pub long_statement: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let a = Advanced::default();
+        a.timeouts()
+    }
+}
+
+impl Endpoint {
+    /// The same endpoint for statements that may run long on a healthy server (index
+    /// builds, replicated DDL): reads wait `long_statement_timeout_minutes`; connecting,
+    /// writing and keepalive still find a dead path within the network timeout.
+    pub fn for_long_statements(&self) -> Endpoint {
+        let mut ep = self.clone();
+        ep.timeouts.read = ep.timeouts.long_statement;
+        ep
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -429,28 +565,21 @@ impl Task {
         {
             bail!("invalid task file {}: `name` must be letters, digits, '-', '_' or '.' (got {name:?})", path.display());
         }
-        let source = parse_url("source.url", &file.source.url, file.source.tls, env)?;
-        let source_failover = file
-            .source
-            .failover
-            .iter()
-            .map(|addr| {
-                let (host, port) = match addr.rsplit_once(':') {
-                    Some((h, p)) => (h, p.parse::<u16>().map_err(|_| {
-                        anyhow::anyhow!("`source.failover`: {addr:?} has an invalid port; expected HOST:PORT")
-                    })?),
-                    None => (addr.as_str(), 3306),
-                };
-                if host.is_empty() {
-                    bail!("`source.failover`: {addr:?} has no host; expected HOST:PORT");
-                }
-                Ok(Endpoint {
-                    host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
-                    port,
-                    ..source.clone()
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let timeouts = file.advanced.timeouts();
+        let mut source = parse_url("source.url", &file.source.url, file.source.tls, env)?;
+        source.tls_files = tls_files(
+            "source",
+            file.source.tls,
+            file.source.tls_ca.as_deref(),
+            file.source.tls_cert.as_deref(),
+            file.source.tls_key.as_deref(),
+            base,
+            env,
+        )?;
+        source.timeouts = timeouts;
+        let source_failover =
+            failover_endpoints("source.failover", &file.source.failover, &source)?;
         let kind: DestinationKind = match file.destination.get("type") {
             None => DestinationKind::Mysql,
             Some(v) => v.clone().try_into().map_err(|_| {
@@ -467,7 +596,23 @@ impl Task {
                     .map_err(|e| {
                         anyhow::anyhow!("invalid task file {}: [destination]: {e}", path.display())
                     })?;
-                (parse_url("destination.url", &d.url, d.tls, env)?, None)
+                let mut destination = parse_url("destination.url", &d.url, d.tls, env)?;
+                destination.tls_files = tls_files(
+                    "destination",
+                    d.tls,
+                    d.tls_ca.as_deref(),
+                    d.tls_cert.as_deref(),
+                    d.tls_key.as_deref(),
+                    base,
+                    env,
+                )?;
+                destination.timeouts = timeouts;
+                destination.failover = Failover::new(failover_endpoints(
+                    "destination.failover",
+                    &d.failover,
+                    &destination,
+                )?);
+                (destination, None)
             }
             DestinationKind::Rocketmq => {
                 let d: crate::sink::rocketmq::ConfigFile = toml::Value::Table(file.destination)
@@ -486,7 +631,6 @@ impl Task {
         validate_advanced(&file.advanced)?;
         validate_incremental(&file.incremental)?;
         validate_objects(&file.objects)?;
-        let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = match file.state.dir {
             Some(d) if d.is_absolute() => d,
             Some(d) => base.join(d),
@@ -524,6 +668,41 @@ impl Task {
             objects: file.objects,
         })
     }
+}
+
+/// `failover` addresses (`host:port`, port 3306 when left out) as endpoints with the
+/// same user, password, TLS and timeouts as `primary`.
+fn failover_endpoints(
+    key: &str,
+    addresses: &[String],
+    primary: &Endpoint,
+) -> Result<Vec<Endpoint>> {
+    addresses
+        .iter()
+        .map(|addr| {
+            let (host, port) = match addr.rsplit_once(':') {
+                Some((h, p)) => (
+                    h,
+                    p.parse::<u16>().map_err(|_| {
+                        anyhow::anyhow!("`{key}`: {addr:?} has an invalid port; expected HOST:PORT")
+                    })?,
+                ),
+                None => (addr.as_str(), 3306),
+            };
+            if host.is_empty() {
+                bail!("`{key}`: {addr:?} has no host; expected HOST:PORT");
+            }
+            Ok(Endpoint {
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port,
+                failover: Failover::default(),
+                ..primary.clone()
+            })
+        })
+        .collect()
 }
 
 fn interpolate(key: &str, raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
@@ -597,7 +776,74 @@ fn parse_url(
         user,
         password,
         tls,
+        tls_files: TlsFiles::default(),
+        timeouts: Timeouts::default(),
+        failover: Failover::default(),
     })
+}
+
+/// Resolves `KEY.tls_ca`, `tls_cert` and `tls_key`: `${ENV}` interpolated, relative to
+/// the task file's directory, each file present; and only with a `tls` mode that uses
+/// them.
+fn tls_files(
+    key: &str,
+    tls: TlsMode,
+    ca: Option<&str>,
+    cert: Option<&str>,
+    private_key: Option<&str>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TlsFiles> {
+    let resolve = |name: &str, raw: Option<&str>| -> Result<Option<PathBuf>> {
+        let Some(raw) = raw else { return Ok(None) };
+        let full = format!("{key}.{name}");
+        let path = PathBuf::from(interpolate(&full, raw, env)?);
+        let path = if path.is_absolute() {
+            path
+        } else {
+            base.join(path)
+        };
+        std::fs::File::open(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "`{full}`: cannot read {} ({e}); give the path of a PEM file (relative paths start at the task file's directory)",
+                path.display()
+            )
+        })?;
+        Ok(Some(path))
+    };
+    let files = TlsFiles {
+        ca: resolve("tls_ca", ca)?,
+        cert: resolve("tls_cert", cert)?,
+        key: resolve("tls_key", private_key)?,
+    };
+    if let Some(path) = &files.key {
+        // Only the PEM markers are looked at; the key itself is never kept or shown.
+        let text = std::fs::read(path)
+            .with_context(|| format!("`{key}.tls_key`: cannot read {}", path.display()))?;
+        if String::from_utf8_lossy(&text).contains("ENCRYPTED") {
+            bail!("`{key}.tls_key`: {} is an encrypted private key, which Tidemark cannot use: write it unencrypted (`openssl pkey -in KEY -out PLAIN`) to a file only the task's user can read", path.display());
+        }
+    }
+    if files.cert.is_some() != files.key.is_some() {
+        bail!("`{key}.tls_cert` and `{key}.tls_key` go together: give the client certificate and its private key, or neither");
+    }
+    if tls == TlsMode::Disabled && (files.ca.is_some() || files.cert.is_some()) {
+        bail!("`{key}.tls` is \"disabled\" but TLS files are given: set `{key}.tls` to \"verify-identity\" (or \"verify-ca\"), or remove the files");
+    }
+    if files.ca.is_some() && matches!(tls, TlsMode::Preferred | TlsMode::Required) {
+        bail!("`{key}.tls_ca` is given but `{key}.tls` = {:?} does not check the server's certificate: set `{key}.tls = \"verify-identity\"` (or \"verify-ca\")", tls_name(tls));
+    }
+    Ok(files)
+}
+
+fn tls_name(tls: TlsMode) -> &'static str {
+    match tls {
+        TlsMode::Disabled => "disabled",
+        TlsMode::Preferred => "preferred",
+        TlsMode::Required => "required",
+        TlsMode::VerifyCa => "verify-ca",
+        TlsMode::VerifyIdentity => "verify-identity",
+    }
 }
 
 fn validate_migration(m: &Migration) -> Result<()> {
@@ -668,6 +914,18 @@ fn validate_advanced(a: &Advanced) -> Result<()> {
         bail!(
             "`advanced.retry_other_minutes` must be between 1 and 1440 (got {})",
             a.retry_other_minutes
+        );
+    }
+    if !(1..=3600).contains(&a.network_timeout_seconds) {
+        bail!(
+            "`advanced.network_timeout_seconds` must be between 1 and 3600 (got {})",
+            a.network_timeout_seconds
+        );
+    }
+    if !(1..=10080).contains(&a.long_statement_timeout_minutes) {
+        bail!(
+            "`advanced.long_statement_timeout_minutes` must be between 1 and 10080 (got {})",
+            a.long_statement_timeout_minutes
         );
     }
     if a.retry_other_minutes >= a.retry_connection_minutes {
@@ -899,6 +1157,61 @@ database = "shop"
             .unwrap_err()
             .to_string();
         assert!(err.contains("must be smaller than"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_task_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+        let text = MIN.replace(
+            "url = \"mysql://u@d\"",
+            "url = \"mysql://u@d\"\ntls = \"verify-ca\"\ntls_ca = \"${CA_DIR}/ca.pem\"\nfailover = [\"d2:3307\"]",
+        );
+        let base = dir.path().display().to_string();
+        let t = Task::parse(&text, &dir.path().join("t.toml"), &|n| match n {
+            "PW" => Some("pw".into()),
+            "CA_DIR" => Some(".".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            t.destination.tls_files.ca,
+            Some(dir.path().join("./ca.pem"))
+        );
+        assert!(t.source.tls_files.ca.is_none(), "{base}");
+        assert_eq!(
+            t.advanced.network_timeout_seconds,
+            DEFAULT_NETWORK_TIMEOUT_SECONDS
+        );
+        // The destination's failover addresses, the one that answered last first.
+        let all = t.destination.failover.candidates(&t.destination);
+        let hosts: Vec<String> = all.iter().map(|(_, e)| e.to_string()).collect();
+        assert_eq!(hosts, ["u@d:3306", "u@d2:3307"]);
+        assert_eq!(all[1].1.tls_files.ca, t.destination.tls_files.ca);
+        t.destination.failover.settle(1);
+        let again: Vec<usize> = t
+            .destination
+            .clone()
+            .failover
+            .candidates(&t.destination)
+            .iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(again, [1, 0]);
+    }
+
+    #[test]
+    fn network_timeout_is_checked() {
+        let err = parse(&MIN.replace(
+            "[migration]",
+            "[advanced]\nnetwork_timeout_seconds = 0\n[migration]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("network_timeout_seconds") && err.contains("between 1 and 3600"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod precheck;
 pub mod progress;
 pub mod quickstart;
+pub mod retrying;
 pub mod sink;
 pub mod source;
 pub mod state;

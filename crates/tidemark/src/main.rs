@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tidemark::config::Task;
-use tidemark::state::Store;
+use tidemark::state::{Store, TaskStatus};
 use tidemark::{inspect, precheck, quickstart, task};
 
 #[derive(Parser)]
@@ -329,6 +329,15 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     let tables = store.progress()?;
     let error = store.get("error")?.filter(|e| !e.is_empty());
     let updated = store.get("updated_at")?;
+    let retrying: Option<tidemark::retrying::Retrying> = store
+        .get(tidemark::retrying::KEY)?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .filter(|_| {
+            !matches!(
+                status,
+                TaskStatus::Failed | TaskStatus::Completed | TaskStatus::Stopped
+            )
+        });
     let incremental: Option<task::incremental::Applied> = store
         .get(task::incremental::APPLIED)?
         .and_then(|s| serde_json::from_str(&s).ok());
@@ -341,6 +350,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             .and_then(|s| serde_json::from_str(&s).ok());
         let v = serde_json::json!({
             "task": task.name, "status": status, "updated_at": updated, "error": error, "tables": tables,
+            "retrying": retrying,
             "incremental": incremental, "verification": verification, "messages": messages,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -352,6 +362,9 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         status.as_str(),
         updated.map(|u| format!(" (since {u})")).unwrap_or_default()
     );
+    if let Some(r) = &retrying {
+        println!("retrying since {}: {}", r.since, r.what);
+    }
     if let Some(e) = error {
         println!("last error: {e}");
     }

@@ -351,7 +351,12 @@ pub fn now_rfc3339() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let t = tidemark_core::DateTime::from_unix(secs, 0);
+    rfc3339(secs)
+}
+
+/// A Unix time as RFC 3339 UTC.
+pub fn rfc3339(unix_seconds: i64) -> String {
+    let t = tidemark_core::DateTime::from_unix(unix_seconds, 0);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         t.year, t.month, t.day, t.hour, t.minute, t.second

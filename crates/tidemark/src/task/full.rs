@@ -10,7 +10,7 @@
 
 use crate::config::LoadMethod;
 use crate::config::{ConflictMode, Task};
-use crate::connect::{connect, reconnect, transient, ServerInfo, Side, Transient};
+use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side, Transient};
 use crate::progress::Progress;
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode, LoadBuilder};
 use crate::source::snapshot::{self, Chunk};
@@ -293,13 +293,17 @@ fn pipeline(sh: &Shared<'_>, jobs: Receiver<Job>) -> Result<()> {
                 };
                 in_flight += 1;
                 if let Err(e) = read_job(sh, &mut src, &job, &tx) {
-                    let Some(kind) = e.downcast_ref::<mysql::Error>().and_then(transient) else {
+                    let Some(driver) = e.downcast_ref::<mysql::Error>() else {
+                        return Err(e);
+                    };
+                    let Some(kind) = transient(driver) else {
                         return Err(e);
                     };
                     tracing::warn!(
-                        "{}: reading chunk {} failed, copying it again: {e:#}",
+                        "{}: reading chunk {} failed, copying it again: {}",
                         sh.plan.tables[job.table].def().name,
-                        job.chunk.index
+                        job.chunk.index,
+                        describe(driver, &sh.task.source, Side::Source)
                     );
                     tx.send(Msg::Abort)
                         .map_err(|_| anyhow!("the writer stopped"))?;
@@ -564,9 +568,10 @@ fn fail_chunk(
         )));
     }
     tracing::warn!(
-        "{}: chunk {} rolled back, copying it again: {e}",
+        "{}: chunk {} rolled back, copying it again: {}",
         t.def().name,
-        w.job.chunk.index
+        w.job.chunk.index,
+        describe(&e, &sh.task.destination, Side::Destination)
     );
     if kind == Transient::Connection {
         *dst = reconnect(&sh.task.destination, Side::Destination, first + window)?;

@@ -64,7 +64,7 @@ pub fn run(task: &Task, opts: RunOptions) -> Result<()> {
         );
         return Ok(());
     }
-    let result = run_phases(task, &store, opts);
+    let result = with_retry_reporter(&store, || run_phases(task, &store, opts));
     match &result {
         Ok(()) if task.has(Phase::Incremental) => {
             store.set_status(TaskStatus::Stopped)?;
@@ -80,6 +80,43 @@ pub fn run(task: &Task, opts: RunOptions) -> Result<()> {
         }
     }
     result
+}
+
+/// Runs `work` while a reporter thread keeps the state store's "retrying" entry (for
+/// `status`) equal to the retry in progress the longest, cleared when there is none.
+fn with_retry_reporter<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    use crate::retrying;
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reporter = s.spawn(|| -> Result<()> {
+            // Written at once: a killed run may have left an entry behind.
+            let mut shown = None;
+            loop {
+                let now = retrying::oldest();
+                if shown.as_ref() != Some(&now) {
+                    let text = match &now {
+                        Some(r) => serde_json::to_string(r)?,
+                        None => String::new(),
+                    };
+                    store.set(retrying::KEY, &text)?;
+                    shown = Some(now);
+                }
+                if done.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        let reported = reporter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the status reporter panicked"))?;
+        if let Err(e) = reported {
+            tracing::warn!("status: could not record a retry in the state store: {e:#}");
+        }
+        result
+    })
 }
 
 /// Where an incremental task starts reading: the task's `start_position` or
@@ -144,7 +181,13 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
     }
     // A message queue destination: one producer for the whole run.
     let sink = task.rocketmq.as_ref().map(|c| {
-        crate::sink::rocketmq::Sink::new(c.clone(), &task.name, task.advanced.connection_window())
+        let mut sink = crate::sink::rocketmq::Sink::new(
+            c.clone(),
+            &task.name,
+            task.advanced.connection_window(),
+        );
+        sink.client.set_timeout(task.advanced.timeouts().network);
+        sink
     });
     if let Some(sink) = &sink {
         sink.load_counters(store)?;

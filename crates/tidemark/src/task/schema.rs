@@ -17,8 +17,9 @@ use mysql::Conn;
 use tidemark_core::sql::quote_ident;
 use tidemark_core::TableName;
 
+/// Index builds and DDL may run long on a healthy server: their own read bound.
 fn ddl_conn(task: &Task) -> Result<Conn> {
-    let mut c = connect_raw(&task.destination, Side::Destination)?;
+    let mut c = connect_raw(&task.destination.for_long_statements(), Side::Destination)?;
     // UTC, as `show_create` reads definitions: TIMESTAMP defaults keep their instant.
     c.query_drop("SET NAMES utf8mb4, foreign_key_checks = 0, time_zone = '+00:00'")
         .map_err(|e| explain(e, &task.destination, Side::Destination))?;

@@ -216,10 +216,16 @@ fn worker_of(key: &[Value], workers: usize) -> usize {
 }
 
 /// Writes one share in one transaction. Returns the rows written.
+///
+/// `redo`: the share is written again after a lost connection, when its first attempt
+/// may have committed (the answer to COMMIT never came): rows that must not exist yet
+/// are then written with REPLACE too, so a committed first attempt is not reported as
+/// a divergence.
 pub fn apply(
     dst: &mut mysql::Conn,
     work: &Work,
     batch_bytes: usize,
+    redo: bool,
 ) -> Result<u64, (mysql::Error, String)> {
     let run = |dst: &mut mysql::Conn, sql: String| -> Result<(), (mysql::Error, String)> {
         dst.query_drop(&sql).map_err(|e| (e, sql))
@@ -230,10 +236,12 @@ pub fn apply(
         for chunk in w.deletes.chunks(500) {
             run(dst, delete_keys(plan, chunk))?;
         }
-        for (mode, list) in [
-            (InsertMode::Insert, &w.inserts),
-            (InsertMode::Replace, &w.upserts),
-        ] {
+        let insert = if redo {
+            InsertMode::Replace
+        } else {
+            InsertMode::Insert
+        };
+        for (mode, list) in [(insert, &w.inserts), (InsertMode::Replace, &w.upserts)] {
             let mut b = InsertBuilder::new(plan, mode, 1_000, batch_bytes);
             for row in list {
                 if b.push(row) {

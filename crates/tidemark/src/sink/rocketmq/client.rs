@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Connect, send and acknowledgement timeout unless set otherwise
+/// ([`Client::set_timeout`]: the task's `network_timeout_seconds`).
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// A batch request carries at most this many body bytes (the broker's default message
 /// limit is 4 MiB for a whole batch).
@@ -114,6 +116,7 @@ pub struct Client {
     routes: Mutex<HashMap<String, Arc<Route>>>,
     /// Read queues per topic (consumers).
     read_routes: Mutex<HashMap<String, Arc<Route>>>,
+    timeout: Duration,
 }
 
 pub fn now_ms() -> u64 {
@@ -131,14 +134,21 @@ impl Client {
             brokers: Mutex::default(),
             routes: Mutex::default(),
             read_routes: Mutex::default(),
+            timeout: TIMEOUT,
         }
+    }
+
+    /// How long connecting, sending and each acknowledgement may take before the
+    /// connection counts as lost.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Asks the name servers (in turn) for a topic's route.
     fn fetch_route(&self, topic: &str) -> Result<RouteData> {
         let mut last = None;
         for ns in &self.name_servers {
-            let conn = match Connection::open(ns, self.credentials.clone(), TIMEOUT) {
+            let conn = match Connection::open(ns, self.credentials.clone(), self.timeout) {
                 Ok(c) => c,
                 Err(e) => {
                     last = Some(anyhow!("name server {ns}: {e:#}"));
@@ -146,7 +156,7 @@ impl Client {
                 }
             };
             let req = Command::request(code::GET_ROUTEINFO_BY_TOPIC, &[("topic", topic.into())]);
-            let resp = match conn.call(req, TIMEOUT) {
+            let resp = match conn.call(req, self.timeout) {
                 Ok(r) => r,
                 Err(e) => {
                     last = Some(anyhow!("name server {ns}: {e:#}"));
@@ -250,7 +260,7 @@ impl Client {
             }
         }
         let c = Arc::new(
-            Connection::open(addr, self.credentials.clone(), TIMEOUT)
+            Connection::open(addr, self.credentials.clone(), self.timeout)
                 .with_context(|| format!("broker {addr}"))?,
         );
         b.insert(addr.to_string(), c.clone());
@@ -281,7 +291,7 @@ impl Client {
             let conn = self.broker(addr)?;
             let mut req = Command::request(code::HEART_BEAT, &[]);
             req.body = serde_json::to_vec(&body)?;
-            let resp = conn.call(req, TIMEOUT)?;
+            let resp = conn.call(req, self.timeout)?;
             if resp.code != status::SUCCESS {
                 bail!("broker {addr} refused the producer: {}", explain(&resp));
             }
@@ -306,7 +316,7 @@ impl Client {
                 ("order", "false".into()),
             ],
         );
-        let resp = conn.call(req, TIMEOUT)?;
+        let resp = conn.call(req, self.timeout)?;
         if resp.code != status::SUCCESS {
             bail!(
                 "broker {broker_addr} refused to create topic {topic}: {}",
@@ -323,7 +333,7 @@ impl Client {
             code::GET_MAX_OFFSET,
             &[("topic", topic.into()), ("queueId", q.queue_id.to_string())],
         );
-        let resp = conn.call(req, TIMEOUT)?;
+        let resp = conn.call(req, self.timeout)?;
         if resp.code != status::SUCCESS {
             bail!(
                 "broker {} refused GET_MAX_OFFSET: {}",
@@ -368,7 +378,7 @@ impl Client {
                 ("expressionType", "TAG".into()),
             ],
         );
-        let resp = conn.call(req, TIMEOUT)?;
+        let resp = conn.call(req, self.timeout)?;
         let next = resp
             .field("nextBeginOffset")
             .and_then(|o| o.parse().ok())
@@ -609,7 +619,16 @@ pub fn send_all(
         batch
     };
     let mut retry: Vec<((String, QueueRef), Vec<Message>)> = Vec::new();
+    let mut retrying = None;
     loop {
+        // For `status`: from the first failure until a batch is acknowledged again.
+        match (first_failure.is_some(), retrying.is_some()) {
+            (true, false) => {
+                retrying = Some(crate::retrying::begin("resending messages to RocketMQ"))
+            }
+            (false, true) => retrying = None,
+            _ => {}
+        }
         // Start what can start: retried batches first, then each idle queue's next batch.
         let mut starts: Vec<((String, QueueRef), Vec<Message>)> = std::mem::take(&mut retry);
         while let Some(key) = ready.pop_front() {
@@ -661,7 +680,7 @@ pub fn send_all(
             for f in &inflight {
                 sel.recv(&f.rx);
             }
-            sel.select_timeout(TIMEOUT).ok().map(|op| {
+            sel.select_timeout(client.timeout).ok().map(|op| {
                 let i = op.index();
                 (i, op.recv(&inflight[i].rx))
             })
@@ -670,8 +689,8 @@ pub fn send_all(
             // No answer at all: treat every request in flight as lost.
             let addrs: Vec<String> = inflight.iter().map(|f| f.addr.clone()).collect();
             tracing::warn!(
-                "rocketmq: no acknowledgement from {addrs:?} within {} s; sending again",
-                TIMEOUT.as_secs()
+                "rocketmq: no acknowledgement from {addrs:?} within {} s (`advanced.network_timeout_seconds`); sending again",
+                client.timeout.as_secs()
             );
             first_failure.get_or_insert_with(Instant::now);
             client.reset();

@@ -233,6 +233,9 @@ impl Config {
                 .unwrap_or_default(),
             password: None,
             tls: TlsMode::Disabled,
+            tls_files: Default::default(),
+            timeouts: Default::default(),
+            failover: Default::default(),
         }
     }
 

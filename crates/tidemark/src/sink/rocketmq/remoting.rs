@@ -327,6 +327,15 @@ impl Connection {
         let stream = TcpStream::connect_timeout(&sock, timeout)
             .with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_nodelay(true)?;
+        // A send into a path that takes nothing fails instead of blocking every queue;
+        // answers are awaited with the same timeout (`wait`), and keepalive finds a
+        // vanished host on an idle connection.
+        stream.set_write_timeout(Some(timeout))?;
+        socket2::SockRef::from(&stream).set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(30))
+                .with_interval(Duration::from_secs(10)),
+        )?;
         let reader = stream.try_clone()?;
         let waiters: Waiters = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));

@@ -92,9 +92,11 @@ pub fn read(src: &Source<'_>, start: Position, stop: &AtomicBool, out: Sender<It
     let mut identity = src.identity.clone();
     let mut failing_since: Option<Instant> = None;
     let mut next_endpoint = 0;
+    let mut retrying = None;
     loop {
         let ep = &src.endpoints[next_endpoint % src.endpoints.len()];
         let result = open(ep, &resume, &mut identity, src, &out).and_then(|mut reader| {
+            retrying = None;
             reader.decoder().only_databases(src.databases.clone());
             read_from(
                 reader,
@@ -120,6 +122,11 @@ pub fn read(src: &Source<'_>, start: Position, stop: &AtomicBool, out: Sender<It
             return Err(err);
         }
         tracing::warn!("binlog: connection to {ep} lost ({err:#}); reconnecting at {resume}");
+        retrying.get_or_insert_with(|| {
+            crate::retrying::begin(format!(
+                "reconnecting the binlog connection to the source {ep}"
+            ))
+        });
         next_endpoint += 1;
         std::thread::sleep(Duration::from_secs(1));
     }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::config::Task;
-use crate::connect::{connect, reconnect, transient, Side, Transient};
+use crate::connect::{connect, describe, reconnect, transient, Side, Transient};
 use crate::sink::mysql::apply::{self, Coalescer, Work};
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
 use crate::sink::rocketmq::client::{now_ms, Outbox};
@@ -95,7 +95,13 @@ impl<'a> Applier<'a> {
             None => Target::Mysql {
                 batch: Coalescer::new(task.incremental.threads, false),
                 workers: start_workers(task)?,
-                ddl_conn: apply_connection(task)?,
+                ddl_conn: {
+                    // An ALTER of a big table runs long on a healthy server.
+                    let mut c =
+                        connect(&task.destination.for_long_statements(), Side::Destination)?;
+                    apply_session(&mut c)?;
+                    c
+                },
             },
         };
         let stats = store
@@ -319,10 +325,18 @@ impl<'a> Applier<'a> {
                 }
                 Err(e) => match transient(&e) {
                     Some(kind) if started.elapsed() < window(task, kind) => {
-                        tracing::warn!("incremental: DDL failed ({e}), retrying");
+                        tracing::warn!(
+                            "incremental: DDL failed ({}), retrying",
+                            describe(&e, &task.destination, Side::Destination)
+                        );
                         std::thread::sleep(Duration::from_secs(1));
                         if kind == Transient::Connection {
-                            *ddl_conn = apply_connection_until(task, started + window(task, kind))?;
+                            *ddl_conn = reconnect(
+                                &task.destination.for_long_statements(),
+                                Side::Destination,
+                                started + window(task, kind),
+                            )?;
+                            apply_session(ddl_conn)?;
                             if let Some(db) = use_db {
                                 let _ = ddl_conn.query_drop(format!(
                                     "USE {}",
@@ -517,15 +531,21 @@ pub(super) fn apply_connection_until(task: &Task, deadline: Instant) -> Result<m
 /// Applies one share, retrying it whole after a deadlock or a lost connection.
 pub(super) fn apply_with_retry(task: &Task, dst: &mut mysql::Conn, work: &Work) -> Result<u64> {
     let started = Instant::now();
+    let mut redo = false;
     loop {
-        match apply::apply(dst, work, task.full.batch_bytes) {
+        match apply::apply(dst, work, task.full.batch_bytes, redo) {
             Ok(n) => return Ok(n),
             Err((e, sql)) => {
                 let head: String = sql.chars().take(200).collect();
                 match transient(&e) {
                     Some(kind) if started.elapsed() < window(task, kind) => {
-                        tracing::warn!("incremental: a batch failed ({e}), retrying");
+                        tracing::warn!(
+                            "incremental: applying a batch failed ({}), retrying",
+                            describe(&e, &task.destination, Side::Destination)
+                        );
                         if kind == Transient::Connection {
+                            // Whether the lost attempt committed is unknown.
+                            redo = true;
                             *dst = apply_connection_until(task, started + window(task, kind))?;
                         } else {
                             let _ = dst.query_drop("ROLLBACK");
