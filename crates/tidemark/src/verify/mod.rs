@@ -63,7 +63,8 @@ struct NoSync<'a, 'b>(&'a Pace<'b>);
 
 impl ChunkSync for NoSync<'_, '_> {
     fn before(&mut self, _: &mut mysql::Conn) -> Result<()> {
-        Ok(())
+        // Ctrl-C / SIGTERM: stop between chunks (nothing is half-repaired).
+        crate::task::check_stop()
     }
     fn after(&mut self, _: &mut mysql::Conn) -> Result<()> {
         Ok(())
@@ -766,7 +767,7 @@ fn compare_chunk(
     r.chunks_differing += 1;
     if t.def().key.is_none() {
         anyhow::bail!(
-            "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again",
+            "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again with `tidemark reset TASKFILE --table TABLE` and `tidemark run`",
             a.0,
             b.0
         );
