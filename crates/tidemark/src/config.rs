@@ -572,9 +572,7 @@ fn interpolate_url(key: &str, raw: &str, env: &dyn Fn(&str) -> Option<String>) -
     let host_part = raw[authority..]
         .find('/')
         .map_or(raw.len(), |i| authority + i);
-    let userinfo_end = raw[authority..host_part]
-        .rfind('@')
-        .map(|i| authority + i);
+    let userinfo_end = raw[authority..host_part].rfind('@').map(|i| authority + i);
     interpolate_with(key, raw, env, &|offset, value| match userinfo_end {
         Some(end) if offset >= authority && offset < end => percent_encode(value),
         _ => value.to_string(),
@@ -602,7 +600,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied(), bytes.get(i + 2).copied()) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
                 out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
                 i += 3;
@@ -927,7 +929,10 @@ database = "shop"
         .unwrap();
         assert_eq!(t.source.password.as_deref(), Some(nasty));
         assert_eq!(t.source.user, "us@r:1");
-        assert_eq!((t.source.host.as_str(), t.source.port), ("db.example", 3307));
+        assert_eq!(
+            (t.source.host.as_str(), t.source.port),
+            ("db.example", 3307)
+        );
         // Written into the URL by hand, percent-encoding still works; `+` is a plus.
         let t = parse(&MIN.replace("${PW}", "p%40ss+1")).unwrap();
         assert_eq!(t.source.password.as_deref(), Some("p@ss+1"));

@@ -194,7 +194,10 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             if json {
                 out!("{}", serde_json::to_string_pretty(&checked.report)?);
             } else {
-                let _ = std::io::Write::write_all(&mut std::io::stdout(), checked.report.render().as_bytes());
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stdout(),
+                    checked.report.render().as_bytes(),
+                );
             }
             Ok(if checked.report.passed() {
                 ExitCode::SUCCESS
@@ -225,7 +228,10 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 }
                 task::Outcome::AlreadyCompleted => ExitCode::SUCCESS,
                 task::Outcome::Stopped(TaskStatus::Incremental) => {
-                    say!("task {}: stopped at a checkpoint; {again} continues from it", task.name);
+                    say!(
+                        "task {}: stopped at a checkpoint; {again} continues from it",
+                        task.name
+                    );
                     ExitCode::SUCCESS
                 }
                 task::Outcome::Stopped(during) => {
@@ -242,7 +248,9 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             let task = Task::load_offline(&task)?;
             status(&task, json)
         }
-        Command::List { dir, json } => list(&dir.unwrap_or_else(|| PathBuf::from(".tidemark")), json),
+        Command::List { dir, json } => {
+            list(&dir.unwrap_or_else(|| PathBuf::from(".tidemark")), json)
+        }
         Command::Stop { task, wait } => stop(&Task::load_offline(&task)?, wait),
         Command::Reset { task, table } => match table {
             Some(table) => reset_table(&Task::load(&task)?, &table),
@@ -308,7 +316,8 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
     let store = Store::open_existing(&task.state_dir)?;
     let checked = precheck::run(task, store.as_ref());
     let Some(plan) = checked.plan else {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), checked.report.render().as_bytes());
+        let _ =
+            std::io::Write::write_all(&mut std::io::stderr(), checked.report.render().as_bytes());
         anyhow::bail!("cannot verify: the source and destination could not be read (see above)");
     };
     let report = match tidemark::verify::run(task, &plan, &opts) {
@@ -336,7 +345,11 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
             let verdict = if r.equal() { "equal" } else { "DIFFERENT" };
             out!(
                 "{} → {}: {verdict}, {} rows compared in {} chunk(s), {:.1} s",
-                r.source, r.target, r.rows_compared, r.chunks, r.seconds
+                r.source,
+                r.target,
+                r.rows_compared,
+                r.chunks,
+                r.seconds
             );
             if let Some(p) = &r.problem {
                 out!("  problem: {p}");
@@ -527,7 +540,11 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             .max(40);
         out!(
             "\n{:<width$} {:<8} {:>12} {:>12} {:>10}",
-            "table", "state", "rows", "MB", "chunks"
+            "table",
+            "state",
+            "rows",
+            "MB",
+            "chunks"
         );
         for t in &tables {
             out!(
@@ -589,7 +606,11 @@ fn list(dir: &Path, json: bool) -> Result<ExitCode> {
         .max(4);
     out!(
         "{:<name_width$}  {:<11}  {:<11}  {:<8}  {:<20}",
-        "task", "state", "phase", "pid", "updated"
+        "task",
+        "state",
+        "phase",
+        "pid",
+        "updated"
     );
     for r in &rows {
         let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
@@ -614,7 +635,10 @@ fn stop(task: &Task, wait: u64) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Process::Running(None) => {
-            anyhow::bail!("task {} is just starting; run `tidemark stop` again in a moment", task.name)
+            anyhow::bail!(
+                "task {} is just starting; run `tidemark stop` again in a moment",
+                task.name
+            )
         }
         Process::Running(Some(h)) => h,
     };
@@ -693,15 +717,25 @@ fn reset_table(task: &Task, table: &str) -> Result<ExitCode> {
         anyhow::bail!(
             "task {} has copied no table {table}; its tables: {}",
             task.name,
-            if known.is_empty() { "none yet".into() } else { known.join(", ") }
+            if known.is_empty() {
+                "none yet".into()
+            } else {
+                known.join(", ")
+            }
         );
     };
     if task.rocketmq.is_none() {
-        let mut dst = tidemark::connect::connect(&task.destination, tidemark::connect::Side::Destination)?;
+        let mut dst =
+            tidemark::connect::connect(&task.destination, tidemark::connect::Side::Destination)?;
         empty_destination_table(&mut dst, &t.target)?;
     }
     store.forget_table(&t.source)?;
-    for key in ["phase.full", "phase.verification", "verification", "verification_summary"] {
+    for key in [
+        "phase.full",
+        "phase.verification",
+        "verification",
+        "verification_summary",
+    ] {
         store.unset(key)?;
     }
     if task.has(tidemark::config::Phase::Incremental) {
@@ -715,7 +749,11 @@ fn reset_table(task: &Task, table: &str) -> Result<ExitCode> {
         "{} → {}: {}; the next `tidemark run {}` copies it again",
         t.source,
         t.target,
-        if task.rocketmq.is_some() { "its rows will be sent again" } else { "emptied on the destination" },
+        if task.rocketmq.is_some() {
+            "its rows will be sent again"
+        } else {
+            "emptied on the destination"
+        },
         task.file.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -138,7 +138,10 @@ impl Progress {
         self.bytes.store(bytes, Ordering::Relaxed);
         self.resumed_rows.store(rows, Ordering::Relaxed);
         self.resumed_bytes.store(bytes, Ordering::Relaxed);
-        let mut per_table = self.resumed_tables.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_table = self
+            .resumed_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for t in tables.iter().filter(|t| t.rows_copied > 0) {
             per_table.insert(t.target.clone(), t.rows_copied);
         }
@@ -289,8 +292,6 @@ impl Progress {
             *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
-
-
 
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

@@ -1147,7 +1147,9 @@ fn wrong_credentials_fail_before_anything_is_sent() {
 
 #[test]
 fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
-    if skip_unless_installed("rocketmq::ddl_sits_between_the_rows_before_and_after_it_on_every_queue") {
+    if skip_unless_installed(
+        "rocketmq::ddl_sits_between_the_rows_before_and_after_it_on_every_queue",
+    ) {
         return;
     }
     let db = "mq_ddl";

@@ -128,9 +128,7 @@ pub fn process(dir: &Path) -> Result<Process> {
     let p = path(dir);
     let mut file = match File::open(&p) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Process::NotRunning(None))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Process::NotRunning(None)),
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", p.display())),
     };
     let holder = read_holder(&mut file);
@@ -158,7 +156,10 @@ mod tests {
         assert_eq!(h.pid, std::process::id());
         let err = RunLock::acquire(dir.path(), "t").err().expect("refused");
         let msg = format!("{err:#}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("tidemark stop"), "{msg}");
         drop(lock);
         assert!(matches!(

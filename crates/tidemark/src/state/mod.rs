@@ -366,7 +366,8 @@ impl Store {
 
     /// Removes a task key.
     pub fn unset(&self, key: &str) -> Result<()> {
-        self.db().execute("DELETE FROM task WHERE key = ?1", [key])?;
+        self.db()
+            .execute("DELETE FROM task WHERE key = ?1", [key])?;
         Ok(())
     }
 }

@@ -13,19 +13,12 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Key prefixes that may change between runs of a task: throttles, threads, retry
-/// windows, verification, connection details. (Matched against dotted key paths;
-/// `objects[0].rename` is never safe.)
+/// Keys (and sections, ending in `.`) that may change between runs of a task:
+/// throttles, threads, retry windows, verification, connection details; and most of
+/// `[destination]`, see [`DESTINATION_LAYOUT`]. Matched against dotted key paths.
 pub const SAFE: &[&str] = &[
     "name",
     "source.",
-    "destination.url",
-    "destination.tls",
-    "destination.name_servers",
-    "destination.access_key",
-    "destination.secret_key",
-    "destination.producer_group",
-    "destination.max_tps",
     "full.",
     "incremental.",
     "verification.",
@@ -34,12 +27,35 @@ pub const SAFE: &[&str] = &[
     "advanced.retry_other_minutes",
 ];
 
+/// `[destination]` keys that decide where rows land and in what form; its other keys
+/// say how to connect (URL, TLS, timeouts, name servers, credentials, producer group,
+/// `max_tps`) and may change.
+const DESTINATION_LAYOUT: &[&str] = &[
+    "type",
+    "topic",
+    "ddl_topic",
+    "format",
+    "full_before_image",
+    "ordering",
+    "filter_large_messages",
+    "topics",
+];
+
 fn is_safe(key: &str) -> bool {
+    if let Some(rest) = key.strip_prefix("destination.") {
+        let first = rest.split(['.', '[']).next().unwrap_or(rest);
+        return !DESTINATION_LAYOUT.contains(&first);
+    }
     SAFE.iter().any(|p| match p.strip_suffix('.') {
         // A section: every key in it.
         Some(section) => key == section || key.starts_with(p),
         // One key (or the keys nested under it), not keys that merely start alike.
-        None => key == *p || key.strip_prefix(p).is_some_and(|r| r.starts_with(['.', '['])),
+        None => {
+            key == *p
+                || key
+                    .strip_prefix(p)
+                    .is_some_and(|r| r.starts_with(['.', '[']))
+        }
     })
 }
 
@@ -137,7 +153,7 @@ pub fn check(store: &Store, task_name: &str, current: &BTreeMap<String, String>)
          Undo the change to continue where the task stopped, or run `tidemark reset TASKFILE` \
          to start this task over with the new file (drop what it created on the destination first). \
          Keys that may change between runs: threads, throttles, batch sizes, retry windows, \
-         [verification], and connection details ([source], destination url/tls/credentials); see docs/task-file.md",
+         [verification], and connection details ([source], [destination] url, TLS, credentials); see docs/operating.md",
         phases.join(" and "),
         keys.iter()
             .map(|k| format!("`{k}`"))
@@ -164,9 +180,13 @@ mod tests {
         assert!(!a.contains_key("source.url") && !a.contains_key("full.threads"));
         assert_eq!(
             changed(&a, &b),
-            vec!["migration.name_case".to_string(), "objects[0].rename".into()]
+            vec![
+                "migration.name_case".to_string(),
+                "objects[0].rename".into()
+            ]
         );
         assert!(is_safe("destination.url") && !is_safe("destination.topic"));
-        assert!(!is_safe("destination.urls") && !is_safe("advanced.online_ddl"));
+        assert!(!is_safe("destination.topics[0].topic") && !is_safe("advanced.online_ddl"));
+        assert!(is_safe("advanced.retry_other_minutes") && !is_safe("advanced.retry_other"));
     }
 }

@@ -345,6 +345,9 @@ fn verify_one(
         }
     }
     if let Err(e) = verify_table(src, dst, (si, di), t, &mut r, &mut NoSync(pace)) {
+        if crate::task::is_stop(&e) {
+            return Err(e);
+        }
         r.problem = Some(format!("{e:#}"));
     }
     if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
