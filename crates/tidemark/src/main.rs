@@ -461,6 +461,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             "task": task.name, "status": status, "state": state,
             "pid": who.map(|h| h.pid), "host": who.map(|h| h.host.clone()),
             "heartbeat_at": heartbeat, "progress": live,
+            "status_pid": store.get("status_pid")?.and_then(|p| p.parse::<u32>().ok()),
             "updated_at": updated, "error": error, "tables": tables,
             "incremental": incremental, "verification": verification, "messages": messages,
         });

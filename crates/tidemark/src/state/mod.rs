@@ -198,8 +198,11 @@ impl Store {
             .map_or(TaskStatus::NotStarted, |s| TaskStatus::parse(&s)))
     }
 
+    /// Records the status, and which process recorded it (so a watcher can tell a status
+    /// left by an earlier run from this run's).
     pub fn set_status(&self, s: TaskStatus) -> Result<()> {
         self.set("status", s.as_str())?;
+        self.set("status_pid", &std::process::id().to_string())?;
         self.set("updated_at", &now_rfc3339())
     }
 
