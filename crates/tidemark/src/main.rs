@@ -52,8 +52,10 @@ enum Command {
     },
     /// Run (or resume) a task: precheck, then each selected phase.
     ///
-    /// With incremental migration the task keeps applying changes until it receives
-    /// SIGINT (Ctrl-C) or SIGTERM, then stops cleanly at a checkpoint.
+    /// SIGINT (Ctrl-C), SIGTERM or `tidemark stop` stop it cleanly in any phase, at the
+    /// next chunk, object or batch (exit code 3 before its phases finished, 0 for a
+    /// stopped incremental phase). With incremental migration it keeps applying changes
+    /// until stopped. A second run of a running task is refused.
     Run {
         task: PathBuf,
         /// No progress bars (log lines instead).
