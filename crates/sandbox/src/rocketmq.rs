@@ -31,13 +31,23 @@ pub struct RocketMq {
     broker_watchdog: Child,
 }
 
+/// Where to look for the binaries instead of `PATH` and `~/.cargo/bin` (an empty
+/// directory simulates a machine without them).
+pub const BIN_DIR_VAR: &str = "TIDEMARK_ROCKETMQ_BIN_DIR";
+
 fn tool(name: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".cargo/bin"));
-    }
+    let dirs: Vec<PathBuf> = match std::env::var_os(BIN_DIR_VAR) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => {
+            let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect())
+                .unwrap_or_default();
+            if let Some(home) = std::env::var_os("HOME") {
+                dirs.push(Path::new(&home).join(".cargo/bin"));
+            }
+            dirs
+        }
+    };
     dirs.into_iter()
         .map(|d| d.join(name))
         .find(|p| p.is_file())
@@ -49,6 +59,35 @@ fn tool(name: &str) -> Result<PathBuf> {
 /// Whether the RocketMQ binaries are installed.
 pub fn available() -> bool {
     tool("rocketmq-namesrv-rust").is_ok() && tool("rocketmq-broker-rust").is_ok()
+}
+
+/// Whether this is a CI run (`CI` set, as CI services and `.ci/run` do), where a
+/// missing install must fail rather than skip.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// For tests that need a broker: `true`, after one line on stderr naming `test`, when
+/// the binaries are not installed, so the test returns early as skipped. Under CI a
+/// missing install panics instead: CI must not pass by skipping.
+pub fn skip_unless_installed(test: &str) -> bool {
+    if available() {
+        return false;
+    }
+    if in_ci() {
+        panic!(
+            "{test}: the RocketMQ binaries are not installed, and CI={}: CI must run the RocketMQ tests (`.ci/run` installs them)",
+            std::env::var("CI").unwrap_or_default()
+        );
+    }
+    // Straight to the file descriptor: the test harness captures `eprintln!` of passing
+    // tests, and this line is the point.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: rocketmq-namesrv-rust / rocketmq-broker-rust are not installed (`cargo install rocketmq-namesrv rocketmq-broker`, about 30 minutes on 2 cores)"
+    );
+    true
 }
 
 /// A port `p` such that `p` and `p - 2` (the broker's fast channel) are both free.

@@ -547,6 +547,16 @@ impl Task {
         Task::parse(&text, path, &|name| std::env::var(name).ok())
     }
 
+    /// Reads a task file for commands that never connect (`status`, `stop`, `reset`,
+    /// `list`): an unset `${NAME}` is not an error there, since no secret is needed.
+    pub fn load_offline(path: &Path) -> Result<Task> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read task file {}", path.display()))?;
+        Task::parse(&text, path, &|name| {
+            Some(std::env::var(name).unwrap_or_else(|_| "unset".into()))
+        })
+    }
+
     /// Parses task-file text; `env` resolves `${NAME}` references.
     pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Task> {
         let file: TaskFile = toml::from_str(text)
@@ -706,23 +716,91 @@ fn failover_endpoints(
 }
 
 fn interpolate(key: &str, raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    interpolate_with(key, raw, env, &|_, value| value.to_string())
+}
+
+/// `${NAME}` → the variable's value, passed through `place(offset of the reference in
+/// `raw`, value)` (which may encode it for where it lands).
+fn interpolate_with(
+    key: &str,
+    raw: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    place: &dyn Fn(usize, &str) -> String,
+) -> Result<String> {
     let mut out = String::new();
     let mut rest = raw;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
+        let offset = raw.len() - rest.len() + start;
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
             bail!("`{key}`: unterminated `${{` (write `${{NAME}}` to read the environment variable NAME)");
         };
         let var = &after[..end];
         match env(var) {
-            Some(v) => out.push_str(&v),
+            Some(v) => out.push_str(&place(offset, &v)),
             None => bail!("`{key}` refers to the environment variable {var}, which is not set: export it before running tidemark"),
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A connection URL with `${NAME}` references resolved. A reference in the user or
+/// password part is percent-encoded first, so a password such as `p@ss:w/rd#1?%` reaches
+/// the server as written instead of moving the URL's host, port or path.
+fn interpolate_url(key: &str, raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    // The user and password sit between `://` and the last `@` before the host (a
+    // `${NAME}` holds no `/`, so the authority ends at the first `/` after `://`).
+    let authority = raw.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = raw[authority..]
+        .find('/')
+        .map_or(raw.len(), |i| authority + i);
+    let userinfo_end = raw[authority..host_part].rfind('@').map(|i| authority + i);
+    interpolate_with(key, raw, env, &|offset, value| match userinfo_end {
+        Some(end) if offset >= authority && offset < end => percent_encode(value),
+        _ => value.to_string(),
+    })
+}
+
+/// Every byte but RFC 3986's unreserved characters as `%XX`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `%XX` → the byte (a `%` not followed by two hex digits stays as it is; `+` is a plus,
+/// not a space: this is a URL's user information, not a form).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses a connection URL given on the command line (`${ENV}` is interpolated).
@@ -736,7 +814,7 @@ fn parse_url(
     tls: TlsMode,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Endpoint> {
-    let text = interpolate(key, raw, env)?;
+    let text = interpolate_url(key, raw, env)?;
     // The URL may hold a password: errors describe it without echoing it.
     let url = url::Url::parse(&text).map_err(|e| {
         anyhow::anyhow!(
@@ -755,12 +833,7 @@ fn parse_url(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
+    let decode = percent_decode;
     let user = if url.username().is_empty() {
         "root".to_string()
     } else {
@@ -1105,6 +1178,28 @@ database = "shop"
         assert_eq!(t.destination.port, 3306);
         assert_eq!(t.name, "t");
         assert!(!format!("{:?} {}", t.source, t.source).contains("s3cr"));
+    }
+
+    #[test]
+    fn env_secrets_with_url_special_characters_stay_whole() {
+        let nasty = "a@b#c/d:e?f%g+h i&j=k[l]m$n{o}p\\q'r\"s;t~u!v*w(x),y";
+        let text = MIN.replace("u:${PW}@h", "${USR}:${PW}@${HOST}");
+        let t = Task::parse(&text, Path::new("/tmp/t.toml"), &|n| match n {
+            "PW" => Some(nasty.into()),
+            "USR" => Some("us@r:1".into()),
+            "HOST" => Some("db.example".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(t.source.password.as_deref(), Some(nasty));
+        assert_eq!(t.source.user, "us@r:1");
+        assert_eq!(
+            (t.source.host.as_str(), t.source.port),
+            ("db.example", 3307)
+        );
+        // Written into the URL by hand, percent-encoding still works; `+` is a plus.
+        let t = parse(&MIN.replace("${PW}", "p%40ss+1")).unwrap();
+        assert_eq!(t.source.password.as_deref(), Some("p@ss+1"));
     }
 
     #[test]

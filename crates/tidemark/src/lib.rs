@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod errors;
 pub mod inspect;
 pub mod precheck;
 pub mod progress;

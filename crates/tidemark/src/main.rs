@@ -1,12 +1,31 @@
 //! The `tidemark` command line.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tidemark::config::Task;
+use tidemark::state::lock::{self, Process};
 use tidemark::state::{Store, TaskStatus};
 use tidemark::{inspect, precheck, quickstart, task};
+
+/// `println!` that never panics: a closed pipe (`tidemark status | head`) ends the output,
+/// not the program.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that never panics.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -33,8 +52,10 @@ enum Command {
     },
     /// Run (or resume) a task: precheck, then each selected phase.
     ///
-    /// With incremental migration the task keeps applying changes until it receives
-    /// SIGINT (Ctrl-C) or SIGTERM, then stops cleanly at a checkpoint.
+    /// SIGINT (Ctrl-C), SIGTERM or `tidemark stop` stop it cleanly in any phase, at the
+    /// next chunk, object or batch (exit code 3 before its phases finished, 0 for a
+    /// stopped incremental phase). With incremental migration it keeps applying changes
+    /// until stopped. A second run of a running task is refused.
     Run {
         task: PathBuf,
         /// No progress bars (log lines instead).
@@ -51,6 +72,29 @@ enum Command {
         task: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// List the tasks whose state is under DIR (default: ./.tidemark), with their status.
+    List {
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running task to stop (as Ctrl-C would): it finishes the chunks or the batch
+    /// in flight, records them, and exits; `tidemark run` continues from there.
+    Stop {
+        task: PathBuf,
+        /// Seconds to wait for it to exit (0: do not wait).
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Forget a task's state, so the next run starts over (or, with --table, copies one
+    /// table again).
+    Reset {
+        task: PathBuf,
+        /// Copy only this table again (source name DB.TABLE, or its destination name):
+        /// it is emptied on the destination now and copied on the next run.
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
     },
     /// Compare a MySQL destination with the source (chunk checksums computed by the
     /// servers, drilled down to rows); exits 1 when anything differs.
@@ -127,13 +171,17 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| tidemark::progress::LogWriter)
+        // Colours only for a person at a terminal (never into pipes and log files).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
+        // Its own report of a failed write is an `eprintln!`, which panics on a closed pipe.
+        .log_internal_errors(false)
         .init();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say!("error: {}", tidemark::errors::describe(&e));
             ExitCode::from(1)
         }
     }
@@ -146,9 +194,12 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             let store = Store::open_existing(&task.state_dir)?;
             let checked = precheck::run(&task, store.as_ref());
             if json {
-                println!("{}", serde_json::to_string_pretty(&checked.report)?);
+                out!("{}", serde_json::to_string_pretty(&checked.report)?);
             } else {
-                print!("{}", checked.report.render());
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stdout(),
+                    checked.report.render().as_bytes(),
+                );
             }
             Ok(if checked.report.passed() {
                 ExitCode::SUCCESS
@@ -163,7 +214,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         } => {
             let task = Task::load(&task)?;
             task::install_stop_handler();
-            task::run(
+            let outcome = task::run(
                 &task,
                 task::RunOptions {
                     bars: !no_progress,
@@ -171,18 +222,42 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                     stop_when_caught_up,
                 },
             )?;
-            let how = if task.has(tidemark::config::Phase::Incremental) {
-                "stopped (run it again to continue from its checkpoint)"
-            } else {
-                "completed"
-            };
-            eprintln!("task {}: {how}", task.name);
-            Ok(ExitCode::SUCCESS)
+            let again = format!("`tidemark run {}`", task.file.display());
+            Ok(match outcome {
+                task::Outcome::Completed => {
+                    say!("task {}: completed", task.name);
+                    ExitCode::SUCCESS
+                }
+                task::Outcome::AlreadyCompleted => ExitCode::SUCCESS,
+                task::Outcome::Stopped(TaskStatus::Incremental) => {
+                    say!(
+                        "task {}: stopped at a checkpoint; {again} continues from it",
+                        task.name
+                    );
+                    ExitCode::SUCCESS
+                }
+                task::Outcome::Stopped(during) => {
+                    say!(
+                        "task {}: stopped on request during the {} phase, at a chunk boundary (everything recorded as done is committed); {again} continues from there",
+                        task.name,
+                        during.as_str()
+                    );
+                    ExitCode::from(task::EXIT_STOPPED)
+                }
+            })
         }
         Command::Status { task, json } => {
-            let task = Task::load(&task)?;
+            let task = Task::load_offline(&task)?;
             status(&task, json)
         }
+        Command::List { dir, json } => {
+            list(&dir.unwrap_or_else(|| PathBuf::from(".tidemark")), json)
+        }
+        Command::Stop { task, wait } => stop(&Task::load_offline(&task)?, wait),
+        Command::Reset { task, table } => match table {
+            Some(table) => reset_table(&Task::load(&task)?, &table),
+            None => reset(&Task::load_offline(&task)?),
+        },
         Command::Verify {
             task,
             json,
@@ -193,6 +268,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             no_progress,
         } => {
             let task = Task::load(&task)?;
+            task::install_stop_handler();
             let opts = tidemark::verify::Options {
                 repair,
                 emit_sql,
@@ -242,17 +318,24 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
     let store = Store::open_existing(&task.state_dir)?;
     let checked = precheck::run(task, store.as_ref());
     let Some(plan) = checked.plan else {
-        eprint!("{}", checked.report.render());
+        let _ =
+            std::io::Write::write_all(&mut std::io::stderr(), checked.report.render().as_bytes());
         anyhow::bail!("cannot verify: the source and destination could not be read (see above)");
     };
-    let report = tidemark::verify::run(task, &plan, &opts)?;
+    let report = match tidemark::verify::run(task, &plan, &opts) {
+        Err(e) if task::is_stop(&e) => {
+            say!("verify: stopped on request between chunks; nothing was compared or repaired past that point. Run `tidemark verify` again to compare everything");
+            return Ok(ExitCode::from(task::EXIT_STOPPED));
+        }
+        r => r?,
+    };
     let equal = report.equal();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for d in &report.databases {
             if !d.missing_objects.is_empty() {
-                println!(
+                out!(
                     "{} → {}: the destination lacks {}",
                     d.source,
                     d.target,
@@ -265,15 +348,19 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
         }
         for r in &report.tables {
             let verdict = if r.equal() { "equal" } else { "DIFFERENT" };
-            println!(
+            out!(
                 "{} → {}: {verdict}, {} rows compared in {} chunk(s), {:.1} s",
-                r.source, r.target, r.rows_compared, r.chunks, r.seconds
+                r.source,
+                r.target,
+                r.rows_compared,
+                r.chunks,
+                r.seconds
             );
             if let Some(p) = &r.problem {
-                println!("  problem: {p}");
+                out!("  problem: {p}");
             }
             for s in &r.schema {
-                println!("  schema: {s}");
+                out!("  schema: {s}");
             }
             for (what, list) in [
                 ("missing on the destination", &r.missing),
@@ -283,17 +370,17 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
                 if list.is_empty() {
                     continue;
                 }
-                println!("  {} {what}:", list.len());
+                out!("  {} {what}:", list.len());
                 for d in list.iter().take(20) {
                     let cols = if d.columns.is_empty() {
                         String::new()
                     } else {
                         format!(" (columns {})", d.columns.join(", "))
                     };
-                    println!("    key ({}){cols}", d.key.join(", "));
+                    out!("    key ({}){cols}", d.key.join(", "));
                 }
                 if list.len() > 20 {
-                    println!("    … {} more (--json lists all)", list.len() - 20);
+                    out!("    … {} more (--json lists all)", list.len() - 20);
                 }
             }
             if r.repaired > 0 {
@@ -302,7 +389,7 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
                 } else {
                     "rows repaired"
                 };
-                println!("  {} {how}", r.repaired);
+                out!("  {} {how}", r.repaired);
             }
         }
     }
@@ -313,31 +400,63 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
     })
 }
 
+/// What `status` and `list` call a task's process: `running` while a run holds the
+/// task's lock, `dead` when the recorded phase is an active one but no process holds it
+/// (killed, crashed, the machine restarted), else the recorded status.
+fn run_state(status: TaskStatus, process: &Process) -> &'static str {
+    match (process, status) {
+        (Process::Running(_), _) => "running",
+        (
+            Process::NotRunning(_),
+            TaskStatus::Prechecking
+            | TaskStatus::Schema
+            | TaskStatus::Full
+            | TaskStatus::PostLoad
+            | TaskStatus::Incremental,
+        ) => "dead",
+        (Process::NotRunning(_), s) => s.as_str(),
+    }
+}
+
+fn holder(process: &Process) -> Option<&lock::Holder> {
+    match process {
+        Process::Running(h) | Process::NotRunning(h) => h.as_ref(),
+    }
+}
+
 fn status(task: &Task, json: bool) -> Result<ExitCode> {
+    let process = lock::process(&task.state_dir)?;
     let Some(store) = Store::open_existing(&task.state_dir)? else {
         if json {
-            println!(
+            out!(
                 "{}",
-                serde_json::json!({ "task": task.name, "status": "not-started", "tables": [] })
+                serde_json::json!({ "task": task.name, "status": "not-started", "state": run_state(TaskStatus::NotStarted, &process), "tables": [] })
             );
         } else {
-            println!("task {}: not started", task.name);
+            out!("task {}: not started", task.name);
         }
         return Ok(ExitCode::SUCCESS);
     };
     let status = store.status()?;
-    let tables = store.progress()?;
+    let state = run_state(status, &process);
+    let running = matches!(process, Process::Running(_));
+    let mut tables = store.progress()?;
+    for t in &mut tables {
+        // Planned and started: being copied now, or left part-way by a stopped run.
+        if t.state == "planned" && t.chunks_started > 0 {
+            t.state = if running { "copying" } else { "partial" }.into();
+        }
+    }
     let error = store.get("error")?.filter(|e| !e.is_empty());
     let updated = store.get("updated_at")?;
     let retrying: Option<tidemark::retrying::Retrying> = store
         .get(tidemark::retrying::KEY)?
         .and_then(|s| serde_json::from_str(&s).ok())
-        .filter(|_| {
-            !matches!(
-                status,
-                TaskStatus::Failed | TaskStatus::Completed | TaskStatus::Stopped
-            )
-        });
+        // A killed run may have left its last retry behind.
+        .filter(|_| running);
+    let heartbeat = store.get("heartbeat_at")?;
+    let live = store.get("progress")?.filter(|_| running);
+    let who = holder(&process);
     let incremental: Option<task::incremental::Applied> = store
         .get(task::incremental::APPLIED)?
         .and_then(|s| serde_json::from_str(&s).ok());
@@ -349,30 +468,66 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             .get("verification")?
             .and_then(|s| serde_json::from_str(&s).ok());
         let v = serde_json::json!({
-            "task": task.name, "status": status, "updated_at": updated, "error": error, "tables": tables,
-            "retrying": retrying,
+            "task": task.name, "status": status, "state": state,
+            "pid": who.map(|h| h.pid), "host": who.map(|h| h.host.clone()),
+            "heartbeat_at": heartbeat, "progress": live,
+            "status_pid": store.get("status_pid")?.and_then(|p| p.parse::<u32>().ok()),
+            "updated_at": updated, "error": error, "tables": tables, "retrying": retrying,
             "incremental": incremental, "verification": verification, "messages": messages,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "task {}: {}{}",
-        task.name,
-        status.as_str(),
-        updated.map(|u| format!(" (since {u})")).unwrap_or_default()
-    );
+    let since = updated.map(|u| format!(" since {u}")).unwrap_or_default();
+    let beat = heartbeat
+        .map(|h| format!("; last heartbeat {h}"))
+        .unwrap_or_default();
+    let again = format!("`tidemark run {}`", task.file.display());
+    match state {
+        "running" => out!(
+            "task {}: running ({}), phase {}{since}{beat}",
+            task.name,
+            who.map(|h| h.to_string())
+                .unwrap_or_else(|| "just starting".into()),
+            status.as_str()
+        ),
+        "dead" => out!(
+            "task {}: dead: its process{} ended without stopping during the {} phase{beat}; {again} continues from its last checkpoint",
+            task.name,
+            who.map(|h| format!(" ({h})")).unwrap_or_default(),
+            status.as_str()
+        ),
+        "stopped" => out!(
+            "task {}: stopped{}{since}; {again} continues from there",
+            task.name,
+            store
+                .get("stopped_during")?
+                .map(|p| format!(" during the {p} phase"))
+                .unwrap_or_default()
+        ),
+        other => out!("task {}: {other}{since}", task.name),
+    }
     if let Some(r) = &retrying {
-        println!("retrying since {}: {}", r.since, r.what);
+        out!("retrying since {}: {}", r.since, r.what);
     }
     if let Some(e) = error {
-        println!("last error: {e}");
+        out!("last error: {e}");
+    }
+    if let Some(p) = live {
+        out!("copy: {p}");
+    } else if tables.iter().any(|t| t.state != "copied") {
+        let copied: u64 = tables.iter().map(|t| t.rows_copied).sum();
+        let estimate: u64 = tables.iter().map(|t| t.rows_estimate).sum();
+        out!(
+            "copy: {copied} of ~{estimate} rows ({:.0}%)",
+            (copied as f64 * 100.0 / estimate.max(1) as f64).min(100.0)
+        );
     }
     if let Some(v) = store.get("verification_summary")? {
-        println!("verification: {v}");
+        out!("verification: {v}");
     }
     if let Some(m) = messages {
-        println!(
+        out!(
             "messages acknowledged by RocketMQ: {} ({:.1} MB); rows over 4 MiB skipped: {}",
             m["messages"],
             m["bytes"].as_f64().unwrap_or(0.0) / 1e6,
@@ -385,19 +540,29 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         } else {
             "applied"
         };
-        println!(
+        out!(
             "binlog {verb} up to {} ({} transactions, {} row changes); latency at the last batch {:.1} s",
             i.position, i.transactions, i.rows_applied, i.latency_seconds
         );
     }
     if !tables.is_empty() {
-        println!(
-            "\n{:<40} {:<8} {:>12} {:>12} {:>10}",
-            "table", "state", "rows", "MB", "chunks"
+        let width = tables
+            .iter()
+            .map(|t| t.source.chars().count() + t.target.chars().count() + 3)
+            .max()
+            .unwrap_or(0)
+            .max(40);
+        out!(
+            "\n{:<width$} {:<8} {:>12} {:>12} {:>10}",
+            "table",
+            "state",
+            "rows",
+            "MB",
+            "chunks"
         );
         for t in &tables {
-            println!(
-                "{:<40} {:<8} {:>12} {:>12.1} {:>10}",
+            out!(
+                "{:<width$} {:<8} {:>12} {:>12.1} {:>10}",
                 format!("{} → {}", t.source, t.target),
                 t.state,
                 t.rows_copied,
@@ -407,4 +572,223 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tidemark list`: every task state directory under `dir` (and `dir` itself).
+fn list(dir: &Path, json: bool) -> Result<ExitCode> {
+    let mut dirs = vec![dir.to_path_buf()];
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for e in entries {
+        let p = e?.path();
+        if p.is_dir() {
+            dirs.push(p);
+        }
+    }
+    dirs.sort();
+    let mut rows = Vec::new();
+    for d in dirs {
+        let Some(store) = Store::open_existing(&d)? else {
+            continue;
+        };
+        let process = lock::process(&d)?;
+        let status = store.status()?;
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        rows.push(serde_json::json!({
+            "task": name, "dir": d.display().to_string(),
+            "state": run_state(status, &process), "status": status,
+            "pid": holder(&process).filter(|_| matches!(process, Process::Running(_))).map(|h| h.pid),
+            "updated_at": store.get("updated_at")?, "heartbeat_at": store.get("heartbeat_at")?,
+        }));
+    }
+    if json {
+        out!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        out!("no tasks under {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name_width = rows
+        .iter()
+        .map(|r| r["task"].as_str().unwrap_or("").chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    out!(
+        "{:<name_width$}  {:<11}  {:<11}  {:<8}  {:<20}",
+        "task",
+        "state",
+        "phase",
+        "pid",
+        "updated"
+    );
+    for r in &rows {
+        let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        out!(
+            "{:<name_width$}  {:<11}  {:<11}  {:<8}  {:<20}",
+            text("task"),
+            text("state"),
+            text("status"),
+            r["pid"].as_u64().map_or("-".into(), |p| p.to_string()),
+            text("updated_at")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tidemark stop`: SIGTERM to the process holding the task's lock, then wait for the
+/// lock to be released.
+fn stop(task: &Task, wait: u64) -> Result<ExitCode> {
+    let h = match lock::process(&task.state_dir)? {
+        Process::NotRunning(_) => {
+            out!("task {} is not running", task.name);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Process::Running(None) => {
+            anyhow::bail!(
+                "task {} is just starting; run `tidemark stop` again in a moment",
+                task.name
+            )
+        }
+        Process::Running(Some(h)) => h,
+    };
+    if h.host != lock::host_name() {
+        anyhow::bail!(
+            "task {} runs on host {} (pid {}): run `tidemark stop` there",
+            task.name,
+            h.host,
+            h.pid
+        );
+    }
+    let pid = i32::try_from(h.pid).context("the lock file names an invalid pid")?;
+    // SAFETY: kill(2) with a pid the lock's live holder wrote about itself.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot signal pid {pid}"));
+    }
+    say!(
+        "asked task {} (pid {pid}) to stop: it finishes the chunks or the batch in flight first",
+        task.name
+    );
+    if wait == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    while std::time::Instant::now() < deadline {
+        if matches!(lock::process(&task.state_dir)?, Process::NotRunning(_)) {
+            out!("task {}: stopped", task.name);
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    anyhow::bail!(
+        "task {} (pid {pid}) is still running after {wait} s; it may be finishing a large chunk or a long statement (see `tidemark status`)",
+        task.name
+    )
+}
+
+/// `tidemark reset`: removes the task's state store, so the next run starts over.
+fn reset(task: &Task) -> Result<ExitCode> {
+    let _lock = lock::RunLock::acquire(&task.state_dir, &task.name)?;
+    let mut removed = false;
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let p = task.state_dir.join(f);
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", p.display())),
+        }
+    }
+    if !removed {
+        out!("task {} has no state to reset", task.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!(
+        "task {}: state removed; the next `tidemark run` starts over. What it wrote to the destination is kept: drop those tables first, or the precheck reports them as conflicting (on_conflicting_tables = \"ignore\" keeps them and writes over them)",
+        task.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tidemark reset --table`: forgets one table's copy and empties it on the destination,
+/// so the next run copies it again (with incremental migration, the binlog from the
+/// checkpoint on is applied idempotently past the new copy).
+fn reset_table(task: &Task, table: &str) -> Result<ExitCode> {
+    let _lock = lock::RunLock::acquire(&task.state_dir, &task.name)?;
+    let Some(store) = Store::open_existing(&task.state_dir)? else {
+        anyhow::bail!("task {} has not run yet: nothing to reset", task.name);
+    };
+    let tables = store.progress()?;
+    let Some(t) = tables
+        .iter()
+        .find(|t| t.source == table || t.target == table)
+    else {
+        let known: Vec<&str> = tables.iter().map(|t| t.source.as_str()).collect();
+        anyhow::bail!(
+            "task {} has copied no table {table}; its tables: {}",
+            task.name,
+            if known.is_empty() {
+                "none yet".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    if task.rocketmq.is_none() {
+        let mut dst =
+            tidemark::connect::connect(&task.destination, tidemark::connect::Side::Destination)?;
+        empty_destination_table(&mut dst, &t.target)?;
+    }
+    store.forget_table(&t.source)?;
+    for key in [
+        "phase.full",
+        "phase.verification",
+        "verification",
+        "verification_summary",
+    ] {
+        store.unset(key)?;
+    }
+    if task.has(tidemark::config::Phase::Incremental) {
+        // Replayed idempotently until the binlog passes the new copy.
+        store.unset(task::incremental::SAFE_UNTIL)?;
+    }
+    if store.status()? == TaskStatus::Completed {
+        store.set_status(TaskStatus::Stopped)?;
+    }
+    out!(
+        "{} → {}: {}; the next `tidemark run {}` copies it again",
+        t.source,
+        t.target,
+        if task.rocketmq.is_some() {
+            "its rows will be sent again"
+        } else {
+            "emptied on the destination"
+        },
+        task.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// TRUNCATE of a destination table named `db.table` (found in the destination's catalog,
+/// since either name may hold a dot), without foreign key checks or triggers.
+fn empty_destination_table(dst: &mut mysql::Conn, target: &str) -> Result<()> {
+    use mysql::prelude::Queryable;
+    let found: Vec<(String, String)> = dst.exec(
+        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) = ?",
+        (target,),
+    )?;
+    let [(db, name)] = found.as_slice() else {
+        anyhow::bail!("the destination has no single table {target} to empty");
+    };
+    dst.query_drop("SET SESSION foreign_key_checks = 0")?;
+    dst.query_drop(format!(
+        "TRUNCATE TABLE {}",
+        tidemark_core::sql::qualified(db, name)
+    ))
+    .with_context(|| format!("emptying {target} on the destination"))?;
+    Ok(())
 }

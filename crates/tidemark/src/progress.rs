@@ -1,5 +1,6 @@
 //! Progress output: bars (rows, bytes, rate, ETA) on a terminal, a log line every ten
-//! seconds otherwise.
+//! seconds otherwise. While bars are drawn, log lines go through [`LogWriter`], which
+//! lifts the bars out of the way, so no half-drawn bar is left between log lines.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -7,6 +8,30 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The bars being drawn, if any, for [`LogWriter`].
+static ACTIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Where log lines go: stderr, with the bars (if drawn) cleared around each line.
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    /// Never fails: a log line that cannot be written (stderr is a closed pipe) has
+    /// nowhere else to go, and the task goes on.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let _ = match active {
+            Some(m) => m.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        };
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
 
 pub struct Progress {
     /// What the log lines call the work (`full`, `verify`).
@@ -16,6 +41,11 @@ pub struct Progress {
     tables: Mutex<HashMap<String, ProgressBar>>,
     pub rows: AtomicU64,
     pub bytes: AtomicU64,
+    /// Rows earlier runs had copied (counted, but not in this run's rate).
+    resumed_rows: AtomicU64,
+    resumed_bytes: AtomicU64,
+    /// Per table: rows earlier runs had copied, for its bar.
+    resumed_tables: Mutex<HashMap<String, u64>>,
     estimate: u64,
     started: Instant,
     done: Arc<AtomicBool>,
@@ -53,13 +83,13 @@ impl Progress {
             let t = m.add(ProgressBar::new(estimate.max(1)));
             t.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} rows  {msg}  {rate}  ETA {eta}",
+                    "[{bar:30}] {human_pos:>11}/{human_len:<11} rows {rate:>14}  {msg}  ETA {eta}  (all tables)",
                 )
                 .map(with_rate)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            t.set_prefix("total");
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(m.clone());
             (Some(m), Some(t))
         } else {
             (None, None)
@@ -71,6 +101,9 @@ impl Progress {
             tables: Mutex::new(HashMap::new()),
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            resumed_rows: AtomicU64::new(0),
+            resumed_bytes: AtomicU64::new(0),
+            resumed_tables: Mutex::new(HashMap::new()),
             estimate,
             started: Instant::now(),
             done: Arc::new(AtomicBool::new(false)),
@@ -96,12 +129,60 @@ impl Progress {
         p
     }
 
+    /// Counts the rows and bytes earlier runs copied (a resumed copy), so the totals and
+    /// bars start where they stopped; the rates count only this run's rows.
+    pub fn resume(&self, tables: &[crate::state::TableProgress]) {
+        let rows: u64 = tables.iter().map(|t| t.rows_copied).sum();
+        let bytes: u64 = tables.iter().map(|t| t.bytes_copied).sum();
+        self.rows.store(rows, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.resumed_rows.store(rows, Ordering::Relaxed);
+        self.resumed_bytes.store(bytes, Ordering::Relaxed);
+        let mut per_table = self
+            .resumed_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for t in tables.iter().filter(|t| t.rows_copied > 0) {
+            per_table.insert(t.target.clone(), t.rows_copied);
+        }
+        if let Some(t) = &self.total {
+            t.set_length(t.length().unwrap_or(0).max(rows));
+            t.set_position(rows);
+            t.set_message(bytes_h(bytes as f64));
+            t.reset_eta();
+        }
+    }
+
+    /// Rows per second in this run.
+    fn rate(&self) -> f64 {
+        let rows = self.rows.load(Ordering::Relaxed) - self.resumed_rows.load(Ordering::Relaxed);
+        rows as f64 / self.started.elapsed().as_secs_f64().max(0.001)
+    }
+
+    /// The closing line: what was copied, how long it took, how fast.
+    pub fn summary(&self) -> String {
+        let rows = self.rows.load(Ordering::Relaxed);
+        let resumed = self.resumed_rows.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64();
+        let earlier = if resumed > 0 {
+            format!(" ({resumed} of them by earlier runs)")
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: {rows} rows{earlier}, {} in {secs:.1} s ({:.0} rows/s)",
+            self.label,
+            bytes_h(self.bytes.load(Ordering::Relaxed) as f64),
+            self.rate()
+        )
+    }
+
     /// One line summary: rows, bytes, rates, ETA.
     pub fn line(&self) -> String {
         let rows = self.rows.load(Ordering::Relaxed);
         let bytes = self.bytes.load(Ordering::Relaxed) as f64;
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = rows as f64 / secs;
+        let rate = self.rate();
         let pct = if self.estimate > 0 {
             (rows as f64 * 100.0 / self.estimate as f64).min(100.0)
         } else {
@@ -124,7 +205,7 @@ impl Progress {
             self.estimate,
             bytes_h(bytes),
             rate,
-            bytes / secs / 1e6
+            (bytes - self.resumed_bytes.load(Ordering::Relaxed) as f64) / secs / 1e6
         )
     }
 
@@ -134,24 +215,26 @@ impl Progress {
         if tables.contains_key(table) {
             return;
         }
-        let b = m.add(ProgressBar::new(estimate.max(1)));
+        let done = self
+            .resumed_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .copied()
+            .unwrap_or(0);
+        let b = m.add(ProgressBar::new(estimate.max(done).max(1)));
+        // The name last, whole: a bar never cuts it.
         b.set_style(
             ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {human_pos}/{human_len} rows  {rate}",
+                "[{bar:30}] {human_pos:>11}/{human_len:<11} rows {rate:>14}  {prefix}",
             )
             .map(with_rate)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        let short: String = table
-            .chars()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        b.set_prefix(short);
+        b.set_prefix(table.to_string());
+        b.set_position(done);
+        b.reset_eta();
         tables.insert(table.to_string(), b);
     }
 
@@ -205,6 +288,9 @@ impl Progress {
         if let Some(t) = &self.total {
             t.finish_and_clear();
         }
+        if self.multi.is_some() {
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -215,5 +301,8 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
+        if self.multi.is_some() {
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 }

@@ -152,7 +152,8 @@ fn wait_incremental(t: &TaskDir, run: &mut Run) {
         }
         let out = t.tidemark(&["status", "--json"]);
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            if v["status"] == "incremental" {
+            // This run's status, not one an earlier (killed) run left behind.
+            if v["status"] == "incremental" && v["status_pid"] == run.child.id() {
                 return;
             }
         }

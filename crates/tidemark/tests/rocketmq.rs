@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tidemark::sink::rocketmq::client::{send_all, Client, Message, Outbox, Pulled};
-use tidemark_sandbox::rocketmq::{Options, RocketMq};
+use tidemark_sandbox::rocketmq::{skip_unless_installed, Options, RocketMq};
 
 fn mq() -> &'static RocketMq {
     static MQ: OnceLock<RocketMq> = OnceLock::new();
@@ -584,16 +584,25 @@ fn round_trip(db: &str, format: &str, decode: fn(&Pulled) -> Vec<Decoded>) -> Ve
 
 #[test]
 fn canal_json_rebuilds_the_source() {
+    if skip_unless_installed("rocketmq::canal_json_rebuilds_the_source") {
+        return;
+    }
     round_trip("mq_canal", "canal-json", decode_canal);
 }
 
 #[test]
 fn debezium_json_rebuilds_the_source() {
+    if skip_unless_installed("rocketmq::debezium_json_rebuilds_the_source") {
+        return;
+    }
     round_trip("mq_debezium", "debezium-json", decode_debezium);
 }
 
 #[test]
 fn avro_rebuilds_the_source() {
+    if skip_unless_installed("rocketmq::avro_rebuilds_the_source") {
+        return;
+    }
     let queues = round_trip("mq_avro", "avro", decode_avro);
     // An independent reader: Python's fastavro, with the published schema, must read
     // every record to its end and find the same rows.
@@ -758,6 +767,9 @@ fn per_key_order(db: &str, destination: &str) -> Vec<Vec<Pulled>> {
 
 #[test]
 fn primary_key_ordering_keeps_each_key_in_order() {
+    if skip_unless_installed("rocketmq::primary_key_ordering_keeps_each_key_in_order") {
+        return;
+    }
     let queues = per_key_order("mq_order_pk", "ordering = \"primary-key\"");
     assert!(
         queues.iter().all(|q| !q.is_empty()),
@@ -767,6 +779,9 @@ fn primary_key_ordering_keeps_each_key_in_order() {
 
 #[test]
 fn table_ordering_puts_a_table_on_one_queue() {
+    if skip_unless_installed("rocketmq::table_ordering_puts_a_table_on_one_queue") {
+        return;
+    }
     let queues = per_key_order("mq_order_table", "ordering = \"table\"");
     let used = queues.iter().filter(|q| !q.is_empty()).count();
     assert_eq!(used, 1, "a table's changes on {used} queues");
@@ -774,6 +789,9 @@ fn table_ordering_puts_a_table_on_one_queue() {
 
 #[test]
 fn column_ordering_keeps_each_key_in_order() {
+    if skip_unless_installed("rocketmq::column_ordering_keeps_each_key_in_order") {
+        return;
+    }
     per_key_order(
         "mq_order_cols",
         "ordering = \"columns\"\n[[destination.topics]]\ndatabase = \"mq_order_cols\"\ntable = \"t\"\npartition_columns = [\"grp\"]",
@@ -793,6 +811,9 @@ fn stored(topic: &str) -> u64 {
 
 #[test]
 fn rows_over_4_mib_fail_the_task_unless_filtered() {
+    if skip_unless_installed("rocketmq::rows_over_4_mib_fail_the_task_unless_filtered") {
+        return;
+    }
     let db = "mq_large";
     fresh(db, &format!(
         "CREATE TABLE {db}.t (id INT PRIMARY KEY, payload LONGBLOB);
@@ -846,6 +867,9 @@ fn rows_over_4_mib_fail_the_task_unless_filtered() {
 
 #[test]
 fn broker_killed_mid_stream_loses_nothing() {
+    if skip_unless_installed("rocketmq::broker_killed_mid_stream_loses_nothing") {
+        return;
+    }
     // Its own cluster: the broker is killed.
     let own = RocketMq::start(&Options::default()).expect("start RocketMQ");
     let db = "mq_restart";
@@ -971,6 +995,9 @@ fn fails_before_sending(t: &TaskDir, topic: &str) -> String {
 
 #[test]
 fn bad_destinations_fail_before_anything_is_sent() {
+    if skip_unless_installed("rocketmq::bad_destinations_fail_before_anything_is_sent") {
+        return;
+    }
     let db = "mq_bad";
     fresh(
         db,
@@ -1060,6 +1087,9 @@ fn bad_destinations_fail_before_anything_is_sent() {
 
 #[test]
 fn wrong_credentials_fail_before_anything_is_sent() {
+    if skip_unless_installed("rocketmq::wrong_credentials_fail_before_anything_is_sent") {
+        return;
+    }
     let secured = RocketMq::start(&Options {
         credentials: Some(("tidemark".into(), "s3cret-key".into())),
         ..Options::default()
@@ -1117,6 +1147,11 @@ fn wrong_credentials_fail_before_anything_is_sent() {
 
 #[test]
 fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
+    if skip_unless_installed(
+        "rocketmq::ddl_sits_between_the_rows_before_and_after_it_on_every_queue",
+    ) {
+        return;
+    }
     let db = "mq_ddl";
     fresh(
         db,
@@ -1179,6 +1214,9 @@ fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
 
 #[test]
 fn sigkill_mid_copy_and_mid_stream_loses_nothing() {
+    if skip_unless_installed("rocketmq::sigkill_mid_copy_and_mid_stream_loses_nothing") {
+        return;
+    }
     let db = "mq_kill";
     setup(db, 6000);
     let topic = "mq_kill_topic";
@@ -1238,6 +1276,9 @@ fn sigkill_mid_copy_and_mid_stream_loses_nothing() {
 /// The client alone: 3000 messages in batches over 4 queues come back in order.
 #[test]
 fn client_batches_keep_their_order_per_queue() {
+    if skip_unless_installed("rocketmq::client_batches_keep_their_order_per_queue") {
+        return;
+    }
     let mq = mq();
     let c = Client::new(vec![mq.name_server.clone()], None);
     c.create_topic(&mq.broker, "order_test", 4)
@@ -1287,6 +1328,9 @@ fn client_batches_keep_their_order_per_queue() {
 
 #[test]
 fn ddl_topic_and_table_topics_route_messages() {
+    if skip_unless_installed("rocketmq::ddl_topic_and_table_topics_route_messages") {
+        return;
+    }
     let db = "mq_route";
     fresh(db, &format!(
         "CREATE TABLE {db}.a (id INT PRIMARY KEY); CREATE TABLE {db}.b (id INT PRIMARY KEY);
@@ -1349,6 +1393,9 @@ fn ddl_topic_and_table_topics_route_messages() {
 
 #[test]
 fn max_tps_paces_the_messages() {
+    if skip_unless_installed("rocketmq::max_tps_paces_the_messages") {
+        return;
+    }
     let db = "mq_tps";
     fresh(
         db,
@@ -1379,6 +1426,9 @@ fn max_tps_paces_the_messages() {
 /// error instead of mis-decoding rows.
 #[test]
 fn behind_two_ddls_on_one_table_stops_with_a_clear_error() {
+    if skip_unless_installed("rocketmq::behind_two_ddls_on_one_table_stops_with_a_clear_error") {
+        return;
+    }
     let db = "mq_two_ddl";
     fresh(
         db,

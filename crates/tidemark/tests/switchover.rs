@@ -111,11 +111,23 @@ fn switchover_to_a_new_primary_by_gtid() {
     );
     let child = spawn(&task);
     sql(&primary, "USE sw; INSERT INTO t SELECT seq, 'before' FROM seq_1001_to_1500; UPDATE t SET v = 'u1' WHERE id <= 10;");
+    // Equal ends are not enough (the copy may have taken those rows): the task must be
+    // reading the binlog before the primary goes away.
+    let streaming = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(["status", "--json"])
+            .arg(&task)
+            .output()
+            .expect("status");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["status"] == "incremental" && v["status_pid"] == child.id()
+    };
     wait_until(
         "the destination before the switchover",
         Duration::from_secs(60),
         || {
-            checksum(&primary, "t") == checksum(&dst, "t")
+            streaming()
+                && checksum(&primary, "t") == checksum(&dst, "t")
                 && checksum(&primary, "t") == checksum(&replica, "t")
         },
     );

@@ -5,6 +5,8 @@
 //! committed them, so a restart copies every chunk that is not done, and only those. No
 //! secret is ever written here: the task file's URLs are not stored.
 
+pub mod lock;
+
 use crate::source::snapshot::Chunk;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -78,6 +80,8 @@ pub struct TableProgress {
     pub bytes_copied: u64,
     pub chunks_total: u64,
     pub chunks_done: u64,
+    /// Chunks whose copy was started at least once (done or not).
+    pub chunks_started: u64,
 }
 
 pub struct Store {
@@ -194,8 +198,11 @@ impl Store {
             .map_or(TaskStatus::NotStarted, |s| TaskStatus::parse(&s)))
     }
 
+    /// Records the status, and which process recorded it (so a watcher can tell a status
+    /// left by an earlier run from this run's).
     pub fn set_status(&self, s: TaskStatus) -> Result<()> {
         self.set("status", s.as_str())?;
+        self.set("status_pid", &std::process::id().to_string())?;
         self.set("updated_at", &now_rfc3339())
     }
 
@@ -326,7 +333,8 @@ impl Store {
         let db = self.db();
         let mut st = db.prepare(
             "SELECT t.source, t.target, t.state, t.rows_estimate, \
-                    COALESCE(SUM(c.rows), 0), COALESCE(SUM(c.bytes), 0), COUNT(c.idx), COALESCE(SUM(c.done), 0) \
+                    COALESCE(SUM(c.rows), 0), COALESCE(SUM(c.bytes), 0), COUNT(c.idx), COALESCE(SUM(c.done), 0), \
+                    COALESCE(SUM(c.attempts > 0), 0) \
              FROM tables t LEFT JOIN chunks c ON c.source = t.source GROUP BY t.source ORDER BY t.source",
         )?;
         let rows = st.query_map([], |r| {
@@ -339,9 +347,31 @@ impl Store {
                 bytes_copied: r.get::<_, i64>(5)? as u64,
                 chunks_total: r.get::<_, i64>(6)? as u64,
                 chunks_done: r.get::<_, i64>(7)? as u64,
+                chunks_started: r.get::<_, i64>(8)? as u64,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Store {
+    /// Forgets a table's copy (`tidemark reset --table`): its chunks, its state, and that
+    /// the full phase finished, so the next run plans and copies it again. Returns
+    /// whether the store knew the table.
+    pub fn forget_table(&self, source: &str) -> Result<bool> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM chunks WHERE source = ?1", [source])?;
+        let known = tx.execute("DELETE FROM tables WHERE source = ?1", [source])? > 0;
+        tx.commit()?;
+        Ok(known)
+    }
+
+    /// Removes a task key.
+    pub fn unset(&self, key: &str) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM task WHERE key = ?1", [key])?;
+        Ok(())
     }
 }
 

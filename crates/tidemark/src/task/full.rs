@@ -174,7 +174,12 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
     }
     drop(tx);
     in_parallel(task.full.threads, || pipeline(&shared, rx.clone()))?;
-    mark_copied(plan, store)
+    mark_copied(plan, store)?;
+    // Chunks no pipeline took: a stop was requested.
+    if !rx.is_empty() {
+        crate::task::check_stop()?;
+    }
+    Ok(())
 }
 
 /// Runs `work` on `threads` threads; returns the first error of any.
@@ -283,6 +288,11 @@ fn pipeline(sh: &Shared<'_>, jobs: Receiver<Job>) -> Result<()> {
                         job
                     }
                     None if queue_empty => return Ok(()),
+                    // Stop at a chunk boundary: finish what is in flight, take no more.
+                    None if crate::task::stop_requested() => {
+                        queue_empty = true;
+                        continue;
+                    }
                     None => match jobs.recv() {
                         Ok(job) => job,
                         Err(_) => {

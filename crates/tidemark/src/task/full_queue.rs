@@ -58,7 +58,11 @@ pub fn copy(
     let worker = || -> Result<()> {
         let mut src = connect(&task.source, Side::Source)?;
         let mut out = Outbox::default();
-        while let Ok((i, c)) = rx.recv() {
+        // A requested stop takes no further chunk (the chunk in flight is finished).
+        while let Some((i, c)) = (!crate::task::stop_requested())
+            .then(|| rx.recv().ok())
+            .flatten()
+        {
             if failed.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -129,5 +133,9 @@ pub fn copy(
     });
     sink.save_counters(store)?;
     copied?;
-    super::full::mark_copied(plan, store)
+    super::full::mark_copied(plan, store)?;
+    if !rx.is_empty() {
+        crate::task::check_stop()?;
+    }
+    Ok(())
 }

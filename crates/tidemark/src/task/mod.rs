@@ -5,6 +5,7 @@
 //! interruption, it runs the precheck again (the world may have changed), skips what is
 //! recorded as done and continues from there.
 
+pub mod fingerprint;
 pub mod full;
 pub mod full_queue;
 pub mod incremental;
@@ -18,7 +19,10 @@ use crate::progress::Progress;
 use crate::source::binlog::client::{current_position, StartAt};
 use crate::state::{Store, TaskStatus};
 use anyhow::{bail, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tidemark_core::Position;
 
 /// How `run` reports.
@@ -33,90 +37,203 @@ pub struct RunOptions {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that asked for the stop (0: none, or `request_stop`).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(sig: libc::c_int) {
+    if STOP.swap(true, Ordering::Relaxed) {
+        // A second Ctrl-C: leave now. Nothing is lost (every chunk and batch is
+        // committed before it is recorded), the work in flight is redone on the next run.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(EXIT_STOPPED as libc::c_int) };
+    }
+    SIGNAL.store(sig, Ordering::Relaxed);
 }
+
+/// The exit code of a run stopped on request before its phases finished (a stopped
+/// incremental phase, the normal end of a live migration, exits 0).
+pub const EXIT_STOPPED: u8 = 3;
 
 /// Asks a running task to stop at its next checkpoint (what SIGTERM does).
 pub fn request_stop() {
     STOP.store(true, Ordering::Relaxed);
 }
 
-/// SIGINT and SIGTERM stop the incremental phase cleanly: the batch being written is
-/// finished and checkpointed, then the task exits as "stopped".
+/// Whether a stop was requested (Ctrl-C, SIGTERM, `tidemark stop`).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// What a phase returns when it stopped at a chunk or object boundary because a stop was
+/// requested: not a failure, the next run continues from there.
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped on request")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// `Err(Stopped)` once a stop was requested: called at the boundaries where stopping
+/// leaves nothing half-done (between chunks, objects, tables, phases).
+pub fn check_stop() -> Result<()> {
+    if stop_requested() {
+        return Err(anyhow::Error::new(Stopped));
+    }
+    Ok(())
+}
+
+/// Whether `e` is a requested stop rather than a failure.
+pub fn is_stop(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Stopped>().is_some()
+}
+
+/// SIGINT and SIGTERM stop a task cleanly in every phase: the chunks (or the batch) being
+/// written are finished and recorded, then the task exits as "stopped". A second signal
+/// exits at once.
 pub fn install_stop_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handler only touches atomics and calls _exit, both async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
 }
 
-/// Runs a task to completion (or to its first error, recorded in the state store).
-pub fn run(task: &Task, opts: RunOptions) -> Result<()> {
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every phase finished.
+    Completed,
+    /// The task had completed before; nothing was done.
+    AlreadyCompleted,
+    /// Stopped on request (or, incremental, caught up with `--stop-when-caught-up`),
+    /// during this phase; the next run continues from there.
+    Stopped(TaskStatus),
+}
+
+/// The progress of the copy in flight, for the heartbeat to record.
+static LIVE_PROGRESS: Mutex<Option<Arc<Progress>>> = Mutex::new(None);
+
+fn set_live_progress(p: Option<Arc<Progress>>) {
+    *LIVE_PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}
+
+/// How often a running task records that it is alive (and its copy's progress line).
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Until `done`: records `heartbeat_at` (and the copy's progress) in the store, and
+/// says once, as soon as a stop is requested, that the task is stopping.
+fn heartbeat(store: &Store, done: &AtomicBool) {
+    let mut last: Option<Instant> = None;
+    let mut announced = false;
+    // `None` until written once: a killed run may have left a "retrying" entry behind.
+    let mut retry_shown = None;
+    while !done.load(Ordering::Relaxed) {
+        let retry = crate::retrying::oldest();
+        if retry_shown.as_ref() != Some(&retry) {
+            let text = match &retry {
+                Some(r) => serde_json::to_string(r).unwrap_or_default(),
+                None => String::new(),
+            };
+            // A busy store only delays the entry to the next round.
+            if store.set(crate::retrying::KEY, &text).is_ok() {
+                retry_shown = Some(retry);
+            }
+        }
+        if stop_requested() && !announced {
+            announced = true;
+            let by = match SIGNAL.load(Ordering::Relaxed) {
+                libc::SIGINT => "Ctrl-C (SIGINT)",
+                libc::SIGTERM => "SIGTERM",
+                _ => "request",
+            };
+            tracing::warn!(
+                "stopping on {by}: finishing the chunks or the batch in flight, then stopping (press Ctrl-C again to leave at once)"
+            );
+        }
+        if last.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+            last = Some(Instant::now());
+            // A busy store only delays the next beat.
+            let _ = store.set("heartbeat_at", &crate::state::now_rfc3339());
+            let live = LIVE_PROGRESS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(p) = live {
+                let _ = store.set("progress", &p.line());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a task to completion, to a requested stop, or to its first error (recorded in
+/// the state store). Refused while another run of the task holds its lock, or when the
+/// task file changed in a way the phases already started cannot follow.
+pub fn run(task: &Task, opts: RunOptions) -> Result<Outcome> {
+    let _lock = crate::state::lock::RunLock::acquire(&task.state_dir, &task.name)?;
     let store = Store::open(&task.state_dir)?;
     if store.status()? == TaskStatus::Completed {
-        eprintln!(
-            "task {} already completed; delete {} to run it again",
+        let _ = writeln!(
+            std::io::stderr(),
+            "task {} already completed; `tidemark reset {}` to run it again",
             task.name,
-            task.state_dir.display()
+            task.file.display()
         );
-        return Ok(());
+        return Ok(Outcome::AlreadyCompleted);
     }
-    let result = with_retry_reporter(&store, || run_phases(task, &store, opts));
-    match &result {
+    let planned_from = fingerprint::of_file(&task.file)?;
+    fingerprint::check(&store, &task.name, &planned_from)?;
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| heartbeat(&store, &done));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_phases(task, &store, opts, &planned_from)
+        }));
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    set_live_progress(None);
+    let _ = store.unset("progress");
+    let _ = store.set(crate::retrying::KEY, "");
+    let result = match result {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("internal error (a panic: {what}); please report it. Run the task again to continue from its last checkpoint"))
+        }
+    };
+    match result {
         Ok(()) if task.has(Phase::Incremental) => {
             store.set_status(TaskStatus::Stopped)?;
             store.set("error", "")?;
+            Ok(Outcome::Stopped(TaskStatus::Incremental))
         }
         Ok(()) => {
             store.set_status(TaskStatus::Completed)?;
             store.set("error", "")?;
+            Ok(Outcome::Completed)
+        }
+        Err(e) if is_stop(&e) => {
+            let during = store.status()?;
+            store.set_status(TaskStatus::Stopped)?;
+            store.set("error", "")?;
+            store.set("stopped_during", during.as_str())?;
+            Ok(Outcome::Stopped(during))
         }
         Err(e) => {
             store.set_status(TaskStatus::Failed)?;
-            store.set("error", &format!("{e:#}"))?;
+            store.set("error", &crate::errors::describe(&e))?;
+            Err(e)
         }
     }
-    result
-}
-
-/// Runs `work` while a reporter thread keeps the state store's "retrying" entry (for
-/// `status`) equal to the retry in progress the longest, cleared when there is none.
-fn with_retry_reporter<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
-    use crate::retrying;
-    let done = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let reporter = s.spawn(|| -> Result<()> {
-            // Written at once: a killed run may have left an entry behind.
-            let mut shown = None;
-            loop {
-                let now = retrying::oldest();
-                if shown.as_ref() != Some(&now) {
-                    let text = match &now {
-                        Some(r) => serde_json::to_string(r)?,
-                        None => String::new(),
-                    };
-                    store.set(retrying::KEY, &text)?;
-                    shown = Some(now);
-                }
-                if done.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-        });
-        let result = work();
-        done.store(true, Ordering::Relaxed);
-        let reported = reporter
-            .join()
-            .map_err(|_| anyhow::anyhow!("the status reporter panicked"))?;
-        if let Err(e) = reported {
-            tracing::warn!("status: could not record a retry in the state store: {e:#}");
-        }
-        result
-    })
 }
 
 /// Where an incremental task starts reading: the task's `start_position` or
@@ -142,12 +259,18 @@ fn start_position(task: &Task) -> Result<Position> {
     current_position(&mut src)
 }
 
-fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
+fn run_phases(
+    task: &Task,
+    store: &Store,
+    opts: RunOptions,
+    planned_from: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
     store.set_status(TaskStatus::Prechecking)?;
     let checked = precheck::run(task, Some(store));
     if opts.show_precheck || !checked.report.passed() {
-        eprint!("{}", checked.report.render());
+        let _ = write!(std::io::stderr(), "{}", checked.report.render());
     }
+    check_stop()?;
     if !checked.report.passed() {
         bail!(
             "the precheck failed: {}. Nothing was written; fix the failures above and run again",
@@ -172,6 +295,7 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
     };
     let finish = |phase: &str| store.set(&format!("phase.{phase}"), "done");
     if task.has(Phase::Schema) && !done("schema")? {
+        fingerprint::record(store, "schema", planned_from)?;
         store.set_status(TaskStatus::Schema)?;
         for note in schema::migrate(task, &plan, store)? {
             tracing::warn!("{note}");
@@ -193,19 +317,21 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         sink.load_counters(store)?;
     }
     if task.has(Phase::Full) && !done("full")? {
+        check_stop()?;
+        fingerprint::record(store, "full", planned_from)?;
         store.set_status(TaskStatus::Full)?;
         let progress = Progress::start(full::estimate(&plan), opts.bars);
+        // A resumed copy counts what earlier runs copied.
+        progress.resume(&store.progress()?);
+        set_live_progress(Some(progress.clone()));
         let copied = match &sink {
             Some(sink) => full_queue::copy(task, &plan, store, &progress, sink),
             None => full::copy(task, &plan, store, &progress),
         };
         progress.finish();
+        set_live_progress(None);
         copied?;
-        tracing::info!(
-            "{} in {:.1} s",
-            progress.line(),
-            progress.elapsed().as_secs_f64()
-        );
+        tracing::info!("{}", progress.summary());
         finish("full")?;
     }
     if task.has(Phase::Full)
@@ -217,6 +343,7 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         incremental::save_position(store, incremental::SAFE_UNTIL, &current_position(&mut src)?)?;
     }
     if task.has(Phase::Schema) && !done("post_load")? {
+        check_stop()?;
         store.set_status(TaskStatus::PostLoad)?;
         for note in schema::post_load(task, &plan, store)? {
             tracing::warn!("{note}");
@@ -227,6 +354,7 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         && task.has(Phase::Full)
         && !done("verification")?
     {
+        check_stop()?;
         // With incremental migration this runs before any binlog change is applied: rows
         // the source changed during the copy differ until the stream brings them in.
         tracing::info!("verification: comparing the destination with the source");
@@ -238,6 +366,8 @@ fn run_phases(task: &Task, store: &Store, opts: RunOptions) -> Result<()> {
         finish("verification")?;
     }
     if task.has(Phase::Incremental) {
+        check_stop()?;
+        fingerprint::record(store, "incremental", planned_from)?;
         store.set_status(TaskStatus::Incremental)?;
         incremental::run(
             task,

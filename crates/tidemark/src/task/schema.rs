@@ -52,6 +52,8 @@ pub fn migrate(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
             .with_context(|| format!("creating database {}", quote_ident(&db.target)))?;
     }
     for t in &plan.tables {
+        // Between objects: what was created is recorded, the next run goes on from there.
+        crate::task::check_stop()?;
         let target = t.target.to_string();
         if store.was_created("table", &target)? {
             continue;
@@ -82,6 +84,7 @@ pub fn migrate(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
     }
     for db in plan.databases.iter().filter(|d| d.whole) {
         for (name, kind) in &db.source.routines {
+            crate::task::check_stop()?;
             let id = format!("{}.{name}", db.target);
             if store.was_created(kind, &id)? {
                 continue;
@@ -155,6 +158,7 @@ pub fn post_load(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>>
     let mut src = connect_raw(&task.source, Side::Source)?;
     let mut dst = ddl_conn(task)?;
     for t in &plan.tables {
+        crate::task::check_stop()?;
         let target = t.target.to_string();
         let key = format!("deferred-indexes:{target}");
         let Some(json) = store.get(&key)? else {

@@ -63,7 +63,8 @@ struct NoSync<'a, 'b>(&'a Pace<'b>);
 
 impl ChunkSync for NoSync<'_, '_> {
     fn before(&mut self, _: &mut mysql::Conn) -> Result<()> {
-        Ok(())
+        // Ctrl-C / SIGTERM: stop between chunks (nothing is half-repaired).
+        crate::task::check_stop()
     }
     fn after(&mut self, _: &mut mysql::Conn) -> Result<()> {
         Ok(())
@@ -370,6 +371,9 @@ fn verify_one(
         }
     }
     if let Err(e) = verify_table(src, dst, (si, di), t, &mut r, &mut NoSync(pace)) {
+        if crate::task::is_stop(&e) {
+            return Err(e);
+        }
         r.problem = Some(format!("{e:#}"));
     }
     if (opts.repair || sql_out.is_some()) && r.problem.is_none() && !r.equal() {
@@ -801,7 +805,7 @@ fn compare_chunk(
     r.chunks_differing += 1;
     if t.def().key.is_none() {
         anyhow::bail!(
-            "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again",
+            "the table has no key and differs ({} rows on the source, {} on the destination): rows cannot be matched; copy it again with `tidemark reset TASKFILE --table TABLE` and `tidemark run`",
             a.0,
             b.0
         );

@@ -245,7 +245,8 @@ pub fn wait_incremental(t: &TaskDir, child: &mut Child) {
         }
         let out = t.tidemark(&["status", "--json"]);
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            if v["status"] == "incremental" {
+            // This run's status, not one an earlier (killed) run left behind.
+            if v["status"] == "incremental" && v["status_pid"] == child.id() {
                 return;
             }
         }

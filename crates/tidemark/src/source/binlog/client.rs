@@ -201,7 +201,7 @@ impl Reader {
                 if m.code == 4052 || m.message.contains("same server_uuid/server_id") =>
             {
                 anyhow!(
-                    "another replica of the source uses this task's server id ({}): give the task its own `[source] server_id`",
+                    "another replica of the source registered with this task's server id ({}). If it is another run of this same task (on another machine, or with another state directory), stop that run: two appliers of one task would each apply every change. If it is a different replica or task, give this task a `[source] server_id` no other replica of the source uses",
                     m.message
                 )
             }
