@@ -192,6 +192,20 @@ impl Store {
         Ok(())
     }
 
+    /// Sets every `(key, value)` in one transaction: all of them or none survive a crash.
+    pub fn set_all(&self, entries: &[(&str, String)]) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for (key, value) in entries {
+            tx.execute(
+                "INSERT INTO task (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn status(&self) -> Result<TaskStatus> {
         Ok(self
             .get("status")?

@@ -242,8 +242,7 @@ impl<'a> Applier<'a> {
                 self.throttle.rows(rows, bytes);
             }
         }
-        tracker.save(self.store)?;
-        save_position(self.store, CHECKPOINT, &end)?;
+        tracker.save_with(self.store, vec![(CHECKPOINT, serde_json::to_string(&end)?)])?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())

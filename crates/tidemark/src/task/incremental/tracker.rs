@@ -131,21 +131,32 @@ impl Tracker {
     }
 
     pub(super) fn save(&mut self, store: &Store) -> Result<()> {
-        if !self.changed {
+        self.save_with(store, Vec::new())
+    }
+
+    /// Saves the tracked definitions (when they changed) together with `entries` in one
+    /// store transaction. The applier passes its checkpoint: a crash between the two
+    /// writes would otherwise pair a cleared `skip_until` with the old checkpoint, and a
+    /// keyless table's changes before its snapshot would be applied a second time.
+    pub(super) fn save_with(&mut self, store: &Store, mut entries: Vec<(&str, String)>) -> Result<()> {
+        if self.changed {
+            let saved: Vec<SavedTable> = self
+                .tables
+                .values()
+                .map(|t| SavedTable {
+                    source: t.def().name.clone(),
+                    target: t.target.clone(),
+                    def: t.def().clone(),
+                })
+                .collect();
+            entries.push((TABLES, serde_json::to_string(&saved)?));
+            entries.push((PENDING_ONLINE_DDL, serde_json::to_string(&self.pending)?));
+            entries.push((SKIP_UNTIL, serde_json::to_string(&self.skip_until)?));
+        }
+        if entries.is_empty() {
             return Ok(());
         }
-        let saved: Vec<SavedTable> = self
-            .tables
-            .values()
-            .map(|t| SavedTable {
-                source: t.def().name.clone(),
-                target: t.target.clone(),
-                def: t.def().clone(),
-            })
-            .collect();
-        store.set(TABLES, &serde_json::to_string(&saved)?)?;
-        store.set(PENDING_ONLINE_DDL, &serde_json::to_string(&self.pending)?)?;
-        store.set(SKIP_UNTIL, &serde_json::to_string(&self.skip_until)?)?;
+        store.set_all(&entries)?;
         self.changed = false;
         Ok(())
     }
