@@ -186,6 +186,14 @@ impl Decimal {
         scale: usize,
         keep_prec: bool,
     ) -> io::Result<Self> {
+        // tidemark: precision and scale come from the input (table map metadata, JSON
+        // opaque values); MySQL's limits, checked, so that the size below cannot underflow.
+        if precision == 0 || precision > 65 || scale > 30 || scale > precision {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("DECIMAL({precision},{scale}) is not a valid decimal type"),
+            ));
+        }
         let mut out = Self::default();
 
         let bin_size = decimal_bin_size(precision, scale);
