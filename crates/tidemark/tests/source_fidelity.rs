@@ -88,7 +88,7 @@ fn legacy_values_copy_unchanged_by_full_and_incremental() {
     let copied = wait_same(db, Duration::from_secs(60));
     // The same kinds of rows through the binlog, and an update of a legacy row.
     env().src_sql(&format!(
-        "USE {db}; {}; UPDATE t SET small = small + 0, u = u WHERE id = 1; UPDATE t SET i = i WHERE id = 2;",
+        "USE {db}; {} UPDATE t SET small = small + 0, u = u WHERE id = 1; UPDATE t SET i = i WHERE id = 2;",
         legacy_rows(10)
     ));
     let applied = wait_same(db, Duration::from_secs(60));
@@ -98,14 +98,14 @@ fn legacy_values_copy_unchanged_by_full_and_incremental() {
         applied,
         "the incremental changes differ from the source:\n{log}"
     );
-    let gen: Vec<(u32, Option<i64>, Option<i64>)> = env()
+    let generated: Vec<(u32, Option<i64>, Option<i64>)> = env()
         .dst()
         .query(format!("SELECT id, gen, st FROM `{db}`.t ORDER BY id"))
         .expect("read the destination");
     assert!(
-        gen.contains(&(1, Some(2147483647), Some(2147483647)))
-            && gen.contains(&(10, Some(2147483647), Some(2147483647))),
-        "{gen:?}"
+        generated.contains(&(1, Some(2147483647), Some(2147483647)))
+            && generated.contains(&(10, Some(2147483647), Some(2147483647))),
+        "{generated:?}"
     );
     verify_clean(&t);
 }
@@ -210,7 +210,8 @@ fn a_minimal_row_image_mid_stream_stops_the_task() {
         log.contains("binlog_row_image = FULL"),
         "the error should say what to set:\n{log}"
     );
-    let rows: Vec<(u32, Option<i32>, Option<String>, Option<f64>)> = env()
+    type Row = (u32, Option<i32>, Option<String>, Option<f64>);
+    let rows: Vec<Row> = env()
         .dst()
         .query(format!("SELECT id, a, b, c FROM `{db}`.t ORDER BY id"))
         .expect("read the destination");

@@ -684,7 +684,6 @@ fn table_map(t: &TableMapEvent<'_>) -> Result<TableMap> {
                 && matches!(charsets.as_mut().and_then(|c| c.next()), Some(Ok(63)))
         })
         .collect();
-    drop(charsets);
     let (mut enums, mut sets) = (Vec::new(), Vec::new());
     for field in t.iter_optional_meta() {
         let Ok(field) = field else { break };
@@ -774,7 +773,7 @@ pub fn type_name(code: u8) -> String {
         }
         _ => None,
     };
-    match (mariadb, mysql::binlog::consts::EventType::try_from(code)) {
+    match (mariadb, mysql::binlog::EventType::try_from(code)) {
         (Some(name), _) => name.to_string(),
         (None, Ok(ty)) => format!("{ty:?}"),
         (None, Err(_)) => format!("type {code}"),
