@@ -24,11 +24,15 @@ impl Side {
     }
 }
 
-/// Session settings: raw bytes in and out (`binary`), UTC for TIMESTAMP, and an sql_mode
-/// that accepts every value a source can hold (zero dates, invalid dates) while still
-/// rejecting truncation.
+/// Session settings: raw bytes in and out (`binary`), UTC for TIMESTAMP, and the sql_mode
+/// the dump tools restore with (`mariadb-dump`, `mydumper`: not strict, plus
+/// `NO_AUTO_VALUE_ON_ZERO`), so that every value a source holds is accepted as it is,
+/// whatever sql_mode wrote it: zero dates, invalid dates (`ALLOW_INVALID_DATES`), generated
+/// columns whose expression overflows. Without strict mode a value that does not fit a
+/// destination column becomes a warning instead of an error; the writers fail the chunk
+/// or batch on it (`sink::mysql::writer::changed_values`).
 pub(crate) const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
-    sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'";
+    sql_mode = 'NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'";
 
 /// Sessions that write changes rather than load (the incremental applier, `verify
 /// --repair` and its emitted SQL): unique checks on, foreign keys still not checked (the
@@ -37,8 +41,9 @@ pub(crate) const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
 pub(crate) const APPLY_SESSION: &str =
     "SET foreign_key_checks = 0, unique_checks = 1, @tidemark_apply = 1";
 
-/// While loading: no foreign key or unique checks, per session only.
-const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 0";
+/// While loading: no foreign key or unique checks, per session only; and every warning
+/// kept (not only the first 64), so that none that changes a value goes unread.
+const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 0, max_error_count = 65535";
 
 fn builder_with(ep: &Endpoint, read_timeout: Duration) -> OptsBuilder {
     let network = ep.timeouts.network;

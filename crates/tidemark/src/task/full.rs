@@ -12,7 +12,7 @@ use crate::config::LoadMethod;
 use crate::config::{ConflictMode, Task};
 use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side, Transient};
 use crate::progress::Progress;
-use crate::sink::mysql::writer::{InsertBuilder, InsertMode, LoadBuilder};
+use crate::sink::mysql::writer::{self, InsertBuilder, InsertMode, LoadBuilder};
 use crate::source::snapshot::{self, Chunk};
 use crate::state::Store;
 use crate::task::throttle::Throttle;
@@ -520,7 +520,10 @@ fn write_loop(
             },
         };
         match result {
-            Ok(()) if dst.warnings() > 0 => check_warnings(&mut dst, &sql)?,
+            Ok(()) if dst.warnings() > 0 => {
+                let written = sh.plan.tables[w.job.table].target_columns();
+                check_warnings(&mut dst, &sql, &written)?
+            }
             Ok(()) => {}
             Err(e) => {
                 fail_chunk(sh, &mut dst, w, e, &sql)?;
@@ -593,24 +596,19 @@ fn fail_chunk(
     Ok(())
 }
 
-/// LOAD DATA LOCAL and INSERT IGNORE turn conversion errors into warnings: any warning
-/// fails the chunk (rolled back), so nothing is silently changed or skipped. Only
-/// duplicate keys are expected, under `on_conflicting_tables = "ignore"`.
-fn check_warnings(dst: &mut mysql::Conn, sql: &str) -> Result<()> {
-    let warnings: Vec<(String, u32, String)> = dst.query("SHOW WARNINGS LIMIT 5")?;
+/// A value that does not fit its destination column is a warning in the session's
+/// sql_mode (as with LOAD DATA LOCAL and INSERT IGNORE): such a warning fails the chunk,
+/// so nothing is silently changed or skipped (see [`writer::changed_values`]).
+fn check_warnings(dst: &mut mysql::Conn, sql: &str, written: &[String]) -> Result<()> {
     let ignore = sql.starts_with("INSERT IGNORE ") || sql.contains("' IGNORE INTO");
-    let serious: Vec<String> = warnings
-        .into_iter()
-        .filter(|(_, code, _)| !(ignore && *code == 1062))
-        .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
-        .collect();
+    let serious = writer::changed_values(dst, written, ignore)?;
     if serious.is_empty() {
         return Ok(());
     }
     let head: String = sql.chars().take(160).collect();
     Err(anyhow!(
         "the destination changed or skipped values while loading: {}; fix the destination table or the data",
-        serious.join("; ")
+        serious.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
     )
     .context(format!("while running: {head}…")))
 }

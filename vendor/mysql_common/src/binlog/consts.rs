@@ -849,7 +849,11 @@ impl TryFrom<u64> for TransactionPayloadFields {
             1 => Ok(Self::OTW_PAYLOAD_SIZE_FIELD),
             2 => Ok(Self::OTW_PAYLOAD_COMPRESSION_TYPE_FIELD),
             3 => Ok(Self::OTW_PAYLOAD_UNCOMPRESSED_SIZE_FIELD),
-            x => Err(UnknownTransactionPayloadFields(x.try_into().unwrap())),
+            // tidemark: a field type above 255 from the input panicked here; it is
+            // reported as 255 (the error type holds a byte).
+            x => Err(UnknownTransactionPayloadFields(
+                x.try_into().unwrap_or(u8::MAX),
+            )),
         }
     }
 }
@@ -889,8 +893,9 @@ impl TryFrom<u64> for TransactionPayloadCompressionType {
         match value {
             0 => Ok(Self::ZSTD),
             255 => Ok(Self::NONE),
+            // tidemark: as above, a type above 255 panicked.
             x => Err(UnknownTransactionPayloadCompressionType(
-                x.try_into().unwrap(),
+                x.try_into().unwrap_or(u8::MAX),
             )),
         }
     }

@@ -704,6 +704,21 @@ impl<'a> Value<'a> {
 
     /// Parse this value to a structured representation.
     pub fn parse(self) -> io::Result<JsonDom> {
+        self.parse_at(0)
+    }
+
+    /// tidemark: `parse` recursed once per nesting level without a limit, so a deeply
+    /// nested document from the input overflowed the stack (an abort). MySQL refuses
+    /// documents nested deeper than 100 (`JSON_DOCUMENT_MAX_DEPTH`); so does this.
+    fn parse_at(self, depth: usize) -> io::Result<JsonDom> {
+        const JSON_DOCUMENT_MAX_DEPTH: usize = 100;
+        if depth > JSON_DOCUMENT_MAX_DEPTH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "JSON document nested deeper than 100 levels",
+            ));
+        }
+        let depth = depth + 1;
         match self {
             Value::Null => Ok(JsonDom::Scalar(JsonScalar::Null)),
             Value::Bool(value) => Ok(JsonDom::Scalar(JsonScalar::Boolean(value))),
@@ -739,7 +754,7 @@ impl<'a> Value<'a> {
                 let mut elements = Vec::with_capacity(complex_value.element_count() as usize);
                 for i in 0.. {
                     if let Some(value) = complex_value.elem_at(i)? {
-                        let y = value.parse()?;
+                        let y = value.parse_at(depth)?;
                         elements.push(y);
                     } else {
                         break;
@@ -750,7 +765,7 @@ impl<'a> Value<'a> {
             Value::LargeArray(complex_value) => {
                 let mut elements = Vec::with_capacity(complex_value.element_count() as usize);
                 for value in complex_value.iter() {
-                    elements.push(value?.parse()?);
+                    elements.push(value?.parse_at(depth)?);
                 }
                 Ok(JsonDom::Container(JsonContainer::Array(elements)))
             }
@@ -758,7 +773,7 @@ impl<'a> Value<'a> {
                 let mut elements = BTreeMap::new();
                 for value in complex_value.iter() {
                     let (key, value) = value?;
-                    elements.insert(key.value().into_owned(), value.parse()?);
+                    elements.insert(key.value().into_owned(), value.parse_at(depth)?);
                 }
                 Ok(JsonDom::Container(JsonContainer::Object(elements)))
             }
@@ -766,7 +781,7 @@ impl<'a> Value<'a> {
                 let mut elements = BTreeMap::new();
                 for value in complex_value.iter() {
                     let (key, value) = value?;
-                    elements.insert(key.value().into_owned(), value.parse()?);
+                    elements.insert(key.value().into_owned(), value.parse_at(depth)?);
                 }
                 Ok(JsonDom::Container(JsonContainer::Object(elements)))
             }

@@ -25,7 +25,9 @@ pub fn my_packed_time_make_int(i: i64) -> i64 {
 }
 
 pub fn my_packed_time_make(i: i64, f: i64) -> i64 {
-    ((i as u64) << 24) as i64 + f
+    // tidemark: wrapping, as the server's C code does; a damaged value overflowed (a
+    // panic in debug builds).
+    (((i as u64) << 24) as i64).wrapping_add(f)
 }
 
 pub fn my_time_packed_from_binary<T: io::Read>(mut input: T, dec: u32) -> io::Result<i64> {
@@ -69,7 +71,7 @@ pub fn my_packed_time_get_frac_part(i: i64) -> i64 {
 
 pub fn time_from_packed(mut tmp: i64) -> Value {
     let neg = if tmp < 0 {
-        tmp = -tmp;
+        tmp = tmp.wrapping_neg();
         true
     } else {
         false
@@ -97,7 +99,7 @@ pub fn my_datetime_packed_from_binary<T: io::Read>(mut input: T, dec: u32) -> io
 
 pub fn datetime_from_packed(mut tmp: i64) -> Value {
     if tmp < 0 {
-        tmp = -tmp;
+        tmp = tmp.wrapping_neg();
     }
     let usec = my_packed_time_get_frac_part(tmp);
     let ymdhms = my_packed_time_get_int_part(tmp);

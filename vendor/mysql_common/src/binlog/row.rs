@@ -93,8 +93,9 @@ impl BinlogRow {
         self.columns.clone()
     }
 
-    /// Returns reference to the value of a column with index `index` if it exists and wasn't taken
-    /// by `Row::take` method.
+    /// Returns reference to the value of a column with index `index` if it exists, is in the
+    /// image (tidemark: a column the image leaves out is `None`), and wasn't taken by
+    /// `Row::take` method.
     ///
     /// Non panicking version of `row[usize]`.
     pub fn as_ref(&self, index: usize) -> Option<&BinlogValue<'_>> {
@@ -235,35 +236,35 @@ impl<'de> MyDeserialize<'de> for BinlogRow {
                 column_flags |= ColumnFlags::PRI_KEY_FLAG;
             }
 
-            // check if column is in columns list
-            if cols.get(i).as_deref().copied().unwrap_or(false) {
-                let column = Column::new(column_type)
-                    .with_schema(table_info.database_name_raw())
-                    .with_table(table_info.table_name_raw())
-                    .with_name(column_name.as_ref())
-                    .with_flags(column_flags)
-                    .with_schema(table_info.database_name_raw())
-                    .with_org_table(table_info.table_name_raw())
-                    .with_table(table_info.table_name_raw())
-                    .with_character_set(charset);
-
-                columns.push(column);
-
-                // check if column is null
-                if null_bitmap
-                    .get(image_idx)
-                    .as_deref()
-                    .copied()
-                    .unwrap_or(true)
-                {
-                    values.push(Some(BinlogValue::Value(Value::NULL)));
-                } else {
-                    let ctx = (column_type, column_meta, is_unsigned, is_partial);
-                    values.push(Some(buf.parse::<BinlogValue<'_>>(ctx)?.into_owned()));
-                }
-
-                image_idx += 1;
+            // tidemark: every column of the event gets a slot, `None` when the image
+            // leaves it out (`binlog_row_image = MINIMAL`/`NOBLOB`), so that index `i`
+            // of the row is column `i` of the table map; the compacted list put values
+            // on the wrong columns (and read them with the wrong column's type).
+            let column = Column::new(column_type)
+                .with_schema(table_info.database_name_raw())
+                .with_table(table_info.table_name_raw())
+                .with_name(column_name.as_ref())
+                .with_flags(column_flags)
+                .with_org_table(table_info.table_name_raw())
+                .with_character_set(charset);
+            columns.push(column);
+            if !cols.get(i).as_deref().copied().unwrap_or(false) {
+                values.push(None);
+                continue;
             }
+            // check if column is null
+            if null_bitmap
+                .get(image_idx)
+                .as_deref()
+                .copied()
+                .unwrap_or(true)
+            {
+                values.push(Some(BinlogValue::Value(Value::NULL)));
+            } else {
+                let ctx = (column_type, column_meta, is_unsigned, is_partial);
+                values.push(Some(buf.parse::<BinlogValue<'_>>(ctx)?.into_owned()));
+            }
+            image_idx += 1;
         }
 
         Ok(BinlogRow::new(values, columns.into_boxed_slice().into()))

@@ -27,7 +27,8 @@ impl MysqlTime {
     pub fn from_int64_time_packed(mut packed_value: i64) -> Self {
         let neg = packed_value < 0;
         if neg {
-            packed_value = -packed_value
+            // tidemark: wrapping, as MySQL's C does; -i64::MIN overflowed (a panic).
+            packed_value = packed_value.wrapping_neg()
         }
 
         let hms: i64 = my_packed_time_get_int_part(packed_value);
@@ -62,7 +63,8 @@ impl MysqlTime {
     pub fn from_int64_datetime_packed(mut packed_value: i64) -> Self {
         let neg = packed_value < 0;
         if neg {
-            packed_value = -packed_value
+            // tidemark: wrapping, as MySQL's C does; -i64::MIN overflowed (a panic).
+            packed_value = packed_value.wrapping_neg()
         }
 
         let second_part = my_packed_time_get_frac_part(packed_value);

@@ -54,17 +54,27 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
     ) -> io::Result<Self> {
         use ColumnType::*;
 
+        // tidemark: the metadata comes from the table map and may be shorter than the
+        // type needs (damaged input); indexing it panicked.
+        let missing_meta = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the table map lacks this column's metadata",
+            )
+        };
+        let meta = |i: usize| col_meta.get(i).copied().ok_or_else(missing_meta);
+
         let mut length = 0_usize;
 
         if col_type == MYSQL_TYPE_TYPED_ARRAY {
-            let type_byte = col_meta[0];
+            let type_byte = meta(0)?;
             col_type = ColumnType::try_from(type_byte).unwrap_or(col_type);
         }
 
         if col_type == MYSQL_TYPE_STRING {
-            if col_meta[0] >= 1 {
-                let byte0 = col_meta[0] as usize;
-                let byte1 = col_meta[1] as usize;
+            if meta(0)? >= 1 {
+                let byte0 = meta(0)? as usize;
+                let byte1 = meta(1)? as usize;
 
                 if (byte0 & 0x30) != 0x30 {
                     // a long CHAR() field: see #37426
@@ -73,7 +83,9 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
                     length = byte1;
                 }
             } else {
-                length = (ParseBuf(col_meta)).eat_u16_le() as usize;
+                length = ParseBuf(col_meta)
+                    .checked_eat_u16_le()
+                    .ok_or_else(|| missing_meta())? as usize;
             }
         }
 
@@ -137,13 +149,13 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
                 )))
             }
             MYSQL_TYPE_BIT => {
-                let n_bits = col_meta[1] as usize * 8 + (col_meta[0] as usize);
+                let n_bits = meta(1)? as usize * 8 + (meta(0)? as usize);
                 let n_bytes = n_bits.div_ceil(8);
                 let bytes: &[u8] = buf.parse(n_bytes)?;
                 Ok(BinlogValue::Value(Bytes(bytes.into())))
             }
             MYSQL_TYPE_TIMESTAMP2 => {
-                let dec = col_meta[0];
+                let dec = meta(0)?;
                 let (sec, usec) = my_timestamp_from_binary(&mut *buf, dec)?;
                 if usec == 0 {
                     Ok(BinlogValue::Value(Bytes(sec.to_string().into_bytes())))
@@ -154,13 +166,13 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
                 }
             }
             MYSQL_TYPE_DATETIME2 => {
-                let dec = col_meta[0];
+                let dec = meta(0)?;
                 my_datetime_packed_from_binary(&mut *buf, dec as u32)
                     .map(datetime_from_packed)
                     .map(BinlogValue::Value)
             }
             MYSQL_TYPE_TIME2 => {
-                let dec = col_meta[0];
+                let dec = meta(0)?;
                 my_time_packed_from_binary(&mut *buf, dec as u32)
                     .map(time_from_packed)
                     .map(BinlogValue::Value)
@@ -180,15 +192,15 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
             }
             MYSQL_TYPE_NEWDECIMAL => {
                 // precision is the maximum number of decimal digits
-                let precision = col_meta[0] as usize;
+                let precision = meta(0)? as usize;
                 // scale (aka decimals) is the number of decimal digits after the point
-                let scale = col_meta[1] as usize;
+                let scale = meta(1)? as usize;
 
                 let dec = decimal::Decimal::read_bin(&mut *buf, precision, scale, false)?;
 
                 Ok(BinlogValue::Value(Bytes(dec.to_string().into_bytes())))
             }
-            MYSQL_TYPE_ENUM => match col_meta[1] {
+            MYSQL_TYPE_ENUM => match meta(1)? {
                 1 => {
                     let val = buf.parse::<RawInt<u8>>(())?;
                     Ok(BinlogValue::Value(Int(*val as i64)))
@@ -200,7 +212,7 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
                 _ => Err(io::Error::new(io::ErrorKind::InvalidData, "Unknown ENUM")),
             },
             MYSQL_TYPE_SET => {
-                let n_bytes = col_meta[1] as usize;
+                let n_bytes = meta(1)? as usize;
                 let bytes: &[u8] = buf.parse(n_bytes)?;
                 Ok(BinlogValue::Value(Bytes(bytes.into())))
             }
@@ -210,7 +222,7 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
             | MYSQL_TYPE_BLOB
             | MYSQL_TYPE_GEOMETRY
             | MYSQL_TYPE_VECTOR => {
-                let n_bytes = match col_meta[0] {
+                let n_bytes = match meta(0)? {
                     1 => *buf.parse::<RawInt<u8>>(())? as usize,
                     2 => *buf.parse::<RawInt<LeU16>>(())? as usize,
                     3 => *buf.parse::<RawInt<LeU24>>(())? as usize,
@@ -221,7 +233,7 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
                 Ok(BinlogValue::Value(Bytes(bytes.into())))
             }
             MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
-                let type_len = (col_meta[0] as u16 | ((col_meta[1] as u16) << 8)) as usize;
+                let type_len = (meta(0)? as u16 | ((meta(1)? as u16) << 8)) as usize;
                 let n_bytes = if type_len < 256 {
                     *buf.parse::<RawInt<u8>>(())? as usize
                 } else {

@@ -9,7 +9,7 @@
 //! coalesced or split: their changes are replayed one by one, in order, on the first
 //! connection.
 
-use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
+use crate::sink::mysql::writer::{changed_values, InsertBuilder, InsertMode};
 use crate::transform::mapping::TablePlan;
 use mysql::prelude::Queryable;
 use std::collections::HashMap;
@@ -230,9 +230,42 @@ pub fn apply(
     let run = |dst: &mut mysql::Conn, sql: String| -> Result<(), (mysql::Error, String)> {
         dst.query_drop(&sql).map_err(|e| (e, sql))
     };
+    // A change whose value the destination had to alter fails the batch (the session is
+    // not strict; see `writer::changed_values`), as the full copy fails its chunk.
+    let checked = |dst: &mut mysql::Conn,
+                   written: &[String],
+                   sql: String|
+     -> Result<(), (mysql::Error, String)> {
+        dst.query_drop(&sql).map_err(|e| (e, sql.clone()))?;
+        if dst.warnings() == 0 {
+            return Ok(());
+        }
+        let serious = changed_values(dst, written, false).map_err(|e| (e, sql.clone()))?;
+        if serious.is_empty() {
+            return Ok(());
+        }
+        let message = format!(
+            "the destination changed or skipped values: {}; fix the destination table",
+            serious
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        Err((
+            mysql::Error::MySqlError(mysql::MySqlError {
+                state: "01000".into(),
+                code: 1265,
+                message,
+            }),
+            sql,
+        ))
+    };
     run(dst, "START TRANSACTION".into())?;
     let mut rows = 0u64;
     for (plan, w) in work {
+        let written = plan.target_columns();
         for chunk in w.deletes.chunks(500) {
             run(dst, delete_keys(plan, chunk))?;
         }
@@ -245,16 +278,16 @@ pub fn apply(
             let mut b = InsertBuilder::new(plan, mode, 1_000, batch_bytes);
             for row in list {
                 if b.push(row) {
-                    run(dst, b.take().0)?;
+                    checked(dst, &written, b.take().0)?;
                 }
             }
             if !b.is_empty() {
-                run(dst, b.take().0)?;
+                checked(dst, &written, b.take().0)?;
             }
         }
         for change in &w.ordered {
             for sql in keyless_statements(plan, change) {
-                run(dst, sql)?;
+                checked(dst, &written, sql)?;
             }
         }
         rows += w.rows() as u64;

@@ -5,6 +5,59 @@ use crate::transform::mapping::TablePlan;
 use tidemark_core::sql::{push_ident, push_literal, push_text_literal};
 use tidemark_core::{Row, Value};
 
+/// The warnings of the last statement on `dst` that mean the destination changed or
+/// dropped a value it was given (`SHOW WARNINGS`, as "Level code: message"). The session
+/// is not strict (see `connect.rs`), so a value that does not fit its column is a warning.
+/// Not counted: warnings about a column not in `written` (a generated or defaulted column
+/// the destination computes itself, as the source did, e.g. an expression that overflows
+/// for legacy data), and duplicate keys when `duplicates_expected` (INSERT IGNORE).
+pub fn changed_values(
+    dst: &mut mysql::Conn,
+    written: &[String],
+    duplicates_expected: bool,
+) -> Result<Vec<String>, mysql::Error> {
+    use mysql::prelude::Queryable;
+    let count = dst.warnings() as usize;
+    let warnings: Vec<(String, u32, String)> = dst.query("SHOW WARNINGS")?;
+    let mut serious: Vec<String> = warnings
+        .into_iter()
+        .filter(|(_, code, message)| {
+            let duplicate = duplicates_expected && *code == 1062;
+            let computed = warned_column(message)
+                .is_some_and(|c| !written.iter().any(|w| w.eq_ignore_ascii_case(&c)));
+            !duplicate && !computed
+        })
+        .map(|(level, code, message)| format!("{level} {code}: {message}"))
+        .collect();
+    if count > 65535 {
+        // More than the session keeps (`max_error_count`): those not shown may matter.
+        serious.push(format!("{count} warnings, more than the server keeps"));
+    }
+    Ok(serious)
+}
+
+/// The column a warning names: `... for column 'c' at row 1`, `... for column
+/// `db`.`t`.`c` at row 1`, `Column 'c' cannot be null`.
+fn warned_column(message: &str) -> Option<String> {
+    let lower = message.to_ascii_lowercase();
+    let at = lower.rfind("column ")? + "column ".len();
+    let rest = &message[at..];
+    if let Some(quoted) = rest.strip_prefix('\'') {
+        return quoted.split_once('\'').map(|(name, _)| name.to_string());
+    }
+    // Backquoted parts, the last one the column.
+    let mut rest = rest;
+    let mut last = None;
+    while let Some((name, after)) = tidemark_core::sql::take_ident(rest) {
+        last = Some(name);
+        match after.strip_prefix('.') {
+            Some(more) => rest = more,
+            None => break,
+        }
+    }
+    last
+}
+
 /// How rows meet rows that already exist on the destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InsertMode {
@@ -276,5 +329,26 @@ mod load_tests {
             }),
         );
         assert_eq!(out, b"-838:59:59.000000");
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::warned_column;
+
+    #[test]
+    fn the_column_a_warning_names() {
+        for (message, column) in [
+            ("Out of range value for column 'gen' at row 1", Some("gen")),
+            ("Data too long for column 's' at row 3", Some("s")),
+            (
+                "Incorrect integer value: 'x' for column `db`.`t`.`n``q` at row 1",
+                Some("n`q"),
+            ),
+            ("Column 'c' cannot be null", Some("c")),
+            ("Division by 0", None),
+        ] {
+            assert_eq!(warned_column(message).as_deref(), column, "{message}");
+        }
     }
 }

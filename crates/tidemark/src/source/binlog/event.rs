@@ -10,8 +10,8 @@ use super::mariadb;
 use super::value::{from_binlog, json_after_diffs};
 use anyhow::{anyhow, bail, Context, Result};
 use mysql::binlog::events::{
-    Event as RawEvent, EventData, FormatDescriptionEvent, OptionalMetaExtractor, RowsEventData,
-    TableMapEvent,
+    Event as RawEvent, EventData, FormatDescriptionEvent, OptionalMetaExtractor,
+    OptionalMetadataField, RowsEventData, TableMapEvent,
 };
 use mysql::binlog::value::BinlogValue;
 use mysql::binlog::BinlogVersion;
@@ -20,10 +20,16 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
+use tidemark_core::sql::quote_str;
 use tidemark_core::Value;
 
 const HEADER_LEN: usize = 19;
-const FORMAT_DESCRIPTION: u8 = 15;
+pub(crate) const FORMAT_DESCRIPTION: u8 = 15;
+const TRANSACTION_PAYLOAD: u8 = 40;
+/// Column values (present or absent) one rows event may decode to. Servers split rows
+/// events at `binlog_row_event_max_size` (8 KiB by default), so even a 4096-column table
+/// with MINIMAL images stays far below.
+const MAX_VALUES_PER_EVENT: usize = 16 << 20;
 
 /// The common 19-byte event header.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -64,14 +70,41 @@ pub struct TableMap {
     pub types: Vec<ColumnType>,
     /// Column names, when the source logs them (`binlog_row_metadata = FULL`).
     pub names: Vec<String>,
+    /// Per column: the ENUM or SET members in order, when the source logs them (MySQL's
+    /// `binlog_row_metadata = FULL`); empty for other columns.
+    #[serde(skip)]
+    pub members: Vec<Vec<String>>,
+    /// Per column: the fractional-second digits of TIME, DATETIME and TIMESTAMP
+    /// columns and the bits of BIT columns (from the type metadata); 0 for others.
+    #[serde(skip)]
+    pub widths: Vec<u16>,
+    /// Per column: the source says it holds binary bytes (charset `binary`, from MySQL's
+    /// full row metadata); `false` when not told.
+    #[serde(skip)]
+    pub binary: Vec<bool>,
 }
 
-/// One row of a rows event. A column missing from an image (`binlog_row_image =
-/// MINIMAL` or `NOBLOB`) is `None`.
+/// One row of a rows event. Each image has one slot per column of the table map; a
+/// column missing from an image (`binlog_row_image = MINIMAL` or `NOBLOB`) is `None`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RowImage {
     pub before: Option<Vec<Option<Value>>>,
     pub after: Option<Vec<Option<Value>>>,
+    /// Partial JSON updates that could not be applied because the before image leaves
+    /// the column out: that column's after value is `None`, and the change is kept here
+    /// in the form `mysqlbinlog -v` prints it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub json_changes: Vec<JsonChange>,
+}
+
+/// A partial JSON update of one column (`PARTIAL_UPDATE_ROWS` event).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JsonChange {
+    /// The column's index in the table map.
+    pub column: usize,
+    /// The change as an expression on the old value `@N` (N = column + 1), e.g.
+    /// `JSON_REPLACE(@3, '$.a', CAST('1' AS JSON))`.
+    pub expression: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -196,6 +229,10 @@ impl Decoder {
     /// Decodes one whole event (header, body and checksum, as the server wrote it).
     pub fn decode(&mut self, frame: &[u8]) -> Result<Event> {
         self.decode_inner(frame, true)
+            .with_context(|| match frame.get(4) {
+                Some(&code) => format!("in a {} event", type_name(code)),
+                None => "in an event".to_string(),
+            })
     }
 
     fn decode_inner(&mut self, frame: &[u8], checksummed: bool) -> Result<Event> {
@@ -444,14 +481,24 @@ impl Decoder {
                 statement: q.query().into_owned(),
             },
             EventData::TransactionPayloadEvent(p) => {
-                let mut payload = Vec::new();
+                // No more than the size the event declares is inflated (a small payload
+                // can inflate to gigabytes).
+                let declared = p.uncompressed_size();
+                let mut payload = Vec::with_capacity(declared.min(1 << 20) as usize);
                 p.decompressed()
-                    .and_then(|mut r| r.read_to_end(&mut payload))
+                    .and_then(|r| r.take(declared.saturating_add(1)).read_to_end(&mut payload))
                     .context("decompressing TRANSACTION_PAYLOAD")?;
+                if payload.len() as u64 > declared {
+                    bail!("TRANSACTION_PAYLOAD inflates to more than the {declared} bytes it declares");
+                }
                 let mut events = Vec::new();
                 let mut at = 0;
                 while at < payload.len() {
                     let h = header(&payload[at..]).context("inside TRANSACTION_PAYLOAD")?;
+                    if h.type_code == TRANSACTION_PAYLOAD {
+                        // Servers never nest them; nesting without end would exhaust the stack.
+                        bail!("a TRANSACTION_PAYLOAD inside another");
+                    }
                     let end = at + h.size as usize;
                     let frame = payload.get(at..end).ok_or_else(|| {
                         anyhow!("TRANSACTION_PAYLOAD: an event runs past the end")
@@ -502,30 +549,54 @@ impl Decoder {
                 });
             }
         }
+        // A row image has a slot for every column, present or not, so a few bytes of
+        // rows can stand for many values; the event's total is bounded.
+        let mut slots = 0usize;
         for row in r.rows(tme) {
             let (before, after) = row
                 .with_context(|| format!("decoding a row of {}.{}", table.database, table.table))?;
-            let convert = |img: Option<mysql::binlog::row::BinlogRow>,
-                           before: Option<&Vec<Option<Value>>>|
+            slots += before.as_ref().map_or(0, |b| b.len()) + after.as_ref().map_or(0, |a| a.len());
+            if slots > MAX_VALUES_PER_EVENT {
+                bail!(
+                    "a rows event of {}.{} holds more than {MAX_VALUES_PER_EVENT} column values ({} rows so far): more than any server writes in one event",
+                    table.database,
+                    table.table,
+                    rows.len()
+                );
+            }
+            let mut json_changes = Vec::new();
+            let mut convert = |img: Option<mysql::binlog::row::BinlogRow>,
+                               before: Option<&Vec<Option<Value>>>|
              -> Result<Option<Vec<Option<Value>>>> {
                 let Some(img) = img else { return Ok(None) };
                 let mut out = Vec::with_capacity(img.len());
-                for i in 0..img.len() {
-                    let unsigned = img.columns_ref()[i]
-                        .flags()
-                        .contains(ColumnFlags::UNSIGNED_FLAG);
+                for (i, column) in img.columns_ref().iter().enumerate() {
+                    let unsigned = column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
                     let ty = table
                         .types
                         .get(i)
                         .copied()
                         .unwrap_or(ColumnType::MYSQL_TYPE_STRING);
+                    let old = before.and_then(|b| b.get(i)).and_then(|v| v.as_ref());
                     let value = match img.as_ref(i) {
                         None => None,
-                        // MySQL's partial JSON update: the change, applied to the before image.
-                        Some(BinlogValue::JsonDiff(diffs)) => Some(json_after_diffs(
-                            before.and_then(|b| b.get(i)).and_then(|v| v.as_ref()),
-                            diffs,
-                        )),
+                        // MySQL's partial JSON update: the change, applied to the before
+                        // image; kept as an expression when the before image has no value.
+                        Some(BinlogValue::JsonDiff(diffs)) if old.is_none() => {
+                            json_changes.push(JsonChange {
+                                column: i,
+                                expression: json_change_expression(i, diffs).map_err(|e| {
+                                    anyhow!(
+                                        "{}.{} column {}: {e}",
+                                        table.database,
+                                        table.table,
+                                        i + 1
+                                    )
+                                })?,
+                            });
+                            None
+                        }
+                        Some(BinlogValue::JsonDiff(diffs)) => Some(json_after_diffs(old, diffs)),
                         Some(v) => Some(from_binlog(v, ty, unsigned)),
                     };
                     out.push(match value {
@@ -539,7 +610,11 @@ impl Decoder {
             };
             let before = convert(before, None)?;
             let after = convert(after, before.as_ref())?;
-            rows.push(RowImage { before, after });
+            rows.push(RowImage {
+                before,
+                after,
+                json_changes,
+            });
         }
         Ok(Body::Rows {
             kind,
@@ -547,6 +622,32 @@ impl Decoder {
             rows,
         })
     }
+}
+
+/// A partial JSON update as `mysqlbinlog -v` shows it: nested `JSON_REPLACE`,
+/// `JSON_INSERT` and `JSON_REMOVE` calls on the column's old value `@N`.
+fn json_change_expression(
+    column: usize,
+    diffs: &[mysql::binlog::jsondiff::JsonDiff<'_>],
+) -> std::result::Result<String, String> {
+    use mysql::binlog::jsondiff::JsonDiffOperation as O;
+    let mut expression = format!("@{}", column + 1);
+    for d in diffs {
+        let function = match d.operation() {
+            O::REPLACE => "JSON_REPLACE",
+            O::INSERT => "JSON_INSERT",
+            O::REMOVE => "JSON_REMOVE",
+        };
+        let path = quote_str(&d.path_str());
+        expression = match d.value() {
+            Some(v) => {
+                let value = quote_str(&super::value::json_text(v)?);
+                format!("{function}({expression}, {path}, CAST({value} AS JSON))")
+            }
+            None => format!("{function}({expression}, {path})"),
+        };
+    }
+    Ok(expression)
 }
 
 fn table_map(t: &TableMapEvent<'_>) -> Result<TableMap> {
@@ -565,20 +666,77 @@ fn table_map(t: &TableMapEvent<'_>) -> Result<TableMap> {
             .unwrap_or(ColumnType::MYSQL_TYPE_STRING);
         types.push(ty);
     }
-    let names = OptionalMetaExtractor::new(t.iter_optional_meta())
-        .ok()
+    let extractor = OptionalMetaExtractor::new(t.iter_optional_meta()).ok();
+    let names = extractor
+        .as_ref()
         .map(|m| {
             m.iter_column_name()
                 .filter_map(|n| n.ok().map(|n| n.name().into_owned()))
                 .collect()
         })
         .unwrap_or_default();
+    // Charsets are listed for the character columns, in order (as the parser reads them).
+    let mut charsets = extractor.as_ref().map(|m| m.iter_charset());
+    let binary = types
+        .iter()
+        .map(|ty| {
+            ty.is_character_type()
+                && matches!(charsets.as_mut().and_then(|c| c.next()), Some(Ok(63)))
+        })
+        .collect();
+    let (mut enums, mut sets) = (Vec::new(), Vec::new());
+    for field in t.iter_optional_meta() {
+        let Ok(field) = field else { break };
+        match field {
+            OptionalMetadataField::EnumStrValue(columns) => {
+                for c in columns.iter_values().map_while(|c| c.ok()) {
+                    enums.push(c.values().iter().map(|v| v.value().into_owned()).collect());
+                }
+            }
+            OptionalMetadataField::SetStrValue(columns) => {
+                for c in columns.iter_values().map_while(|c| c.ok()) {
+                    sets.push(c.values().iter().map(|v| v.value().into_owned()).collect());
+                }
+            }
+            _ => {}
+        }
+    }
+    let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
+    let members = types
+        .iter()
+        .map(|ty| match ty {
+            ColumnType::MYSQL_TYPE_ENUM => enums.next().unwrap_or_default(),
+            ColumnType::MYSQL_TYPE_SET => sets.next().unwrap_or_default(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let widths = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            let meta = t.get_column_metadata(i).unwrap_or_default();
+            match ty {
+                ColumnType::MYSQL_TYPE_TIME2
+                | ColumnType::MYSQL_TYPE_DATETIME2
+                | ColumnType::MYSQL_TYPE_TIMESTAMP2 => meta.first().map_or(0, |&d| d.min(6) as u16),
+                // BIT(n): n / 8 whole bytes and n % 8 bits, stored as [bits, bytes].
+                ColumnType::MYSQL_TYPE_BIT => match meta {
+                    [bits, bytes, ..] => *bytes as u16 * 8 + *bits as u16,
+                    _ => 0,
+                },
+                _ => 0,
+            }
+        })
+        .collect();
     Ok(TableMap {
         table_id: t.table_id(),
         database: t.database_name().into_owned(),
         table: t.table_name().into_owned(),
         types,
         names,
+        members,
+        widths,
+        binary,
     })
 }
 
@@ -598,6 +756,28 @@ fn pre_ga_type(pre_ga: bool, ty: u8) -> Option<u8> {
         22 => 18, // EXECUTE_LOAD_QUERY
         _ => return None,
     })
+}
+
+/// An event type's name as MySQL and MariaDB call it (`WRITE_ROWS_EVENT`, `GTID_LIST`), or
+/// its number when neither knows it.
+pub fn type_name(code: u8) -> String {
+    let mariadb = match code {
+        mariadb::ANNOTATE_ROWS => Some("ANNOTATE_ROWS_EVENT"),
+        mariadb::BINLOG_CHECKPOINT => Some("BINLOG_CHECKPOINT_EVENT"),
+        mariadb::GTID => Some("GTID_EVENT (MariaDB)"),
+        mariadb::GTID_LIST => Some("GTID_LIST_EVENT"),
+        mariadb::START_ENCRYPTION => Some("START_ENCRYPTION_EVENT"),
+        mariadb::QUERY_COMPRESSED => Some("QUERY_COMPRESSED_EVENT"),
+        mariadb::FIRST_ROWS_COMPRESSED..=mariadb::LAST_ROWS_COMPRESSED => {
+            Some("compressed ROWS_EVENT (MariaDB)")
+        }
+        _ => None,
+    };
+    match (mariadb, mysql::binlog::EventType::try_from(code)) {
+        (Some(name), _) => name.to_string(),
+        (None, Ok(ty)) => format!("{ty:?}"),
+        (None, Err(_)) => format!("type {code}"),
+    }
 }
 
 /// Parses the 19-byte header at the start of `frame`.
@@ -635,15 +815,8 @@ fn verify_crc(frame: &[u8], header: Header) -> Result<()> {
         );
     }
     let (data, sum) = frame.split_at(frame.len() - 4);
-    let mut hasher = crc32fast::Hasher::new();
-    // LOG_EVENT_BINLOG_IN_USE_F is cleared when a file is closed, so it is not summed.
-    let mut head = [0u8; HEADER_LEN];
-    head.copy_from_slice(&data[..HEADER_LEN]);
-    head[17] &= !1;
-    hasher.update(&head);
-    hasher.update(&data[HEADER_LEN..]);
     let expected = u32::from_le_bytes([sum[0], sum[1], sum[2], sum[3]]);
-    let got = hasher.finalize();
+    let got = event_crc32(data);
     if got != expected {
         bail!(
             "checksum mismatch in an event of type {} ({got:#010x}, the event says {expected:#010x}): the binlog is damaged",
@@ -651,6 +824,18 @@ fn verify_crc(frame: &[u8], header: Header) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The CRC32 of an event's bytes before its checksum (`data` holds at least a header).
+pub(crate) fn event_crc32(data: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    // LOG_EVENT_BINLOG_IN_USE_F is cleared when a file is closed, so it is not summed.
+    let mut head = [0u8; HEADER_LEN];
+    head.copy_from_slice(&data[..HEADER_LEN]);
+    head[17] &= !1;
+    hasher.update(&head);
+    hasher.update(&data[HEADER_LEN..]);
+    hasher.finalize()
 }
 
 fn uuid(b: &[u8; 16]) -> String {

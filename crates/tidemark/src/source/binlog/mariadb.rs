@@ -46,6 +46,13 @@ pub fn gtid(body: &[u8], server_id: u32) -> Result<Gtid> {
 
 pub fn gtid_list(body: &[u8]) -> Result<String> {
     let count = (u32_at(body, 0)? & 0x0fff_ffff) as usize;
+    // 16 bytes per entry must be there before the count sizes anything.
+    if count > body.len().saturating_sub(4) / 16 {
+        bail!(
+            "GTID_LIST claims {count} entries but has {} bytes",
+            body.len()
+        );
+    }
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let at = 4 + i * 16;

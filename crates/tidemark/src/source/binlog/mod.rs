@@ -19,4 +19,4 @@ pub mod mariadb;
 pub mod stream;
 pub mod value;
 
-pub use event::{Body, Decoder, Event, RowImage, RowsKind, TableMap};
+pub use event::{Body, Decoder, Event, JsonChange, RowImage, RowsKind, TableMap};

@@ -123,7 +123,7 @@ pub fn json_after_diffs(
         };
         let value = match d.value() {
             Some(v) => Some(
-                serde_json::Value::try_from(v.clone())
+                serde_json::from_str(&json_text(v)?)
                     .map_err(|e| format!("a partial JSON update value that cannot be read: {e}"))?,
             ),
             None => None,
@@ -249,11 +249,65 @@ fn timestamp(secs: i64, micros: u32) -> Value {
     Value::DateTime(DateTime::from_unix(secs, micros))
 }
 
-/// MySQL's binary JSON as JSON text.
-fn json_text(j: &jsonb::Value<'_>) -> Result<String, String> {
-    let v = serde_json::Value::try_from(j.clone())
+/// MySQL's binary JSON as JSON text. Scalars MySQL stores as opaque values (what
+/// `CAST(NOW() AS JSON)` or `JSON_ARRAY(CAST(1.5 AS DECIMAL(4,2)))` produce) come out as
+/// MySQL prints them (`Json_wrapper::to_string` in MySQL's `sql-common/json_dom.cc`):
+/// DECIMAL as a number with its scale (`1.50`); DATE, TIME, DATETIME and TIMESTAMP as
+/// strings, with six fractional digits for the last three; any other opaque value as
+/// `"base64:typeN:..."` (N the column type code).
+pub fn json_text(j: &jsonb::Value<'_>) -> Result<String, String> {
+    let dom = j
+        .clone()
+        .parse()
         .map_err(|e| format!("a binary JSON value that cannot be read: {e}"))?;
-    Ok(v.to_string())
+    let mut out = String::new();
+    push_json(&mut out, &dom);
+    Ok(out)
+}
+
+fn push_json(out: &mut String, dom: &jsonb::JsonDom) {
+    use jsonb::{JsonContainer, JsonDom, JsonNumber, JsonScalar};
+    let quoted = |out: &mut String, s: &str| {
+        out.push_str(&serde_json::Value::String(s.to_string()).to_string())
+    };
+    match dom {
+        JsonDom::Container(JsonContainer::Array(items)) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json(out, item);
+            }
+            out.push(']');
+        }
+        JsonDom::Container(JsonContainer::Object(members)) => {
+            out.push('{');
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                quoted(out, key);
+                out.push(':');
+                push_json(out, value);
+            }
+            out.push('}');
+        }
+        JsonDom::Scalar(JsonScalar::Null) => out.push_str("null"),
+        JsonDom::Scalar(JsonScalar::Boolean(b)) => out.push_str(if *b { "true" } else { "false" }),
+        JsonDom::Scalar(JsonScalar::String(s)) => quoted(out, s),
+        JsonDom::Scalar(JsonScalar::DateTime(t)) => quoted(out, &format!("{t:.6}")),
+        JsonDom::Scalar(JsonScalar::Opaque(o)) => quoted(out, &o.to_string()),
+        JsonDom::Scalar(JsonScalar::Number(n)) => match n {
+            JsonNumber::Decimal(d) => out.push_str(&d.to_string()),
+            JsonNumber::Int(i) => out.push_str(&i.to_string()),
+            JsonNumber::Uint(u) => out.push_str(&u.to_string()),
+            // MySQL's JSON never holds NaN or infinities.
+            JsonNumber::Double(d) => out.push_str(
+                &serde_json::Number::from_f64(*d).map_or_else(|| "null".into(), |n| n.to_string()),
+            ),
+        },
+    }
 }
 
 #[cfg(test)]

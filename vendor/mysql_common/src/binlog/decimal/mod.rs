@@ -186,6 +186,14 @@ impl Decimal {
         scale: usize,
         keep_prec: bool,
     ) -> io::Result<Self> {
+        // tidemark: precision and scale come from the input (table map metadata, JSON
+        // opaque values); MySQL's limits, checked, so that the size below cannot underflow.
+        if precision == 0 || precision > 65 || scale > 30 || scale > precision {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("DECIMAL({precision},{scale}) is not a valid decimal type"),
+            ));
+        }
         let mut out = Self::default();
 
         let bin_size = decimal_bin_size(precision, scale);
@@ -219,6 +227,17 @@ impl Decimal {
         out.frac = frac;
 
         let mut input = &buffer[..];
+        // tidemark: as MySQL's `bin2decimal`, a group holding more digits than it may is
+        // damage (it overflowed the arithmetic below: a panic in debug builds).
+        let checked = |x: i32, digits: usize| -> io::Result<i32> {
+            if x < 0 || x >= POWERS_10[digits] {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a DECIMAL value with a digit group out of range",
+                ));
+            }
+            Ok(x)
+        };
 
         let mut trimmed = keep_prec;
         if prefix_len > 0 {
@@ -230,6 +249,7 @@ impl Decimal {
                 4 => input.read_i32::<BE>()?,
                 _ => unreachable!(),
             } ^ mask;
+            let x = checked(x, prefix_len)?;
             if x == 0 && !trimmed {
                 out.intg -= prefix_len;
             } else {
@@ -238,7 +258,7 @@ impl Decimal {
             }
         }
         for _ in 0..intg_full {
-            let x = input.read_i32::<BE>()? ^ mask;
+            let x = checked(input.read_i32::<BE>()? ^ mask, DIG_PER_DEC)?;
             if x == 0 && !trimmed {
                 out.intg -= DIG_PER_DEC;
             } else {
@@ -247,7 +267,7 @@ impl Decimal {
             }
         }
         for _ in 0..frac_full {
-            out.buf.push(input.read_i32::<BE>()? ^ mask);
+            out.buf.push(checked(input.read_i32::<BE>()? ^ mask, DIG_PER_DEC)?);
         }
         if suffix_len > 0 {
             let len = DIG_TO_BYTES[suffix_len];
@@ -258,7 +278,7 @@ impl Decimal {
                 4 => input.read_i32::<BE>()?,
                 _ => unreachable!(),
             } ^ mask;
-            x *= POWERS_10[DIG_PER_DEC - suffix_len];
+            x = checked(x, suffix_len)? * POWERS_10[DIG_PER_DEC - suffix_len];
             out.buf.push(x);
         }
 

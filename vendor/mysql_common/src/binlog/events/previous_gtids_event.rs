@@ -140,6 +140,18 @@ impl<'de> MyDeserialize<'de> for PreviousGtidsEvent<'de> {
             header & ((1u64 << 56) - 1)
         };
 
+        // tidemark: the count comes from the input; each entry takes at least 24 bytes
+        // (UUID + n_intervals), so a count the bytes cannot hold is damage, not a size
+        // to allocate (a flipped byte here used to abort the process).
+        if n_sids > (buf.len() / 24) as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "PreviousGtidsEvent claims {n_sids} SIDs but only {} bytes follow",
+                    buf.len()
+                ),
+            ));
+        }
         let mut sids = Vec::with_capacity(n_sids as usize);
 
         for _ in 0..n_sids {
@@ -198,6 +210,16 @@ impl<'de> MyDeserialize<'de> for PreviousGtidsEvent<'de> {
             let n_intervals = u64::from_le_bytes(n_intervals_bytes);
 
             // Intervals (16 bytes each)
+            // tidemark: 16 bytes per interval must be there before they are allocated.
+            if n_intervals > (buf.len() / 16) as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "PreviousGtidsEvent claims {n_intervals} intervals but only {} bytes follow",
+                        buf.len()
+                    ),
+                ));
+            }
             let mut intervals = Vec::with_capacity(n_intervals as usize);
             for _ in 0..n_intervals {
                 let interval: GnoInterval = buf.parse(())?;

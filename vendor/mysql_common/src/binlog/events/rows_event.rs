@@ -318,6 +318,7 @@ impl<'a> Iterator for RowsEventRows<'a> {
         if self.rows_data.is_empty() {
             return None;
         }
+        let left_before = self.rows_data.len();
 
         if let Some(cols) = self.rows_event.columns_before_image() {
             let ctx = (
@@ -328,7 +329,11 @@ impl<'a> Iterator for RowsEventRows<'a> {
             );
             row_before = match self.rows_data.parse(ctx) {
                 Ok(row_before) => Some(row_before),
-                Err(err) => return Some(Err(err)),
+                Err(err) => {
+                    // tidemark: nothing after a damaged row can be read.
+                    self.rows_data = ParseBuf(&[]);
+                    return Some(Err(err));
+                }
             };
         }
 
@@ -341,8 +346,21 @@ impl<'a> Iterator for RowsEventRows<'a> {
             );
             row_after = match self.rows_data.parse(ctx) {
                 Ok(row_after) => Some(row_after),
-                Err(err) => return Some(Err(err)),
+                Err(err) => {
+                    self.rows_data = ParseBuf(&[]);
+                    return Some(Err(err));
+                }
             };
+        }
+
+        // tidemark: a row that takes no bytes (its bitmaps mark no column present) would
+        // be read again and again from the same place: endless rows, unbounded memory.
+        if self.rows_data.len() == left_before {
+            self.rows_data = ParseBuf(&[]);
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a row image with no columns present, followed by more row data",
+            )));
         }
 
         Some(Ok((row_before, row_after)))

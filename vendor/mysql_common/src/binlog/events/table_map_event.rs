@@ -736,6 +736,14 @@ impl<'de> MyDeserialize<'de> for SetStrValues<'de> {
 
     fn deserialize((): Self::Ctx, buf: &mut ParseBuf<'de>) -> io::Result<Self> {
         let num_variants: RawInt<LenEnc> = buf.parse(())?;
+        // tidemark: every variant takes at least its length byte; a count the bytes
+        // cannot hold is damage, not a size to allocate.
+        if num_variants.0 > buf.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "table map metadata: more ENUM/SET members than bytes",
+            ));
+        }
         let mut values = Vec::with_capacity(num_variants.0 as usize);
         for _ in 0..num_variants.0 {
             values.push(buf.parse(())?);
@@ -877,6 +885,14 @@ impl<'de> MyDeserialize<'de> for EnumStrValues<'de> {
 
     fn deserialize((): Self::Ctx, buf: &mut ParseBuf<'de>) -> io::Result<Self> {
         let num_variants: RawInt<LenEnc> = buf.parse(())?;
+        // tidemark: every variant takes at least its length byte; a count the bytes
+        // cannot hold is damage, not a size to allocate.
+        if num_variants.0 > buf.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "table map metadata: more ENUM/SET members than bytes",
+            ));
+        }
         let mut values = Vec::with_capacity(num_variants.0 as usize);
         for _ in 0..num_variants.0 {
             values.push(buf.parse(())?);

@@ -305,7 +305,13 @@ impl<'de> MyDeserialize<'de> for TransactionPayloadEvent<'de> {
                 Ok(TransactionPayloadFields::OTW_PAYLOAD_COMPRESSION_TYPE_FIELD) => {
                     let _length = buf.read_lenenc_int()?;
                     let val = buf.read_lenenc_int()?;
-                    ob.algorithm = TransactionPayloadCompressionType::try_from(val).unwrap();
+                    // tidemark: an unknown compression type from the input panicked here.
+                    ob.algorithm = TransactionPayloadCompressionType::try_from(val).map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("unknown transaction payload compression type {val}"),
+                        )
+                    })?;
                     have_compression_type = true;
                     continue;
                 }
@@ -316,8 +322,15 @@ impl<'de> MyDeserialize<'de> for TransactionPayloadEvent<'de> {
                     continue;
                 }
                 Err(_) => {
-                    let length = buf.eat_lenenc_int();
-                    buf.skip(length as usize);
+                    // tidemark: the length of an unknown field comes from the input; skipping
+                    // past the end panicked.
+                    let length = buf.read_lenenc_int()?;
+                    if !buf.checked_skip(length as usize) {
+                        Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("a transaction payload field of {length} bytes runs past the event"),
+                        ))?;
+                    }
                     continue;
                 }
             };
