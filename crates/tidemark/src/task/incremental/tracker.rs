@@ -138,7 +138,11 @@ impl Tracker {
     /// store transaction. The applier passes its checkpoint: a crash between the two
     /// writes would otherwise pair a cleared `skip_until` with the old checkpoint, and a
     /// keyless table's changes before its snapshot would be applied a second time.
-    pub(super) fn save_with(&mut self, store: &Store, mut entries: Vec<(&str, String)>) -> Result<()> {
+    pub(super) fn save_with(
+        &mut self,
+        store: &Store,
+        mut entries: Vec<(&str, String)>,
+    ) -> Result<()> {
         if self.changed {
             let saved: Vec<SavedTable> = self
                 .tables
