@@ -1057,6 +1057,9 @@ fn write_sql_header(w: &mut impl Write) -> Result<()> {
         "-- all or nothing: it stops at the first error and nothing is committed."
     )?;
     writeln!(w, "{};", crate::connect::SESSION)?;
+    // The client cannot read warnings as Tidemark's own sessions do, so the file is
+    // strict: a value the destination would have to alter stops it, and nothing applies.
+    writeln!(w, "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES');")?;
     writeln!(w, "{};", REPAIR_SESSION)?;
     writeln!(w, "START TRANSACTION;")?;
     Ok(())
@@ -1124,9 +1127,25 @@ fn repair(
         None => {
             dst.query_drop(REPAIR_SESSION)?;
             dst.query_drop("START TRANSACTION")?;
+            // The session is not strict (`connect::SESSION`): a row the destination had
+            // to alter fails the repair, as it fails a copy's chunk, and nothing is kept.
+            let written = t.target_columns();
             for s in &statements {
                 dst.query_drop(s)
                     .with_context(|| format!("repairing {}", r.target))?;
+                if dst.warnings() == 0 {
+                    continue;
+                }
+                let serious = crate::sink::mysql::writer::changed_values(dst, &written, false)
+                    .with_context(|| format!("repairing {}", r.target))?;
+                if !serious.is_empty() {
+                    dst.query_drop("ROLLBACK")?;
+                    anyhow::bail!(
+                        "repairing {}: the destination changed values ({}); nothing of this table was repaired: make its columns fit the source's values, then run verify --repair again",
+                        r.target,
+                        serious.join("; ")
+                    );
+                }
             }
             dst.query_drop("COMMIT")?;
         }
