@@ -207,6 +207,16 @@ impl RocketMq {
         hold_down(dir, || signal_watched(dir, "KILL"), "the RocketMQ broker")
     }
 
+    /// Freezes the broker (SIGSTOP): its connections stay open and nothing is answered,
+    /// as behind a dead host or a stuck load balancer. [`RocketMq::thaw_broker`] resumes it.
+    pub fn freeze_broker(&self) -> Result<()> {
+        signal_watched(self.broker_dir.path(), "STOP")
+    }
+
+    pub fn thaw_broker(&self) -> Result<()> {
+        signal_watched(self.broker_dir.path(), "CONT")
+    }
+
     pub fn start_broker_again(&self) -> Result<()> {
         release(self.broker_dir.path(), "the RocketMQ broker")?;
         self.wait_broker()

@@ -870,9 +870,34 @@ fn broker_killed_mid_stream_loses_nothing() {
     if skip_unless_installed("rocketmq::broker_killed_mid_stream_loses_nothing") {
         return;
     }
-    // Its own cluster: the broker is killed.
+    broker_outage_loses_nothing(Outage::Kill);
+}
+
+/// The broker frozen (the path silent, connections open) for twice the task's network
+/// timeout: the missing acknowledgements are detected, the batches sent again.
+#[test]
+fn broker_frozen_mid_stream_is_detected_and_loses_nothing() {
+    if skip_unless_installed("rocketmq::broker_frozen_mid_stream_is_detected_and_loses_nothing") {
+        return;
+    }
+    broker_outage_loses_nothing(Outage::Freeze);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Outage {
+    /// SIGKILL for 3 s, then started again.
+    Kill,
+    /// SIGSTOP for twice the task's 3 s network timeout, then SIGCONT.
+    Freeze,
+}
+
+fn broker_outage_loses_nothing(outage: Outage) {
+    // Its own cluster: the broker is killed or frozen.
     let own = RocketMq::start(&Options::default()).expect("start RocketMQ");
-    let db = "mq_restart";
+    let db = match outage {
+        Outage::Kill => "mq_restart",
+        Outage::Freeze => "mq_frozen",
+    };
     let e = env();
     fresh(
         db,
@@ -881,10 +906,15 @@ fn broker_killed_mid_stream_loses_nothing() {
          INSERT INTO {db}.t VALUES (1, 0), (2, 0), (3, 0);"
         ),
     );
-    let topic = "mq_restart_topic";
+    let topic = format!("{db}_topic");
+    let topic = topic.as_str();
     create_topic(&own, topic, 4);
+    let timeout = match outage {
+        Outage::Kill => String::new(),
+        Outage::Freeze => "[advanced]\nnetwork_timeout_seconds = 3\n".into(),
+    };
     let t = TaskDir::raw(&format!(
-        "[source]\nurl = \"{}\"\n[destination]\ntype = \"rocketmq\"\nname_servers = [\"{}\"]\ntopic = \"{topic}\"\n[migration]\ntypes = [\"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n",
+        "[source]\nurl = \"{}\"\n[destination]\ntype = \"rocketmq\"\nname_servers = [\"{}\"]\ntopic = \"{topic}\"\n[migration]\ntypes = [\"full\", \"incremental\"]\n{timeout}[[objects]]\ndatabase = \"{db}\"\n",
         e.pair.source.url(),
         own.name_server
     ));
@@ -911,9 +941,18 @@ fn broker_killed_mid_stream_loses_nothing() {
         })
     };
     std::thread::sleep(Duration::from_secs(2));
-    own.kill_broker().expect("kill broker");
-    std::thread::sleep(Duration::from_secs(3));
-    own.start_broker_again().expect("start broker again");
+    match outage {
+        Outage::Kill => {
+            own.kill_broker().expect("kill broker");
+            std::thread::sleep(Duration::from_secs(3));
+            own.start_broker_again().expect("start broker again");
+        }
+        Outage::Freeze => {
+            own.freeze_broker().expect("freeze broker");
+            std::thread::sleep(Duration::from_secs(6));
+            own.thaw_broker().expect("thaw broker");
+        }
+    }
     std::thread::sleep(Duration::from_secs(2));
     stop_writes.store(true, Ordering::Relaxed);
     let last = w.join().unwrap();
@@ -972,11 +1011,17 @@ fn broker_killed_mid_stream_loses_nothing() {
                 out.contains("retrying") || out.contains("sending the batch again"),
                 "{out}"
             );
+            if outage == Outage::Freeze {
+                assert!(
+                    out.contains("within 3 s"),
+                    "the silence must be detected by the network timeout:\n{out}"
+                );
+            }
             return;
         }
         if Instant::now() > deadline {
             let out = stop(child);
-            panic!("after the broker restart the topic never held the source's rows ({} of {}):\n{out}\n{}", got.len(), want.len(), own.broker_log());
+            panic!("after the broker outage the topic never held the source's rows ({} of {}):\n{out}\n{}", got.len(), want.len(), own.broker_log());
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -1059,7 +1059,10 @@ fn write_sql_header(w: &mut impl Write) -> Result<()> {
     writeln!(w, "{};", crate::connect::SESSION)?;
     // The client cannot read warnings as Tidemark's own sessions do, so the file is
     // strict: a value the destination would have to alter stops it, and nothing applies.
-    writeln!(w, "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES');")?;
+    writeln!(
+        w,
+        "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES');"
+    )?;
     writeln!(w, "{};", REPAIR_SESSION)?;
     writeln!(w, "START TRANSACTION;")?;
     Ok(())
