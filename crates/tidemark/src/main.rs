@@ -437,7 +437,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let status = store.status()?;
+    let (status, status_pid) = store.status_and_pid()?;
     let state = run_state(status, &process);
     let running = matches!(process, Process::Running(_));
     let mut tables = store.progress()?;
@@ -471,7 +471,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             "task": task.name, "status": status, "state": state,
             "pid": who.map(|h| h.pid), "host": who.map(|h| h.host.clone()),
             "heartbeat_at": heartbeat, "progress": live,
-            "status_pid": store.get("status_pid")?.and_then(|p| p.parse::<u32>().ok()),
+            "status_pid": status_pid,
             "updated_at": updated, "error": error, "tables": tables, "retrying": retrying,
             "incremental": incremental, "verification": verification, "messages": messages,
         });

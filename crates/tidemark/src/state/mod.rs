@@ -214,10 +214,31 @@ impl Store {
 
     /// Records the status, and which process recorded it (so a watcher can tell a status
     /// left by an earlier run from this run's).
+    /// Records the status with the process that set it, in one transaction, so a reader
+    /// of [`Store::status_and_pid`] never pairs one run's status with another run's pid.
     pub fn set_status(&self, s: TaskStatus) -> Result<()> {
-        self.set("status", s.as_str())?;
-        self.set("status_pid", &std::process::id().to_string())?;
-        self.set("updated_at", &now_rfc3339())
+        self.set_all(&[
+            ("status", s.as_str().to_string()),
+            ("status_pid", std::process::id().to_string()),
+            ("updated_at", now_rfc3339()),
+        ])
+    }
+
+    /// The status and the pid of the process that set it, read in one statement.
+    pub fn status_and_pid(&self) -> Result<(TaskStatus, Option<u32>)> {
+        let db = self.db();
+        let mut q =
+            db.prepare("SELECT key, value FROM task WHERE key IN ('status', 'status_pid')")?;
+        let mut rows = q.query([])?;
+        let (mut status, mut pid) = (TaskStatus::NotStarted, None);
+        while let Some(r) = rows.next()? {
+            let (key, value): (String, String) = (r.get(0)?, r.get(1)?);
+            match key.as_str() {
+                "status" => status = TaskStatus::parse(&value),
+                _ => pid = value.parse::<u32>().ok(),
+            }
+        }
+        Ok((status, pid))
     }
 
     /// Records a schema object this task created on the destination.
