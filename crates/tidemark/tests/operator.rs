@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_same, env, text, TaskDir};
+use common::{assert_same, env, spawn, text, TaskDir};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,18 +30,6 @@ fn big_source(db: &str) {
          ANALYZE TABLE {db}.big, {db}.keyless;"
     ));
     env().dst_sql(&format!("DROP DATABASE IF EXISTS {db}_dst"));
-}
-
-fn spawn_run(t: &TaskDir) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["run", "--no-progress"])
-        .arg(&t.file)
-        .env_remove("RUST_LOG")
-        .envs(t.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tidemark")
 }
 
 fn status(t: &TaskDir) -> serde_json::Value {
@@ -89,7 +77,7 @@ fn sigterm_mid_copy_stops_at_a_chunk_boundary_and_the_resume_is_exact() {
     let db = "op_sigterm";
     big_source(db);
     let t = slow_task(db, 8000);
-    let mut child = spawn_run(&t);
+    let mut child = spawn(&t, &[]);
     wait_status(&t, &mut child, "a chunk was copied", |v| {
         chunks_done(v, "op_sigterm.big") >= 2 && v["progress"].is_string()
     });
@@ -157,7 +145,7 @@ fn a_second_run_is_refused_and_a_killed_run_does_not_block_the_next() {
     let db = "op_lock";
     big_source(db);
     let t = slow_task(db, 6000);
-    let mut first = spawn_run(&t);
+    let mut first = spawn(&t, &[]);
     wait_status(&t, &mut first, "copying", |v| v["status"] == "full");
     let second = t.tidemark(&["run", "--no-progress"]);
     let log = text(&second);
@@ -193,7 +181,7 @@ fn stop_command_stops_a_running_task_and_verify_stops_on_sigterm() {
     let db = "op_stop";
     big_source(db);
     let t = slow_task(db, 5000);
-    let mut child = spawn_run(&t);
+    let mut child = spawn(&t, &[]);
     wait_status(&t, &mut child, "copying", |v| {
         chunks_done(v, "op_stop.big") >= 1
     });
@@ -241,7 +229,7 @@ fn an_edited_task_file_is_refused_naming_the_keys_and_reset_starts_over() {
     big_source(db);
     env().dst_sql("DROP DATABASE IF EXISTS op_edit_new");
     let t = slow_task(db, 6000);
-    let mut child = spawn_run(&t);
+    let mut child = spawn(&t, &[]);
     wait_status(&t, &mut child, "copying", |v| {
         chunks_done(v, "op_edit.big") >= 1
     });
