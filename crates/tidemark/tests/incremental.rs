@@ -716,19 +716,23 @@ fn continuous_verification_under_writes() {
             .unwrap_or(0)
     };
     let before = pass_of(&summary(&t));
-    env().dst_sql(&format!("DELETE FROM {db}.orders WHERE id = 1000"));
+    // A row the source never had (the writer's ids stay below 14 000): deleting an
+    // existing row instead raced with the writer, which may have deleted or moved it.
+    env().dst_sql(&format!(
+        "INSERT INTO {db}.orders (id, customer, total, note) VALUES (900000, 1, 1.00, 'planted')"
+    ));
     let started = Instant::now();
     let mut found = String::new();
     while started.elapsed() < Duration::from_secs(600) {
         found = summary(&t);
-        if found.contains("1 missing") || pass_of(&found) >= before + 2 {
+        if found.contains("1 extra") || pass_of(&found) >= before + 2 {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     let log = stop(child);
     assert!(
-        found.contains("1 missing"),
+        found.contains("1 extra"),
         "the planted difference was not found by a pass that started after it (passes before: {before}): {found}\n{log}"
     );
     assert!(
