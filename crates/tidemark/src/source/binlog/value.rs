@@ -130,7 +130,42 @@ pub fn json_after_diffs(
         };
         apply_json_diff(&mut doc, &d.path_str(), op, value)?;
     }
-    Ok(Value::Json(doc.to_string().into_bytes()))
+    let mut out = String::new();
+    push_json_value(&mut out, &doc);
+    Ok(Value::Json(out.into_bytes()))
+}
+
+/// A document as MySQL prints it (and as [`json_text`] renders the binary form): object
+/// keys shortest first, then by bytes, the order of MySQL's binary JSON, so a document
+/// rewritten by a partial update reads the same as one logged whole.
+fn push_json_value(out: &mut String, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_value(out, item);
+            }
+            out.push(']');
+        }
+        serde_json::Value::Object(members) => {
+            let mut keys: Vec<&String> = members.keys().collect();
+            keys.sort_by(|a, b| (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes())));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                push_json_value(out, &members[key]);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// Adjusts a decoded value to the column's definition.
@@ -498,5 +533,15 @@ mod json_diff_tests {
         assert_eq!(d, json!({"a": {"b c": [0, 1, "two", 3]}, "y": null}));
         assert!(apply_json_diff(&mut d, "$.nope.z", JsonOp::Replace, Some(json!(1))).is_err());
         assert!(json_path("a.b").is_err());
+    }
+
+    /// A partial update rewrites the whole document from its before image: numbers keep
+    /// the text MySQL gave them (a DECIMAL opaque's scale, integers beyond 64 bits),
+    /// which reading them as doubles would change.
+    #[test]
+    fn numbers_keep_their_text_through_a_partial_update() {
+        let before = br#"{"d":1.50,"i":7,"big":123456789012345678901234567890,"small":-0.000100}"#;
+        let after = json_after_diffs(Some(&Value::Json(before.to_vec())), &[]).unwrap();
+        assert_eq!(after, Value::Json(before.to_vec()));
     }
 }
