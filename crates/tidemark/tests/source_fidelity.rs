@@ -4,7 +4,8 @@
 //! - data written under a permissive `sql_mode` (zero dates, values clipped into range,
 //!   generated columns whose expression overflows for such rows), by the full copy and by
 //!   the incremental apply, with `CHECKSUM TABLE` equal and `tidemark verify` clean;
-//! - a value that really does not fit its destination column fails the chunk or batch;
+//! - a value that really does not fit its destination column fails the chunk or batch,
+//!   told apart row by row from an ENUM's error value, which both ends hold alike;
 //! - a source that switches to `binlog_row_image = MINIMAL` mid-stream stops the task
 //!   with a clear error, and no row is written from the partial image.
 
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 
 /// A table whose rows a strict session refuses to write as they are: `gen` and `st`
 /// overflow INT for `i` = INT maximum (the source clips them, with a warning), zero dates
-/// and a zero month, values clipped into TINYINT and INT UNSIGNED on insert.
+/// and a zero month, values clipped into TINYINT and INT UNSIGNED on insert, and an
+/// invalid ENUM value stored as the error value ('' with index 0).
 const LEGACY_TABLE: &str = "CREATE TABLE t (
     id INT PRIMARY KEY,
     i INT,
@@ -28,6 +30,7 @@ const LEGACY_TABLE: &str = "CREATE TABLE t (
     zero_month DATE,
     small TINYINT,
     u INT UNSIGNED,
+    e ENUM('a', 'b'),
     KEY (gen)
 )";
 
@@ -35,10 +38,10 @@ fn legacy_rows(first_id: u32) -> String {
     let (a, b, c) = (first_id, first_id + 1, first_id + 2);
     format!(
         "SET SESSION sql_mode = '';
-         INSERT INTO t (id, i, d, dt, ts, zero_month, small, u) VALUES
-           ({a}, 2147483647, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '2020-00-15', 300, -5),
-           ({b}, 2147483647, '2020-02-01', '2020-02-01 10:00:00', NULL, '2021-07-00', -300, 5000000000),
-           ({c}, 1, '1999-12-31', '1999-12-31 23:59:59', '2001-01-01 00:00:00', '0000-01-01', 1, 1);"
+         INSERT INTO t (id, i, d, dt, ts, zero_month, small, u, e) VALUES
+           ({a}, 2147483647, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '2020-00-15', 300, -5, 'zz'),
+           ({b}, 2147483647, '2020-02-01', '2020-02-01 10:00:00', NULL, '2021-07-00', -300, 5000000000, 'b'),
+           ({c}, 1, '1999-12-31', '1999-12-31 23:59:59', '2001-01-01 00:00:00', '0000-01-01', 1, 1, 'zz');"
     )
 }
 
@@ -56,7 +59,7 @@ fn verify_clean(t: &TaskDir) {
 fn values(c: &mut mysql::Conn, db: &str) -> Vec<Option<String>> {
     let q = format!(
         "SELECT CONCAT_WS(' | ', id, IFNULL(i, 'NULL'), IFNULL(gen, 'NULL'), IFNULL(st, 'NULL'), IFNULL(d, 'NULL'), \
-         IFNULL(dt, 'NULL'), IFNULL(UNIX_TIMESTAMP(ts), 'NULL'), IFNULL(zero_month, 'NULL'), IFNULL(small, 'NULL'), IFNULL(u, 'NULL')) \
+         IFNULL(dt, 'NULL'), IFNULL(UNIX_TIMESTAMP(ts), 'NULL'), IFNULL(zero_month, 'NULL'), IFNULL(small, 'NULL'), IFNULL(u, 'NULL'), IFNULL(e + 0, 'NULL')) \
          FROM `{db}`.t ORDER BY id"
     );
     c.query(&q).unwrap_or_default()
@@ -211,6 +214,40 @@ fn values_that_do_not_fit_the_destination_fail() {
         .query_first(format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 3"))
         .expect("count");
     assert_eq!(three, Some(0), "the truncated row was written");
+}
+
+/// An ENUM value the destination column lacks is a real change, told apart from the
+/// error value ('' with index 0, which both ends hold alike) row by row: the same chunk
+/// holds both, and the copy fails naming the column.
+#[test]
+fn enum_members_the_destination_lacks_fail() {
+    let db = "legacy_enum_narrow";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, e ENUM('a', 'b', 'c'));
+         SET SESSION sql_mode = '';
+         INSERT INTO t VALUES (1, 'zz'), (2, 'c'), (3, 'a');"
+    ));
+    env().dst_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, e ENUM('a', 'b'));"
+    ));
+    let full = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\"]\non_conflicting_tables = \"ignore\"\n\
+         [[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let out = full.tidemark(&["run", "--no-progress"]);
+    let log = text(&out);
+    assert!(!out.status.success(), "a changing copy succeeded:\n{log}");
+    assert!(
+        log.contains("changed or skipped values") && log.contains("'e' at row 2"),
+        "the error should name the column and the row that changed, not the error value:\n{log}"
+    );
+    let rows: Option<u64> = env()
+        .dst()
+        .query_first(format!("SELECT COUNT(*) FROM `{db}`.t"))
+        .expect("count");
+    assert_eq!(rows, Some(0), "a failed chunk left rows behind");
 }
 
 /// The precheck requires `binlog_row_image = FULL`, but a session may change it later.

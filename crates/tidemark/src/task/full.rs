@@ -55,11 +55,13 @@ enum Msg {
     },
     Statement {
         sql: String,
+        error_values: writer::ErrorValues,
     },
     /// A LOAD DATA statement and the rows it reads.
     Load {
         sql: Arc<str>,
         data: Vec<u8>,
+        error_values: writer::ErrorValues,
     },
     /// One row too large for a text statement: a prepared INSERT and its values.
     Prepared {
@@ -477,7 +479,7 @@ fn write_loop(
             }
             continue;
         }
-        let (result, sql): (Result<(), mysql::Error>, String) = match msg {
+        let (result, sql, error_values): (Result<(), mysql::Error>, String, _) = match msg {
             Msg::Begin { .. } => return Err(anyhow!("internal: a chunk began inside another")),
             Msg::Abort => {
                 let _ = dst.query_drop("ROLLBACK");
@@ -486,14 +488,19 @@ fn write_loop(
                 }
                 continue;
             }
-            Msg::Statement { sql } => (dst.query_drop(&sql), sql),
-            Msg::Load { sql, data } => {
+            Msg::Statement { sql, error_values } => (dst.query_drop(&sql), sql, error_values),
+            Msg::Load {
+                sql,
+                data,
+                error_values,
+            } => {
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
-                (dst.query_drop(&*sql), sql.to_string())
+                (dst.query_drop(&*sql), sql.to_string(), error_values)
             }
             Msg::Prepared { sql, row } => {
                 let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
-                (dst.exec_drop(&sql, params), sql)
+                let error_values = writer::error_values_of(&sh.plan.tables[w.job.table], &row);
+                (dst.exec_drop(&sql, params), sql, error_values)
             }
             Msg::End { rows, bytes } => match dst.query_drop("COMMIT") {
                 Ok(()) => {
@@ -522,7 +529,7 @@ fn write_loop(
         match result {
             Ok(()) if dst.warnings() > 0 => {
                 let written = sh.plan.tables[w.job.table].target_columns();
-                check_warnings(&mut dst, &sql, &written)?
+                check_warnings(&mut dst, &sql, &written, &error_values)?
             }
             Ok(()) => {}
             Err(e) => {
@@ -599,9 +606,14 @@ fn fail_chunk(
 /// A value that does not fit its destination column is a warning in the session's
 /// sql_mode (as with LOAD DATA LOCAL and INSERT IGNORE): such a warning fails the chunk,
 /// so nothing is silently changed or skipped (see [`writer::changed_values`]).
-fn check_warnings(dst: &mut mysql::Conn, sql: &str, written: &[String]) -> Result<()> {
+fn check_warnings(
+    dst: &mut mysql::Conn,
+    sql: &str,
+    written: &[String],
+    error_values: &[(u64, usize)],
+) -> Result<()> {
     let ignore = sql.starts_with("INSERT IGNORE ") || sql.contains("' IGNORE INTO");
-    let serious = writer::changed_values(dst, written, ignore)?;
+    let serious = writer::changed_values(dst, written, ignore, error_values)?;
     if serious.is_empty() {
         return Ok(());
     }
@@ -660,11 +672,21 @@ impl Batcher {
 
     fn take(&mut self) -> Msg {
         match self {
-            Batcher::Insert(b) => Msg::Statement { sql: b.take().0 },
-            Batcher::Load(b) => Msg::Load {
-                sql: b.statement(),
-                data: b.take().0,
-            },
+            Batcher::Insert(b) => {
+                let batch = b.take();
+                Msg::Statement {
+                    sql: batch.body,
+                    error_values: batch.error_values,
+                }
+            }
+            Batcher::Load(b) => {
+                let batch = b.take();
+                Msg::Load {
+                    sql: b.statement(),
+                    data: batch.body,
+                    error_values: batch.error_values,
+                }
+            }
         }
     }
 }

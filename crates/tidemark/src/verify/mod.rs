@@ -1106,7 +1106,8 @@ fn repair(
         if let Some(row) = fetch(src, t, false, &d.values)? {
             let mut b = InsertBuilder::new(t, InsertMode::Replace, 1, usize::MAX);
             b.push(&row);
-            statements.push(b.take().0);
+            let batch = b.take();
+            statements.push((batch.body, batch.error_values));
         }
     }
     for d in &r.extra {
@@ -1114,16 +1115,19 @@ fn repair(
         for (n, lit) in key_names(t, true).into_iter().zip(&d.key) {
             cond.push(format!("{n} = {lit}"));
         }
-        statements.push(format!(
-            "DELETE FROM {} WHERE {} LIMIT 1",
-            t.target.quoted(),
-            cond.join(" AND ")
+        statements.push((
+            format!(
+                "DELETE FROM {} WHERE {} LIMIT 1",
+                t.target.quoted(),
+                cond.join(" AND ")
+            ),
+            Vec::new(),
         ));
     }
     match sql_out.as_mut() {
         Some(w) => {
             writeln!(w, "-- {} → {}", r.source, r.target)?;
-            for s in &statements {
+            for (s, _) in &statements {
                 writeln!(w, "{s};")?;
             }
         }
@@ -1133,14 +1137,15 @@ fn repair(
             // The session is not strict (`connect::SESSION`): a row the destination had
             // to alter fails the repair, as it fails a copy's chunk, and nothing is kept.
             let written = t.target_columns();
-            for s in &statements {
+            for (s, error_values) in &statements {
                 dst.query_drop(s)
                     .with_context(|| format!("repairing {}", r.target))?;
                 if dst.warnings() == 0 {
                     continue;
                 }
-                let serious = crate::sink::mysql::writer::changed_values(dst, &written, false)
-                    .with_context(|| format!("repairing {}", r.target))?;
+                let serious =
+                    crate::sink::mysql::writer::changed_values(dst, &written, false, error_values)
+                        .with_context(|| format!("repairing {}", r.target))?;
                 if !serious.is_empty() {
                     dst.query_drop("ROLLBACK")?;
                     anyhow::bail!(

@@ -9,7 +9,9 @@
 //! coalesced or split: their changes are replayed one by one, in order, on the first
 //! connection.
 
-use crate::sink::mysql::writer::{changed_values, InsertBuilder, InsertMode};
+use crate::sink::mysql::writer::{
+    changed_values, error_values_of, ErrorValues, InsertBuilder, InsertMode,
+};
 use crate::transform::mapping::TablePlan;
 use mysql::prelude::Queryable;
 use std::collections::HashMap;
@@ -234,13 +236,14 @@ pub fn apply(
     // not strict; see `writer::changed_values`), as the full copy fails its chunk.
     let checked = |dst: &mut mysql::Conn,
                    written: &[String],
-                   sql: String|
+                   (sql, error_values): (String, ErrorValues)|
      -> Result<(), (mysql::Error, String)> {
         dst.query_drop(&sql).map_err(|e| (e, sql.clone()))?;
         if dst.warnings() == 0 {
             return Ok(());
         }
-        let serious = changed_values(dst, written, false).map_err(|e| (e, sql.clone()))?;
+        let serious =
+            changed_values(dst, written, false, &error_values).map_err(|e| (e, sql.clone()))?;
         if serious.is_empty() {
             return Ok(());
         }
@@ -278,16 +281,18 @@ pub fn apply(
             let mut b = InsertBuilder::new(plan, mode, 1_000, batch_bytes);
             for row in list {
                 if b.push(row) {
-                    checked(dst, &written, b.take().0)?;
+                    let batch = b.take();
+                    checked(dst, &written, (batch.body, batch.error_values))?;
                 }
             }
             if !b.is_empty() {
-                checked(dst, &written, b.take().0)?;
+                let batch = b.take();
+                checked(dst, &written, (batch.body, batch.error_values))?;
             }
         }
         for change in &w.ordered {
-            for sql in keyless_statements(plan, change) {
-                checked(dst, &written, sql)?;
+            for statement in keyless_statements(plan, change) {
+                checked(dst, &written, statement)?;
             }
         }
         rows += w.rows() as u64;
@@ -331,7 +336,7 @@ fn delete_keys(plan: &TablePlan, keys: &[Row]) -> String {
 
 /// Statements for one change of a keyless table: rows are matched on every copied
 /// column (NULL-safe), one row at a time.
-fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<String> {
+fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<(String, ErrorValues)> {
     let target = plan.target.quoted();
     let cols = plan.target_columns();
     let project = |row: &Row| -> Row { plan.copied.iter().map(|&i| row[i].clone()).collect() };
@@ -350,13 +355,14 @@ fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<String> {
     let insert = |row: &Row| {
         let mut b = InsertBuilder::new(plan, InsertMode::Insert, 1, usize::MAX);
         b.push(&project(row));
-        b.take().0
+        let batch = b.take();
+        (batch.body, batch.error_values)
     };
     match change {
         Change::Insert { row, .. } => vec![insert(row)],
-        Change::Delete { before, .. } => vec![format!(
-            "DELETE FROM {target} WHERE {} LIMIT 1",
-            matching(before)
+        Change::Delete { before, .. } => vec![(
+            format!("DELETE FROM {target} WHERE {} LIMIT 1", matching(before)),
+            ErrorValues::new(),
         )],
         Change::Update { before, after, .. } => {
             let mut set = String::new();
@@ -368,9 +374,12 @@ fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<String> {
                 set.push_str(" = ");
                 push_literal(&mut set, &v);
             }
-            vec![format!(
-                "UPDATE {target} SET {set} WHERE {} LIMIT 1",
-                matching(before)
+            vec![(
+                format!(
+                    "UPDATE {target} SET {set} WHERE {} LIMIT 1",
+                    matching(before)
+                ),
+                error_values_of(plan, &project(after)),
             )]
         }
         Change::Ddl { .. } | Change::Commit { .. } => Vec::new(),

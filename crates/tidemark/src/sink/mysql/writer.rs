@@ -10,11 +10,14 @@ use tidemark_core::{Row, Value};
 /// is not strict (see `connect.rs`), so a value that does not fit its column is a warning.
 /// Not counted: warnings about a column not in `written` (a generated or defaulted column
 /// the destination computes itself, as the source did, e.g. an expression that overflows
-/// for legacy data), and duplicate keys when `duplicates_expected` (INSERT IGNORE).
+/// for legacy data), duplicate keys when `duplicates_expected` (INSERT IGNORE), and
+/// "Data truncated" for an ENUM column at a row where the statement wrote the column's
+/// error value (see [`ErrorValues`]).
 pub fn changed_values(
     dst: &mut mysql::Conn,
     written: &[String],
     duplicates_expected: bool,
+    error_values: &[(u64, usize)],
 ) -> Result<Vec<String>, mysql::Error> {
     use mysql::prelude::Queryable;
     let count = dst.warnings() as usize;
@@ -23,9 +26,17 @@ pub fn changed_values(
         .into_iter()
         .filter(|(_, code, message)| {
             let duplicate = duplicates_expected && *code == 1062;
-            let computed = warned_column(message)
-                .is_some_and(|c| !written.iter().any(|w| w.eq_ignore_ascii_case(&c)));
-            !duplicate && !computed
+            let column = warned_column(message);
+            let computed = column
+                .as_ref()
+                .is_some_and(|c| !written.iter().any(|w| w.eq_ignore_ascii_case(c)));
+            let error_value = *code == 1265
+                && column.zip(warned_row(message)).is_some_and(|(c, row)| {
+                    error_values.iter().any(|&(r, i)| {
+                        r == row && written.get(i).is_some_and(|w| w.eq_ignore_ascii_case(&c))
+                    })
+                });
+            !duplicate && !computed && !error_value
         })
         .map(|(level, code, message)| format!("{level} {code}: {message}"))
         .collect();
@@ -34,6 +45,51 @@ pub fn changed_values(
         serious.push(format!("{count} warnings, more than the server keeps"));
     }
     Ok(serious)
+}
+
+/// The row a warning names (`... at row 3`), counted from 1 within the statement.
+fn warned_row(message: &str) -> Option<u64> {
+    let (_, n) = message.rsplit_once(" at row ")?;
+    n.trim().parse().ok()
+}
+
+/// Where a statement writes an ENUM column's error value, as (row counted from 1, index
+/// of the written column). A source written under a permissive `sql_mode` holds an
+/// invalid ENUM value as '' with index 0; the destination stores the same when given index
+/// 0, with warning 1265 "Data truncated", which is then no change.
+pub type ErrorValues = Vec<(u64, usize)>;
+
+/// The written columns that are ENUMs: those whose values may be error values.
+fn enum_columns(t: &TablePlan) -> Vec<usize> {
+    t.copied_columns()
+        .enumerate()
+        .filter(|(_, c)| c.kind == tidemark_core::ColumnKind::Enum)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Records the error values of `row`, the statement's row `number` (from 1).
+fn note_error_values(enums: &[usize], number: usize, row: &Row, out: &mut ErrorValues) {
+    for &i in enums {
+        if matches!(row.get(i), Some(Value::UInt(0) | Value::Int(0))) {
+            out.push((number as u64, i));
+        }
+    }
+}
+
+/// The error values of a one-row statement.
+pub fn error_values_of(t: &TablePlan, row: &Row) -> ErrorValues {
+    let mut out = ErrorValues::new();
+    note_error_values(&enum_columns(t), 1, row, &mut out);
+    out
+}
+
+/// A statement (or LOAD DATA input) taken from a builder: its body, how many rows it
+/// holds, and where it writes ENUM error values.
+pub struct Batch<T> {
+    pub body: T,
+    pub rows: usize,
+    pub error_values: ErrorValues,
 }
 
 /// The column a warning names: `... for column 'c' at row 1`, `... for column
@@ -78,6 +134,8 @@ pub struct InsertBuilder {
     max_bytes: usize,
     /// Per column: values are sent as character strings (see [`text_typed`]).
     text: Vec<bool>,
+    enums: Vec<usize>,
+    error_values: ErrorValues,
 }
 
 impl InsertBuilder {
@@ -104,6 +162,8 @@ impl InsertBuilder {
             max_rows,
             max_bytes,
             text,
+            enums: enum_columns(t),
+            error_values: ErrorValues::new(),
         }
     }
 
@@ -129,6 +189,7 @@ impl InsertBuilder {
         }
         self.sql.push(')');
         self.rows += 1;
+        note_error_values(&self.enums, self.rows, row, &mut self.error_values);
         self.rows >= self.max_rows || self.sql.len() >= self.max_bytes
     }
 
@@ -165,10 +226,13 @@ impl InsertBuilder {
         format!("{}({})", self.prefix, marks.join(", "))
     }
 
-    /// Takes the statement built so far (and its row count), leaving the builder empty.
-    pub fn take(&mut self) -> (String, usize) {
-        let rows = std::mem::take(&mut self.rows);
-        (std::mem::take(&mut self.sql), rows)
+    /// Takes the statement built so far, leaving the builder empty.
+    pub fn take(&mut self) -> Batch<String> {
+        Batch {
+            body: std::mem::take(&mut self.sql),
+            rows: std::mem::take(&mut self.rows),
+            error_values: std::mem::take(&mut self.error_values),
+        }
     }
 }
 
@@ -182,6 +246,8 @@ pub struct LoadBuilder {
     rows: usize,
     max_rows: usize,
     max_bytes: usize,
+    enums: Vec<usize>,
+    error_values: ErrorValues,
 }
 
 impl LoadBuilder {
@@ -232,6 +298,8 @@ impl LoadBuilder {
             rows: 0,
             max_rows,
             max_bytes,
+            enums: enum_columns(t),
+            error_values: ErrorValues::new(),
         }
     }
 
@@ -250,6 +318,7 @@ impl LoadBuilder {
         }
         self.data.push(b'\n');
         self.rows += 1;
+        note_error_values(&self.enums, self.rows, row, &mut self.error_values);
         self.rows >= self.max_rows || self.data.len() >= self.max_bytes
     }
 
@@ -262,9 +331,12 @@ impl LoadBuilder {
         self.rows
     }
 
-    pub fn take(&mut self) -> (Vec<u8>, usize) {
-        let rows = std::mem::take(&mut self.rows);
-        (std::mem::take(&mut self.data), rows)
+    pub fn take(&mut self) -> Batch<Vec<u8>> {
+        Batch {
+            body: std::mem::take(&mut self.data),
+            rows: std::mem::take(&mut self.rows),
+            error_values: std::mem::take(&mut self.error_values),
+        }
     }
 }
 

@@ -395,12 +395,12 @@ impl<'a> Applier<'a> {
                 crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
                     rows += 1;
                     if insert.push(&row) {
-                        ddl_conn.query_drop(insert.take().0)?;
+                        ddl_conn.query_drop(insert.take().body)?;
                     }
                     Ok(())
                 })?;
                 if !insert.is_empty() {
-                    ddl_conn.query_drop(insert.take().0)?;
+                    ddl_conn.query_drop(insert.take().body)?;
                 }
             }
             Target::Queue(q) => {
