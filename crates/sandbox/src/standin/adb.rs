@@ -224,7 +224,9 @@ impl Session for AdbSession {
         };
         let mut out = Vec::new();
         for s in stmts {
-            let replies = if s.len() > self.opts.max_statement_bytes {
+            let replies = if let Some(r) = super::own_variable(s) {
+                vec![r]
+            } else if s.len() > self.opts.max_statement_bytes {
                 vec![Reply::Err(SqlError::new(
                     1105,
                     "HY000",

@@ -231,6 +231,21 @@ pub(crate) fn forward(conn: &mut mysql::Conn, sql: &str) -> Vec<Reply> {
     out
 }
 
+/// Answers the variable reads a stand-in must not take from its storage server:
+/// `@@socket` names MariaDB's unix socket, and the `mysql` crate, told so, would connect
+/// to MariaDB directly, past the stand-in. An empty name keeps it on TCP.
+pub(crate) fn own_variable(sql: &str) -> Option<Reply> {
+    let compact: String = sql
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (compact == "select@@socket").then(|| Reply::Rows {
+        cols: vec![Col::text("@@socket")],
+        rows: vec![vec![Some(Vec::new())]],
+    })
+}
+
 /// A connection to the storage server for one client session.
 pub(crate) fn storage_conn(port: u16, db: Option<&str>) -> std::result::Result<mysql::Conn, SqlError> {
     let opts = mysql::OptsBuilder::new()

@@ -234,7 +234,10 @@ fn ok_packet(affected: u64, last_insert_id: u64, status: u16, info: &str) -> Vec
     lenenc_int(&mut p, last_insert_id);
     p.extend_from_slice(&status.to_le_bytes());
     p.extend_from_slice(&0u16.to_le_bytes());
-    p.extend_from_slice(info.as_bytes());
+    // Documented as string<EOF>, but servers send (and clients parse) string<lenenc>.
+    if !info.is_empty() {
+        lenenc_str(&mut p, info.as_bytes());
+    }
     p
 }
 
