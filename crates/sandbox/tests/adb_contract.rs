@@ -41,7 +41,8 @@ fn is_standin() -> bool {
 }
 
 fn conn() -> mysql::Conn {
-    let opts = mysql::Opts::from_url(&target().url).expect("TIDEMARK_TEST_ADB_URL is a mysql:// URL");
+    let opts =
+        mysql::Opts::from_url(&target().url).expect("TIDEMARK_TEST_ADB_URL is a mysql:// URL");
     mysql::Conn::new(opts).expect("connect")
 }
 
@@ -49,7 +50,8 @@ fn conn() -> mysql::Conn {
 fn fresh_db(name: &str) -> (mysql::Conn, String) {
     let db = format!("contract_{name}_{}", std::process::id());
     let mut c = conn();
-    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).unwrap();
+    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
     c.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
     c.select_db(&db).unwrap();
     (c, db)
@@ -129,20 +131,29 @@ fn accepted_ddl_and_show_create_form() {
         norm(&ddl).contains("PARTITIONBYVALUE(DATE_FORMAT(LOGIN_TIME,'%Y%M%D'))LIFECYCLE30"),
         "{ddl}"
     );
-    assert!(norm(&ddl).contains("PRIMARYKEY(LOGIN_TIME,CUSTOMER_ID,PHONE_NUM)"), "{ddl}");
+    assert!(
+        norm(&ddl).contains("PRIMARYKEY(LOGIN_TIME,CUSTOMER_ID,PHONE_NUM)"),
+        "{ddl}"
+    );
 
     // A dimension (replicated) table.
-    c.query_drop("CREATE TABLE dim (id INT PRIMARY KEY, name VARCHAR(20)) DISTRIBUTED BY BROADCAST")
-        .unwrap();
+    c.query_drop(
+        "CREATE TABLE dim (id INT PRIMARY KEY, name VARCHAR(20)) DISTRIBUTED BY BROADCAST",
+    )
+    .unwrap();
     assert!(has_distribution(&show_create(&mut c, "dim"), "BROADCAST"));
 
     // No distribution key: the primary key is used.
     c.query_drop("CREATE TABLE pk_only (a BIGINT, b VARCHAR, v DOUBLE, PRIMARY KEY (a, b))")
         .unwrap();
-    assert!(has_distribution(&show_create(&mut c, "pk_only"), "HASH(A,B)"));
+    assert!(has_distribution(
+        &show_create(&mut c, "pk_only"),
+        "HASH(A,B)"
+    ));
 
     // No primary key: the engine adds __adb_auto_id__.
-    c.query_drop("CREATE TABLE keyless (a INT, b VARCHAR)").unwrap();
+    c.query_drop("CREATE TABLE keyless (a INT, b VARCHAR)")
+        .unwrap();
     let ddl = show_create(&mut c, "keyless");
     assert!(norm(&ddl).contains("PRIMARYKEY(__ADB_AUTO_ID__)"), "{ddl}");
 
@@ -193,11 +204,20 @@ fn rejected_ddl() {
         ("CREATE TABLE t (a MEDIUMINT PRIMARY KEY)", "MEDIUMINT"),
         ("CREATE TABLE t (a INT PRIMARY KEY, b BIT(1))", "BIT"),
         ("CREATE TABLE t (a INT PRIMARY KEY, b YEAR)", "YEAR"),
-        ("CREATE TABLE t (a INT PRIMARY KEY, b ENUM('x', 'y'))", "ENUM"),
+        (
+            "CREATE TABLE t (a INT PRIMARY KEY, b ENUM('x', 'y'))",
+            "ENUM",
+        ),
         ("CREATE TABLE t (a INT PRIMARY KEY, b SET('x', 'y'))", "SET"),
-        ("CREATE TABLE t (a INT PRIMARY KEY, b DECIMAL(40, 2))", "1 to 38"),
+        (
+            "CREATE TABLE t (a INT PRIMARY KEY, b DECIMAL(40, 2))",
+            "1 to 38",
+        ),
         ("CREATE TABLE t (a INT PRIMARY KEY, b LINESTRING)", "POINT"),
-        ("CREATE TABLE t (a INT AUTO_INCREMENT PRIMARY KEY)", "must be BIGINT"),
+        (
+            "CREATE TABLE t (a INT AUTO_INCREMENT PRIMARY KEY)",
+            "must be BIGINT",
+        ),
         (
             "CREATE TABLE t (a INT PRIMARY KEY, b INT, c INT, \
              FOREIGN KEY (b, c) REFERENCES dim (id, id))",
@@ -208,8 +228,14 @@ fn rejected_ddl() {
              FOREIGN KEY (b) REFERENCES dim (id) ON DELETE CASCADE)",
             "informational",
         ),
-        ("CREATE TABLE t (a INT PRIMARY KEY, b INT, UNIQUE KEY (b))", "grammar"),
-        ("CREATE TABLE t (a INT PRIMARY KEY) ENGINE=InnoDB", "not an AnalyticDB engine"),
+        (
+            "CREATE TABLE t (a INT PRIMARY KEY, b INT, UNIQUE KEY (b))",
+            "grammar",
+        ),
+        (
+            "CREATE TABLE t (a INT PRIMARY KEY) ENGINE=InnoDB",
+            "not an AnalyticDB engine",
+        ),
         (
             "CREATE TABLE t (a INT PRIMARY KEY) DEFAULT CHARSET=utf8mb4",
             "not an AnalyticDB table option",
@@ -236,7 +262,11 @@ fn rejected_ddl() {
             "SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}'"
         ))
         .unwrap();
-    assert_eq!(tables, ["dim"], "a rejected CREATE TABLE left a table behind");
+    assert_eq!(
+        tables,
+        ["dim"],
+        "a rejected CREATE TABLE left a table behind"
+    );
     c.query_drop(format!("DROP DATABASE `{db}`")).unwrap();
 }
 
@@ -251,11 +281,13 @@ fn alter_table_rules() {
     .unwrap();
     c.query_drop("INSERT INTO t (id, k, d, v, w) VALUES (1, 'a', '2024-01-02', 5, 'x')")
         .unwrap();
-    c.query_drop("ALTER TABLE t ADD COLUMN n1 INT DEFAULT 7").unwrap();
+    c.query_drop("ALTER TABLE t ADD COLUMN n1 INT DEFAULT 7")
+        .unwrap();
     c.query_drop("ALTER TABLE t ADD (n2 VARCHAR COMMENT 'two', n3 DOUBLE)")
         .unwrap();
     c.query_drop("ALTER TABLE t DROP COLUMN w").unwrap();
-    c.query_drop("ALTER TABLE t MODIFY COLUMN v BIGINT").unwrap();
+    c.query_drop("ALTER TABLE t MODIFY COLUMN v BIGINT")
+        .unwrap();
     let ddl = norm(&show_create(&mut c, "t"));
     assert!(ddl.contains("N1INTDEFAULT7"), "{ddl}");
     assert!(ddl.contains("N2VARCHARCOMMENT'TWO'"), "{ddl}");
@@ -277,7 +309,10 @@ fn alter_table_rules() {
         ("ALTER TABLE t ADD COLUMN x INT PRIMARY KEY", "primary key"),
         ("ALTER TABLE t ADD COLUMN x INT UNSIGNED", "UNSIGNED"),
         ("ALTER TABLE t ADD COLUMN x MEDIUMINT", "MEDIUMINT"),
-        ("ALTER TABLE t ALTER COLUMN v SET DEFAULT 1", "not supported"),
+        (
+            "ALTER TABLE t ALTER COLUMN v SET DEFAULT 1",
+            "not supported",
+        ),
         ("ALTER TABLE t ENGINE=InnoDB", "not supported"),
         ("ALTER TABLE t ADD COLUMN v INT", "Duplicate column"),
     ];
@@ -297,7 +332,12 @@ fn dml_round_trip() {
     .unwrap();
     // A batch of over 1 000 rows in one statement, as ADB recommends.
     let values: Vec<String> = (1..=1500)
-        .map(|i| format!("({i}, 'n{i}', {i}.25, '2024-03-04 05:06:07.123', {})", i % 2))
+        .map(|i| {
+            format!(
+                "({i}, 'n{i}', {i}.25, '2024-03-04 05:06:07.123', {})",
+                i % 2
+            )
+        })
         .collect();
     c.query_drop(format!(
         "INSERT INTO t (id, name, amount, at, flag) VALUES {}",
@@ -306,9 +346,12 @@ fn dml_round_trip() {
     .unwrap();
     assert_eq!(c.affected_rows(), 1500);
     // INSERT keeps the stored row on a key conflict; REPLACE overwrites it.
-    c.query_drop("INSERT INTO t (id, name) VALUES (1, 'ignored')").unwrap();
-    c.query_drop("REPLACE INTO t (id, name, amount, at, flag) VALUES (2, 'replaced', 9.5, NULL, 1)")
+    c.query_drop("INSERT INTO t (id, name) VALUES (1, 'ignored')")
         .unwrap();
+    c.query_drop(
+        "REPLACE INTO t (id, name, amount, at, flag) VALUES (2, 'replaced', 9.5, NULL, 1)",
+    )
+    .unwrap();
     c.query_drop("INSERT INTO t (id, name) VALUES (3, 'x') ON DUPLICATE KEY UPDATE name = 'upd'")
         .unwrap();
     expect_err(
@@ -317,18 +360,56 @@ fn dml_round_trip() {
         "constants",
     );
     c.query_drop("DELETE FROM t WHERE id IN (5, 6)").unwrap();
-    c.query_drop("UPDATE t SET name = 'updated' WHERE id = 7").unwrap();
-    let rows: Vec<(i64, Option<String>, Option<String>, Option<String>, Option<i64>)> = c
+    c.query_drop("UPDATE t SET name = 'updated' WHERE id = 7")
+        .unwrap();
+    type Row = (
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = c
         .query("SELECT id, name, CAST(amount AS CHAR), CAST(at AS CHAR), flag FROM t WHERE id <= 7 ORDER BY id")
         .unwrap();
     assert_eq!(
         rows,
         vec![
-            (1, Some("n1".into()), Some("1.25".into()), Some("2024-03-04 05:06:07.123".into()), Some(1)),
-            (2, Some("replaced".into()), Some("9.50".into()), None, Some(1)),
-            (3, Some("upd".into()), Some("3.25".into()), Some("2024-03-04 05:06:07.123".into()), Some(1)),
-            (4, Some("n4".into()), Some("4.25".into()), Some("2024-03-04 05:06:07.123".into()), Some(0)),
-            (7, Some("updated".into()), Some("7.25".into()), Some("2024-03-04 05:06:07.123".into()), Some(1)),
+            (
+                1,
+                Some("n1".into()),
+                Some("1.25".into()),
+                Some("2024-03-04 05:06:07.123".into()),
+                Some(1)
+            ),
+            (
+                2,
+                Some("replaced".into()),
+                Some("9.50".into()),
+                None,
+                Some(1)
+            ),
+            (
+                3,
+                Some("upd".into()),
+                Some("3.25".into()),
+                Some("2024-03-04 05:06:07.123".into()),
+                Some(1)
+            ),
+            (
+                4,
+                Some("n4".into()),
+                Some("4.25".into()),
+                Some("2024-03-04 05:06:07.123".into()),
+                Some(0)
+            ),
+            (
+                7,
+                Some("updated".into()),
+                Some("7.25".into()),
+                Some("2024-03-04 05:06:07.123".into()),
+                Some(1)
+            ),
         ]
     );
     let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").unwrap();
@@ -388,7 +469,8 @@ fn standin_only_limits_login_and_restart() {
     let db = "limits";
     c.query_drop(format!("CREATE DATABASE {db}")).unwrap();
     c.select_db(db).unwrap();
-    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR)").unwrap();
+    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR)")
+        .unwrap();
     let big = "x".repeat(16 << 20);
     expect_err(
         &mut c,
@@ -399,7 +481,9 @@ fn standin_only_limits_login_and_restart() {
     let fits = "y".repeat((16 << 20) - 100);
     c.query_drop(format!("INSERT INTO t (id, v) VALUES (2, '{fits}')"))
         .unwrap();
-    let len: Option<i64> = c.query_first("SELECT LENGTH(v) FROM t WHERE id = 2").unwrap();
+    let len: Option<i64> = c
+        .query_first("SELECT LENGTH(v) FROM t WHERE id = 2")
+        .unwrap();
     assert_eq!(len, Some(((16 << 20) - 100) as i64));
 
     let bad = format!("mysql://root:wrong@127.0.0.1:{}", s.port());
@@ -410,7 +494,10 @@ fn standin_only_limits_login_and_restart() {
 
     // A stand-in stopped and started again keeps its data and port.
     s.stop();
-    assert!(c.query_drop("SELECT 1").is_err(), "a connection survived the stop");
+    assert!(
+        c.query_drop("SELECT 1").is_err(),
+        "a connection survived the stop"
+    );
     s.start_again().unwrap();
     let mut c = conn();
     c.select_db(db).unwrap();

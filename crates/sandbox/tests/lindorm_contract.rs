@@ -20,7 +20,9 @@ fn target() -> &'static Target {
     static T: OnceLock<Target> = OnceLock::new();
     T.get_or_init(|| match std::env::var("TIDEMARK_TEST_LINDORM_URL") {
         Ok(url) if !url.is_empty() => {
-            eprintln!("Lindorm contract: running against the instance in TIDEMARK_TEST_LINDORM_URL");
+            eprintln!(
+                "Lindorm contract: running against the instance in TIDEMARK_TEST_LINDORM_URL"
+            );
             Target { url, standin: None }
         }
         _ => {
@@ -42,7 +44,8 @@ fn is_standin() -> bool {
 }
 
 fn conn() -> mysql::Conn {
-    let opts = mysql::Opts::from_url(&target().url).expect("TIDEMARK_TEST_LINDORM_URL is a mysql:// URL");
+    let opts =
+        mysql::Opts::from_url(&target().url).expect("TIDEMARK_TEST_LINDORM_URL is a mysql:// URL");
     mysql::Conn::new(opts).expect("connect")
 }
 
@@ -87,14 +90,26 @@ fn dialect_round_trip() {
     ))
     .unwrap();
     // INSERT is an upsert too, and overwrites only the columns it names.
-    c.query_drop(format!("INSERT INTO `{t}` (id, k, v) VALUES (1, 'a', 'uno')"))
-        .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{t}` (id, k, v) VALUES (1, 'a', 'uno')"
+    ))
+    .unwrap();
     // Deleting a missing row is no error.
-    c.query_drop(format!("DELETE FROM `{t}` WHERE id = 9 AND k = 'z'")).unwrap();
-    c.query_drop(format!("DELETE FROM `{t}` WHERE k = 'b' AND id = 2")).unwrap();
+    c.query_drop(format!("DELETE FROM `{t}` WHERE id = 9 AND k = 'z'"))
+        .unwrap();
+    c.query_drop(format!("DELETE FROM `{t}` WHERE k = 'b' AND id = 2"))
+        .unwrap();
     c.query_drop(format!("UPSERT INTO `{t}` (id, k, d) VALUES (3, 'c', 3E0)"))
         .unwrap();
-    let rows: Vec<(i64, String, Option<String>, Option<f64>, Option<String>, Option<Vec<u8>>)> = c
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        Option<f64>,
+        Option<String>,
+        Option<Vec<u8>>,
+    );
+    let rows: Vec<Row> = c
         .query(format!(
             "SELECT id, k, v, d, CAST(m AS CHAR), b FROM `{t}` ORDER BY id"
         ))
@@ -102,14 +117,25 @@ fn dialect_round_trip() {
     assert_eq!(
         rows,
         vec![
-            (1, "a".into(), Some("uno".into()), Some(1.5), Some("10.25".into()), Some(vec![1, 2])),
+            (
+                1,
+                "a".into(),
+                Some("uno".into()),
+                Some(1.5),
+                Some("10.25".into()),
+                Some(vec![1, 2])
+            ),
             (3, "c".into(), None, Some(3.0), None, None),
         ]
     );
-    c.query_drop(format!("ALTER TABLE `{t}` ADD COLUMN extra INTEGER, ADD note VARCHAR"))
-        .unwrap();
-    c.query_drop(format!("UPSERT INTO `{t}` (id, k, extra) VALUES (3, 'c', 7)"))
-        .unwrap();
+    c.query_drop(format!(
+        "ALTER TABLE `{t}` ADD COLUMN extra INTEGER, ADD note VARCHAR"
+    ))
+    .unwrap();
+    c.query_drop(format!(
+        "UPSERT INTO `{t}` (id, k, extra) VALUES (3, 'c', 7)"
+    ))
+    .unwrap();
     let extra: Option<Option<i64>> = c
         .query_first(format!("SELECT extra FROM `{t}` WHERE id = 3 AND k = 'c'"))
         .unwrap();
@@ -120,7 +146,8 @@ fn dialect_round_trip() {
         .unwrap();
     assert!(ddl.contains("extra"), "{ddl}");
     // Empty VARBINARY reads back as NULL (row 2 was deleted; write one more).
-    c.query_drop(format!("UPSERT INTO `{t}` (id, k, b) VALUES (4, 'd', '')")).unwrap();
+    c.query_drop(format!("UPSERT INTO `{t}` (id, k, b) VALUES (4, 'd', '')"))
+        .unwrap();
     let b: Option<Option<Vec<u8>>> = c
         .query_first(format!("SELECT b FROM `{t}` WHERE id = 4 AND k = 'd'"))
         .unwrap();
@@ -139,18 +166,44 @@ fn dialect_rejections() {
     ))
     .unwrap();
     let cases = [
-        (format!("REPLACE INTO `{t}` (id, k, v) VALUES (1, 'a', 'x')"), "UPSERT"),
         (
-            format!("INSERT INTO `{t}` (id, k, v) VALUES (1, 'a', 'x') ON DUPLICATE KEY UPDATE v = 'y'"),
+            format!("REPLACE INTO `{t}` (id, k, v) VALUES (1, 'a', 'x')"),
+            "UPSERT",
+        ),
+        (
+            format!(
+                "INSERT INTO `{t}` (id, k, v) VALUES (1, 'a', 'x') ON DUPLICATE KEY UPDATE v = 'y'"
+            ),
             "ON DUPLICATE KEY",
         ),
-        (format!("UPSERT INTO `{t}` (id, k, d) VALUES (1, 'a', 1.5)"), "scientific notation"),
-        (format!("UPSERT INTO `{t}` (id, v) VALUES (1, 'x')"), "every key column"),
-        (format!("DELETE FROM `{t}` WHERE id = 1"), "every key column"),
-        (format!("DELETE FROM `{t}` WHERE id > 1 AND k = 'a'"), "every key column"),
-        (format!("DELETE FROM `{t}` WHERE id = 1 AND k = 'a' AND v = 'x'"), "every key column"),
-        (format!("ALTER TABLE `{t}` ADD COLUMN x INTEGER DEFAULT 0"), "name and a type only"),
-        (format!("ALTER TABLE `{t}` ADD COLUMN x INTEGER NOT NULL"), "name and a type only"),
+        (
+            format!("UPSERT INTO `{t}` (id, k, d) VALUES (1, 'a', 1.5)"),
+            "scientific notation",
+        ),
+        (
+            format!("UPSERT INTO `{t}` (id, v) VALUES (1, 'x')"),
+            "every key column",
+        ),
+        (
+            format!("DELETE FROM `{t}` WHERE id = 1"),
+            "every key column",
+        ),
+        (
+            format!("DELETE FROM `{t}` WHERE id > 1 AND k = 'a'"),
+            "every key column",
+        ),
+        (
+            format!("DELETE FROM `{t}` WHERE id = 1 AND k = 'a' AND v = 'x'"),
+            "every key column",
+        ),
+        (
+            format!("ALTER TABLE `{t}` ADD COLUMN x INTEGER DEFAULT 0"),
+            "name and a type only",
+        ),
+        (
+            format!("ALTER TABLE `{t}` ADD COLUMN x INTEGER NOT NULL"),
+            "name and a type only",
+        ),
         ("BEGIN".to_string(), "transactions"),
         ("START TRANSACTION".to_string(), "transactions"),
         ("SET autocommit = 0".to_string(), "transactions"),
@@ -192,12 +245,17 @@ fn dialect_rejections() {
             "CREATE TABLE bad_vb (a VARBINARY, b BIGINT, v VARCHAR, PRIMARY KEY(a, b))".to_string(),
             "last key column",
         ),
-        ("CREATE TABLE bad_nokey (a BIGINT, v VARCHAR)".to_string(), "PRIMARY KEY"),
+        (
+            "CREATE TABLE bad_nokey (a BIGINT, v VARCHAR)".to_string(),
+            "PRIMARY KEY",
+        ),
     ];
     for (sql, needle) in &cases {
         expect_err(&mut c, sql, needle);
     }
-    let n: Option<i64> = c.query_first(format!("SELECT COUNT(*) FROM `{t}`")).unwrap();
+    let n: Option<i64> = c
+        .query_first(format!("SELECT COUNT(*) FROM `{t}`"))
+        .unwrap();
     assert_eq!(n, Some(0), "a rejected write changed the table");
     c.query_drop(format!("DROP TABLE `{t}`")).unwrap();
 }
@@ -207,10 +265,15 @@ fn write_limits() {
     let mut c = conn();
     let t = table("lim");
     c.query_drop(format!("DROP TABLE IF EXISTS `{t}`")).unwrap();
-    c.query_drop(format!("CREATE TABLE `{t}` (id BIGINT, v VARCHAR, PRIMARY KEY(id))"))
-        .unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE `{t}` (id BIGINT, v VARCHAR, PRIMARY KEY(id))"
+    ))
+    .unwrap();
     let rows = |n: usize| -> String {
-        (0..n).map(|i| format!("({i}, 'v{i}')")).collect::<Vec<_>>().join(", ")
+        (0..n)
+            .map(|i| format!("({i}, 'v{i}')"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     c.query_drop(format!("UPSERT INTO `{t}` (id, v) VALUES {}", rows(2000)))
         .unwrap();
@@ -234,7 +297,9 @@ fn write_limits() {
         .query_first(format!("SELECT LENGTH(v) FROM `{t}` WHERE id = 5000"))
         .unwrap();
     assert_eq!(len, Some(((2 << 20) - 16) as i64));
-    let n: Option<i64> = c.query_first(format!("SELECT COUNT(*) FROM `{t}`")).unwrap();
+    let n: Option<i64> = c
+        .query_first(format!("SELECT COUNT(*) FROM `{t}`"))
+        .unwrap();
     assert_eq!(n, Some(2001));
     c.query_drop(format!("DROP TABLE `{t}`")).unwrap();
 }
@@ -269,13 +334,21 @@ fn standin_restart_keeps_rows_and_login() {
     let mut c = conn();
     let t = table("restart");
     c.query_drop(format!("DROP TABLE IF EXISTS `{t}`")).unwrap();
-    c.query_drop(format!("CREATE TABLE `{t}` (id BIGINT, v VARCHAR, PRIMARY KEY(id))"))
+    c.query_drop(format!(
+        "CREATE TABLE `{t}` (id BIGINT, v VARCHAR, PRIMARY KEY(id))"
+    ))
+    .unwrap();
+    c.query_drop(format!(
+        "UPSERT INTO `{t}` (id, v) VALUES (1, 'kept'), (2, 'gone')"
+    ))
+    .unwrap();
+    c.query_drop(format!("DELETE FROM `{t}` WHERE id = 2"))
         .unwrap();
-    c.query_drop(format!("UPSERT INTO `{t}` (id, v) VALUES (1, 'kept'), (2, 'gone')"))
-        .unwrap();
-    c.query_drop(format!("DELETE FROM `{t}` WHERE id = 2")).unwrap();
     s.restart(Duration::from_millis(200)).unwrap();
-    assert!(c.query_drop("SELECT 1").is_err(), "a connection survived the restart");
+    assert!(
+        c.query_drop("SELECT 1").is_err(),
+        "a connection survived the restart"
+    );
     let mut c = conn();
     let rows: Vec<(i64, String)> = c.query(format!("SELECT id, v FROM `{t}`")).unwrap();
     assert_eq!(rows, vec![(1, "kept".to_string())]);

@@ -196,7 +196,11 @@ impl Engine for AdbEngine {
 
     fn open(&self, db: Option<&str>) -> Result<Box<dyn Session>, SqlError> {
         if db == Some(META_DB) {
-            return Err(SqlError::new(1049, "42000", format!("Unknown database '{META_DB}'")));
+            return Err(SqlError::new(
+                1049,
+                "42000",
+                format!("Unknown database '{META_DB}'"),
+            ));
         }
         Ok(Box::new(AdbSession {
             conn: storage_conn(self.storage_port, db)?,
@@ -254,7 +258,11 @@ impl Session for AdbSession {
 
     fn init_db(&mut self, db: &str) -> Reply {
         if db == META_DB {
-            return Reply::Err(SqlError::new(1049, "42000", format!("Unknown database '{db}'")));
+            return Reply::Err(SqlError::new(
+                1049,
+                "42000",
+                format!("Unknown database '{db}'"),
+            ));
         }
         match self.conn.select_db(db) {
             Ok(()) => {
@@ -317,7 +325,11 @@ impl AdbSession {
                 p.eat_kws(&["IF", "EXISTS"]);
                 let db = p.ident()?;
                 if db == META_DB {
-                    return Err(SqlError::new(1049, "42000", format!("Unknown database '{db}'")));
+                    return Err(SqlError::new(
+                        1049,
+                        "42000",
+                        format!("Unknown database '{db}'"),
+                    ));
                 }
                 let r = forward(&mut self.conn, s);
                 if !r.iter().any(|r| matches!(r, Reply::Err(_))) {
@@ -384,7 +396,11 @@ impl AdbSession {
         let (t, info) = parse_create(s)?;
         let db = self.db_of(info.db.clone())?;
         if db == META_DB {
-            return Err(SqlError::new(1049, "42000", format!("Unknown database '{db}'")));
+            return Err(SqlError::new(
+                1049,
+                "42000",
+                format!("Unknown database '{db}'"),
+            ));
         }
         let r = forward(&mut self.conn, &t.storage_ddl(&db));
         if let Some(Reply::Err(e)) = r.first() {
@@ -567,12 +583,7 @@ impl AdbSession {
         if !clauses.is_empty() {
             let r = forward(
                 &mut self.conn,
-                &format!(
-                    "ALTER TABLE {}.{} {}",
-                    q(&db),
-                    q(&name),
-                    clauses.join(", ")
-                ),
+                &format!("ALTER TABLE {}.{} {}", q(&db), q(&name), clauses.join(", ")),
             );
             if r.iter().any(|r| matches!(r, Reply::Err(_))) {
                 return Ok(r);
@@ -585,7 +596,15 @@ impl AdbSession {
 
 fn alter_spec(p: &mut P, t: &mut Table, clauses: &mut Vec<String>) -> Result<(), SqlError> {
     if p.eat_kw("ADD") {
-        for k in ["INDEX", "KEY", "CLUSTERED", "FULLTEXT", "ANN", "CONSTRAINT", "FOREIGN"] {
+        for k in [
+            "INDEX",
+            "KEY",
+            "CLUSTERED",
+            "FULLTEXT",
+            "ANN",
+            "CONSTRAINT",
+            "FOREIGN",
+        ] {
             if p.is_kw(k) {
                 return Err(not_implemented(&format!("ALTER TABLE ... ADD {k}")));
             }
@@ -653,10 +672,13 @@ fn alter_spec(p: &mut P, t: &mut Table, clauses: &mut Vec<String>) -> Result<(),
         }
         p.eat_kw("COLUMN");
         let c = p.ident()?;
-        let c = t
-            .column(&c)
-            .map(|c| c.name.clone())
-            .ok_or_else(|| SqlError::new(1091, "42000", format!("Can't DROP COLUMN `{c}`; check that it exists")))?;
+        let c = t.column(&c).map(|c| c.name.clone()).ok_or_else(|| {
+            SqlError::new(
+                1091,
+                "42000",
+                format!("Can't DROP COLUMN `{c}`; check that it exists"),
+            )
+        })?;
         t.check_not_key(&c, "drop")?;
         t.columns.retain(|x| x.name != c);
         clauses.push(format!("DROP COLUMN {}", q(&c)));
@@ -671,7 +693,9 @@ fn alter_spec(p: &mut P, t: &mut Table, clauses: &mut Vec<String>) -> Result<(),
             .ok_or_else(|| SqlError::new(1054, "42S22", format!("Unknown column '{}'", c.name)))?;
         t.check_not_key(&existing, "modify")?;
         if inline_pk {
-            return Err(rejected("the primary key of an AnalyticDB table cannot change"));
+            return Err(rejected(
+                "the primary key of an AnalyticDB table cannot change",
+            ));
         }
         check_column(&c)?;
         let c = Column {
@@ -695,7 +719,11 @@ fn alter_spec(p: &mut P, t: &mut Table, clauses: &mut Vec<String>) -> Result<(),
             .ok_or_else(|| SqlError::new(1054, "42S22", format!("Unknown column '{from}'")))?;
         t.check_not_key(&existing, "rename")?;
         if t.column(&to).is_some() {
-            return Err(SqlError::new(1060, "42S21", format!("Duplicate column name '{to}'")));
+            return Err(SqlError::new(
+                1060,
+                "42S21",
+                format!("Duplicate column name '{to}'"),
+            ));
         }
         clauses.push(format!("RENAME COLUMN {} TO {}", q(&existing), q(&to)));
         if let Some(slot) = t.columns.iter_mut().find(|x| x.name == existing) {
@@ -714,7 +742,9 @@ fn alter_spec(p: &mut P, t: &mut Table, clauses: &mut Vec<String>) -> Result<(),
         }
     }
     if p.is_kw("BINLOG") || p.is_kw("BINLOG_TTL") {
-        return Err(not_implemented("The per-table binary log (ALTER TABLE ... BINLOG)"));
+        return Err(not_implemented(
+            "The per-table binary log (ALTER TABLE ... BINLOG)",
+        ));
     }
     if p.is_kw("CHANGE") {
         return Err(syntax(
@@ -768,7 +798,12 @@ struct Column {
 
 impl Column {
     fn render(&self) -> String {
-        let mut s = format!("{} {}{}", q(&self.name), self.base.to_ascii_lowercase(), self.args);
+        let mut s = format!(
+            "{} {}{}",
+            q(&self.name),
+            self.base.to_ascii_lowercase(),
+            self.args
+        );
         if self.not_null {
             s.push_str(" NOT NULL");
         }
@@ -862,7 +897,11 @@ impl Table {
             Some("primary key")
         } else if matches!(&self.distribution, Distribution::Hash(d) if d.iter().any(|k| k == c)) {
             Some("distribution key")
-        } else if self.partition.as_ref().is_some_and(|(p, _)| p.column() == c) {
+        } else if self
+            .partition
+            .as_ref()
+            .is_some_and(|(p, _)| p.column() == c)
+        {
             Some("partition key")
         } else {
             None
@@ -877,7 +916,11 @@ impl Table {
     }
 
     fn render(&self, spelling: Spelling) -> String {
-        let mut lines: Vec<String> = self.columns.iter().map(|c| format!("  {}", c.render())).collect();
+        let mut lines: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("  {}", c.render()))
+            .collect();
         lines.extend(self.extra.iter().map(|e| format!("  {e}")));
         let pk: Vec<String> = self.primary_key.iter().map(|c| q(c)).collect();
         lines.push(format!("  PRIMARY KEY ({})", pk.join(",")));
@@ -885,7 +928,11 @@ impl Table {
             Spelling::Distributed => "DISTRIBUTED BY",
             Spelling::Distribute => "DISTRIBUTE BY",
         };
-        let mut s = format!("CREATE TABLE {} (\n{}\n) ", q(&self.name), lines.join(",\n"));
+        let mut s = format!(
+            "CREATE TABLE {} (\n{}\n) ",
+            q(&self.name),
+            lines.join(",\n")
+        );
         match &self.distribution {
             Distribution::Hash(cols) => {
                 let cols: Vec<String> = cols.iter().map(|c| q(c)).collect();
@@ -935,7 +982,11 @@ impl Table {
     }
 
     fn storage_ddl(&self, db: &str) -> String {
-        let mut parts: Vec<String> = self.columns.iter().map(|c| c.storage(self, false)).collect();
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| c.storage(self, false))
+            .collect();
         let pk: Vec<String> = self.primary_key.iter().map(|c| q(c)).collect();
         parts.push(format!("PRIMARY KEY ({})", pk.join(",")));
         // InnoDB wants an AUTO_INCREMENT column to lead some index; ADB does not.
@@ -977,9 +1028,27 @@ fn unsupported_type(base: &str) -> Option<&'static str> {
 }
 
 const TYPES: &[&str] = &[
-    "BOOLEAN", "BOOL", "TINYINT", "SMALLINT", "INT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE",
-    "DECIMAL", "NUMERIC", "VARCHAR", "BINARY", "DATE", "TIME", "DATETIME", "TIMESTAMP",
-    "POINT", "JSON", "ARRAY", "MAP",
+    "BOOLEAN",
+    "BOOL",
+    "TINYINT",
+    "SMALLINT",
+    "INT",
+    "INTEGER",
+    "BIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+    "NUMERIC",
+    "VARCHAR",
+    "BINARY",
+    "DATE",
+    "TIME",
+    "DATETIME",
+    "TIMESTAMP",
+    "POINT",
+    "JSON",
+    "ARRAY",
+    "MAP",
 ];
 
 /// Parses one column definition; the bool says whether it carried `PRIMARY KEY`.
@@ -1169,7 +1238,12 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
                 return Err(SqlError::new(1068, "42000", "Multiple primary key defined"));
             }
             pk = Some(p.name_list()?);
-        } else if p.is_kw("INDEX") || p.is_kw("KEY") || p.is_kw("FULLTEXT") || p.is_kw("CLUSTERED") || p.is_kw("ANN") {
+        } else if p.is_kw("INDEX")
+            || p.is_kw("KEY")
+            || p.is_kw("FULLTEXT")
+            || p.is_kw("CLUSTERED")
+            || p.is_kw("ANN")
+        {
             p.raw_until(&[]);
             extra.push(p.src[from..p.prev_end()].trim().to_string());
         } else if p.is_kw("CONSTRAINT") || p.is_kw("FOREIGN") {
@@ -1302,7 +1376,9 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
         } else if p.eat_kw("INDEX_ALL") {
             let v = option_value(&mut p)?.to_ascii_uppercase();
             if v != "Y" && v != "N" {
-                return Err(rejected(format!("INDEX_ALL='{v}': the value is 'Y' or 'N'")));
+                return Err(rejected(format!(
+                    "INDEX_ALL='{v}': the value is 'Y' or 'N'"
+                )));
             }
             t.index_all = Some(v);
         } else if p.eat_kw("STORAGE_POLICY") {
@@ -1316,7 +1392,13 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
             if p.eat_kw("hot_partition_count") {
                 option_value(&mut p)?;
             }
-            t.storage_policy = Some(p.src[from..p.prev_end()].trim().trim_start_matches('=').trim().to_string());
+            t.storage_policy = Some(
+                p.src[from..p.prev_end()]
+                    .trim()
+                    .trim_start_matches('=')
+                    .trim()
+                    .to_string(),
+            );
         } else if p.eat_kw("BLOCK_SIZE") {
             t.block_size = Some(option_value(&mut p)?);
         } else if p.eat_kw("ENGINE") {
@@ -1368,7 +1450,9 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
         None => None,
     };
     let distribution = match distribution {
-        Some(Distribution::Hash(cols)) => Some(Distribution::Hash(resolve(&t, &cols, "distribution key")?)),
+        Some(Distribution::Hash(cols)) => {
+            Some(Distribution::Hash(resolve(&t, &cols, "distribution key")?))
+        }
         other => other,
     };
     if let Some((e, _)) = &t.partition {
@@ -1395,7 +1479,10 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
                 }
             }
             if let Some((e, _)) = &t.partition {
-                let c = t.column(e.column()).map(|c| c.name.clone()).unwrap_or_default();
+                let c = t
+                    .column(e.column())
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
                 if !pk.contains(&c) {
                     return Err(rejected(format!(
                         "the primary key ({}) must contain the partition key column `{c}`",
@@ -1422,16 +1509,11 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
                 comment: None,
             });
             t.primary_key = vec![AUTO_ID.into()];
-            t.distribution = distribution.unwrap_or_else(|| Distribution::Hash(vec![AUTO_ID.into()]));
+            t.distribution =
+                distribution.unwrap_or_else(|| Distribution::Hash(vec![AUTO_ID.into()]));
         }
     }
-    Ok((
-        t,
-        CreateInfo {
-            db,
-            if_not_exists,
-        },
-    ))
+    Ok((t, CreateInfo { db, if_not_exists }))
 }
 
 #[cfg(test)]
@@ -1450,7 +1532,10 @@ mod tests {
         let once = t.render(Spelling::Distributed);
         let (again, _) = parse_create(&once).unwrap();
         assert_eq!(again.render(Spelling::Distributed), once);
-        assert!(once.contains("DISTRIBUTED BY HASH(`customer_id`)"), "{once}");
+        assert!(
+            once.contains("DISTRIBUTED BY HASH(`customer_id`)"),
+            "{once}"
+        );
         assert!(
             once.contains("PARTITION BY VALUE(DATE_FORMAT(`login_time`, '%Y%m%d')) LIFECYCLE 30"),
             "{once}"
@@ -1463,6 +1548,8 @@ mod tests {
     fn keyless_table_gets_the_auto_id() {
         let (t, _) = parse_create("CREATE TABLE k (a INT)").unwrap();
         assert_eq!(t.primary_key, vec![AUTO_ID.to_string()]);
-        assert!(t.render(Spelling::Distributed).contains("PRIMARY KEY (`__adb_auto_id__`)"));
+        assert!(t
+            .render(Spelling::Distributed)
+            .contains("PRIMARY KEY (`__adb_auto_id__`)"));
     }
 }

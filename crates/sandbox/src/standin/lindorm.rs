@@ -176,7 +176,11 @@ impl Engine for LindormEngine {
     fn open(&self, db: Option<&str>) -> Result<Box<dyn Session>, SqlError> {
         let db = db.unwrap_or("default");
         if db == META_DB {
-            return Err(SqlError::new(1049, "42000", format!("Unknown database '{db}'")));
+            return Err(SqlError::new(
+                1049,
+                "42000",
+                format!("Unknown database '{db}'"),
+            ));
         }
         Ok(Box::new(LindormSession {
             conn: storage_conn(self.storage_port, Some(db))?,
@@ -238,7 +242,11 @@ impl Session for LindormSession {
 
     fn init_db(&mut self, db: &str) -> Reply {
         if db == META_DB {
-            return Reply::Err(SqlError::new(1049, "42000", format!("Unknown database '{db}'")));
+            return Reply::Err(SqlError::new(
+                1049,
+                "42000",
+                format!("Unknown database '{db}'"),
+            ));
         }
         match self.conn.select_db(db) {
             Ok(()) => {
@@ -304,7 +312,9 @@ impl Column {
                 "VARCHAR({}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
                 (bytes / 4).max(1)
             ),
-            ("VARCHAR" | "CHAR", None) => "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin".into(),
+            ("VARCHAR" | "CHAR", None) => {
+                "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin".into()
+            }
             ("VARBINARY" | "BINARY", Some(bytes)) => format!("VARBINARY({})", bytes.max(1)),
             ("VARBINARY" | "BINARY", None) => "MEDIUMBLOB".into(),
             ("DECIMAL", _) => format!("DECIMAL{}", self.args),
@@ -342,7 +352,11 @@ impl Table {
     }
 
     fn render(&self) -> String {
-        let mut parts: Vec<String> = self.columns.iter().map(|c| format!("  {}", c.render())).collect();
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("  {}", c.render()))
+            .collect();
         parts.push(format!("  PRIMARY KEY({})", self.key_spec.join(", ")));
         let mut s = format!("CREATE TABLE {} (\n{}\n)", q(&self.name), parts.join(",\n"));
         if let Some(w) = &self.with {
@@ -356,12 +370,14 @@ impl Table {
     fn key_budget(&self) -> usize {
         let cols: Vec<&Column> = self.key.iter().filter_map(|k| self.column(k)).collect();
         let fixed: usize = cols.iter().filter_map(|c| c.fixed_key_bytes()).sum();
-        let var = cols.iter().filter(|c| c.fixed_key_bytes().is_none()).count();
-        if var == 0 {
-            0
-        } else {
-            3072usize.saturating_sub(fixed) / var
-        }
+        let var = cols
+            .iter()
+            .filter(|c| c.fixed_key_bytes().is_none())
+            .count();
+        3072usize
+            .saturating_sub(fixed)
+            .checked_div(var)
+            .unwrap_or(0)
     }
 
     fn storage_ddl(&self, db: &str) -> String {
@@ -369,9 +385,7 @@ impl Table {
         let mut parts: Vec<String> = self
             .columns
             .iter()
-            .map(|c| {
-                c.storage(self.is_key(&c.name).then_some(budget))
-            })
+            .map(|c| c.storage(self.is_key(&c.name).then_some(budget)))
             .collect();
         let key: Vec<String> = self.key.iter().map(|k| q(k)).collect();
         parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
@@ -409,11 +423,26 @@ fn column_type(p: &mut P, name: &str) -> Result<Column, SqlError> {
         return Err(refused(format!("column `{name}` of type {base}: {why}")));
     }
     const TYPES: &[&str] = &[
-        "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL",
-        "VARCHAR", "CHAR", "BINARY", "VARBINARY", "DATE", "TIME", "TIMESTAMP",
+        "BOOLEAN",
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "FLOAT",
+        "DOUBLE",
+        "DECIMAL",
+        "VARCHAR",
+        "CHAR",
+        "BINARY",
+        "VARBINARY",
+        "DATE",
+        "TIME",
+        "TIMESTAMP",
     ];
     if !TYPES.contains(&base.as_str()) {
-        return Err(refused(format!("column `{name}`: unknown Lindorm type {base}")));
+        return Err(refused(format!(
+            "column `{name}`: unknown Lindorm type {base}"
+        )));
     }
     let from = p.prev_end();
     let mut args = String::new();
@@ -503,7 +532,11 @@ fn parse_create(s: &str) -> Result<(Table, bool), SqlError> {
                 )));
             }
             if columns.iter().any(|x| x.name == c.name) {
-                return Err(SqlError::new(1060, "42S21", format!("Duplicate column name '{n}'")));
+                return Err(SqlError::new(
+                    1060,
+                    "42S21",
+                    format!("Duplicate column name '{n}'"),
+                ));
             }
             columns.push(c);
         }
@@ -531,7 +564,11 @@ fn parse_create(s: &str) -> Result<(Table, bool), SqlError> {
     }
     for (i, k) in key.iter().enumerate() {
         let c = columns.iter().find(|c| &c.name == k).ok_or_else(|| {
-            SqlError::new(1072, "42000", format!("Key column '{k}' doesn't exist in table"))
+            SqlError::new(
+                1072,
+                "42000",
+                format!("Key column '{k}' doesn't exist in table"),
+            )
         })?;
         if c.base == "VARBINARY" && i + 1 != key.len() {
             return Err(refused(format!(
@@ -579,7 +616,11 @@ fn value(p: &mut P) -> Result<Val, SqlError> {
             p.i += 1;
             Val {
                 sql: n.clone(),
-                bytes: if n.starts_with("0x") { (n.len() - 2) / 2 } else { 8 },
+                bytes: if n.starts_with("0x") {
+                    (n.len() - 2) / 2
+                } else {
+                    8
+                },
                 empty: n == "0x",
                 number: (!n.starts_with("0x")).then_some(n),
                 null: false,
@@ -629,7 +670,10 @@ fn value(p: &mut P) -> Result<Val, SqlError> {
                     null: up == "NULL",
                 }
             } else {
-                return Err(not_implemented(&format!("A value that is not a literal ({})", p.near())));
+                return Err(not_implemented(&format!(
+                    "A value that is not a literal ({})",
+                    p.near()
+                )));
             }
         }
         _ => return Err(p.unexpected("a value")),
@@ -703,7 +747,10 @@ impl LindormSession {
                 let t = self.load(&db, &name)?;
                 Ok(vec![Reply::Rows {
                     cols: vec![Col::text("Table"), Col::text("Create Table")],
-                    rows: vec![vec![Some(t.name.clone().into_bytes()), Some(t.render().into_bytes())]],
+                    rows: vec![vec![
+                        Some(t.name.clone().into_bytes()),
+                        Some(t.render().into_bytes()),
+                    ]],
                 }])
             }
             "SHOW" => {
@@ -810,7 +857,9 @@ impl LindormSession {
         let mut clauses = Vec::new();
         loop {
             if p.is_kw("DROP") {
-                return Err(not_implemented("ALTER TABLE ... DROP COLUMN (LindormTable 2.6.6+)"));
+                return Err(not_implemented(
+                    "ALTER TABLE ... DROP COLUMN (LindormTable 2.6.6+)",
+                ));
             }
             if !p.eat_kw("ADD") {
                 return Err(syntax(format!(
@@ -832,7 +881,11 @@ impl LindormSession {
                 )));
             }
             if t.column(&n).is_some() {
-                return Err(SqlError::new(1060, "42S21", format!("Duplicate column name '{n}'")));
+                return Err(SqlError::new(
+                    1060,
+                    "42S21",
+                    format!("Duplicate column name '{n}'"),
+                ));
             }
             clauses.push(format!("ADD COLUMN {}", c.storage(None)));
             t.columns.push(c);
@@ -842,7 +895,12 @@ impl LindormSession {
         }
         let r = forward(
             &mut self.conn,
-            &format!("ALTER TABLE {}.{} {}", q(&db), q(&t.name), clauses.join(", ")),
+            &format!(
+                "ALTER TABLE {}.{} {}",
+                q(&db),
+                q(&t.name),
+                clauses.join(", ")
+            ),
         );
         if r.iter().any(|r| matches!(r, Reply::Err(_))) {
             return Ok(r);
@@ -857,7 +915,9 @@ impl LindormSession {
             return Err(not_implemented("Hints (/*+ _l_ts_ */ and others)"));
         }
         if p.is_kw("IGNORE") {
-            return Err(syntax("INSERT IGNORE is not supported here: UPSERT never fails on duplicates"));
+            return Err(syntax(
+                "INSERT IGNORE is not supported here: UPSERT never fails on duplicates",
+            ));
         }
         p.expect_kw("INTO")?;
         let (db, t) = self.table_of(&mut p)?;
@@ -869,7 +929,11 @@ impl LindormSession {
         let mut defs = Vec::new();
         for c in &cols {
             let d = t.column(c).ok_or_else(|| {
-                SqlError::new(1054, "42S22", format!("Unknown column '{c}' in table '{}'", t.name))
+                SqlError::new(
+                    1054,
+                    "42S22",
+                    format!("Unknown column '{c}' in table '{}'", t.name),
+                )
             })?;
             defs.push(d.clone());
         }
@@ -909,7 +973,11 @@ impl LindormSession {
                 } else {
                     value_bytes += v.bytes;
                     // Lindorm stores an empty VARBINARY as NULL.
-                    row.push(if c.is_binary() && v.empty { "NULL".into() } else { v.sql });
+                    row.push(if c.is_binary() && v.empty {
+                        "NULL".into()
+                    } else {
+                        v.sql
+                    });
                 }
             }
             p.expect_sym(")")?;
@@ -1025,10 +1093,18 @@ impl LindormSession {
         if !p.done() || conds.len() != t.key.len() {
             return Err(rule());
         }
-        let wh: Vec<String> = conds.iter().map(|(c, v)| format!("{} = {v}", q(c))).collect();
+        let wh: Vec<String> = conds
+            .iter()
+            .map(|(c, v)| format!("{} = {v}", q(c)))
+            .collect();
         Ok(forward(
             &mut self.conn,
-            &format!("DELETE FROM {}.{} WHERE {}", q(&db), q(&t.name), wh.join(" AND ")),
+            &format!(
+                "DELETE FROM {}.{} WHERE {}",
+                q(&db),
+                q(&t.name),
+                wh.join(" AND ")
+            ),
         ))
     }
 }

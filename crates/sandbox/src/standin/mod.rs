@@ -87,7 +87,12 @@ impl Listener {
         if let Some((shared, h)) = taken {
             shared.stop.store(true, Ordering::SeqCst);
             let _ = h.join();
-            for c in shared.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            for c in shared
+                .conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
                 let _ = c.shutdown(Shutdown::Both);
             }
         }
@@ -248,7 +253,10 @@ pub(crate) fn own_variable(sql: &str) -> Option<Reply> {
 }
 
 /// A connection to the storage server for one client session.
-pub(crate) fn storage_conn(port: u16, db: Option<&str>) -> std::result::Result<mysql::Conn, SqlError> {
+pub(crate) fn storage_conn(
+    port: u16,
+    db: Option<&str>,
+) -> std::result::Result<mysql::Conn, SqlError> {
     let opts = mysql::OptsBuilder::new()
         .ip_or_hostname(Some("127.0.0.1"))
         .tcp_port(port)

@@ -12,7 +12,10 @@ pub enum Tok {
     /// A backtick-quoted identifier, unescaped.
     Quoted(String),
     /// A string literal, unescaped. `double` when it was written in double quotes.
-    Str { text: String, double: bool },
+    Str {
+        text: String,
+        double: bool,
+    },
     Num(String),
     /// An optimizer hint `/*+ ... */`, its inside.
     Hint(String),

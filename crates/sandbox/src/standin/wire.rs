@@ -409,12 +409,15 @@ fn parse_login(p: &[u8]) -> Result<Login> {
     Ok(Login { user, auth, db })
 }
 
+/// Opens the session of a logged-in client, given the database it asked for.
+pub type Opener<'a> = &'a dyn Fn(Option<&str>) -> std::result::Result<Box<dyn Session>, SqlError>;
+
 /// Serves one client connection until it quits or the socket closes.
 pub fn serve(
     mut s: TcpStream,
     conn_id: u32,
     greeting: &Greeting,
-    open: &dyn Fn(Option<&str>) -> std::result::Result<Box<dyn Session>, SqlError>,
+    open: Opener,
     allow_reset: bool,
 ) -> Result<()> {
     let _ = s.set_nodelay(true);
@@ -447,7 +450,11 @@ pub fn serve(
     let login = match parse_login(&resp) {
         Ok(l) => l,
         Err(e) => {
-            w.packet(&err_packet(&SqlError::new(1043, "08S01", format!("Bad handshake: {e}"))));
+            w.packet(&err_packet(&SqlError::new(
+                1043,
+                "08S01",
+                format!("Bad handshake: {e}"),
+            )));
             w.flush()?;
             return Ok(());
         }
