@@ -525,3 +525,51 @@ fn standin_spelling_option() {
     let ddl = show_create(&mut c, "t");
     assert!(ddl.contains("DISTRIBUTE BY HASH(`id`)"), "{ddl}");
 }
+
+#[test]
+fn prepared_statements() {
+    let (mut c, db) = fresh_db("prep");
+    c.query_drop(
+        "CREATE TABLE t (id BIGINT, name VARCHAR, d DOUBLE, at DATETIME, bin BINARY, \
+         PRIMARY KEY (id)) DISTRIBUTED BY HASH(id)",
+    )
+    .unwrap();
+    let at = mysql::Value::Date(2024, 5, 6, 7, 8, 9, 123000);
+    c.exec_drop(
+        "REPLACE INTO t (id, name, d, at, bin) VALUES (?, ?, ?, ?, ?)",
+        (-5i64, "it's", 2.5f64, at, vec![0u8, 255, 7]),
+    )
+    .unwrap();
+    c.exec_drop(
+        "REPLACE INTO t (id, name, d, at, bin) VALUES (?, ?, ?, ?, ?)",
+        (
+            6u64,
+            mysql::Value::NULL,
+            1e300f64,
+            mysql::Value::NULL,
+            mysql::Value::NULL,
+        ),
+    )
+    .unwrap();
+    type Row = (i64, Option<String>, f64, Option<String>, Option<Vec<u8>>);
+    let rows: Vec<Row> = c
+        .exec(
+            "SELECT id, name, d, CAST(at AS CHAR), bin FROM t WHERE id >= ? ORDER BY id",
+            (-10,),
+        )
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                -5,
+                Some("it's".into()),
+                2.5,
+                Some("2024-05-06 07:08:09.123".into()),
+                Some(vec![0, 255, 7])
+            ),
+            (6, None, 1e300, None, None),
+        ]
+    );
+    c.query_drop(format!("DROP DATABASE `{db}`")).unwrap();
+}

@@ -365,3 +365,41 @@ fn standin_restart_keeps_rows_and_login() {
         other => panic!("a wrong password was not refused: {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn prepared_statements() {
+    let mut c = conn();
+    let t = table("prep");
+    c.query_drop(format!("DROP TABLE IF EXISTS `{t}`")).unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE `{t}` (id BIGINT, d DOUBLE, v VARCHAR, b VARBINARY, PRIMARY KEY(id))"
+    ))
+    .unwrap();
+    // Bound DOUBLE values are no literals: any number is fine.
+    c.exec_drop(
+        format!("UPSERT INTO `{t}` (id, d, v, b) VALUES (?, ?, ?, ?)"),
+        (1i64, 3i64, "x", vec![1u8, 2]),
+    )
+    .unwrap();
+    c.exec_drop(
+        format!("UPSERT INTO `{t}` (id, d, v, b) VALUES (?, ?, ?, ?)"),
+        (2i64, 0.25f64, mysql::Value::NULL, Vec::<u8>::new()),
+    )
+    .unwrap();
+    c.exec_drop(format!("DELETE FROM `{t}` WHERE id = ?"), (9i64,))
+        .unwrap();
+    let rows: Vec<(i64, f64, Option<String>, Option<Vec<u8>>)> = c
+        .exec(
+            format!("SELECT id, d, v, b FROM `{t}` WHERE id > ? ORDER BY id"),
+            (0,),
+        )
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (1, 3.0, Some("x".into()), Some(vec![1, 2])),
+            (2, 0.25, None, None)
+        ]
+    );
+    c.query_drop(format!("DROP TABLE `{t}`")).unwrap();
+}

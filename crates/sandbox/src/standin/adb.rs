@@ -58,8 +58,9 @@
 //!   analyticdb-for-mysql/use-cases/best-practices-on-data-changes: "写入的总数据量不宜太大,
 //!   不超过16MB"). The document states it as advice; the stand-in enforces it
 //!   ([`Options::max_statement_bytes`]) so that Tidemark is tested to stay under it.
-//! - Wire protocol: MySQL's, with COM_QUERY, COM_INIT_DB, COM_PING, COM_QUIT and
-//!   COM_RESET_CONNECTION; `mysql_native_password` logins.
+//! - Wire protocol: MySQL's, with COM_QUERY, COM_INIT_DB, COM_PING, COM_QUIT,
+//!   COM_RESET_CONNECTION and server-side prepared statements; `mysql_native_password`
+//!   logins.
 //!
 //! Everything else that is SQL (SELECT, UPDATE, DELETE, SHOW, SET, information_schema)
 //! is forwarded to MariaDB, so its answers are MariaDB's (information_schema shows the

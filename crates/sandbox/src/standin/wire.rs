@@ -1,8 +1,10 @@
 //! The server side of the MySQL client/server protocol, the small subset the stand-ins
 //! need: HandshakeV10 with `mysql_native_password`, COM_QUERY (text resultsets, several
-//! results for a multi-statement query), COM_INIT_DB, COM_PING, COM_QUIT and, when the
-//! engine allows it, COM_RESET_CONNECTION. Everything else gets an ERR packet naming the
-//! command.
+//! results for a multi-statement query), COM_INIT_DB, COM_PING, COM_QUIT, prepared
+//! statements (COM_STMT_PREPARE/EXECUTE/CLOSE/RESET: the parameters are written into
+//! the text as literals and the statement runs as a query) and, when the engine allows
+//! it, COM_RESET_CONNECTION. Everything else (COM_CHANGE_USER, COM_STMT_SEND_LONG_DATA,
+//! …) gets an ERR packet naming the command.
 //!
 //! Sources: the MySQL protocol documentation (dev.mysql.com/doc/internals/en/ and
 //! dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basics.html): packet framing
@@ -54,6 +56,10 @@ pub const COM_INIT_DB: u8 = 0x02;
 pub const COM_QUERY: u8 = 0x03;
 pub const COM_PING: u8 = 0x0e;
 pub const COM_RESET_CONNECTION: u8 = 0x1f;
+pub const COM_STMT_PREPARE: u8 = 0x16;
+pub const COM_STMT_EXECUTE: u8 = 0x17;
+pub const COM_STMT_CLOSE: u8 = 0x19;
+pub const COM_STMT_RESET: u8 = 0x1a;
 
 /// An error as the client sees it: MySQL error number, SQLSTATE and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +147,10 @@ impl Reply {
 pub trait Session: Send {
     /// Runs the text of one COM_QUERY. The replies are sent in order; an `Err` ends them.
     fn query(&mut self, sql: &str) -> Vec<Reply>;
+    /// Runs a prepared statement, its parameters already written in as literals.
+    fn execute(&mut self, sql: &str) -> Vec<Reply> {
+        self.query(sql)
+    }
     fn init_db(&mut self, db: &str) -> Reply;
     /// COM_RESET_CONNECTION.
     fn reset(&mut self) -> Reply;
@@ -278,6 +288,13 @@ fn col_packet(c: &Col) -> Vec<u8> {
 }
 
 fn write_reply(w: &mut Writer, r: &Reply, more: bool) {
+    write_reply_as(w, r, more, false)
+}
+
+/// `binary`: the rows of a COM_STMT_EXECUTE. Every column is then declared a string
+/// (MYSQL_TYPE_VAR_STRING), whose binary encoding is the text protocol's, so the values
+/// reach the client exactly as a text query would deliver them.
+fn write_reply_as(w: &mut Writer, r: &Reply, more: bool, binary: bool) {
     let status = STATUS_AUTOCOMMIT | if more { STATUS_MORE_RESULTS } else { 0 };
     match r {
         Reply::Ok {
@@ -291,15 +308,35 @@ fn write_reply(w: &mut Writer, r: &Reply, more: bool) {
             lenenc_int(&mut p, cols.len() as u64);
             w.packet(&p);
             for c in cols {
-                w.packet(&col_packet(c));
+                if binary {
+                    let mut c = c.clone();
+                    c.column_type = 0xfd;
+                    w.packet(&col_packet(&c));
+                } else {
+                    w.packet(&col_packet(c));
+                }
             }
             w.packet(&eof_packet(STATUS_AUTOCOMMIT));
             for row in rows {
                 let mut p = Vec::new();
-                for v in row {
-                    match v {
-                        Some(b) => lenenc_str(&mut p, b),
-                        None => p.push(0xfb),
+                if binary {
+                    p.push(0);
+                    let mut bitmap = vec![0u8; (row.len() + 7 + 2) / 8];
+                    for (i, v) in row.iter().enumerate() {
+                        if v.is_none() {
+                            bitmap[(i + 2) / 8] |= 1 << ((i + 2) % 8);
+                        }
+                    }
+                    p.extend_from_slice(&bitmap);
+                    for b in row.iter().flatten() {
+                        lenenc_str(&mut p, b);
+                    }
+                } else {
+                    for v in row {
+                        match v {
+                            Some(b) => lenenc_str(&mut p, b),
+                            None => p.push(0xfb),
+                        }
                     }
                 }
                 w.packet(&p);
@@ -483,6 +520,8 @@ pub fn serve(
     };
     w.packet(&ok_packet(0, 0, STATUS_AUTOCOMMIT, ""));
     w.flush()?;
+    let mut stmts: std::collections::HashMap<u32, Prepared> = Default::default();
+    let mut next_stmt = 0u32;
     loop {
         let mut seq = 0u8;
         let p = match read_packet(&mut s, &mut seq) {
@@ -515,6 +554,55 @@ pub fn serve(
                     write_reply(&mut w, &Reply::ok(), false);
                 }
             }
+            COM_STMT_PREPARE => {
+                let sql = String::from_utf8_lossy(body).into_owned();
+                match placeholders(&sql) {
+                    Ok(marks) => {
+                        next_stmt += 1;
+                        let n = marks.len();
+                        let mut p = vec![0u8];
+                        p.extend_from_slice(&next_stmt.to_le_bytes());
+                        p.extend_from_slice(&0u16.to_le_bytes());
+                        p.extend_from_slice(&(n as u16).to_le_bytes());
+                        p.push(0);
+                        p.extend_from_slice(&0u16.to_le_bytes());
+                        w.packet(&p);
+                        if n > 0 {
+                            for _ in 0..n {
+                                w.packet(&col_packet(&Col::text("?")));
+                            }
+                            w.packet(&eof_packet(STATUS_AUTOCOMMIT));
+                        }
+                        stmts.insert(
+                            next_stmt,
+                            Prepared {
+                                sql,
+                                marks,
+                                types: Vec::new(),
+                            },
+                        );
+                    }
+                    Err(e) => w.packet(&err_packet(&e)),
+                }
+            }
+            COM_STMT_EXECUTE => {
+                let r = match execute_text(body, &mut stmts) {
+                    Ok(sql) => {
+                        let replies = session.execute(&sql);
+                        replies.into_iter().next().unwrap_or_else(Reply::ok)
+                    }
+                    Err(e) => Reply::Err(e),
+                };
+                write_reply_as(&mut w, &r, false, true);
+            }
+            COM_STMT_CLOSE => {
+                if let Some(id) = body.get(..4) {
+                    stmts.remove(&u32::from_le_bytes([id[0], id[1], id[2], id[3]]));
+                }
+                // No reply to COM_STMT_CLOSE.
+                continue;
+            }
+            COM_STMT_RESET => w.packet(&ok_packet(0, 0, STATUS_AUTOCOMMIT, "")),
             COM_RESET_CONNECTION if allow_reset => {
                 let r = session.reset();
                 write_reply(&mut w, &r, false);
@@ -531,6 +619,165 @@ pub fn serve(
             return Ok(());
         }
     }
+}
+
+/// A prepared statement: its text and where its `?` placeholders are.
+struct Prepared {
+    sql: String,
+    marks: Vec<(usize, usize)>,
+    /// Parameter types bound by the last COM_STMT_EXECUTE (type, unsigned).
+    types: Vec<(u8, bool)>,
+}
+
+fn placeholders(sql: &str) -> std::result::Result<Vec<(usize, usize)>, SqlError> {
+    Ok(super::sql::lex(sql)?
+        .into_iter()
+        .filter(|t| t.tok == super::sql::Tok::Sym("?".into()))
+        .map(|t| (t.start, t.end))
+        .collect())
+}
+
+fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> std::result::Result<&'a [u8], SqlError> {
+    let s = b.get(*pos..*pos + n).ok_or_else(|| {
+        SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
+    })?;
+    *pos += n;
+    Ok(s)
+}
+
+fn int_le(b: &[u8]) -> u64 {
+    b.iter()
+        .enumerate()
+        .fold(0u64, |v, (i, x)| v | (*x as u64) << (8 * i))
+}
+
+/// One bound parameter as a SQL literal.
+fn param_literal(
+    b: &[u8],
+    pos: &mut usize,
+    ty: u8,
+    unsigned: bool,
+) -> std::result::Result<String, SqlError> {
+    let signed = |v: u64, bits: u32| -> i64 {
+        let shift = 64 - bits;
+        ((v << shift) as i64) >> shift
+    };
+    Ok(match ty {
+        0x01 | 0x02 | 0x03 | 0x08 | 0x09 | 0x0d => {
+            let n = match ty {
+                0x01 => 1,
+                0x02 | 0x0d => 2,
+                0x03 | 0x09 => 4,
+                _ => 8,
+            };
+            let v = int_le(take(b, pos, n)?);
+            if unsigned {
+                v.to_string()
+            } else {
+                signed(v, 8 * n as u32).to_string()
+            }
+        }
+        0x04 => {
+            let v = f32::from_bits(int_le(take(b, pos, 4)?) as u32);
+            format!("{:e}", v as f64)
+        }
+        0x05 => format!("{:e}", f64::from_bits(int_le(take(b, pos, 8)?))),
+        0x06 => "NULL".into(),
+        0x07 | 0x0a | 0x0c => {
+            let len = take(b, pos, 1)?[0] as usize;
+            let d = take(b, pos, len)?;
+            let g = |i: usize| d.get(i).copied().unwrap_or(0) as u64;
+            let (y, mo, da) = (g(0) | g(1) << 8, g(2), g(3));
+            let (h, mi, se) = (g(4), g(5), g(6));
+            let us = if len >= 11 { int_le(&d[7..11]) } else { 0 };
+            format!("'{y:04}-{mo:02}-{da:02} {h:02}:{mi:02}:{se:02}.{us:06}'")
+        }
+        0x0b => {
+            let len = take(b, pos, 1)?[0] as usize;
+            let d = take(b, pos, len)?;
+            if len == 0 {
+                "'00:00:00'".into()
+            } else {
+                let g = |i: usize| d.get(i).copied().unwrap_or(0) as u64;
+                let neg = g(0) == 1;
+                let days = int_le(d.get(1..5).unwrap_or(&[]));
+                let hours = days * 24 + g(5);
+                let us = if len >= 12 { int_le(&d[8..12]) } else { 0 };
+                format!(
+                    "'{}{hours:02}:{:02}:{:02}.{us:06}'",
+                    if neg { "-" } else { "" },
+                    g(6),
+                    g(7)
+                )
+            }
+        }
+        _ => {
+            // Strings, decimals, blobs, JSON: length-encoded bytes.
+            let first = take(b, pos, 1)?[0];
+            let n = match first {
+                0xfc => int_le(take(b, pos, 2)?),
+                0xfd => int_le(take(b, pos, 3)?),
+                0xfe => int_le(take(b, pos, 8)?),
+                x => x as u64,
+            } as usize;
+            let raw = take(b, pos, n)?;
+            match std::str::from_utf8(raw) {
+                Ok(text) => super::sql::lit(text),
+                Err(_) => {
+                    let hex: String = raw.iter().map(|x| format!("{x:02X}")).collect();
+                    format!("X'{hex}'")
+                }
+            }
+        }
+    })
+}
+
+/// The text of a COM_STMT_EXECUTE with its parameters written in as literals.
+fn execute_text(
+    body: &[u8],
+    stmts: &mut std::collections::HashMap<u32, Prepared>,
+) -> std::result::Result<String, SqlError> {
+    let mut pos = 0;
+    let id = int_le(take(body, &mut pos, 4)?) as u32;
+    let st = stmts.get_mut(&id).ok_or_else(|| {
+        SqlError::new(
+            1243,
+            "HY000",
+            format!("Unknown prepared statement handler ({id})"),
+        )
+    })?;
+    take(body, &mut pos, 5)?; // flags, iteration count
+    let n = st.marks.len();
+    if n == 0 {
+        return Ok(st.sql.clone());
+    }
+    let nulls = take(body, &mut pos, n.div_ceil(8))?.to_vec();
+    if take(body, &mut pos, 1)?[0] == 1 {
+        st.types = (0..n)
+            .map(|_| take(body, &mut pos, 2).map(|t| (t[0], t[1] & 0x80 != 0)))
+            .collect::<std::result::Result<_, _>>()?;
+    }
+    if st.types.len() != n {
+        return Err(SqlError::new(
+            1210,
+            "HY000",
+            "parameter types were never sent",
+        ));
+    }
+    let mut out = String::with_capacity(st.sql.len());
+    let mut from = 0;
+    for (i, &(start, end)) in st.marks.iter().enumerate() {
+        out.push_str(&st.sql[from..start]);
+        if nulls[i / 8] & (1 << (i % 8)) != 0 {
+            out.push_str("NULL");
+        } else {
+            let (ty, unsigned) = st.types[i];
+            out.push_str(&param_literal(body, &mut pos, ty, unsigned)?);
+        }
+        from = end;
+    }
+    out.push_str(&st.sql[from..]);
+    Ok(out)
 }
 
 fn command_name(c: u8) -> &'static str {
