@@ -388,7 +388,8 @@ fn prepared_statements() {
     .unwrap();
     c.exec_drop(format!("DELETE FROM `{t}` WHERE id = ?"), (9i64,))
         .unwrap();
-    let rows: Vec<(i64, f64, Option<String>, Option<Vec<u8>>)> = c
+    type Row = (i64, f64, Option<String>, Option<Vec<u8>>);
+    let rows: Vec<Row> = c
         .exec(
             format!("SELECT id, d, v, b FROM `{t}` WHERE id > ? ORDER BY id"),
             (0,),
