@@ -73,8 +73,10 @@ use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
 use std::sync::Arc;
 
-/// The database where the stand-in keeps each table's ADB definition.
-pub const META_DB: &str = "__adb_standin";
+/// The database where the stand-in keeps each table's ADB definition: MariaDB's own
+/// system schema, which tools reading `information_schema` already leave out, and which
+/// clients of the stand-in cannot use.
+pub const META_DB: &str = "mysql";
 
 /// How `SHOW CREATE TABLE` spells the distribution clause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -128,7 +130,7 @@ impl AdbStandIn {
         .context("starting the ADB stand-in's storage server")?;
         let mut c = storage.conn()?;
         c.query_drop(format!(
-            "CREATE DATABASE IF NOT EXISTS {m}; CREATE TABLE IF NOT EXISTS {m}.`tables` \
+            "CREATE TABLE IF NOT EXISTS {m}.`adb_standin_tables` \
              (db VARCHAR(64) NOT NULL, name VARCHAR(128) NOT NULL, ddl MEDIUMTEXT NOT NULL, \
              PRIMARY KEY (db, name)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             m = q(META_DB)
@@ -335,7 +337,7 @@ impl AdbSession {
                 let r = forward(&mut self.conn, s);
                 if !r.iter().any(|r| matches!(r, Reply::Err(_))) {
                     self.meta_exec(&format!(
-                        "DELETE FROM {}.`tables` WHERE db = {}",
+                        "DELETE FROM {}.`adb_standin_tables` WHERE db = {}",
                         q(META_DB),
                         lit(&db)
                     ))?;
@@ -371,7 +373,7 @@ impl AdbSession {
         let ddl: Option<String> = self
             .conn
             .query_first(format!(
-                "SELECT ddl FROM {}.`tables` WHERE db = {} AND name = {}",
+                "SELECT ddl FROM {}.`adb_standin_tables` WHERE db = {} AND name = {}",
                 q(META_DB),
                 lit(db),
                 lit(name)
@@ -385,7 +387,7 @@ impl AdbSession {
 
     fn save(&mut self, db: &str, t: &Table) -> Result<(), SqlError> {
         self.meta_exec(&format!(
-            "REPLACE INTO {}.`tables` (db, name, ddl) VALUES ({}, {}, {})",
+            "REPLACE INTO {}.`adb_standin_tables` (db, name, ddl) VALUES ({}, {}, {})",
             q(META_DB),
             lit(db),
             lit(&t.name),
@@ -446,7 +448,7 @@ impl AdbSession {
         if !r.iter().any(|r| matches!(r, Reply::Err(_))) {
             for (d, n) in &names {
                 self.meta_exec(&format!(
-                    "DELETE FROM {}.`tables` WHERE db = {} AND name = {}",
+                    "DELETE FROM {}.`adb_standin_tables` WHERE db = {} AND name = {}",
                     q(META_DB),
                     lit(d),
                     lit(n)

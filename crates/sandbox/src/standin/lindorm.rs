@@ -56,8 +56,10 @@ use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
 use std::sync::Arc;
 
-/// Where the stand-in keeps each table's Lindorm definition.
-pub const META_DB: &str = "__lindorm_standin";
+/// Where the stand-in keeps each table's Lindorm definition: MariaDB's own system
+/// schema, which tools reading `information_schema` already leave out, and which
+/// clients of the stand-in cannot use.
+pub const META_DB: &str = "mysql";
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -100,8 +102,8 @@ impl LindormStandIn {
         .context("starting the Lindorm stand-in's storage server")?;
         let mut c = storage.conn()?;
         c.query_drop(format!(
-            "CREATE DATABASE IF NOT EXISTS `default`; CREATE DATABASE IF NOT EXISTS {m}; \
-             CREATE TABLE IF NOT EXISTS {m}.`tables` (db VARCHAR(255) NOT NULL, \
+            "CREATE DATABASE IF NOT EXISTS `default`; \
+             CREATE TABLE IF NOT EXISTS {m}.`lindorm_standin_tables` (db VARCHAR(255) NOT NULL, \
              name VARCHAR(255) NOT NULL, ddl MEDIUMTEXT NOT NULL, PRIMARY KEY (db, name)) \
              DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             m = q(META_DB)
@@ -785,7 +787,7 @@ impl LindormSession {
         let ddl: Option<String> = self
             .conn
             .query_first(format!(
-                "SELECT ddl FROM {}.`tables` WHERE db = {} AND name = {}",
+                "SELECT ddl FROM {}.`lindorm_standin_tables` WHERE db = {} AND name = {}",
                 q(META_DB),
                 lit(db),
                 lit(name)
@@ -800,7 +802,7 @@ impl LindormSession {
     fn save(&mut self, db: &str, t: &Table) -> Result<(), SqlError> {
         self.conn
             .query_drop(format!(
-                "REPLACE INTO {}.`tables` (db, name, ddl) VALUES ({}, {}, {})",
+                "REPLACE INTO {}.`lindorm_standin_tables` (db, name, ddl) VALUES ({}, {}, {})",
                 q(META_DB),
                 lit(db),
                 lit(&t.name),
@@ -854,7 +856,7 @@ impl LindormSession {
         if !r.iter().any(|r| matches!(r, Reply::Err(_))) {
             self.conn
                 .query_drop(format!(
-                    "DELETE FROM {}.`tables` WHERE db = {} AND name = {}",
+                    "DELETE FROM {}.`lindorm_standin_tables` WHERE db = {} AND name = {}",
                     q(META_DB),
                     lit(&db),
                     lit(&name)
