@@ -359,6 +359,14 @@ fn dml_round_trip() {
         "INSERT INTO t (id, amount) VALUES (4, 1) ON DUPLICATE KEY UPDATE amount = amount + 1",
         "constants",
     );
+    // A value that does not fit is an error, not a silently altered row.
+    expect_err(
+        &mut c,
+        "INSERT INTO t (id, name) VALUES ('not a number', 'x')",
+        "Incorrect",
+    );
+    c.query_drop("INSERT INTO t (id, name) VALUES (1, 'ignored') -- a trailing comment")
+        .unwrap();
     c.query_drop("DELETE FROM t WHERE id IN (5, 6)").unwrap();
     c.query_drop("UPDATE t SET name = 'updated' WHERE id = 7")
         .unwrap();

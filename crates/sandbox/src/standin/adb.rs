@@ -49,8 +49,8 @@
 //!   `STORAGE_POLICY='HOT'`, `ENGINE='XUANWU'`, `TABLE_PROPERTIES='{"format":"columnstore"}'`
 //!   filled in when not given, as in output of real clusters quoted publicly (research
 //!   notes of issue 12), keyless tables with `__adb_auto_id__`.
-//! - Writes: `INSERT INTO` keeps the existing row on a primary-key conflict (it behaves
-//!   as `INSERT IGNORE`; "AnalyticDB MySQL数据变更", developer.aliyun.com/article/1222956);
+//! - Writes: `INSERT INTO` keeps the existing row on a primary-key conflict (the source
+//!   likens it to `INSERT IGNORE`; values that do not fit stay errors here; "AnalyticDB MySQL数据变更", developer.aliyun.com/article/1222956);
 //!   `REPLACE INTO` overwrites the row; `INSERT … ON DUPLICATE KEY UPDATE` takes only
 //!   constant assignments (and `VALUES(col)`), no arithmetic or conditional expressions
 //!   ("INSERT ON DUPLICATE KEY UPDATE", …/developer-reference/insert-on-duplicate-key-update).
@@ -490,8 +490,8 @@ impl AdbSession {
     }
 
     fn insert(&mut self, s: &str, mut p: P) -> Result<Vec<Reply>, SqlError> {
-        let insert_end = p.toks[p.i].end;
         p.i += 1;
+        let after_insert = p.i;
         let ignore = p.is_kw("IGNORE");
         // Find a top-level ON DUPLICATE KEY UPDATE.
         let mut depth = 0i32;
@@ -561,9 +561,28 @@ impl AdbSession {
         if ignore {
             return Ok(forward(&mut self.conn, s));
         }
-        // ADB's INSERT INTO keeps the stored row on a primary-key conflict.
-        let rewritten = format!("{} IGNORE{}", &s[..insert_end], &s[insert_end..]);
-        Ok(forward(&mut self.conn, &rewritten))
+        // ADB's INSERT INTO keeps the stored row on a primary-key conflict. Not INSERT
+        // IGNORE: that would also turn bad values into warnings and altered data, which
+        // a test must see as errors.
+        let mut t = P::new(s)?;
+        t.i = after_insert;
+        while matches!(t.peek(), Some(Tok::Hint(_))) {
+            t.i += 1;
+        }
+        t.eat_kw("INTO");
+        let (db, name) = t.table_ref()?;
+        let db = self.db_of(db)?;
+        let table = match self.load(&db, &name) {
+            Ok(table) => table,
+            // Unknown table: let MariaDB say so.
+            Err(_) => return Ok(forward(&mut self.conn, s)),
+        };
+        let key = format!("{}.{}", q(&name), q(&table.primary_key[0]));
+        Ok(forward(
+            &mut self.conn,
+            // A new line, in case the statement ends in a `--` comment.
+            &format!("{s}\nON DUPLICATE KEY UPDATE {key} = {key}"),
+        ))
     }
 
     fn alter_table(&mut self, s: &str) -> Result<Vec<Reply>, SqlError> {
