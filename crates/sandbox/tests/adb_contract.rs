@@ -458,6 +458,16 @@ fn protocol_commands() {
         assert_eq!(one, Some(1));
     }
     expect_err(&mut c, "SELECT * FROM no_such_table", "doesn't exist");
+    let v: Option<String> = c.query_first("SELECT adb_version()").unwrap();
+    eprintln!("  adb_version() = {v:?}");
+    assert!(v.is_some_and(|v| v.starts_with('3')));
+    if is_standin() {
+        let v: Option<String> = c.query_first("SELECT CAST(@@version AS CHAR)").unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some(tidemark_sandbox::standin::adb::SERVER_VERSION)
+        );
+    }
     c.query_drop(format!("DROP DATABASE `{db}`")).unwrap();
 }
 

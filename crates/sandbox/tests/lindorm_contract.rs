@@ -309,6 +309,13 @@ fn protocol_commands() {
     let mut c = conn();
     assert!(c.ping().is_ok());
     c.select_db("default").unwrap();
+    if is_standin() {
+        let v: Option<String> = c.query_first("SELECT VERSION()").unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some(tidemark_sandbox::standin::lindorm::SERVER_VERSION)
+        );
+    }
     // COM_RESET_CONNECTION (and the crate's COM_CHANGE_USER fallback) are refused.
     assert!(c.reset().is_err(), "a connection reset was accepted");
     // A pool works once told not to reset connections.

@@ -58,6 +58,11 @@
 //!   analyticdb-for-mysql/use-cases/best-practices-on-data-changes: "写入的总数据量不宜太大,
 //!   不超过16MB"). The document states it as advice; the stand-in enforces it
 //!   ([`Options::max_statement_bytes`]) so that Tidemark is tested to stay under it.
+//! - `SELECT adb_version()` answers the engine version ([`Options::adb_version`], default
+//!   3.2.1.0, the minimum for binlog subscription per "Use DTS to subscribe to
+//!   AnalyticDB for MySQL binary logs", …/user-guide/use-dts-to-subscribe-to-analyticdb-for-mysql-binary-logs).
+//!   `@@version` and `VERSION()` answer [`SERVER_VERSION`], a MySQL 5.7 form chosen by
+//!   the stand-in (the documents do not give ADB's).
 //! - Wire protocol: MySQL's, with COM_QUERY, COM_INIT_DB, COM_PING, COM_QUIT,
 //!   COM_RESET_CONNECTION and server-side prepared statements; `mysql_native_password`
 //!   logins.
@@ -88,12 +93,18 @@ pub enum Spelling {
     Distribute,
 }
 
+/// What the handshake, `@@version` and `VERSION()` report.
+pub const SERVER_VERSION: &str = "5.7.99-AnalyticDB-standin";
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub user: String,
     pub password: String,
     pub max_statement_bytes: usize,
     pub spelling: Spelling,
+    /// What `SELECT adb_version()` answers (the documented way to read the engine
+    /// version, "Eliminate redundant JOINs…" page), e.g. to test a version precheck.
+    pub adb_version: String,
 }
 
 impl Default for Options {
@@ -103,6 +114,7 @@ impl Default for Options {
             password: String::new(),
             max_statement_bytes: 16 << 20,
             spelling: Spelling::Distributed,
+            adb_version: "3.2.1.0".into(),
         }
     }
 }
@@ -125,6 +137,7 @@ impl AdbStandIn {
                 // meets, not the storage server's.
                 "--max-allowed-packet=1G".into(),
                 "--explicit-defaults-for-timestamp=ON".into(),
+                format!("--version={SERVER_VERSION}"),
             ],
         })
         .context("starting the ADB stand-in's storage server")?;
@@ -191,7 +204,7 @@ impl Engine for AdbEngine {
     fn greeting(&self) -> Greeting {
         Greeting {
             // The mysql crate takes a version above 5.7.3 to mean COM_RESET_CONNECTION.
-            server_version: "5.7.99-AnalyticDB-standin".into(),
+            server_version: SERVER_VERSION.into(),
             user: self.opts.user.clone(),
             password: self.opts.password.clone(),
         }
@@ -233,6 +246,15 @@ impl Session for AdbSession {
         for s in stmts {
             let replies = if let Some(r) = super::own_variable(s) {
                 vec![r]
+            } else if s
+                .split_whitespace()
+                .collect::<String>()
+                .eq_ignore_ascii_case("SELECTadb_version()")
+            {
+                vec![Reply::Rows {
+                    cols: vec![Col::text("adb_version()")],
+                    rows: vec![vec![Some(self.opts.adb_version.clone().into_bytes())]],
+                }]
             } else if s.len() > self.opts.max_statement_bytes {
                 vec![Reply::Err(SqlError::new(
                     1105,

@@ -56,6 +56,9 @@ use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
 use std::sync::Arc;
 
+/// What the handshake, `@@version` and `VERSION()` report (the stand-in's choice).
+pub const SERVER_VERSION: &str = "8.0.0-Lindorm-standin";
+
 /// Where the stand-in keeps each table's Lindorm definition: MariaDB's own system
 /// schema, which tools reading `information_schema` already leave out, and which
 /// clients of the stand-in cannot use.
@@ -97,7 +100,10 @@ impl LindormStandIn {
             binlog: false,
             server_id: 91,
             time_zone: Some("+00:00".into()),
-            extra_args: vec!["--max-allowed-packet=1G".into()],
+            extra_args: vec![
+                "--max-allowed-packet=1G".into(),
+                format!("--version={SERVER_VERSION}"),
+            ],
         })
         .context("starting the Lindorm stand-in's storage server")?;
         let mut c = storage.conn()?;
@@ -171,7 +177,7 @@ struct LindormEngine {
 impl Engine for LindormEngine {
     fn greeting(&self) -> Greeting {
         Greeting {
-            server_version: "8.0.0-Lindorm-standin".into(),
+            server_version: SERVER_VERSION.into(),
             user: self.opts.user.clone(),
             password: self.opts.password.clone(),
         }
