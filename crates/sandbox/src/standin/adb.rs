@@ -378,7 +378,11 @@ impl AdbSession {
             | "EXPLAIN" | "TRUNCATE" | "BEGIN" | "START" | "COMMIT" | "ROLLBACK" | "KILL" => {
                 Ok(forward(&mut self.conn, s))
             }
-            other => Err(not_implemented(other)),
+            other => Err(SqlError::new(
+                1235,
+                "42000",
+                format!("{other} statements are not implemented by the ADB stand-in"),
+            )),
         }
     }
 
