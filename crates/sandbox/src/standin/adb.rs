@@ -33,8 +33,10 @@
 //!   TINYINT, SMALLINT, INT/INTEGER, BIGINT, FLOAT, DOUBLE, DECIMAL/NUMERIC with
 //!   precision 1–38, VARCHAR (length only for syntax compatibility, values up to 16 MB),
 //!   BINARY, DATE, TIME ('00:00:00'–'23:59:59'), DATETIME, TIMESTAMP, POINT, JSON,
-//!   ARRAY/MAP. UNSIGNED, ZEROFILL, MEDIUMINT, BIT, YEAR, ENUM, SET, TEXT/BLOB names and
-//!   other geometry types are rejected, each with a message naming the ADB type to use.
+//!   ARRAY/MAP. UNSIGNED, ZEROFILL, MEDIUMINT, BIT, YEAR, ENUM, SET and other geometry
+//!   types are rejected, each with a message naming the ADB type to use; so are the
+//!   MySQL names the page maps onto VARCHAR and BINARY (CHAR, TEXT, BLOB, …), which the
+//!   stand-in does not take on trust.
 //!   AUTO_INCREMENT only on BIGINT; JSON takes no DEFAULT (research notes of issue 12).
 //! - `ALTER TABLE` ("ALTER TABLE", …/developer-reference/alter-table): `ADD [COLUMN]
 //!   def`, `ADD [COLUMN] (def, …)`, `DROP [COLUMN] c`, `MODIFY [COLUMN] c def`, `RENAME

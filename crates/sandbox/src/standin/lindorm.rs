@@ -44,7 +44,8 @@
 //! - Empty VARBINARY/BINARY values are stored as NULL (seed document "Migrate data from
 //!   RDS MySQL to Lindorm": "Empty strings of the VARBINARY type are treated as null by
 //!   both DTS and Lindorm").
-//! - Identifiers in backticks keep their case; the default namespace is `default`.
+//! - Table names keep their case (column names compare case-insensitively here, as in
+//!   MariaDB, unlike Lindorm); the default namespace is `default`.
 //!
 //! Reads (SELECT, SHOW, DESCRIBE) are forwarded to MariaDB; SHOW CREATE TABLE answers
 //! the Lindorm definition.
