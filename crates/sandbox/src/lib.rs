@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub mod proxy;
 pub mod rocketmq;
+pub mod standin;
 pub mod tls;
 
 /// How to start a server.
