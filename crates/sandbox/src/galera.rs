@@ -93,6 +93,8 @@ impl Node {
                 .ip_or_hostname(Some("127.0.0.1"))
                 .tcp_port(self.port)
                 .user(Some("root"))
+                // The port, not the socket the driver would switch to.
+                .prefer_socket(false)
                 .tcp_connect_timeout(Some(Duration::from_secs(5)))
                 .read_timeout(Some(Duration::from_secs(30))),
         )
