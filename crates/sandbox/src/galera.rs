@@ -102,8 +102,12 @@ impl Node {
 
     /// A root connection.
     pub fn conn(&self) -> Result<mysql::Conn> {
-        self.try_conn()
-            .with_context(|| format!("connecting to Galera node{} on port {}", self.number, self.port))
+        self.try_conn().with_context(|| {
+            format!(
+                "connecting to Galera node{} on port {}",
+                self.number, self.port
+            )
+        })
     }
 
     /// The node's error log (empty when it cannot be read).
@@ -144,7 +148,11 @@ impl Node {
         let log = self.error_log();
         let lines: Vec<&str> = log.lines().collect();
         let from = lines.len().saturating_sub(40);
-        format!("node{} error log (last lines):\n{}", self.number, lines[from..].join("\n"))
+        format!(
+            "node{} error log (last lines):\n{}",
+            self.number,
+            lines[from..].join("\n")
+        )
     }
 }
 
@@ -178,7 +186,9 @@ pub struct Cluster {
 /// Whether we run as root (the owner of `/proc/self` is the effective user).
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// `n` distinct free local ports (the listeners are held until all are chosen, so none
@@ -259,14 +269,18 @@ impl Cluster {
                 .map_err(|_| anyhow::anyhow!("mariadb-install-db panicked"))??;
         }
         if root_user {
-            chown_mysql(&[logs.clone()])?;
+            chown_mysql(&logs)?;
         }
 
         let mut nodes = Vec::with_capacity(opts.nodes);
         for (i, dir) in dirs.into_iter().enumerate() {
             let number = i + 1;
-            let (port, gcomm_port, ist_port, sst_port) =
-                (ports[4 * i], ports[4 * i + 1], ports[4 * i + 2], ports[4 * i + 3]);
+            let (port, gcomm_port, ist_port, sst_port) = (
+                ports[4 * i],
+                ports[4 * i + 1],
+                ports[4 * i + 2],
+                ports[4 * i + 3],
+            );
             let log = logs.join(format!("node{number}.err"));
             let mut args = vec![
                 "--no-defaults".to_string(),
@@ -341,7 +355,9 @@ impl Cluster {
             if number == 1 {
                 // Not yet a `Cluster`: wait on node 1 alone.
                 let first = &nodes[0];
-                wait_until(&nodes, SYNC_LIMIT, || first.status().is_ok_and(|s| s.synced_in(1)))?;
+                wait_until(&nodes, SYNC_LIMIT, || {
+                    first.status().is_ok_and(|s| s.synced_in(1))
+                })?;
             }
         }
         let cluster = Cluster {
@@ -382,7 +398,8 @@ impl Cluster {
         let up = self.up();
         let size = up.len();
         wait_until(&self.nodes, SYNC_LIMIT, || {
-            up.iter().all(|n| n.status().is_ok_and(|s| s.synced_in(size)))
+            up.iter()
+                .all(|n| n.status().is_ok_and(|s| s.synced_in(size)))
         })
     }
 
@@ -455,11 +472,7 @@ fn wait_until(nodes: &[Node], limit: Duration, ok: impl Fn() -> bool) -> Result<
         // A node whose server exited without being held down is gone for good (its
         // watchdog removed its directory).
         if let Some(dead) = nodes.iter().find(|n| !n.dir.exists()) {
-            bail!(
-                "Galera node{} exited; {}",
-                dead.number,
-                dead.log_tail()
-            );
+            bail!("Galera node{} exited; {}", dead.number, dead.log_tail());
         }
         if Instant::now() > deadline {
             let states: Vec<String> = nodes
@@ -481,12 +494,12 @@ fn wait_until(nodes: &[Node], limit: Duration, ok: impl Fn() -> bool) -> Result<
     }
 }
 
-/// `chown -R mysql:mysql PATHS`.
-fn chown_mysql(paths: &[PathBuf]) -> Result<()> {
+/// `chown -R mysql:mysql PATH`.
+fn chown_mysql(path: &Path) -> Result<()> {
     let out = Command::new("chown")
         .arg("-R")
         .arg("mysql:mysql")
-        .args(paths)
+        .arg(path)
         .output()
         .context("running chown")?;
     if !out.status.success() {
@@ -505,14 +518,18 @@ fn install(installer: &Path, dir: &Path, root_user: bool) -> Result<()> {
     std::fs::create_dir_all(&tmp)?;
     if root_user {
         // The bootstrap server runs as `mysql` and writes into its tmpdir.
-        chown_mysql(&[dir.to_path_buf()])?;
+        chown_mysql(dir)?;
     }
     let run = || {
         let _ = std::fs::remove_dir_all(&data);
         Command::new(installer)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .arg(if root_user { "--user=mysql" } else { "--user=root" })
+            .arg(if root_user {
+                "--user=mysql"
+            } else {
+                "--user=root"
+            })
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .env("TMPDIR", &tmp)
             .output()
@@ -569,11 +586,18 @@ mod tests {
     fn wait_value(node: &Node, q: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let got = node.conn().ok().and_then(|mut c| c.query_first::<String, _>(q).ok().flatten());
+            let got = node
+                .conn()
+                .ok()
+                .and_then(|mut c| c.query_first::<String, _>(q).ok().flatten());
             if got.as_deref() == Some(want) {
                 return;
             }
-            assert!(Instant::now() < deadline, "node{}: {q} gave {got:?}, not {want}", node.number);
+            assert!(
+                Instant::now() < deadline,
+                "node{}: {q} gave {got:?}, not {want}",
+                node.number
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -602,18 +626,22 @@ mod tests {
                  INSERT INTO g.t VALUES (1, 'from node1')",
             )
             .unwrap();
-        wait_value(cluster.node(2), "SELECT v FROM g.t WHERE id = 1", "from node1");
+        wait_value(
+            cluster.node(2),
+            "SELECT v FROM g.t WHERE id = 1",
+            "from node1",
+        );
 
         // read_only is the node's own setting; an ordinary user is refused there only.
         cluster
-            .sql(0, "CREATE USER w@'%' IDENTIFIED BY 'pw'; GRANT ALL ON g.* TO w@'%'")
+            .sql(
+                0,
+                "CREATE USER w@'%' IDENTIFIED BY 'pw'; GRANT ALL ON g.* TO w@'%'",
+            )
             .unwrap();
         cluster.set_read_only(1, true).unwrap();
         let user = |n: &Node| {
-            mysql::Conn::new(
-                mysql::Opts::from_url(&n.url_for("w", "pw")).unwrap(),
-            )
-            .unwrap()
+            mysql::Conn::new(mysql::Opts::from_url(&n.url_for("w", "pw")).unwrap()).unwrap()
         };
         let err = user(cluster.node(1))
             .query_drop("INSERT INTO g.t VALUES (2, 'no')")
@@ -639,7 +667,10 @@ mod tests {
         };
         let before = state_uuid(cluster.node(1));
         cluster.kill(0).unwrap();
-        assert!(cluster.node(0).conn().is_err(), "a killed node accepts connections");
+        assert!(
+            cluster.node(0).conn().is_err(),
+            "a killed node accepts connections"
+        );
         assert!(cluster.kill(0).is_err(), "killed twice");
         cluster.wait_synced().expect("two nodes go on");
         assert_eq!(cluster.node(1).status().unwrap().cluster_size, 2);
@@ -649,7 +680,11 @@ mod tests {
         let rejoin = Instant::now();
         cluster.start_again(0).expect("node1 rejoins");
         eprintln!("node1 rejoined in {:?}", rejoin.elapsed());
-        assert_eq!(state_uuid(cluster.node(0)), before, "node1 founded a new cluster");
+        assert_eq!(
+            state_uuid(cluster.node(0)),
+            before,
+            "node1 founded a new cluster"
+        );
         wait_value(
             cluster.node(0),
             "SELECT v FROM g.t WHERE id = 3",

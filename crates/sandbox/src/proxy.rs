@@ -60,7 +60,10 @@ impl Shared {
     }
 
     fn target(&self) -> String {
-        self.target.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -376,14 +379,20 @@ mod tests {
         for c in [&mut old, &mut new] {
             let e = ask(c).unwrap_err();
             assert!(
-                matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof),
+                matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+                ),
                 "{e}"
             );
         }
         let mut refused = connect(&proxy);
         let e = ask(&mut refused).unwrap_err();
         assert!(
-            matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof),
+            matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+            ),
             "{e}"
         );
         proxy.pass();

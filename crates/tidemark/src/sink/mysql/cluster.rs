@@ -77,7 +77,10 @@ pub struct ReadOnly {
 
 impl ReadOnly {
     pub fn any(&self) -> bool {
-        self.read_only || self.super_read_only || self.innodb_read_only || self.transaction_read_only
+        self.read_only
+            || self.super_read_only
+            || self.innodb_read_only
+            || self.transaction_read_only
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -174,7 +177,7 @@ impl Limits {
 
 fn size(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes & (MIB - 1) == 0 {
         format!("{} MiB", bytes / MIB)
     } else if bytes >= MIB {
         format!("{:.1} MiB", bytes as f64 / MIB as f64)
@@ -288,7 +291,9 @@ fn show(c: &mut Conn, what: &str, names: &[&str]) -> Result<Values> {
         .collect::<Vec<_>>()
         .join(", ");
     let rows: Vec<(String, Option<String>)> = c
-        .query(format!("SHOW GLOBAL {what} WHERE Variable_name IN ({list})"))
+        .query(format!(
+            "SHOW GLOBAL {what} WHERE Variable_name IN ({list})"
+        ))
         .with_context(|| format!("reading the destination's global {}", what.to_lowercase()))?;
     Ok(rows
         .into_iter()
@@ -339,9 +344,7 @@ fn group_member(c: &mut Conn) -> Option<Member> {
 /// with the CONFIG privilege.
 fn tidb_total_limit(c: &mut Conn) -> Option<u64> {
     let rows: Vec<mysql::Row> = c
-        .query(
-            "SHOW CONFIG WHERE type = 'tidb' AND name = 'performance.txn-total-size-limit'",
-        )
+        .query("SHOW CONFIG WHERE type = 'tidb' AND name = 'performance.txn-total-size-limit'")
         .ok()?;
     rows.into_iter()
         .filter_map(|r| r.get::<String, _>("Value"))
@@ -571,12 +574,14 @@ impl Topology {
         let rules = self.rules();
         if rules.primary_key_required {
             lines.push(
-                "rule: every table needs a primary key (rows are replicated and certified by key)".into(),
+                "rule: every table needs a primary key (rows are replicated and certified by key)"
+                    .into(),
             );
         }
         if rules.innodb_only {
             lines.push(
-                "rule: only InnoDB tables are replicated; tables in other engines are refused".into(),
+                "rule: only InnoDB tables are replicated; tables in other engines are refused"
+                    .into(),
             );
         }
         if rules.ddl_blocks_cluster {
@@ -753,7 +758,17 @@ mod tests {
             ("wsrep_ready", "ON"),
         ]);
         let t = Topology::from_values(&vars, &status, None, None);
-        assert!(matches!(t.kind, Kind::Galera { cluster_size: 3, ready: true, .. }), "{t:?}");
+        assert!(
+            matches!(
+                t.kind,
+                Kind::Galera {
+                    cluster_size: 3,
+                    ready: true,
+                    ..
+                }
+            ),
+            "{t:?}"
+        );
         assert_eq!(t.not_writable(), None);
         assert_eq!(
             t.rules(),
@@ -766,7 +781,14 @@ mod tests {
         assert_eq!(t.limits.max_bytes(), Some(1 << 20));
         assert_eq!(t.limits.max_rows(), None);
         let report = t.report().join("\n");
-        for want in ["Galera cluster of 3", "primary key", "InnoDB", "TOI", "wsrep_max_ws_size = 1 MiB", "wsrep_sync_wait = 0"] {
+        for want in [
+            "Galera cluster of 3",
+            "primary key",
+            "InnoDB",
+            "TOI",
+            "wsrep_max_ws_size = 1 MiB",
+            "wsrep_sync_wait = 0",
+        ] {
             assert!(report.contains(want), "{want} missing:\n{report}");
         }
 
@@ -782,7 +804,11 @@ mod tests {
         assert!(why.contains("non-Primary") && why.contains("1047"), "{why}");
         // RSU schema changes do not block the cluster.
         let rsu = values(&[("wsrep_on", "ON"), ("wsrep_osu_method", "RSU")]);
-        assert!(!Topology::from_values(&rsu, &status, None, None).rules().ddl_blocks_cluster);
+        assert!(
+            !Topology::from_values(&rsu, &status, None, None)
+                .rules()
+                .ddl_blocks_cluster
+        );
     }
 
     #[test]
@@ -800,7 +826,13 @@ mod tests {
             online_members: 3,
         };
         let t = Topology::from_values(&vars, &Values::new(), Some(secondary), None);
-        assert!(matches!(&t.kind, Kind::GroupReplication { single_primary: true, .. }));
+        assert!(matches!(
+            &t.kind,
+            Kind::GroupReplication {
+                single_primary: true,
+                ..
+            }
+        ));
         assert!(t.not_writable().unwrap().contains("SECONDARY"));
         assert_eq!(t.limits.max_bytes(), Some(150_000_000));
         assert!(t.rules().primary_key_required);
@@ -828,18 +860,30 @@ mod tests {
             ("innodb_read_only", "ON"),
         ]);
         let t = Topology::from_values(&aurora, &Values::new(), None, None);
-        assert_eq!(t.kind, Kind::Aurora { version: "3.04.0".into() });
+        assert_eq!(
+            t.kind,
+            Kind::Aurora {
+                version: "3.04.0".into()
+            }
+        );
         assert!(t.not_writable().unwrap().contains("innodb_read_only"));
         let polar = values(&[("version", "8.0.13"), ("polardb_version", "8.0.1.1.40")]);
         let t = Topology::from_values(&polar, &Values::new(), None, None);
         assert!(matches!(t.kind, Kind::PolarDb { .. }));
         assert!(t.rules().innodb_only && !t.rules().primary_key_required);
 
-        let plain = values(&[("version", "10.11.19-MariaDB"), ("wsrep_on", "OFF"), ("read_only", "ON")]);
+        let plain = values(&[
+            ("version", "10.11.19-MariaDB"),
+            ("wsrep_on", "OFF"),
+            ("read_only", "ON"),
+        ]);
         let t = Topology::from_values(&plain, &Values::new(), None, None);
         assert_eq!(t.kind, Kind::Single);
         let why = t.not_writable().unwrap();
-        assert!(why.contains("read_only") && why.contains("READ_ONLY ADMIN"), "{why}");
+        assert!(
+            why.contains("read_only") && why.contains("READ_ONLY ADMIN"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -872,8 +916,18 @@ mod tests {
         assert!(galera.check_table("d", "t", "InnoDB", true).is_empty());
         let p = galera.check_table("d", "log", "MyISAM", false);
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("`d`.`log` has no primary key") && p[0].contains("ADD PRIMARY KEY"), "{}", p[0]);
-        assert!(p[1].contains("MyISAM") && p[1].contains("ENGINE = InnoDB"), "{}", p[1]);
-        assert!(Rules::default().check_table("d", "log", "MyISAM", false).is_empty());
+        assert!(
+            p[0].contains("`d`.`log` has no primary key") && p[0].contains("ADD PRIMARY KEY"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].contains("MyISAM") && p[1].contains("ENGINE = InnoDB"),
+            "{}",
+            p[1]
+        );
+        assert!(Rules::default()
+            .check_table("d", "log", "MyISAM", false)
+            .is_empty());
     }
 }
