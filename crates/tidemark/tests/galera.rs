@@ -580,3 +580,69 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
         panic!("the large transaction did not arrive: {differ}\n{log}");
     }
 }
+
+/// Ends node 3's isolation and waits for the whole cluster; restarts node 3 (it then
+/// rejoins by IST) when it does not merge back on its own.
+struct Rejoin;
+
+impl Drop for Rejoin {
+    fn drop(&mut self) {
+        let c = cluster();
+        let _ = c.node(2).conn().and_then(|mut n| {
+            n.query_drop("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
+                .map_err(Into::into)
+        });
+        if c.wait_synced().is_err() {
+            let _ = c.restart(2, Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_node_outside_the_primary_component_is_reported_and_its_refusal_means_reconnect() {
+    let _alone = exclusive();
+    let c = cluster();
+    let n3 = c.node(2);
+    sql(
+        c.node(0),
+        "CREATE DATABASE g_np; CREATE TABLE g_np.t (id INT PRIMARY KEY)",
+    );
+    wait_value(
+        n3,
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'g_np'",
+        "1",
+    );
+    let _rejoin = Rejoin;
+    // Cut node 3 off the group: it is left alone in a non-primary component.
+    sql(n3, "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while n3
+        .status()
+        .map(|s| s.cluster_status == "Primary")
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 3 stayed in the primary component"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t = Topology::detect(&mut n3.conn().unwrap()).expect("detect on a non-primary node");
+    let why = t
+        .not_writable()
+        .expect("a non-primary node is not writable");
+    assert!(why.contains("not in the primary component"), "{why}");
+    let err = n3
+        .conn()
+        .unwrap()
+        .query_drop("INSERT INTO g_np.t VALUES (1)")
+        .expect_err("a non-primary node took a write");
+    assert_eq!(
+        classify(&err),
+        Failure::NotWritable,
+        "{}",
+        server_error(&err)
+    );
+    // The rest of the cluster goes on.
+    sql(c.node(0), "INSERT INTO g_np.t VALUES (1)");
+}
