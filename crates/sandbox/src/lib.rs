@@ -10,7 +10,9 @@
 //! client reconnects after a server restart.
 //!
 //! [`tls`] makes a test CA and certificates for TLS-enabled servers; [`proxy`] is a TCP
-//! proxy that freezes, resets or slows a path, for network failure tests.
+//! proxy that freezes, resets, slows or cuts a path and can be re-pointed to another
+//! server, for network failure and failover tests; [`galera`] runs a 3-node MariaDB
+//! Galera cluster, for cluster destinations.
 
 use anyhow::{bail, Context, Result};
 use std::net::TcpListener;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod galera;
 pub mod proxy;
 pub mod rocketmq;
 pub mod standin;

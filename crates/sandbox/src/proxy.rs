@@ -1,7 +1,12 @@
 //! A TCP proxy for network failure tests: put it between a client and a server, then
 //! freeze the path (connections stay open, nothing is forwarded: a dead host behind a
 //! firewall, a stuck load balancer), reset it (every open connection gets a TCP RST),
-//! or slow it (each piece of data is held for a delay), and let it pass again.
+//! slow it (each piece of data is held for a delay), or cut it (every connection, open
+//! or new, is reset: a load balancer with no healthy backend), and let it pass again.
+//!
+//! It also plays a cluster's single endpoint (PolarDB's cluster endpoint, a virtual IP
+//! in front of Galera): [`Proxy::point_to`] sends new connections to another server,
+//! as such an endpoint does after a failover, while open ones stay where they are.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -28,6 +33,8 @@ pub enum Mode {
     Freeze,
     /// Forward each piece of data after this delay.
     Slow(Duration),
+    /// Reset every connection, and each new one as soon as it is accepted.
+    Cut,
 }
 
 /// A running proxy; it stops (and closes every connection) when dropped.
@@ -38,7 +45,7 @@ pub struct Proxy {
 }
 
 struct Shared {
-    target: String,
+    target: Mutex<String>,
     mode: Mutex<Mode>,
     stop: AtomicBool,
     /// Bumped by `reset`: connections opened before the current value are reset.
@@ -50,6 +57,13 @@ struct Shared {
 impl Shared {
     fn mode(&self) -> Mode {
         *self.mode.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn target(&self) -> String {
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -64,7 +78,7 @@ impl Proxy {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared {
-            target: target.to_string(),
+            target: Mutex::new(target.to_string()),
             mode: Mutex::new(Mode::Pass),
             stop: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -98,6 +112,24 @@ impl Proxy {
     /// See [`Mode::Slow`].
     pub fn slow(&self, delay: Duration) {
         self.set_mode(Mode::Slow(delay));
+    }
+
+    /// Resets every open connection and each new one until [`Proxy::pass`]; see
+    /// [`Mode::Cut`].
+    pub fn cut(&self) {
+        self.set_mode(Mode::Cut);
+        self.reset();
+    }
+
+    /// Sends new connections to `target` (`host:port`) from now on; open connections
+    /// stay with the server they were made to (reset them with [`Proxy::reset`]).
+    pub fn point_to(&self, target: &str) {
+        *self.shared.target.lock().unwrap_or_else(|e| e.into_inner()) = target.to_string();
+    }
+
+    /// Where new connections go.
+    pub fn target(&self) -> String {
+        self.shared.target()
     }
 
     /// Resets every open connection (a TCP RST to both ends); new ones are forwarded as
@@ -139,8 +171,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// One proxied connection: two pumps, until either end closes, a reset or a stop.
 fn connection(client: TcpStream, shared: Arc<Shared>) {
+    if shared.mode() == Mode::Cut {
+        // Linger 0: closing sends RST instead of FIN.
+        let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+        return;
+    }
     let generation = shared.generation.load(Ordering::SeqCst);
-    let Ok(server) = TcpStream::connect(&shared.target) else {
+    let Ok(server) = TcpStream::connect(shared.target()) else {
         return;
     };
     shared.open.fetch_add(1, Ordering::SeqCst);
@@ -158,7 +195,7 @@ fn connection(client: TcpStream, shared: Arc<Shared>) {
     for p in pumps {
         let _ = p.join();
     }
-    if shared.generation.load(Ordering::SeqCst) != generation {
+    if shared.generation.load(Ordering::SeqCst) != generation || shared.mode() == Mode::Cut {
         // Linger 0: closing sends RST instead of FIN.
         for s in [&client, &server] {
             let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
@@ -185,9 +222,13 @@ fn pump(
             && shared.generation.load(Ordering::SeqCst) == generation
     };
     while live() {
-        if shared.mode() == Mode::Freeze {
-            std::thread::sleep(TICK);
-            continue;
+        match shared.mode() {
+            Mode::Cut => return,
+            Mode::Freeze => {
+                std::thread::sleep(TICK);
+                continue;
+            }
+            _ => {}
         }
         let n = match from.read(&mut buf) {
             Ok(0) => return,
@@ -201,6 +242,7 @@ fn pump(
                 return;
             }
             match shared.mode() {
+                Mode::Cut => return,
                 Mode::Freeze => std::thread::sleep(TICK),
                 Mode::Slow(delay) => {
                     std::thread::sleep(delay);
@@ -284,5 +326,78 @@ mod tests {
             .unwrap();
         round_trip(&mut again).unwrap();
         assert!(proxy.accepted() >= 2);
+    }
+
+    /// A server that answers every read with its one-byte name.
+    fn named(name: u8) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 || c.write_all(&[name]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn ask(c: &mut TcpStream) -> std::io::Result<u8> {
+        c.write_all(b"?")?;
+        let mut got = [0u8; 1];
+        c.read_exact(&mut got)?;
+        Ok(got[0])
+    }
+
+    fn connect(proxy: &Proxy) -> TcpStream {
+        let c = TcpStream::connect(proxy.address()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    }
+
+    #[test]
+    fn re_points_and_cuts() {
+        let (a, b) = (named(b'a'), named(b'b'));
+        let proxy = Proxy::start(&a).unwrap();
+        let mut old = connect(&proxy);
+        assert_eq!(ask(&mut old).unwrap(), b'a');
+
+        // New connections go to the new server; the open one stays with the old.
+        proxy.point_to(&b);
+        assert_eq!(proxy.target(), b);
+        let mut new = connect(&proxy);
+        assert_eq!(ask(&mut new).unwrap(), b'b');
+        assert_eq!(ask(&mut old).unwrap(), b'a');
+
+        // Cut: open connections are reset, and so is every new one until `pass`.
+        proxy.cut();
+        for c in [&mut old, &mut new] {
+            let e = ask(c).unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+                ),
+                "{e}"
+            );
+        }
+        let mut refused = connect(&proxy);
+        let e = ask(&mut refused).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+            ),
+            "{e}"
+        );
+        proxy.pass();
+        let mut again = connect(&proxy);
+        assert_eq!(ask(&mut again).unwrap(), b'b');
+        assert_eq!(proxy.open_connections(), 1);
     }
 }
