@@ -370,3 +370,67 @@ pub enum DdlOutcome {
     /// The destination refused it (logged; the task goes on): the error and statement.
     Rejected(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn destination(text: &str) -> Result<Destination> {
+        let table: toml::Table = toml::from_str(text)?;
+        let env = |_: &str| Some("pw".to_string());
+        let r = Resolver {
+            file: Path::new("/tmp/t.toml"),
+            base: Path::new("/tmp"),
+            env: &env,
+            timeouts: Default::default(),
+        };
+        parse(table, &r)
+    }
+
+    #[test]
+    fn the_type_chooses_the_kind_and_mysql_is_the_default() {
+        let d = destination("url = \"mysql://u:${PW}@db:3307\"").unwrap();
+        assert_eq!(d.name(), "mysql");
+        assert_eq!(d.describe(), "u@db:3307");
+        assert!(d.capabilities().tables && d.schema().is_some());
+        let d =
+            destination("type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"")
+                .unwrap();
+        assert_eq!(d.name(), "rocketmq");
+        assert!(!d.capabilities().tables && d.schema().is_none());
+        let e = d.verification_server().unwrap_err().to_string();
+        assert!(e.contains("RocketMQ"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_type_lists_every_kind() {
+        let e = destination("type = \"kafka\"").unwrap_err().to_string();
+        for k in KINDS {
+            assert!(e.contains(&format!("{:?}", k.name)), "{e}");
+        }
+        assert!(
+            e.contains("\"kafka\"") && e.contains("destination.type"),
+            "{e}"
+        );
+        let e = destination("type = 3").unwrap_err().to_string();
+        assert!(e.contains("destination.type"), "{e}");
+        // A key of another kind is named.
+        let e = destination("url = \"mysql://u@d\"\ntopic = \"t\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `topic`") && e.contains("[destination]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kinds_have_distinct_names() {
+        let mut names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        assert!(names.contains(&DEFAULT_KIND));
+    }
+}
