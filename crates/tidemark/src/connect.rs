@@ -1,7 +1,7 @@
 //! Opening MySQL connections to either end, with the session settings that keep every
 //! value unchanged on the way, and connection errors written for operators.
 
-use crate::config::{Endpoint, TlsMode};
+use crate::endpoint::{Endpoint, TlsMode};
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
 use mysql::{ClientIdentity, Conn, OptsBuilder, SslOpts};

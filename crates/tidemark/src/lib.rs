@@ -2,11 +2,13 @@
 //!
 //! The data path, folder by folder:
 //!
+//! * [`endpoint`]: connection endpoints, TLS, `${ENV}` (below the task file and sinks).
 //! * [`config`]: the task file.
 //! * [`precheck`]: checks before anything is written; produces the plan.
 //! * [`source`]: readers (catalog, snapshot chunks, the binlog).
 //! * [`transform`]: object selection, renames, filters.
-//! * [`sink`]: writers (MySQL schema and rows).
+//! * [`sink`]: destinations behind one seam (MySQL, RocketMQ): the registry of kinds and
+//!   the traits `task` drives them through.
 //! * [`state`]: the embedded state store (task state, chunk checkpoints).
 //! * [`task`]: where a task decides its next phase; the parallel full copy; the
 //!   incremental apply.
@@ -16,6 +18,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod endpoint;
 pub mod errors;
 pub mod inspect;
 pub mod precheck;

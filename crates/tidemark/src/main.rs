@@ -312,9 +312,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
 }
 
 fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<ExitCode> {
-    if task.rocketmq.is_some() {
-        anyhow::bail!("`tidemark verify` compares the source with a MySQL destination; this task's destination is RocketMQ (compare what your consumer builds instead, e.g. with a second task into MySQL)");
-    }
+    // A destination without tables to compare says why.
+    task.destination.verification_server()?;
     let store = Store::open_existing(&task.state_dir)?;
     let checked = precheck::run(task, store.as_ref());
     let Some(plan) = checked.plan else {
@@ -535,11 +534,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
         );
     }
     if let Some(i) = incremental {
-        let verb = if task.rocketmq.is_some() {
-            "sent (and acknowledged)"
-        } else {
-            "applied"
-        };
+        let verb = task.destination.capabilities().applied_verb;
         out!(
             "binlog {verb} up to {} ({} transactions, {} row changes); latency at the last batch {:.1} s",
             i.position, i.transactions, i.rows_applied, i.latency_seconds
@@ -738,11 +733,7 @@ fn reset_table(task: &Task, table: &str) -> Result<ExitCode> {
             }
         );
     };
-    if task.rocketmq.is_none() {
-        let mut dst =
-            tidemark::connect::connect(&task.destination, tidemark::connect::Side::Destination)?;
-        empty_destination_table(&mut dst, &t.target)?;
-    }
+    let forgotten = task.destination.forget_table(&t.target)?;
     store.forget_table(&t.source)?;
     for key in [
         "phase.full",
@@ -763,32 +754,8 @@ fn reset_table(task: &Task, table: &str) -> Result<ExitCode> {
         "{} → {}: {}; the next `tidemark run {}` copies it again",
         t.source,
         t.target,
-        if task.rocketmq.is_some() {
-            "its rows will be sent again"
-        } else {
-            "emptied on the destination"
-        },
+        forgotten,
         task.file.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// TRUNCATE of a destination table named `db.table` (found in the destination's catalog,
-/// since either name may hold a dot), without foreign key checks or triggers.
-fn empty_destination_table(dst: &mut mysql::Conn, target: &str) -> Result<()> {
-    use mysql::prelude::Queryable;
-    let found: Vec<(String, String)> = dst.exec(
-        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) = ?",
-        (target,),
-    )?;
-    let [(db, name)] = found.as_slice() else {
-        anyhow::bail!("the destination has no single table {target} to empty");
-    };
-    dst.query_drop("SET SESSION foreign_key_checks = 0")?;
-    dst.query_drop(format!(
-        "TRUNCATE TABLE {}",
-        tidemark_core::sql::qualified(db, name)
-    ))
-    .with_context(|| format!("emptying {target} on the destination"))?;
-    Ok(())
 }

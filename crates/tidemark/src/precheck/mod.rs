@@ -6,18 +6,16 @@
 
 pub(crate) mod grants;
 
-use crate::config::{ConflictMode, Phase, Task};
+use crate::config::{Phase, Task};
 use crate::connect::{connect_raw, ServerInfo, Side};
 use crate::source::catalog;
 use crate::state::Store;
 use crate::transform::mapping::{self, Plan};
-use anyhow::Context;
 use grants::Grants;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use tidemark_core::sql::quote_ident;
 
 /// The database of the heartbeat table (`[advanced] heartbeat`).
 const HEARTBEAT_DATABASE: &str = "tidemark_heartbeat";
@@ -47,7 +45,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn pass(&mut self, id: &'static str, detail: impl Into<String>) {
+    pub(crate) fn pass(&mut self, id: &'static str, detail: impl Into<String>) {
         self.items.push(Item {
             id,
             status: Status::Pass,
@@ -55,7 +53,12 @@ impl Report {
             fix: None,
         });
     }
-    fn warn(&mut self, id: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn warn(
+        &mut self,
+        id: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.items.push(Item {
             id,
             status: Status::Warning,
@@ -63,7 +66,12 @@ impl Report {
             fix: Some(fix.into()),
         });
     }
-    fn fail(&mut self, id: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn fail(
+        &mut self,
+        id: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.items.push(Item {
             id,
             status: Status::Failure,
@@ -141,28 +149,8 @@ pub fn run(task: &Task, store: Option<&Store>) -> Checked {
             None
         }
     };
-    let queue = task.destination_kind == crate::config::DestinationKind::Rocketmq;
-    let mut dst = if queue {
-        None
-    } else {
-        match connect_raw(&task.destination, Side::Destination) {
-            Ok(c) => {
-                r.pass(
-                    "destination-connection",
-                    format!("connected to {}", task.destination),
-                );
-                Some(c)
-            }
-            Err(e) => {
-                r.fail(
-                    "destination-connection",
-                    format!("{e:#}"),
-                    "fix `destination.url` or the server, then rerun the precheck",
-                );
-                None
-            }
-        }
-    };
+    let mut destination = task.destination.precheck(task);
+    let dst_connected = destination.connect(&mut r);
     let failed = |r: Report| Checked {
         report: r,
         plan: None,
@@ -172,15 +160,15 @@ pub fn run(task: &Task, store: Option<&Store>) -> Checked {
     let Some(src) = src.as_mut() else {
         return failed(r);
     };
-    if dst.is_none() && !queue {
+    if !dst_connected {
         return failed(r);
     }
-    match check_all(task, store, src, dst.as_mut(), &mut r) {
-        Ok((plan, s, d)) => Checked {
+    match check_all(task, store, src, &mut *destination, &mut r) {
+        Ok((plan, s)) => Checked {
             report: r,
             plan,
             source: Some(s),
-            destination: d,
+            destination: destination.server(),
         },
         Err(e) => {
             r.fail(
@@ -199,22 +187,17 @@ pub(crate) fn show_grants(c: &mut Conn) -> anyhow::Result<Grants> {
     Ok(Grants::parse(lines.iter().map(String::as_str)))
 }
 
-/// Runs the checks on a connected source and, for a MySQL destination, destination.
+/// Runs the checks on a connected source and destination.
 fn check_all(
     task: &Task,
     store: Option<&Store>,
     src: &mut Conn,
-    mut dst: Option<&mut Conn>,
+    dst: &mut dyn crate::sink::Precheck,
     r: &mut Report,
-) -> anyhow::Result<(Option<Plan>, ServerInfo, Option<ServerInfo>)> {
+) -> anyhow::Result<(Option<Plan>, ServerInfo)> {
     let s = ServerInfo::read(src)?;
-    let mut d = None;
-    if let Some(dst) = dst.as_deref_mut() {
-        let info = ServerInfo::read(dst)?;
-        versions(&s, &info, r);
-        d = Some(info);
-    }
-    let dest_lower = d.as_ref().is_some_and(|d| d.lower_case_table_names != 0);
+    let facts = dst.before_plan(&s, r)?;
+    let dest_lower = facts.lower_case_names;
 
     // Objects.
     let mut dbs = BTreeMap::new();
@@ -243,67 +226,13 @@ fn check_all(
     destination_collisions(&plan, r);
     unsupported(&plan, r);
     invisible(&plan, &s, r);
-    match dst {
-        Some(dst) => {
-            destination_privileges(task, &plan, dst, r)?;
-            target_names(&plan, r);
-            conflicts(task, store, &plan, dst, r)?;
-            space(task, &plan, dst, r);
-        }
-        None => queue_destination(task, &plan, r),
-    }
+    dst.check(store, &plan, r)?;
     if task.has(Phase::Incremental) {
         binlog(task, src, r)?;
         server_id(task, src, r)?;
         checkpoint_binlog(store, src, r)?;
     }
-    Ok((Some(plan), s, d))
-}
-
-/// A RocketMQ destination: name servers, topics, credentials, partition columns; and
-/// what does not apply to a message queue.
-fn queue_destination(task: &Task, plan: &Plan, r: &mut Report) {
-    let Some(config) = &task.rocketmq else {
-        return;
-    };
-    if task.has(Phase::Schema) {
-        r.fail(
-            "schema-migration",
-            "schema migration does not apply to a RocketMQ destination (there are no tables to create; DDL from the binlog is sent as messages)",
-            "remove \"schema\" from `migration.types`",
-        );
-    }
-    if task.verification.mode != crate::config::VerificationMode::Off {
-        r.fail(
-            "verification",
-            "verification compares tables on a MySQL destination; a RocketMQ destination has none",
-            "set `[verification] mode = \"off\"` (consumers can compare what they rebuild with `tidemark verify` against their own database)",
-        );
-    }
-    let sink = crate::sink::rocketmq::Sink::new(
-        config.clone(),
-        &task.name,
-        std::time::Duration::from_secs(30),
-    );
-    let problems = sink.check(&plan.tables);
-    if problems.is_empty() {
-        r.pass(
-            "destination-topics",
-            format!(
-                "name server {} answers; topic(s) {} exist with writable queues; the broker accepts producer group {:?}",
-                config.name_servers.join(","),
-                config.topics().join(", "),
-                config.producer_group
-            ),
-        );
-    }
-    for p in problems {
-        r.fail(
-            "destination-topics",
-            p,
-            "fix `[destination]` (name_servers, topic, credentials, topics) or the RocketMQ cluster, then rerun the precheck",
-        );
-    }
+    Ok((Some(plan), s))
 }
 
 /// On a restart: the binlog file the task continues from is still on the source.
@@ -338,51 +267,6 @@ fn checkpoint_binlog(store: Option<&Store>, src: &mut Conn, r: &mut Report) -> a
         );
     }
     Ok(())
-}
-
-fn versions(s: &ServerInfo, d: &ServerInfo, r: &mut Report) {
-    let supported = |i: &ServerInfo| {
-        if i.mariadb {
-            i.major >= 10
-        } else {
-            i.at_least(5, 7, 0)
-        }
-    };
-    for (id, i, side) in [
-        ("source-version", s, "source"),
-        ("destination-version", d, "destination"),
-    ] {
-        if supported(i) {
-            r.pass(id, format!("{side} runs {}", i.version));
-        } else {
-            r.fail(
-                id,
-                format!("{side} runs {}, which is not supported", i.version),
-                "use MySQL 5.7 or later, or MariaDB 10.x or later",
-            );
-        }
-    }
-    if !s.mariadb && d.mariadb && s.major >= 8 {
-        r.warn(
-            "compatibility",
-            "MySQL 8 → MariaDB: utf8mb4_0900 collations and JSON columns may not exist on MariaDB",
-            "check the schema step's output; map collations on the destination if needed",
-        );
-    } else if (d.mariadb == s.mariadb) && (d.major, d.minor) < (s.major, s.minor) {
-        r.warn(
-            "compatibility",
-            format!(
-                "destination {} is older than source {}",
-                d.version, s.version
-            ),
-            "use a destination of the same or a newer version, or check every DDL applies",
-        );
-    } else {
-        r.pass(
-            "compatibility",
-            "destination version can hold the source schema",
-        );
-    }
 }
 
 fn where_filters(task: &Task, plan: &Plan, src: &mut Conn, r: &mut Report) {
@@ -540,83 +424,6 @@ fn object_privileges(
     Ok(())
 }
 
-fn destination_privileges(
-    task: &Task,
-    plan: &Plan,
-    dst: &mut Conn,
-    r: &mut Report,
-) -> anyhow::Result<()> {
-    let g = show_grants(dst)?;
-    let mut missing = Vec::new();
-    for db in &plan.databases {
-        let mut need = vec!["SELECT", "INSERT", "DELETE"];
-        if task.has(Phase::Schema) {
-            need.extend(["CREATE", "ALTER", "INDEX", "REFERENCES"]);
-            if db.whole && !db.source.views.is_empty() {
-                need.push("CREATE VIEW");
-            }
-            if db.whole && !db.source.triggers.is_empty() {
-                need.push("TRIGGER");
-            }
-            if db.whole && !db.source.routines.is_empty() {
-                need.extend(["CREATE ROUTINE", "ALTER ROUTINE"]);
-            }
-        }
-        if task.has(Phase::Incremental) {
-            need.extend(["UPDATE", "DROP"]);
-        }
-        for p in need {
-            if !g.has(p, Some(&db.target), None) {
-                missing.push(format!("{p} on {}.*", quote_ident(&db.target)));
-            }
-        }
-    }
-    if missing.is_empty() {
-        r.pass(
-            "destination-privileges",
-            format!(
-                "{} may create and write every target object",
-                task.destination.user
-            ),
-        );
-    } else {
-        r.fail(
-            "destination-privileges",
-            format!("{} lacks {}", task.destination.user, missing.join(", ")),
-            "on the destination: GRANT those privileges to the migration user",
-        );
-    }
-    Ok(())
-}
-
-fn target_names(plan: &Plan, r: &mut Report) {
-    let bad =
-        |n: &str| n.is_empty() || n.chars().count() > 64 || n.ends_with(' ') || n.contains('\0');
-    let mut problems = Vec::new();
-    for db in &plan.databases {
-        if bad(&db.target) || db.target.contains('/') || db.target.contains('\\') {
-            problems.push(format!("database name {:?}", db.target));
-        }
-    }
-    for t in &plan.tables {
-        if bad(&t.target.table) {
-            problems.push(format!("table name {:?}", t.target.table));
-        }
-        for c in t.columns.values().filter(|c| bad(c)) {
-            problems.push(format!("column name {c:?} in {}", t.target));
-        }
-    }
-    if problems.is_empty() {
-        r.pass("destination-names", "every destination name is valid");
-    } else {
-        r.fail(
-            "destination-names",
-            format!("invalid on the destination: {}", problems.join(", ")),
-            "names must be 1–64 characters, not end with a space and not contain '/', '\\' or NUL: change `rename`",
-        );
-    }
-}
-
 fn keys(task: &Task, plan: &Plan, s: &ServerInfo, r: &mut Report) {
     let keyless: Vec<String> = plan
         .tables
@@ -711,88 +518,6 @@ fn unsupported(plan: &Plan, r: &mut Report) {
     }
 }
 
-fn conflicts(
-    task: &Task,
-    store: Option<&Store>,
-    plan: &Plan,
-    dst: &mut Conn,
-    r: &mut Report,
-) -> anyhow::Result<()> {
-    let mut existing = Vec::new();
-    let mut missing = Vec::new();
-    for t in &plan.tables {
-        let n: Option<String> = dst.exec_first(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&t.target.database, &t.target.table),
-        )?;
-        let ours = match store {
-            Some(s) => s.was_created("table", &t.target.to_string())?,
-            None => false,
-        };
-        match (n.is_some(), ours) {
-            (true, false) => existing.push(t.target.to_string()),
-            (false, _) if !task.has(Phase::Schema) => missing.push(t.target.to_string()),
-            _ => {}
-        }
-    }
-    if !missing.is_empty() {
-        r.fail(
-            "destination-tables",
-            format!("missing on the destination: {}", missing.join(", ")),
-            "add \"schema\" to migration.types, or create the tables first",
-        );
-    }
-    if existing.is_empty() || !task.has(Phase::Schema) {
-        if missing.is_empty() {
-            r.pass(
-                "conflicting-tables",
-                "no selected table exists on the destination yet",
-            );
-        }
-        return Ok(());
-    }
-    if task.migration.on_conflicting_tables == ConflictMode::Ignore && task.has(Phase::Full) {
-        // A keyless table's rows cannot be matched: copying into one that has rows
-        // doubles every row they share.
-        let mut filled = Vec::new();
-        for t in plan.tables.iter().filter(|t| t.def().key.is_none()) {
-            if !existing.contains(&t.target.to_string()) {
-                continue;
-            }
-            let any: Option<u8> = dst
-                .query_first(format!("SELECT 1 FROM {} LIMIT 1", t.target.quoted()))
-                .with_context(|| format!("reading {} on the destination", t.target))?;
-            if any.is_some() {
-                filled.push(t.target.to_string());
-            }
-        }
-        if !filled.is_empty() {
-            r.fail(
-                "conflicting-tables",
-                format!(
-                    "already on the destination with rows, and without a key (its rows cannot be matched with the source's, so the copy would double them): {}",
-                    filled.join(", ")
-                ),
-                "empty those tables on the destination (TRUNCATE), add a primary key on both ends, or leave them out of [[objects]]",
-            );
-        }
-    }
-    let list = existing.join(", ");
-    match task.migration.on_conflicting_tables {
-        ConflictMode::Fail => r.fail(
-            "conflicting-tables",
-            format!("already on the destination: {list}"),
-            "drop or rename them on the destination, use `rename` in [[objects]], or set migration.on_conflicting_tables = \"ignore\" to keep their rows",
-        ),
-        ConflictMode::Ignore => r.warn(
-            "conflicting-tables",
-            format!("already on the destination (kept; rows whose key exists are not overwritten): {list}"),
-            "make sure their definitions match the source",
-        ),
-    }
-    Ok(())
-}
-
 fn invisible(plan: &Plan, s: &ServerInfo, r: &mut Report) {
     let cols: Vec<String> = plan
         .tables
@@ -820,40 +545,6 @@ fn invisible(plan: &Plan, s: &ServerInfo, r: &mut Report) {
             "nothing to do; listed so you know",
         )
     }
-}
-
-fn space(task: &Task, plan: &Plan, dst: &mut Conn, r: &mut Report) {
-    let need: u64 = plan.tables.iter().map(|t| t.source.bytes).sum();
-    let local = ["127.0.0.1", "localhost", "::1"].contains(&task.destination.host.as_str());
-    let free = local
-        .then(|| {
-            dst.query_first::<String, _>("SELECT @@datadir")
-                .ok()
-                .flatten()
-        })
-        .flatten()
-        .and_then(|dir| free_bytes(&dir));
-    match free {
-        Some(f) if f < need => r.warn(
-            "destination-space",
-            format!("the selected data takes about {} MB on the source; the destination disk has {} MB free", need >> 20, f >> 20),
-            "free disk space on the destination before running",
-        ),
-        Some(f) => r.pass("destination-space", format!("about {} MB needed, {} MB free", need >> 20, f >> 20)),
-        None => r.warn(
-            "destination-space",
-            format!("the selected data takes about {} MB on the source; free space on a remote destination cannot be read", need >> 20),
-            "make sure the destination has more free space than that (tables grow during a load)",
-        ),
-    }
-}
-
-fn free_bytes(dir: &str) -> Option<u64> {
-    let c = std::ffi::CString::new(dir).ok()?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
 }
 
 /// The task reads the binlog as a replica with `source.server_id`: a server ignores and

@@ -1,14 +1,436 @@
-//! Writers: everything that puts data into a destination.
+//! Destinations: everything that puts data somewhere, behind one seam.
 //!
-//! * [`mysql::schema`]: creates databases, tables, views, routines and triggers on a MySQL
-//!   destination, with renames applied inside the DDL.
-//! * [`mysql::writer`]: batched multi-row INSERTs, one transaction per chunk.
-//! * [`mysql::apply`]: binlog changes, coalesced per key and applied in parallel.
-//! * [`rocketmq`]: rows and changes as messages on RocketMQ topics (Canal JSON, Debezium
-//!   JSON, Avro), ordered per key, delivered at least once.
+//! Every destination kind is one folder here with the same parts (as Vector's sinks):
 //!
-//! Later destinations (analytic MySQL, wide-table stores) are siblings of these and
-//! consume the same rows.
+//! | part | MySQL (`mysql/`) | RocketMQ (`rocketmq/`) |
+//! |---|---|---|
+//! | task-file keys ([`Registered::parse`]) | `config.rs` | `config.rs` |
+//! | precheck items ([`Kind::precheck`]) | `precheck.rs` | `precheck.rs` |
+//! | schema step ([`Kind::schema`]) | `schema_step.rs` (DDL via `schema.rs`) | none |
+//! | full-copy chunk writer ([`FullCopy`], [`ChunkWriter`]) | `full.rs` (via `writer.rs`) | `full.rs` |
+//! | change applier ([`ChangeApplier`]) | `applier.rs` (via `apply.rs`) | `applier.rs` |
+//! | capabilities ([`Capabilities`]) | `mod.rs` | `mod.rs` |
+//!
+//! [`KINDS`] names them; `config.rs` hands the `[destination]` table to the kind its
+//! `type` names and keeps the [`Destination`] it returns. `task/` drives every kind
+//! through these traits only: phases, checkpoints, retry windows, safe mode and
+//! progress are the task's, the destination's protocol is the kind's. Calls cross the
+//! seam per chunk, per batch or per rows event, never per row: row loops run inside the
+//! kind, monomorphic.
 
 pub mod mysql;
 pub mod rocketmq;
+
+use crate::config::Task;
+use crate::connect::{ServerInfo, Transient};
+use crate::endpoint::{Endpoint, Resolver};
+use crate::precheck::Report;
+use crate::source::binlog::stream::Txn;
+use crate::source::catalog::TableInfo;
+use crate::source::snapshot::Chunk;
+use crate::state::Store;
+use crate::task::throttle::Throttle;
+use crate::transform::mapping::{Plan, TablePlan};
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::Instant;
+use tidemark_core::{Change, Row, TableName};
+
+/// A destination kind: the `type` that selects it and how its keys are read.
+pub struct Registered {
+    /// `[destination] type`.
+    pub name: &'static str,
+    /// Reads and validates the rest of the `[destination]` table.
+    pub parse: fn(toml::Table, &Resolver) -> Result<Destination>,
+}
+
+/// Every destination kind. Adding one: a folder beside `mysql/` and one line here.
+pub const KINDS: &[Registered] = &[
+    Registered {
+        name: "mysql",
+        parse: mysql::config::parse,
+    },
+    Registered {
+        name: "rocketmq",
+        parse: rocketmq::config::parse,
+    },
+];
+
+/// `[destination] type` when left out.
+const DEFAULT_KIND: &str = "mysql";
+
+/// Reads a `[destination]` table: its `type` chooses the kind, which reads the rest.
+pub fn parse(table: toml::Table, r: &Resolver) -> Result<Destination> {
+    let names = || {
+        KINDS
+            .iter()
+            .map(|k| format!("{:?}", k.name))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let name = match table.get("type") {
+        None => DEFAULT_KIND,
+        Some(toml::Value::String(s)) => s.as_str(),
+        Some(v) => anyhow::bail!(
+            "invalid task file {}: `destination.type` must be {} (got {v})",
+            r.file.display(),
+            names()
+        ),
+    };
+    let Some(kind) = KINDS.iter().find(|k| k.name == name) else {
+        anyhow::bail!(
+            "invalid task file {}: `destination.type` must be {} (got {:?})",
+            r.file.display(),
+            names(),
+            name
+        );
+    };
+    (kind.parse)(table, r)
+}
+
+/// The task's destination: one validated `[destination]` of some kind.
+#[derive(Clone)]
+pub struct Destination(Arc<dyn Kind>);
+
+impl Destination {
+    pub fn new(kind: impl Kind + 'static) -> Destination {
+        Destination(Arc::new(kind))
+    }
+}
+
+impl std::ops::Deref for Destination {
+    type Target = dyn Kind + 'static;
+    fn deref(&self) -> &(dyn Kind + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Destination({}: {})", self.0.name(), self.0.describe())
+    }
+}
+
+/// What a destination kind supports; `task/` and the precheck ask these instead of the
+/// kind's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It holds tables: the schema tracker reads a table back from it after DDL, and a
+    /// table renamed into the selection is created there. Otherwise definitions are
+    /// read from the source.
+    pub tables: bool,
+    /// A keyless table of a full + incremental task is copied from a consistent source
+    /// snapshot whose position the stream starts that table from (rows cannot be
+    /// replaced by key). At-least-once destinations copy it as any table.
+    pub exact_keyless_handoff: bool,
+    /// Which binlog DDL reaches it.
+    pub ddl: DdlKinds,
+    /// How `status` names the incremental progress ("applied", "sent (and
+    /// acknowledged)").
+    pub applied_verb: &'static str,
+}
+
+/// Which DDL statements of the binlog a destination takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DdlKinds {
+    /// Every statement the tracker follows is executed (and may be rejected: counted).
+    Executed,
+    /// Every statement is forwarded as a message, in order with the rows.
+    Forwarded,
+}
+
+/// The parts of a destination kind.
+pub trait Kind: Send + Sync {
+    /// `[destination] type`.
+    fn name(&self) -> &'static str;
+    /// For logs and reports, without secrets (`user@host:port`, name servers).
+    fn describe(&self) -> String;
+    fn capabilities(&self) -> Capabilities;
+    /// The MySQL-protocol server whose tables `tidemark verify` compares with the
+    /// source; an error saying why when the kind has none.
+    fn verification_server(&self) -> Result<&Endpoint>;
+    /// The precheck's destination side; connecting is its first item.
+    fn precheck<'a>(&'a self, task: &'a Task) -> Box<dyn Precheck + 'a>;
+    /// The schema phase and post-load step, if the kind has tables to create.
+    fn schema(&self) -> Option<&dyn SchemaStep>;
+    /// Opens the destination for one run (producers, counters continued from `store`).
+    fn open<'a>(&'a self, task: &'a Task, store: &'a Store) -> Result<Box<dyn Session + 'a>>;
+    /// `tidemark reset --table`: forgets the copy of one table (a MySQL destination
+    /// empties it). Returns what happened, for the operator.
+    fn forget_table(&self, target: &str) -> Result<&'static str>;
+}
+
+/// The destination side of the precheck.
+pub trait Precheck {
+    /// Connects (an item either way); false: the destination cannot be checked further.
+    fn connect(&mut self, r: &mut Report) -> bool;
+    /// Before the plan is built: version items, and what the plan needs to know.
+    fn before_plan(&mut self, source: &ServerInfo, r: &mut Report) -> Result<PlanFacts>;
+    /// Items about the planned objects on this destination.
+    fn check(&mut self, store: Option<&Store>, plan: &Plan, r: &mut Report) -> Result<()>;
+    /// The server's facts, for a MySQL-protocol destination.
+    fn server(&self) -> Option<ServerInfo>;
+}
+
+/// What the plan takes from the destination.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanFacts {
+    /// Table names are stored in lower case (`lower_case_table_names` != 0).
+    pub lower_case_names: bool,
+}
+
+/// The schema phase (databases, tables, routines, views) and the post-load step
+/// (deferred indexes, triggers); each returns notes for the operator.
+pub trait SchemaStep: Sync {
+    fn migrate(&self, task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>>;
+    fn post_load(&self, task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>>;
+}
+
+/// A destination opened for one run.
+pub trait Session: Sync {
+    /// The full copy's writing side (connections are opened per pipeline).
+    fn full_copy<'a>(&'a self, plan: &'a Plan) -> Result<Box<dyn FullCopy + 'a>>;
+    /// The incremental phase's writing side.
+    fn applier<'a>(&'a self) -> Result<Box<dyn ChangeApplier + 'a>>;
+    /// The full copy ended (done, stopped or failed): save what must survive the run.
+    fn full_copy_ended(&self, store: &Store) -> Result<()>;
+}
+
+/// One chunk to copy, as the full-copy driver hands it out.
+#[derive(Clone, Debug)]
+pub struct ChunkJob {
+    /// Index of the table in the plan.
+    pub table: usize,
+    pub chunk: Chunk,
+    /// The chunk was started before (by an earlier run or attempt): rows of it may be
+    /// on the destination already.
+    pub again: bool,
+    /// When this chunk first failed with an error worth retrying.
+    pub first_failure: Option<Instant>,
+}
+
+/// A chunk's rows as the source reads them, for [`FullCopy::encode`]. Rows are handed
+/// to a generic closure, so the kind's row loop is compiled for it (no call through a
+/// pointer per row).
+pub struct ChunkRows<'a> {
+    pub(crate) src: &'a mut ::mysql::Conn,
+    pub(crate) table: &'a TablePlan,
+    pub(crate) chunk: &'a Chunk,
+    pub(crate) throttle: &'a Throttle,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+}
+
+impl<'a> ChunkRows<'a> {
+    /// Reads every row of the chunk: `f(row, its size on the wire)`.
+    pub fn read(&mut self, mut f: impl FnMut(Row, u64) -> Result<()>) -> Result<()> {
+        let (rows, bytes) = (&mut self.rows, &mut self.bytes);
+        crate::source::snapshot::read_chunk(self.src, self.table, self.chunk, |row| {
+            let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
+            *rows += 1;
+            *bytes += size;
+            f(row, size)
+        })
+    }
+
+    /// The copy's throttle (`[full] rows_per_second`, `mb_per_second`): the kind paces
+    /// as it hands rows on (per batch, or per row for a queue).
+    pub fn throttle(&self) -> &'a Throttle {
+        self.throttle
+    }
+}
+
+/// A unit the reader hands the writer: a statement, a LOAD DATA buffer, an outbox of
+/// messages. Opaque to the driver; the kind that made it takes it apart.
+pub struct Batch(pub Box<dyn std::any::Any + Send>);
+
+impl Batch {
+    pub fn new<T: Send + 'static>(b: T) -> Batch {
+        Batch(Box::new(b))
+    }
+
+    /// The batch as the kind made it.
+    pub fn take<T: 'static>(self) -> Result<T> {
+        self.0
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| anyhow::anyhow!("internal: a batch of another destination kind"))
+    }
+}
+
+/// The full copy's writing side: encoding on each pipeline's reader thread, writing on
+/// its writer thread (one destination connection each).
+pub trait FullCopy: Sync {
+    /// Turns one chunk's rows into batches, in order, handed to `out`.
+    fn encode(
+        &self,
+        job: &ChunkJob,
+        rows: &mut ChunkRows<'_>,
+        out: &mut dyn FnMut(Batch) -> Result<()>,
+    ) -> Result<()>;
+    /// Opens one pipeline's writer.
+    fn writer(&self) -> Result<Box<dyn ChunkWriter + '_>>;
+}
+
+/// Writes chunks: each one whole (a transaction, or every message acknowledged) or not
+/// at all as far as the checkpoint is concerned.
+pub trait ChunkWriter: Send {
+    fn begin(&mut self, job: &ChunkJob) -> Result<(), WriteError>;
+    fn write(&mut self, batch: Batch) -> Result<(), WriteError>;
+    /// The chunk is durably on the destination once this returns.
+    fn commit(&mut self) -> Result<(), WriteError>;
+    /// Drops what the chunk wrote so far (the reader lost it, or a retry follows).
+    fn rollback(&mut self);
+    /// After a lost connection: a new one, tried until `deadline`.
+    fn reconnect(&mut self, deadline: Instant) -> Result<()>;
+}
+
+/// A failed write, and whether trying again may succeed.
+#[derive(Debug)]
+pub struct WriteError {
+    pub error: anyhow::Error,
+    /// `None`: fail the task now.
+    pub transient: Option<Transient>,
+    /// The error as an operator reads it (which server, what it said).
+    pub shown: String,
+}
+
+impl WriteError {
+    /// A failure no retry can mend.
+    pub fn fatal(error: anyhow::Error) -> WriteError {
+        WriteError {
+            shown: format!("{error:#}"),
+            error,
+            transient: None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for WriteError {
+    fn from(e: anyhow::Error) -> WriteError {
+        WriteError::fatal(e)
+    }
+}
+
+/// The incremental phase's writing side: batches of whole source transactions in, an
+/// acknowledgement out.
+pub trait ChangeApplier {
+    /// A transaction starts; its row changes and DDL follow.
+    fn begin_txn(&mut self, txn: &Txn);
+    /// Adds the row changes of one rows event (binlog images, every column).
+    fn push(&mut self, plan: &Arc<TablePlan>, changes: Vec<Change>) -> Result<()>;
+    /// Row changes gathered and not yet written.
+    fn pending_rows(&self) -> usize;
+    /// Writes what was gathered; returns once the destination acknowledged all of it
+    /// (committed on every connection, acknowledged by the broker), with the rows and
+    /// bytes written (for the throttle), or `None` when there was nothing to write.
+    fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>>;
+    /// Applies (or forwards) a DDL statement alone, after everything before it.
+    fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome>;
+    /// A followed table's definition now, where the kind keeps it (the destination's
+    /// table, or the source's for a kind without tables).
+    fn read_table(&mut self, source: &TableName, target: &TableName) -> Result<Option<TableInfo>>;
+    /// Writes the rows of a table copied in mid-stream (renamed into the selection),
+    /// idempotently; returns how many.
+    fn copy_rows(
+        &mut self,
+        src: &mut ::mysql::Conn,
+        plan: &TablePlan,
+        chunk: &Chunk,
+    ) -> Result<u64>;
+    /// Ends the workers.
+    fn shutdown(&mut self);
+}
+
+/// What a flush needs from the task.
+pub struct Flush<'a> {
+    /// Past the safe point: a row that already exists is an error, not replaced.
+    pub exact: bool,
+    pub store: &'a Store,
+    /// Records the batch's end as in flight (a crash makes replay idempotent up to it);
+    /// called before anything non-idempotent is written.
+    pub in_flight: &'a dyn Fn() -> Result<()>,
+}
+
+/// A DDL statement to apply.
+pub struct Ddl<'a> {
+    pub use_db: Option<&'a str>,
+    pub sql: &'a str,
+    /// Before the safe point: an "already exists"/"unknown" error means the statement
+    /// took effect before (skipped).
+    pub replay: bool,
+}
+
+/// How a DDL statement ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DdlOutcome {
+    Applied,
+    /// Replayed and already in effect.
+    AlreadyApplied,
+    /// The destination refused it (logged; the task goes on): the error and statement.
+    Rejected(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn destination(text: &str) -> Result<Destination> {
+        let table: toml::Table = toml::from_str(text)?;
+        let env = |_: &str| Some("pw".to_string());
+        let r = Resolver {
+            file: Path::new("/tmp/t.toml"),
+            base: Path::new("/tmp"),
+            env: &env,
+            timeouts: Default::default(),
+        };
+        parse(table, &r)
+    }
+
+    #[test]
+    fn the_type_chooses_the_kind_and_mysql_is_the_default() {
+        let d = destination("url = \"mysql://u:${PW}@db:3307\"").unwrap();
+        assert_eq!(d.name(), "mysql");
+        assert_eq!(d.describe(), "u@db:3307");
+        assert!(d.capabilities().tables && d.schema().is_some());
+        let d =
+            destination("type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"")
+                .unwrap();
+        assert_eq!(d.name(), "rocketmq");
+        assert!(!d.capabilities().tables && d.schema().is_none());
+        let e = d.verification_server().unwrap_err().to_string();
+        assert!(e.contains("RocketMQ"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_type_lists_every_kind() {
+        let e = destination("type = \"kafka\"").unwrap_err().to_string();
+        for k in KINDS {
+            assert!(e.contains(&format!("{:?}", k.name)), "{e}");
+        }
+        assert!(
+            e.contains("\"kafka\"") && e.contains("destination.type"),
+            "{e}"
+        );
+        let e = destination("type = 3").unwrap_err().to_string();
+        assert!(e.contains("destination.type"), "{e}");
+        // A key of another kind is named.
+        let e = destination("url = \"mysql://u@d\"\ntopic = \"t\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `topic`") && e.contains("[destination]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kinds_have_distinct_names() {
+        let mut names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        assert!(names.contains(&DEFAULT_KIND));
+    }
+}

@@ -320,7 +320,7 @@ pub fn read_chunk(
 /// COMMIT.
 pub fn consistent_snapshot(
     c: &mut Conn,
-    source: &crate::config::Endpoint,
+    source: &crate::endpoint::Endpoint,
     table: &tidemark_core::TableName,
     lock_allowed: bool,
 ) -> Result<Option<tidemark_core::Position>> {

@@ -1,19 +1,20 @@
 //! The full data migration: tables split into chunks, chunks copied by parallel
-//! pipelines.
+//! pipelines, for every destination kind.
 //!
-//! Each pipeline is a reader thread (one source connection) and a writer thread (one
-//! destination connection) joined by a small bounded channel of ready-made INSERT
-//! statements, so reading, encoding and writing overlap while memory stays bounded
-//! (`threads` × 3 statements of at most `batch_bytes`). A chunk is written in one
-//! destination transaction and marked done in the state store only after COMMIT; a chunk
-//! interrupted before that is copied again with REPLACE, so it can never be doubled.
+//! Each pipeline is a reader thread (one source connection) and a writer thread (the
+//! destination kind's [`ChunkWriter`], one connection) joined by a small bounded channel
+//! of ready-made batches (statements, LOAD DATA buffers, message outboxes: the kind's
+//! [`FullCopy::encode`] makes them), so reading, encoding and writing overlap while
+//! memory stays bounded (`threads` × 3 batches). A chunk is written whole (one
+//! destination transaction, or every message acknowledged) and marked done in the state
+//! store only after the writer's commit; a chunk interrupted before that is copied again
+//! with `ChunkJob::again` set (MySQL: REPLACE, so it can never be doubled).
 
-use crate::config::LoadMethod;
-use crate::config::{ConflictMode, Task};
-use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side, Transient};
+use crate::config::Task;
+use crate::connect::{connect, describe, reconnect, transient, Side, Transient};
 use crate::progress::Progress;
-use crate::sink::mysql::writer::{self, InsertBuilder, InsertMode, LoadBuilder};
-use crate::source::snapshot::{self, Chunk};
+use crate::sink::{Batch, ChunkJob, ChunkRows, ChunkWriter, FullCopy, WriteError};
+use crate::source::snapshot;
 use crate::state::Store;
 use crate::task::throttle::Throttle;
 use crate::transform::mapping::{Plan, TablePlan};
@@ -21,53 +22,20 @@ use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use mysql::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tidemark_core::Row;
 
-#[derive(Clone)]
-struct Job {
-    table: usize,
-    chunk: Chunk,
-    mode: InsertMode,
-    /// A keyless table copied again: empty it first.
-    clear_first: bool,
-    /// When this chunk first failed with an error worth retrying.
-    first_failure: Option<Instant>,
-}
-
-impl Job {
-    /// The same chunk, to copy again after a transient failure: REPLACE so the rows a
-    /// partly applied attempt left cannot collide (the attempt was rolled back, but a
-    /// lost COMMIT acknowledgement may hide a committed one).
-    fn again(mut self, task: &Task, keyless: bool) -> Job {
-        if task.migration.on_conflicting_tables == ConflictMode::Fail {
-            self.mode = InsertMode::Replace;
-        }
-        self.clear_first = keyless;
-        self
-    }
+/// The same chunk, to copy again after a transient failure (the attempt was rolled
+/// back, but a lost COMMIT acknowledgement may hide a committed one).
+fn again(mut job: ChunkJob) -> ChunkJob {
+    job.again = true;
+    job
 }
 
 enum Msg {
     Begin {
-        job: Job,
+        job: ChunkJob,
     },
-    Statement {
-        sql: String,
-        error_values: writer::ErrorValues,
-    },
-    /// A LOAD DATA statement and the rows it reads.
-    Load {
-        sql: Arc<str>,
-        data: Vec<u8>,
-        error_values: writer::ErrorValues,
-    },
-    /// One row too large for a text statement: a prepared INSERT and its values.
-    Prepared {
-        sql: String,
-        row: tidemark_core::Row,
-    },
+    Batch(Batch),
     End {
         rows: u64,
         bytes: u64,
@@ -80,7 +48,7 @@ enum Msg {
 enum Outcome {
     Committed,
     /// Rolled back after a transient failure: read it again.
-    Retry(Job),
+    Retry(ChunkJob),
 }
 
 struct Shared<'a> {
@@ -88,60 +56,30 @@ struct Shared<'a> {
     plan: &'a Plan,
     store: &'a Store,
     progress: &'a Progress,
+    sink: &'a dyn FullCopy,
     throttle: Throttle,
     failed: AtomicBool,
-    batch_bytes: usize,
-    /// Rows go through LOAD DATA LOCAL INFILE rather than INSERT.
-    load_data: bool,
+    /// The destination keeps a keyless table's hand-off exact (see [`keyless_snapshot`]).
+    exact_keyless: bool,
     /// Chunks still to copy, per table.
     remaining: Vec<AtomicUsize>,
 }
 
-/// Copies every selected table's rows.
-pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Result<()> {
+/// Copies every selected table's rows into `sink`.
+pub fn copy(
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+    progress: &Progress,
+    sink: &dyn FullCopy,
+) -> Result<()> {
     let mut src = connect(&task.source, Side::Source)?;
-    let mut dst = connect(&task.destination, Side::Destination)?;
-    let info = ServerInfo::read(&mut dst)?;
-    // Leave room for the statement around the values.
-    let batch_bytes = task
-        .full
-        .batch_bytes
-        .min((info.max_allowed_packet as usize / 2).max(64 << 10));
-    let load_data = match task.full.load_method {
-        LoadMethod::Insert => false,
-        LoadMethod::LoadData => true,
-        LoadMethod::Auto => {
-            dst.query_first::<u8, _>("SELECT @@local_infile")
-                .ok()
-                .flatten()
-                == Some(1)
-        }
-    };
-    tracing::info!(
-        "full: writing with {}",
-        if load_data {
-            "LOAD DATA LOCAL INFILE"
-        } else {
-            "multi-row INSERT"
-        }
-    );
-    drop(dst);
-
     let mut jobs = Vec::new();
     for (i, c) in pending_chunks(task, plan, store, &mut src)? {
-        let t = &plan.tables[i];
-        let retry = c.attempts > 0;
-        let mode = match (task.migration.on_conflicting_tables, retry) {
-            (ConflictMode::Ignore, _) => InsertMode::Ignore,
-            (ConflictMode::Fail, true) => InsertMode::Replace,
-            (ConflictMode::Fail, false) => InsertMode::Insert,
-        };
-        let clear_first = retry && t.def().key.is_none();
-        jobs.push(Job {
+        jobs.push(ChunkJob {
             table: i,
             chunk: c.chunk,
-            mode,
-            clear_first,
+            again: c.attempts > 0,
             first_failure: None,
         });
     }
@@ -153,23 +91,23 @@ pub fn copy(task: &Task, plan: &Plan, store: &Store, progress: &Progress) -> Res
     );
 
     let shared = Shared {
-        load_data,
         task,
         plan,
         store,
         progress,
+        sink,
         throttle: Throttle::new(
             task.full.rows_per_second,
             task.full.mb_per_second,
             task.full.source_qps,
         ),
         failed: AtomicBool::new(false),
-        batch_bytes,
+        exact_keyless: task.destination.capabilities().exact_keyless_handoff,
         remaining: (0..plan.tables.len())
             .map(|i| AtomicUsize::new(jobs.iter().filter(|j| j.table == i).count()))
             .collect(),
     };
-    let (tx, rx) = bounded::<Job>(jobs.len().max(1));
+    let (tx, rx) = bounded::<ChunkJob>(jobs.len().max(1));
     for j in jobs {
         tx.send(j)
             .map_err(|_| anyhow!("internal: job queue closed"))?;
@@ -249,9 +187,9 @@ pub(crate) fn mark_copied(plan: &Plan, store: &Store) -> Result<()> {
 /// The writer reports each chunk's outcome back to the reader, which copies a chunk
 /// again when the writer had to roll it back after a deadlock or a lost connection; the
 /// reader stops only when the job queue is empty and every chunk it sent is committed.
-fn pipeline(sh: &Shared<'_>, jobs: Receiver<Job>) -> Result<()> {
+fn pipeline(sh: &Shared<'_>, jobs: Receiver<ChunkJob>) -> Result<()> {
     let mut src = connect(&sh.task.source, Side::Source)?;
-    let dst = connect(&sh.task.destination, Side::Destination)?;
+    let dst = sh.sink.writer()?;
     let (tx, rx) = bounded::<Msg>(2);
     let (outcome_tx, outcome_rx) = unbounded::<Outcome>();
     std::thread::scope(|s| {
@@ -341,7 +279,7 @@ fn pipeline(sh: &Shared<'_>, jobs: Receiver<Job>) -> Result<()> {
 fn read_job(
     sh: &Shared<'_>,
     src: &mut mysql::Conn,
-    job: &Job,
+    job: &ChunkJob,
     tx: &crossbeam_channel::Sender<Msg>,
 ) -> Result<()> {
     let t: &TablePlan = &sh.plan.tables[job.table];
@@ -352,41 +290,26 @@ fn read_job(
     let closed = || anyhow!("the writer stopped");
     tx.send(Msg::Begin { job: job.clone() })
         .map_err(|_| closed())?;
-    let mut batch = Batcher::new(sh, t, job.mode);
-    let (mut rows, mut bytes, mut batch_bytes) = (0u64, 0u64, 0u64);
     sh.throttle.query();
-    let snapshot = keyless_snapshot(sh.task, sh.store, t, src)?;
-    let read = snapshot::read_chunk(src, t, &job.chunk, |row| {
-        let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
-        rows += 1;
-        bytes += size;
-        if let Some(sql) = batch.prepared_for(&row) {
-            if !batch.is_empty() {
-                sh.throttle.rows(batch.rows() as u64, batch_bytes);
-                batch_bytes = 0;
-                tx.send(batch.take()).map_err(|_| closed())?;
-            }
-            sh.throttle.rows(1, size);
-            return tx.send(Msg::Prepared { sql, row }).map_err(|_| closed());
-        }
-        batch_bytes += size;
-        if batch.push(&row) {
-            sh.throttle.rows(batch.rows() as u64, batch_bytes);
-            batch_bytes = 0;
-            tx.send(batch.take()).map_err(|_| closed())?;
-        }
-        Ok(())
+    let snapshot = keyless_snapshot(sh.task, sh.exact_keyless, sh.store, t, src)?;
+    let mut rows = ChunkRows {
+        src,
+        table: t,
+        chunk: &job.chunk,
+        throttle: &sh.throttle,
+        rows: 0,
+        bytes: 0,
+    };
+    let read = sh.sink.encode(job, &mut rows, &mut |batch| {
+        tx.send(Msg::Batch(batch)).map_err(|_| closed())
     });
+    let (n, bytes) = (rows.rows, rows.bytes);
     if snapshot {
         // The next chunk on this connection must not read from the same snapshot.
         let _ = src.query_drop("COMMIT");
     }
     read?;
-    if !batch.is_empty() {
-        sh.throttle.rows(batch.rows() as u64, batch_bytes);
-        tx.send(batch.take()).map_err(|_| closed())?;
-    }
-    tx.send(Msg::End { rows, bytes }).map_err(|_| closed())?;
+    tx.send(Msg::End { rows: n, bytes }).map_err(|_| closed())?;
     Ok(())
 }
 
@@ -396,14 +319,16 @@ fn read_job(
 /// copy is neither applied twice (its rows cannot be replaced by key) nor lost. A
 /// chunk copied again (after a crash or a rollback) records its new snapshot, which
 /// replaces the old one, and the table is emptied in the same destination transaction.
-/// Returns whether a snapshot was opened on `src`.
+/// Returns whether a snapshot was opened on `src`. A destination that delivers at least
+/// once (`exact` false) copies such a table as any other.
 fn keyless_snapshot(
     task: &Task,
+    exact: bool,
     store: &Store,
     t: &TablePlan,
     src: &mut mysql::Conn,
 ) -> Result<bool> {
-    if t.def().key.is_some() || !task.has(crate::config::Phase::Incremental) {
+    if t.def().key.is_some() || !task.has(crate::config::Phase::Incremental) || !exact {
         return Ok(false);
     }
     let name = &t.def().name;
@@ -420,32 +345,18 @@ fn keyless_snapshot(
 
 /// The writer's side of one chunk.
 struct Writing {
-    job: Job,
+    job: ChunkJob,
     /// The chunk was rolled back after a transient failure: drop its remaining
-    /// statements until its end, then hand it back to the reader.
+    /// batches until its end, then hand it back to the reader.
     rolled_back: bool,
 }
 
 fn write_loop(
     sh: &Shared<'_>,
-    mut dst: mysql::Conn,
+    mut dst: Box<dyn ChunkWriter + '_>,
     rx: Receiver<Msg>,
     outcomes: crossbeam_channel::Sender<Outcome>,
 ) -> Result<()> {
-    // The server asks for the "file" of each LOAD DATA: hand it the batch in `slot`.
-    let slot: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let install_infile = |dst: &mut mysql::Conn| {
-        if sh.load_data {
-            let data = slot.clone();
-            dst.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, stream| {
-                use std::io::Write;
-                let batch = std::mem::take(&mut *data.lock().unwrap_or_else(|e| e.into_inner()));
-                stream.write_all(&batch)?;
-                stream.flush()
-            })));
-        }
-    };
-    install_infile(&mut dst);
     let mut current: Option<Writing> = None;
     let report = |o: Outcome| {
         // The reader may have stopped on its own error; that error is reported.
@@ -465,9 +376,8 @@ fn write_loop(
             let Some(w) = current.as_mut() else {
                 continue;
             };
-            if let Err(e) = begin(sh, &mut dst, &w.job) {
-                fail_chunk(sh, &mut dst, w, e, "START TRANSACTION")?;
-                install_infile(&mut dst);
+            if let Err(e) = dst.begin(&w.job) {
+                fail_chunk(sh, &mut *dst, w, e)?;
             }
             continue;
         };
@@ -479,30 +389,20 @@ fn write_loop(
             }
             continue;
         }
-        let (result, sql, error_values): (Result<(), mysql::Error>, String, _) = match msg {
+        match msg {
             Msg::Begin { .. } => return Err(anyhow!("internal: a chunk began inside another")),
             Msg::Abort => {
-                let _ = dst.query_drop("ROLLBACK");
+                dst.rollback();
                 if let Some(w) = current.take() {
                     report(Outcome::Retry(w.job));
                 }
-                continue;
             }
-            Msg::Statement { sql, error_values } => (dst.query_drop(&sql), sql, error_values),
-            Msg::Load {
-                sql,
-                data,
-                error_values,
-            } => {
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
-                (dst.query_drop(&*sql), sql.to_string(), error_values)
+            Msg::Batch(batch) => {
+                if let Err(e) = dst.write(batch) {
+                    fail_chunk(sh, &mut *dst, w, e)?;
+                }
             }
-            Msg::Prepared { sql, row } => {
-                let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
-                let error_values = writer::error_values_of(&sh.plan.tables[w.job.table], &row);
-                (dst.exec_drop(&sql, params), sql, error_values)
-            }
-            Msg::End { rows, bytes } => match dst.query_drop("COMMIT") {
+            Msg::End { rows, bytes } => match dst.commit() {
                 Ok(()) => {
                     let Some(w) = current.take() else { continue };
                     let t = &sh.plan.tables[w.job.table];
@@ -514,59 +414,31 @@ fn write_loop(
                         sh.progress.table_done(&t.target.to_string());
                     }
                     report(Outcome::Committed);
-                    continue;
                 }
                 Err(e) => {
-                    fail_chunk(sh, &mut dst, w, e, "COMMIT")?;
-                    install_infile(&mut dst);
+                    fail_chunk(sh, &mut *dst, w, e)?;
                     if let Some(w) = current.take() {
                         report(Outcome::Retry(w.job));
                     }
-                    continue;
                 }
             },
-        };
-        match result {
-            Ok(()) if dst.warnings() > 0 => {
-                let written = sh.plan.tables[w.job.table].target_columns();
-                check_warnings(&mut dst, &sql, &written, &error_values)?
-            }
-            Ok(()) => {}
-            Err(e) => {
-                fail_chunk(sh, &mut dst, w, e, &sql)?;
-                install_infile(&mut dst);
-            }
         }
     }
     Ok(())
 }
 
-fn begin(sh: &Shared<'_>, dst: &mut mysql::Conn, job: &Job) -> Result<(), mysql::Error> {
-    dst.query_drop("START TRANSACTION")?;
-    if job.clear_first {
-        let t = &sh.plan.tables[job.table];
-        tracing::warn!(
-            "{}: no key, copying the whole table again after an interruption",
-            t.def().name
-        );
-        dst.query_drop(format!("DELETE FROM {}", t.target.quoted()))?;
-    }
-    Ok(())
-}
-
-/// A statement of the chunk failed. An error that may pass (deadlock, lock wait, lost
+/// A write of the chunk failed. An error that may pass (deadlock, lock wait, lost
 /// connection) rolls the chunk back, reconnecting if needed, and marks it for another
 /// attempt while its retry window is open; any other error fails the task.
 fn fail_chunk(
     sh: &Shared<'_>,
-    dst: &mut mysql::Conn,
+    dst: &mut dyn ChunkWriter,
     w: &mut Writing,
-    e: mysql::Error,
-    sql: &str,
+    e: WriteError,
 ) -> Result<()> {
     let t = &sh.plan.tables[w.job.table];
-    let Some(kind) = transient(&e) else {
-        return Err(write_error(e, sql));
+    let Some(kind) = e.transient else {
+        return Err(e.error);
     };
     let first = *w.job.first_failure.get_or_insert_with(Instant::now);
     let advanced = &sh.task.advanced;
@@ -575,7 +447,7 @@ fn fail_chunk(
         Transient::Other => advanced.other_window(),
     };
     if first.elapsed() > window {
-        return Err(write_error(e, sql).context(format!(
+        return Err(e.error.context(format!(
             "{}: chunk {} kept failing for {} minutes (`advanced.retry_{}_minutes`)",
             t.def().name,
             w.job.chunk.index,
@@ -591,110 +463,16 @@ fn fail_chunk(
         "{}: chunk {} rolled back, copying it again: {}",
         t.def().name,
         w.job.chunk.index,
-        describe(&e, &sh.task.destination, Side::Destination)
+        e.shown
     );
     if kind == Transient::Connection {
-        *dst = reconnect(&sh.task.destination, Side::Destination, first + window)?;
+        dst.reconnect(first + window)?;
     } else {
-        let _ = dst.query_drop("ROLLBACK");
+        dst.rollback();
     }
-    w.job = w.job.clone().again(sh.task, t.def().key.is_none());
+    w.job = again(w.job.clone());
     w.rolled_back = true;
     Ok(())
-}
-
-/// A value that does not fit its destination column is a warning in the session's
-/// sql_mode (as with LOAD DATA LOCAL and INSERT IGNORE): such a warning fails the chunk,
-/// so nothing is silently changed or skipped (see [`writer::changed_values`]).
-fn check_warnings(
-    dst: &mut mysql::Conn,
-    sql: &str,
-    written: &[String],
-    error_values: &[(u64, usize)],
-) -> Result<()> {
-    let ignore = sql.starts_with("INSERT IGNORE ") || sql.contains("' IGNORE INTO");
-    let serious = writer::changed_values(dst, written, ignore, error_values)?;
-    if serious.is_empty() {
-        return Ok(());
-    }
-    let head: String = sql.chars().take(160).collect();
-    Err(anyhow!(
-        "the destination changed or skipped values while loading: {}; fix the destination table or the data",
-        serious.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
-    )
-    .context(format!("while running: {head}…")))
-}
-
-/// Rows are batched as INSERT statements or as LOAD DATA input.
-enum Batcher {
-    Insert(InsertBuilder),
-    Load(LoadBuilder),
-}
-
-impl Batcher {
-    fn new(sh: &Shared<'_>, t: &TablePlan, mode: InsertMode) -> Batcher {
-        let (rows, bytes) = (sh.task.full.batch_rows, sh.batch_bytes);
-        if sh.load_data {
-            Batcher::Load(LoadBuilder::new(t, mode, rows, bytes))
-        } else {
-            Batcher::Insert(InsertBuilder::new(t, mode, rows, bytes))
-        }
-    }
-
-    /// For a row too large for a text statement: the prepared INSERT to send it with.
-    fn prepared_for(&self, row: &Row) -> Option<String> {
-        match self {
-            Batcher::Insert(b) if b.too_large(row) => Some(b.prepared()),
-            _ => None,
-        }
-    }
-
-    fn push(&mut self, row: &Row) -> bool {
-        match self {
-            Batcher::Insert(b) => b.push(row),
-            Batcher::Load(b) => b.push(row),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            Batcher::Insert(b) => b.is_empty(),
-            Batcher::Load(b) => b.is_empty(),
-        }
-    }
-
-    fn rows(&self) -> usize {
-        match self {
-            Batcher::Insert(b) => b.rows(),
-            Batcher::Load(b) => b.rows(),
-        }
-    }
-
-    fn take(&mut self) -> Msg {
-        match self {
-            Batcher::Insert(b) => {
-                let batch = b.take();
-                Msg::Statement {
-                    sql: batch.body,
-                    error_values: batch.error_values,
-                }
-            }
-            Batcher::Load(b) => {
-                let batch = b.take();
-                Msg::Load {
-                    sql: b.statement(),
-                    data: batch.body,
-                    error_values: batch.error_values,
-                }
-            }
-        }
-    }
-}
-
-/// A rejected INSERT: name the table and the server's reason, not the whole statement.
-fn write_error(e: mysql::Error, sql: &str) -> anyhow::Error {
-    let head: String = sql.chars().take(160).collect();
-    anyhow!("the destination rejected a batch: {e}").context(format!("while running: {head}…"))
 }
 
 /// Total rows the plan expects (from the source's estimates).

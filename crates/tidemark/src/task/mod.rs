@@ -7,9 +7,7 @@
 
 pub mod fingerprint;
 pub mod full;
-pub mod full_queue;
 pub mod incremental;
-pub mod schema;
 pub mod throttle;
 
 use crate::config::{Phase, Task};
@@ -297,25 +295,20 @@ fn run_phases(
     if task.has(Phase::Schema) && !done("schema")? {
         fingerprint::record(store, "schema", planned_from)?;
         store.set_status(TaskStatus::Schema)?;
-        for note in schema::migrate(task, &plan, store)? {
+        let Some(step) = task.destination.schema() else {
+            bail!(
+                "a {} destination has no schema step: remove \"schema\" from `migration.types`",
+                task.destination.name()
+            );
+        };
+        for note in step.migrate(task, &plan, store)? {
             tracing::warn!("{note}");
         }
         tracing::info!("schema: done");
         finish("schema")?;
     }
-    // A message queue destination: one producer for the whole run.
-    let sink = task.rocketmq.as_ref().map(|c| {
-        let mut sink = crate::sink::rocketmq::Sink::new(
-            c.clone(),
-            &task.name,
-            task.advanced.connection_window(),
-        );
-        sink.client.set_timeout(task.advanced.timeouts().network);
-        sink
-    });
-    if let Some(sink) = &sink {
-        sink.load_counters(store)?;
-    }
+    // The destination opened once for the whole run (a queue's producer, its counters).
+    let sink = task.destination.open(task, store)?;
     if task.has(Phase::Full) && !done("full")? {
         check_stop()?;
         fingerprint::record(store, "full", planned_from)?;
@@ -324,13 +317,14 @@ fn run_phases(
         // A resumed copy counts what earlier runs copied.
         progress.resume(&store.progress()?);
         set_live_progress(Some(progress.clone()));
-        let copied = match &sink {
-            Some(sink) => full_queue::copy(task, &plan, store, &progress, sink),
-            None => full::copy(task, &plan, store, &progress),
-        };
+        let copied = sink
+            .full_copy(&plan)
+            .and_then(|writer| full::copy(task, &plan, store, &progress, &*writer));
+        let ended = sink.full_copy_ended(store);
         progress.finish();
         set_live_progress(None);
         copied?;
+        ended?;
         tracing::info!("{}", progress.summary());
         finish("full")?;
     }
@@ -345,7 +339,10 @@ fn run_phases(
     if task.has(Phase::Schema) && !done("post_load")? {
         check_stop()?;
         store.set_status(TaskStatus::PostLoad)?;
-        for note in schema::post_load(task, &plan, store)? {
+        let Some(step) = task.destination.schema() else {
+            bail!("internal: post-load without a schema step");
+        };
+        for note in step.post_load(task, &plan, store)? {
             tracing::warn!("{note}");
         }
         finish("post_load")?;
@@ -377,7 +374,7 @@ fn run_phases(
             incremental::Options {
                 stop_when_caught_up: opts.stop_when_caught_up,
             },
-            sink.as_ref(),
+            &*sink,
         )?;
     }
     Ok(())

@@ -82,7 +82,7 @@ pub fn verify_table_with(
     sync: &mut dyn ChunkSync,
 ) -> Result<TableReport> {
     let mut src = connect(&task.source, Side::Source)?;
-    let mut dst = connect(&task.destination, Side::Destination)?;
+    let mut dst = connect(task.destination.verification_server()?, Side::Destination)?;
     let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
     let started = Instant::now();
     let mut r = TableReport {
@@ -219,7 +219,7 @@ pub fn summary(r: &Report) -> String {
 
 /// Verifies every table of the plan, and the objects of databases selected whole.
 pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
-    let mut dst = connect(&task.destination, Side::Destination)?;
+    let mut dst = connect(task.destination.verification_server()?, Side::Destination)?;
     let mut dst_dbs: BTreeMap<String, Option<catalog::DatabaseInfo>> = BTreeMap::new();
     for t in &plan.tables {
         if !dst_dbs.contains_key(&t.target.database) {
@@ -269,7 +269,8 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let mut src = connect(&task.source, Side::Source)?;
-                    let mut dst = connect(&task.destination, Side::Destination)?;
+                    let mut dst =
+                        connect(task.destination.verification_server()?, Side::Destination)?;
                     let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -1106,8 +1107,8 @@ fn repair(
         if let Some(row) = fetch(src, t, false, &d.values)? {
             let mut b = InsertBuilder::new(t, InsertMode::Replace, 1, usize::MAX);
             b.push(&row);
-            let batch = b.take();
-            statements.push((batch.body, batch.error_values));
+            let built = b.take();
+            statements.push((built.body, built.error_values));
         }
     }
     for d in &r.extra {

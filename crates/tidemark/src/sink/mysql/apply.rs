@@ -281,13 +281,13 @@ pub fn apply(
             let mut b = InsertBuilder::new(plan, mode, 1_000, batch_bytes);
             for row in list {
                 if b.push(row) {
-                    let batch = b.take();
-                    checked(dst, &written, (batch.body, batch.error_values))?;
+                    let built = b.take();
+                    checked(dst, &written, (built.body, built.error_values))?;
                 }
             }
             if !b.is_empty() {
-                let batch = b.take();
-                checked(dst, &written, (batch.body, batch.error_values))?;
+                let built = b.take();
+                checked(dst, &written, (built.body, built.error_values))?;
             }
         }
         for change in &w.ordered {
@@ -355,8 +355,8 @@ fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<(String, ErrorVa
     let insert = |row: &Row| {
         let mut b = InsertBuilder::new(plan, InsertMode::Insert, 1, usize::MAX);
         b.push(&project(row));
-        let batch = b.take();
-        (batch.body, batch.error_values)
+        let built = b.take();
+        (built.body, built.error_values)
     };
     match change {
         Change::Insert { row, .. } => vec![insert(row)],

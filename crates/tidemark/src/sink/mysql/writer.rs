@@ -86,7 +86,7 @@ pub fn error_values_of(t: &TablePlan, row: &Row) -> ErrorValues {
 
 /// A statement (or LOAD DATA input) taken from a builder: its body, how many rows it
 /// holds, and where it writes ENUM error values.
-pub struct Batch<T> {
+pub struct Built<T> {
     pub body: T,
     pub rows: usize,
     pub error_values: ErrorValues,
@@ -227,8 +227,8 @@ impl InsertBuilder {
     }
 
     /// Takes the statement built so far, leaving the builder empty.
-    pub fn take(&mut self) -> Batch<String> {
-        Batch {
+    pub fn take(&mut self) -> Built<String> {
+        Built {
             body: std::mem::take(&mut self.sql),
             rows: std::mem::take(&mut self.rows),
             error_values: std::mem::take(&mut self.error_values),
@@ -331,8 +331,8 @@ impl LoadBuilder {
         self.rows
     }
 
-    pub fn take(&mut self) -> Batch<Vec<u8>> {
-        Batch {
+    pub fn take(&mut self) -> Built<Vec<u8>> {
+        Built {
             body: std::mem::take(&mut self.data),
             rows: std::mem::take(&mut self.rows),
             error_values: std::mem::take(&mut self.error_values),

@@ -17,19 +17,20 @@
 //! the task's checkpoint moves only after the broker acknowledged every message before
 //! it (see `docs/rocketmq.md` for the duplicate window and deduplication).
 
+mod applier;
 pub mod client;
+pub mod config;
 pub mod format;
+mod full;
+mod precheck;
 pub mod remoting;
 
-use crate::config::{Endpoint, MessageFormat, MessageOrdering, TlsMode};
 use crate::task::throttle::Throttle;
 use crate::transform::mapping::TablePlan;
 use anyhow::{anyhow, bail, Result};
 use client::{Client, Message, Outbox, QueueRef};
+pub use config::{Config, ConfigFile, MessageFormat, MessageOrdering};
 use format::{DdlEvent, Encoder, Op, RowEvent};
-use remoting::Credentials;
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tidemark_core::Value;
@@ -37,227 +38,102 @@ use tidemark_core::Value;
 /// The broker's default limit on a message body (`maxMessageSize`, 4 MiB).
 pub const MAX_BODY: usize = 4 << 20;
 
-/// `[destination]` with `type = "rocketmq"`, as written in the task file. Every key is
-/// documented in `docs/task-file.md`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    #[serde(rename = "type")]
-    _kind: String,
-    /// Name servers, `host:port` each.
-    name_servers: Vec<String>,
-    /// ACL credentials (`${ENV}` allowed); both or neither.
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    #[serde(default = "default_group")]
-    producer_group: String,
-    /// The topic every table's changes go to, unless `[[destination.topics]]` says
-    /// otherwise.
-    topic: String,
-    /// DDL statements go here; to the table's topic when unset.
-    ddl_topic: Option<String>,
-    #[serde(default)]
-    format: MessageFormat,
-    /// Canal JSON: `old` holds every column of the row before an update, not only the
-    /// changed ones.
-    #[serde(default)]
-    full_before_image: bool,
-    #[serde(default)]
-    ordering: MessageOrdering,
-    /// Messages per second at most (0: unlimited).
-    #[serde(default)]
-    max_tps: u64,
-    /// Skip (and count) rows whose message body is over 4 MiB instead of failing.
-    #[serde(default)]
-    filter_large_messages: bool,
-    /// Per-database and per-table topics and partition columns.
-    #[serde(default)]
-    topics: Vec<TopicMapFile>,
+/// The RocketMQ destination kind (`type = "rocketmq"`).
+pub struct Rocketmq {
+    pub config: std::sync::Arc<Config>,
 }
 
-fn default_group() -> String {
-    "dts-producer-group".into()
-}
-
-/// One `[[destination.topics]]` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TopicMapFile {
-    database: String,
-    table: Option<String>,
-    topic: Option<String>,
-    partition_columns: Option<Vec<String>>,
-}
-
-/// A validated RocketMQ destination.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub name_servers: Vec<String>,
-    pub credentials: Option<Credentials>,
-    pub producer_group: String,
-    pub topic: String,
-    pub ddl_topic: Option<String>,
-    pub format: MessageFormat,
-    pub full_before_image: bool,
-    pub ordering: MessageOrdering,
-    pub max_tps: u64,
-    pub filter_large_messages: bool,
-    /// Source database → topic.
-    pub database_topics: BTreeMap<String, String>,
-    /// Source database → table → topic; wins over the database's.
-    pub table_topics: BTreeMap<String, BTreeMap<String, String>>,
-    /// Source database → table → the columns whose values choose the queue.
-    pub partition_columns: BTreeMap<String, BTreeMap<String, Vec<String>>>,
-}
-
-fn valid_topic(key: &str, t: &str) -> Result<()> {
-    if t.is_empty()
-        || t.len() > 127
-        || !t
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "%-_|".contains(c))
-    {
-        bail!("`{key}` = {t:?} is not a valid RocketMQ topic name: use 1-127 letters, digits, '%', '-', '_' or '|'");
-    }
-    Ok(())
-}
-
-impl Config {
-    pub fn from_file(
-        f: ConfigFile,
-        interpolate: &dyn Fn(&str, &str) -> Result<String>,
-    ) -> Result<Config> {
-        if f.name_servers.is_empty() {
-            bail!("`destination.name_servers` is empty: list the name servers as \"host:port\", e.g. [\"127.0.0.1:9876\"]");
-        }
-        for ns in &f.name_servers {
-            let ok = ns
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
-                bail!(
-                    "`destination.name_servers`: {ns:?} is not host:port (e.g. \"127.0.0.1:9876\")"
-                );
-            }
-        }
-        let credentials = match (&f.access_key, &f.secret_key) {
-            (None, None) => None,
-            (Some(a), Some(s)) => Some(Credentials {
-                access_key: interpolate("destination.access_key", a)?,
-                secret_key: interpolate("destination.secret_key", s)?,
-            }),
-            _ => {
-                bail!("give both `destination.access_key` and `destination.secret_key`, or neither")
-            }
-        };
-        if f.producer_group.is_empty() {
-            bail!("`destination.producer_group` is empty (default: \"dts-producer-group\")");
-        }
-        valid_topic("destination.topic", &f.topic)?;
-        if let Some(t) = &f.ddl_topic {
-            valid_topic("destination.ddl_topic", t)?;
-        }
-        if f.full_before_image && f.format != MessageFormat::CanalJson {
-            bail!("`destination.full_before_image` applies to format = \"canal-json\" only (the other formats always carry the whole row before an update)");
-        }
-        let mut c = Config {
-            name_servers: f.name_servers,
-            credentials,
-            producer_group: f.producer_group,
-            topic: f.topic,
-            ddl_topic: f.ddl_topic,
-            format: f.format,
-            full_before_image: f.full_before_image,
-            ordering: f.ordering,
-            max_tps: f.max_tps,
-            filter_large_messages: f.filter_large_messages,
-            database_topics: BTreeMap::new(),
-            table_topics: BTreeMap::new(),
-            partition_columns: BTreeMap::new(),
-        };
-        for (i, m) in f.topics.into_iter().enumerate() {
-            let at = format!("destination.topics[{i}]");
-            if let Some(t) = &m.topic {
-                valid_topic(&format!("{at}.topic"), t)?;
-            }
-            match (&m.table, m.topic, m.partition_columns) {
-                (None, _, Some(_)) => bail!(
-                    "`{at}.partition_columns` needs `table`: partition columns belong to one table"
-                ),
-                (None, None, None) | (Some(_), None, None) => {
-                    bail!("`{at}` sets neither `topic` nor `partition_columns`")
-                }
-                (None, Some(t), None) => {
-                    if c.database_topics.insert(m.database.clone(), t).is_some() {
-                        bail!("`{at}`: database {:?} is mapped twice", m.database);
-                    }
-                }
-                (Some(table), topic, cols) => {
-                    if let Some(t) = topic {
-                        let tables = c.table_topics.entry(m.database.clone()).or_default();
-                        if tables.insert(table.clone(), t).is_some() {
-                            bail!("`{at}`: table {}.{table} is mapped twice", m.database);
-                        }
-                    }
-                    if let Some(cols) = cols {
-                        if cols.is_empty() {
-                            bail!("`{at}.partition_columns` is empty");
-                        }
-                        if c.ordering != MessageOrdering::Columns {
-                            bail!("`{at}.partition_columns` is used only with `destination.ordering = \"columns\"`");
-                        }
-                        c.partition_columns
-                            .entry(m.database.clone())
-                            .or_default()
-                            .insert(table.clone(), cols);
-                    }
-                }
-            }
-        }
-        Ok(c)
+impl crate::sink::Kind for Rocketmq {
+    fn name(&self) -> &'static str {
+        "rocketmq"
     }
 
-    /// The first name server, as the task's destination endpoint (for messages).
-    pub fn endpoint(&self) -> Endpoint {
-        let (host, port) = self.name_servers[0]
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9876)))
-            .unwrap_or_else(|| (self.name_servers[0].clone(), 9876));
-        Endpoint {
-            host,
-            port,
-            user: self
-                .credentials
-                .as_ref()
-                .map(|c| c.access_key.clone())
-                .unwrap_or_default(),
-            password: None,
-            tls: TlsMode::Disabled,
-            tls_files: Default::default(),
-            timeouts: Default::default(),
-            failover: Default::default(),
+    fn describe(&self) -> String {
+        format!(
+            "RocketMQ name server(s) {}",
+            self.config.name_servers.join(",")
+        )
+    }
+
+    fn capabilities(&self) -> crate::sink::Capabilities {
+        crate::sink::Capabilities {
+            tables: false,
+            exact_keyless_handoff: false,
+            ddl: crate::sink::DdlKinds::Forwarded,
+            applied_verb: "sent (and acknowledged)",
         }
     }
 
-    /// The topic of a table (by source name): table mapping, database mapping, default.
-    pub fn topic_of(&self, database: &str, table: &str) -> &str {
-        self.table_topics
-            .get(database)
-            .and_then(|t| t.get(table))
-            .or_else(|| self.database_topics.get(database))
-            .unwrap_or(&self.topic)
+    fn verification_server(&self) -> Result<&crate::endpoint::Endpoint> {
+        bail!("`tidemark verify` compares the source with a MySQL destination; this task's destination is RocketMQ (compare what your consumer builds instead, e.g. with a second task into MySQL)")
     }
 
-    /// Every topic the task may send to, with what it is for.
-    pub fn topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = std::iter::once(self.topic.clone())
-            .chain(self.ddl_topic.clone())
-            .chain(self.database_topics.values().cloned())
-            .chain(self.table_topics.values().flat_map(|t| t.values().cloned()))
-            .collect();
-        t.sort();
-        t.dedup();
-        t
+    fn precheck<'a>(
+        &'a self,
+        task: &'a crate::config::Task,
+    ) -> Box<dyn crate::sink::Precheck + 'a> {
+        Box::new(precheck::Check { kind: self, task })
+    }
+
+    fn schema(&self) -> Option<&dyn crate::sink::SchemaStep> {
+        None
+    }
+
+    fn open<'a>(
+        &'a self,
+        task: &'a crate::config::Task,
+        store: &'a crate::state::Store,
+    ) -> Result<Box<dyn crate::sink::Session + 'a>> {
+        // One producer for the whole run.
+        let mut sink = Sink::new(
+            self.config.clone(),
+            &task.name,
+            task.advanced.connection_window(),
+        );
+        sink.client.set_timeout(task.advanced.timeouts().network);
+        sink.load_counters(store)?;
+        Ok(Box::new(Session { sink, task }))
+    }
+
+    fn forget_table(&self, _target: &str) -> Result<&'static str> {
+        Ok("its rows will be sent again")
+    }
+}
+
+/// A RocketMQ destination opened for a run: its producer.
+struct Session<'a> {
+    sink: Sink,
+    task: &'a crate::config::Task,
+}
+
+impl crate::sink::Session for Session<'_> {
+    fn full_copy<'a>(
+        &'a self,
+        plan: &'a crate::transform::mapping::Plan,
+    ) -> Result<Box<dyn crate::sink::FullCopy + 'a>> {
+        Ok(Box::new(full::Copy {
+            sink: &self.sink,
+            plan,
+        }))
+    }
+
+    fn applier<'a>(&'a self) -> Result<Box<dyn crate::sink::ChangeApplier + 'a>> {
+        use crate::connect::{connect, Side};
+        Ok(Box::new(applier::Applier {
+            sink: &self.sink,
+            outbox: Outbox::default(),
+            rows: 0,
+            bytes: 0,
+            txn_end: None,
+            txn_ms: 0,
+            index: 0,
+            ddl_source: (String::new(), None),
+            source: connect(&self.task.source, Side::Source)?,
+        }))
+    }
+
+    fn full_copy_ended(&self, store: &crate::state::Store) -> Result<()> {
+        self.sink.save_counters(store)
     }
 }
 

@@ -6,8 +6,8 @@
 //! position or from a GTID set (MySQL) / GTID list (MariaDB).
 
 use super::event::{Body, Decoder, Event};
-use crate::config::Endpoint;
 use crate::connect::{explain, Side};
+use crate::endpoint::Endpoint;
 use anyhow::{anyhow, bail, Context, Result};
 use mysql::prelude::Queryable;
 use mysql::{BinlogRequest, BinlogStream, Conn};

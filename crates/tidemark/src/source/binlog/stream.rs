@@ -8,8 +8,8 @@
 use super::client::{Reader, StartAt};
 use super::event::{Body, RowImage, RowsKind, TableMap};
 use super::gtid::GtidState;
-use crate::config::Endpoint;
 use crate::connect::{connect_raw, transient, Side, Transient};
+use crate::endpoint::Endpoint;
 use anyhow::{anyhow, bail, Result};
 use crossbeam_channel::Sender;
 use mysql::prelude::Queryable;

@@ -2,8 +2,9 @@
 //! stopped.
 //!
 //! ```text
-//! stream thread ──Txn──▶ coordinator ──shares──▶ apply workers (one connection each)
-//!   (source::binlog::stream)   │ tracker, coalescing       (sink::mysql::apply)
+//! stream thread ──Txn──▶ coordinator ──batches──▶ the destination's ChangeApplier
+//!   (source::binlog::stream)   │ tracker, safe mode     (sink::mysql: apply workers,
+//!                              │                         sink::rocketmq: messages)
 //!                              └─ DDL: barrier, applied alone, tracker refreshed
 //! ```
 //!
@@ -126,7 +127,7 @@ pub fn run(
     store: &Store,
     stop: &AtomicBool,
     opts: Options,
-    sink: Option<&crate::sink::rocketmq::Sink>,
+    sink: &dyn crate::sink::Session,
 ) -> Result<()> {
     let start = match load_position(store, CHECKPOINT)? {
         Some(p) => p,

@@ -291,7 +291,7 @@ impl Tracker {
         txn: &Txn,
         applier: &mut Applier,
         filter: &mut Option<Filter>,
-        source: &crate::config::Endpoint,
+        source: &crate::endpoint::Endpoint,
     ) -> Result<usize> {
         let mut n = 0;
         if !self.skip_until.is_empty() {
@@ -322,7 +322,7 @@ impl Tracker {
             if block.table.types.len() != def.columns.len() {
                 // A queue has no tables to read definitions back from: after a DDL they
                 // are read from the source, which may already be past a later one.
-                let why = if applier.is_mysql() {
+                let why = if applier.has_tables() {
                     "the table changed in a way the binlog did not show"
                 } else {
                     "its definition was read from the source after a DDL statement, and the source has changed the table again since (the task was behind the source)"
@@ -382,10 +382,8 @@ impl Tracker {
                     changes = filtered(plan, changes, f)?;
                 }
             }
-            for change in changes {
-                applier.push(plan, change)?;
-                n += 1;
-            }
+            n += changes.len();
+            applier.push(plan, changes)?;
         }
         Ok(n)
     }
@@ -710,7 +708,7 @@ impl Tracker {
         tracing::info!(
             "incremental: {source} was renamed into the selection: copying it to {target}"
         );
-        if applier.is_mysql() {
+        if applier.has_tables() {
             let drop = format!("DROP TABLE IF EXISTS {}", target.quoted());
             applier.ddl(task, Some(&target.database), &drop)?;
             if !applier.ddl(task, Some(&target.database), &sql)? {

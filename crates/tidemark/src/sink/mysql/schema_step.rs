@@ -1,11 +1,13 @@
-//! The schema phase (databases, tables, routines, views) and the post-load step
-//! (deferred secondary indexes, then triggers, so no trigger fires while rows load).
+//! The MySQL destination's schema step: the schema phase (databases, tables, routines,
+//! views) and the post-load step (deferred secondary indexes, then triggers, so no
+//! trigger fires while rows load).
 //!
 //! Every object created is recorded in the state store, so a resumed task neither
 //! recreates it nor mistakes it for a conflicting table.
 
 use crate::config::Task;
 use crate::connect::{connect_raw, explain, Side};
+use crate::endpoint::Endpoint;
 use crate::sink::mysql::schema::{
     execute_in, routine_ddl, show_create, table_ddl, trigger_ddl, view_ddl,
 };
@@ -18,20 +20,25 @@ use tidemark_core::sql::quote_ident;
 use tidemark_core::TableName;
 
 /// Index builds and DDL may run long on a healthy server: their own read bound.
-fn ddl_conn(task: &Task) -> Result<Conn> {
-    let mut c = connect_raw(&task.destination.for_long_statements(), Side::Destination)?;
+fn ddl_conn(destination: &Endpoint) -> Result<Conn> {
+    let mut c = connect_raw(&destination.for_long_statements(), Side::Destination)?;
     // UTC, as `show_create` reads definitions: TIMESTAMP defaults keep their instant.
     c.query_drop("SET NAMES utf8mb4, foreign_key_checks = 0, time_zone = '+00:00'")
-        .map_err(|e| explain(e, &task.destination, Side::Destination))?;
+        .map_err(|e| explain(e, destination, Side::Destination))?;
     Ok(c)
 }
 
 /// Creates databases, tables, routines and views. Returns notes for the operator
 /// (objects not migrated and why).
-pub fn migrate(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
+pub fn migrate(
+    destination: &Endpoint,
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let mut src = connect_raw(&task.source, Side::Source)?;
-    let mut dst = ddl_conn(task)?;
+    let mut dst = ddl_conn(destination)?;
     for db in &plan.databases {
         // Charset and collation are names the server printed; they cannot be quoted.
         let bare =
@@ -153,10 +160,15 @@ pub fn migrate(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
 }
 
 /// After the load: deferred indexes, then triggers.
-pub fn post_load(task: &Task, plan: &Plan, store: &Store) -> Result<Vec<String>> {
+pub fn post_load(
+    destination: &Endpoint,
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let mut src = connect_raw(&task.source, Side::Source)?;
-    let mut dst = ddl_conn(task)?;
+    let mut dst = ddl_conn(destination)?;
     for t in &plan.tables {
         crate::task::check_stop()?;
         let target = t.target.to_string();

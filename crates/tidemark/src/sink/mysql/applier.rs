@@ -1,0 +1,328 @@
+//! The MySQL destination's change applier: a batch is coalesced per key
+//! ([`apply::Coalescer`]) and its shares written by one worker connection each, in
+//! parallel; a flush returns once every share is committed. A share that fails with a
+//! deadlock or a lost connection is retried whole within the task's retry windows.
+//! DDL statements, table definitions read back and tables copied in mid-stream go
+//! through a separate connection whose reads may run long.
+
+use super::apply::{self, Coalescer, Work};
+use super::writer::{InsertBuilder, InsertMode};
+use crate::config::Task;
+use crate::connect::{connect, describe, reconnect, transient, Side, Transient};
+use crate::endpoint::Endpoint;
+use crate::sink::{Ddl, DdlOutcome, Flush};
+use crate::source::binlog::stream::Txn;
+use crate::source::catalog;
+use crate::transform::mapping::TablePlan;
+use anyhow::{anyhow, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use mysql::prelude::Queryable;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidemark_core::{Change, TableName};
+
+pub(super) struct Applier<'a> {
+    task: &'a Task,
+    endpoint: &'a Endpoint,
+    batch: Coalescer,
+    workers: Vec<Worker>,
+    /// DDL statements, table definitions, tables copied in.
+    ddl_conn: mysql::Conn,
+}
+
+struct Worker {
+    jobs: Option<Sender<Arc<Work>>>,
+    done: Receiver<Result<u64>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<'a> Applier<'a> {
+    pub(super) fn new(task: &'a Task, endpoint: &'a Endpoint) -> Result<Applier<'a>> {
+        Ok(Applier {
+            task,
+            endpoint,
+            batch: Coalescer::new(task.incremental.threads, false),
+            workers: start_workers(task, endpoint)?,
+            ddl_conn: {
+                // An ALTER of a big table runs long on a healthy server.
+                let mut c = connect(&endpoint.for_long_statements(), Side::Destination)?;
+                apply_session(&mut c)?;
+                c
+            },
+        })
+    }
+}
+
+impl crate::sink::ChangeApplier for Applier<'_> {
+    fn begin_txn(&mut self, _: &Txn) {}
+
+    fn push(&mut self, plan: &Arc<TablePlan>, changes: Vec<Change>) -> Result<()> {
+        for change in changes {
+            self.batch.push(plan, change);
+        }
+        Ok(())
+    }
+
+    fn pending_rows(&self) -> usize {
+        self.batch.rows
+    }
+
+    fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
+        if self.batch.is_empty() {
+            return Ok(None);
+        }
+        self.batch.set_exact(f.exact);
+        let (rows, bytes) = (self.batch.rows as u64, self.batch.bytes);
+        (f.in_flight)()?;
+        write_shares(&mut self.workers, self.batch.take())?;
+        Ok(Some((rows, bytes)))
+    }
+
+    fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
+        let (task, sql, use_db) = (self.task, d.sql, d.use_db);
+        let ddl_conn = &mut self.ddl_conn;
+        if let Some(db) = use_db {
+            // The database may not exist yet (it could be created later in the stream).
+            let _ = ddl_conn.query_drop(format!("USE {}", tidemark_core::sql::quote_ident(db)));
+        }
+        let started = Instant::now();
+        loop {
+            match ddl_conn.query_drop(sql) {
+                Ok(()) => return Ok(DdlOutcome::Applied),
+                // Replayed DDL that already took effect (the copy or an earlier attempt
+                // saw it): table exists, duplicate column or key, unknown column or key,
+                // unknown table.
+                Err(mysql::Error::MySqlError(m))
+                    if d.replay
+                        && [1050, 1060, 1061, 1091, 1051, 1146, 1054, 1826, 1007, 1008]
+                            .contains(&m.code) =>
+                {
+                    tracing::warn!(
+                        "incremental: DDL already applied, skipped ({}): {sql}",
+                        m.message
+                    );
+                    return Ok(DdlOutcome::AlreadyApplied);
+                }
+                Err(e) => match transient(&e) {
+                    Some(kind) if started.elapsed() < window(task, kind) => {
+                        tracing::warn!(
+                            "incremental: DDL failed ({}), retrying",
+                            describe(&e, self.endpoint, Side::Destination)
+                        );
+                        std::thread::sleep(Duration::from_secs(1));
+                        if kind == Transient::Connection {
+                            *ddl_conn = reconnect(
+                                &self.endpoint.for_long_statements(),
+                                Side::Destination,
+                                started + window(task, kind),
+                            )?;
+                            apply_session(ddl_conn)?;
+                            if let Some(db) = use_db {
+                                let _ = ddl_conn.query_drop(format!(
+                                    "USE {}",
+                                    tidemark_core::sql::quote_ident(db)
+                                ));
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        return Err(anyhow!("the destination kept failing a DDL statement: {e}")
+                            .context(format!("while applying: {sql}")))
+                    }
+                    None => {
+                        tracing::error!(
+                            "incremental: the destination rejected a DDL statement, skipped: {e}; statement: {sql}"
+                        );
+                        return Ok(DdlOutcome::Rejected(format!("{e}: {sql}")));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Read back from the destination: what the rows are written into.
+    fn read_table(
+        &mut self,
+        _source: &TableName,
+        target: &TableName,
+    ) -> Result<Option<catalog::TableInfo>> {
+        let info = catalog::read_database(&mut self.ddl_conn, &target.database)?;
+        Ok(info.and_then(|d| {
+            d.tables
+                .into_iter()
+                .find(|t| t.def.name.table == target.table)
+        }))
+    }
+
+    /// REPLACEd, so a row already there is overwritten.
+    fn copy_rows(
+        &mut self,
+        src: &mut mysql::Conn,
+        plan: &TablePlan,
+        chunk: &crate::source::snapshot::Chunk,
+    ) -> Result<u64> {
+        let mut rows = 0u64;
+        let ddl_conn = &mut self.ddl_conn;
+        let mut insert = InsertBuilder::new(plan, InsertMode::Replace, 1_000, 4 << 20);
+        crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
+            rows += 1;
+            if insert.push(&row) {
+                ddl_conn.query_drop(insert.take().body)?;
+            }
+            Ok(())
+        })?;
+        if !insert.is_empty() {
+            ddl_conn.query_drop(insert.take().body)?;
+        }
+        Ok(rows)
+    }
+
+    fn shutdown(&mut self) {
+        for w in self.workers.iter_mut() {
+            w.jobs.take();
+        }
+        for w in self.workers.iter_mut() {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn start_workers(task: &Task, endpoint: &Endpoint) -> Result<Vec<Worker>> {
+    let mut workers = Vec::new();
+    for _ in 0..task.incremental.threads {
+        let (jobs_tx, jobs_rx) = bounded::<Arc<Work>>(1);
+        let (done_tx, done_rx) = bounded::<Result<u64>>(1);
+        let mut dst = apply_connection(endpoint)?;
+        let (task, endpoint) = (task.clone(), endpoint.clone());
+        let handle = std::thread::spawn(move || {
+            for work in jobs_rx.iter() {
+                let r = apply_with_retry(&task, &endpoint, &mut dst, &work);
+                if done_tx.send(r).is_err() {
+                    return;
+                }
+            }
+        });
+        workers.push(Worker {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            handle: Some(handle),
+        });
+    }
+    Ok(workers)
+}
+
+/// Hands each worker its share and waits until every share is committed.
+fn write_shares(workers: &mut [Worker], shares: Vec<Work>) -> Result<()> {
+    let mut sent = Vec::new();
+    for (w, share) in shares.into_iter().enumerate() {
+        if share.is_empty() {
+            continue;
+        }
+        let jobs = workers[w]
+            .jobs
+            .as_ref()
+            .ok_or_else(|| anyhow!("internal: apply worker gone"))?;
+        jobs.send(Arc::new(share))
+            .map_err(|_| anyhow!("an apply worker stopped"))?;
+        sent.push(w);
+    }
+    let mut first_error = None;
+    for w in sent {
+        let r = workers[w]
+            .done
+            .recv()
+            .map_err(|_| anyhow!("an apply worker stopped"))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The task's retry window for an error of this kind.
+fn window(task: &Task, kind: Transient) -> Duration {
+    match kind {
+        Transient::Connection => task.advanced.connection_window(),
+        Transient::Other => task.advanced.other_window(),
+    }
+}
+
+/// A destination connection for applying changes: foreign key checks off (the source
+/// already checked them, and the order of rows across tables in a batch is not the
+/// source's), unique checks on.
+fn apply_connection(endpoint: &Endpoint) -> Result<mysql::Conn> {
+    let mut c = connect(endpoint, Side::Destination)?;
+    apply_session(&mut c)?;
+    Ok(c)
+}
+
+/// Apply sessions: unique checks on; the variable that guarded triggers look for; and
+/// READ COMMITTED, so deleting a key that is not there takes no gap lock that would make
+/// the parallel connections deadlock (unless the destination logs statements, which
+/// READ COMMITTED does not allow).
+fn apply_session(c: &mut mysql::Conn) -> Result<()> {
+    c.query_drop(crate::connect::APPLY_SESSION)?;
+    let format: Option<String> = c.query_first("SELECT @@binlog_format")?;
+    if format.as_deref() != Some("STATEMENT") {
+        c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+    }
+    Ok(())
+}
+
+fn apply_connection_until(endpoint: &Endpoint, deadline: Instant) -> Result<mysql::Conn> {
+    let mut c = reconnect(endpoint, Side::Destination, deadline)?;
+    apply_session(&mut c)?;
+    Ok(c)
+}
+
+/// Applies one share, retrying it whole after a deadlock or a lost connection.
+fn apply_with_retry(
+    task: &Task,
+    endpoint: &Endpoint,
+    dst: &mut mysql::Conn,
+    work: &Work,
+) -> Result<u64> {
+    let started = Instant::now();
+    let mut redo = false;
+    loop {
+        match apply::apply(dst, work, task.full.batch_bytes, redo) {
+            Ok(n) => return Ok(n),
+            Err((e, sql)) => {
+                let head: String = sql.chars().take(200).collect();
+                match transient(&e) {
+                    Some(kind) if started.elapsed() < window(task, kind) => {
+                        tracing::warn!(
+                            "incremental: applying a batch failed ({}), retrying",
+                            describe(&e, endpoint, Side::Destination)
+                        );
+                        if kind == Transient::Connection {
+                            // Whether the lost attempt committed is unknown.
+                            redo = true;
+                            *dst = apply_connection_until(endpoint, started + window(task, kind))?;
+                        } else {
+                            let _ = dst.query_drop("ROLLBACK");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                    _ => {
+                        let _ = dst.query_drop("ROLLBACK");
+                        let hint = match &e {
+                            mysql::Error::MySqlError(m) if m.code == 1062 => {
+                                ": the destination already has a row the source inserted, so it differs from the source; run `tidemark verify`, or restart the task with full migration"
+                            }
+                            _ => "",
+                        };
+                        return Err(anyhow!("the destination rejected a change: {e}{hint}")
+                            .context(format!("while applying: {head}…")));
+                    }
+                }
+            }
+        }
+    }
+}

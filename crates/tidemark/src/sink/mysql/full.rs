@@ -1,0 +1,338 @@
+//! The MySQL destination's full-copy chunk writer: a chunk's rows as multi-row INSERT
+//! (or REPLACE / INSERT IGNORE) statements or LOAD DATA LOCAL INFILE buffers, built on
+//! the pipeline's reader thread, written in one destination transaction by its writer.
+//!
+//! A chunk copied again (`ChunkJob::again`) is written with REPLACE, so rows a lost
+//! attempt may have committed cannot collide; a keyless table copied again is emptied
+//! first in the same transaction.
+
+use crate::config::{ConflictMode, LoadMethod, Task};
+use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side};
+use crate::endpoint::Endpoint;
+use crate::sink::mysql::writer::{self, InsertBuilder, InsertMode, LoadBuilder};
+use crate::sink::{Batch, ChunkJob, ChunkRows, ChunkWriter, WriteError};
+use crate::source::snapshot;
+use crate::transform::mapping::{Plan, TablePlan};
+use anyhow::{anyhow, Result};
+use mysql::prelude::Queryable;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tidemark_core::Row;
+
+/// What the reader hands the writer.
+enum Unit {
+    Statement {
+        sql: String,
+        error_values: writer::ErrorValues,
+    },
+    /// A LOAD DATA statement and the rows it reads.
+    Load {
+        sql: Arc<str>,
+        data: Vec<u8>,
+        error_values: writer::ErrorValues,
+    },
+    /// One row too large for a text statement: a prepared INSERT and its values.
+    Prepared { sql: String, row: Row },
+}
+
+pub(super) struct Copy<'a> {
+    endpoint: &'a Endpoint,
+    task: &'a Task,
+    plan: &'a Plan,
+    batch_bytes: usize,
+    /// Rows go through LOAD DATA LOCAL INFILE rather than INSERT.
+    load_data: bool,
+}
+
+impl<'a> Copy<'a> {
+    pub(super) fn new(endpoint: &'a Endpoint, task: &'a Task, plan: &'a Plan) -> Result<Copy<'a>> {
+        let mut dst = connect(endpoint, Side::Destination)?;
+        let info = ServerInfo::read(&mut dst)?;
+        // Leave room for the statement around the values.
+        let batch_bytes = task
+            .full
+            .batch_bytes
+            .min((info.max_allowed_packet as usize / 2).max(64 << 10));
+        let load_data = match task.full.load_method {
+            LoadMethod::Insert => false,
+            LoadMethod::LoadData => true,
+            LoadMethod::Auto => {
+                dst.query_first::<u8, _>("SELECT @@local_infile")
+                    .ok()
+                    .flatten()
+                    == Some(1)
+            }
+        };
+        tracing::info!(
+            "full: writing with {}",
+            if load_data {
+                "LOAD DATA LOCAL INFILE"
+            } else {
+                "multi-row INSERT"
+            }
+        );
+        Ok(Copy {
+            endpoint,
+            task,
+            plan,
+            batch_bytes,
+            load_data,
+        })
+    }
+
+    fn mode(&self, job: &ChunkJob) -> InsertMode {
+        match (self.task.migration.on_conflicting_tables, job.again) {
+            (ConflictMode::Ignore, _) => InsertMode::Ignore,
+            (ConflictMode::Fail, true) => InsertMode::Replace,
+            (ConflictMode::Fail, false) => InsertMode::Insert,
+        }
+    }
+}
+
+impl crate::sink::FullCopy for Copy<'_> {
+    fn encode(
+        &self,
+        job: &ChunkJob,
+        rows: &mut ChunkRows<'_>,
+        out: &mut dyn FnMut(Batch) -> Result<()>,
+    ) -> Result<()> {
+        let t = &self.plan.tables[job.table];
+        let throttle = rows.throttle();
+        let mut batch = Batcher::new(self, t, self.mode(job));
+        let mut batch_bytes = 0u64;
+        rows.read(|row, size| {
+            if let Some(sql) = batch.prepared_for(&row) {
+                if !batch.is_empty() {
+                    throttle.rows(batch.rows() as u64, batch_bytes);
+                    batch_bytes = 0;
+                    out(batch.take())?;
+                }
+                throttle.rows(1, size);
+                return out(Batch::new(Unit::Prepared { sql, row }));
+            }
+            batch_bytes += size;
+            if batch.push(&row) {
+                throttle.rows(batch.rows() as u64, batch_bytes);
+                batch_bytes = 0;
+                out(batch.take())?;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            throttle.rows(batch.rows() as u64, batch_bytes);
+            out(batch.take())?;
+        }
+        Ok(())
+    }
+
+    fn writer(&self) -> Result<Box<dyn ChunkWriter + '_>> {
+        let mut w = Writer {
+            copy: self,
+            dst: connect(self.endpoint, Side::Destination)?,
+            slot: Arc::default(),
+            table: None,
+        };
+        w.install_infile();
+        Ok(Box::new(w))
+    }
+}
+
+/// One pipeline's destination connection.
+struct Writer<'a> {
+    copy: &'a Copy<'a>,
+    dst: mysql::Conn,
+    /// The server asks for the "file" of each LOAD DATA: it is handed the batch here.
+    slot: Arc<Mutex<Vec<u8>>>,
+    /// The table of the chunk being written.
+    table: Option<usize>,
+}
+
+impl Writer<'_> {
+    fn install_infile(&mut self) {
+        if self.copy.load_data {
+            let data = self.slot.clone();
+            self.dst
+                .set_local_infile_handler(Some(mysql::LocalInfileHandler::new(
+                    move |_, stream| {
+                        use std::io::Write;
+                        let batch =
+                            std::mem::take(&mut *data.lock().unwrap_or_else(|e| e.into_inner()));
+                        stream.write_all(&batch)?;
+                        stream.flush()
+                    },
+                )));
+        }
+    }
+
+    fn failed(&self, e: mysql::Error, sql: &str) -> WriteError {
+        WriteError {
+            transient: transient(&e),
+            shown: describe(&e, self.copy.endpoint, Side::Destination),
+            error: write_error(e, sql),
+        }
+    }
+}
+
+impl ChunkWriter for Writer<'_> {
+    fn begin(&mut self, job: &ChunkJob) -> Result<(), WriteError> {
+        self.table = Some(job.table);
+        let t = &self.copy.plan.tables[job.table];
+        let clear_first = job.again && t.def().key.is_none();
+        let begun = self.dst.query_drop("START TRANSACTION").and_then(|()| {
+            if clear_first {
+                tracing::warn!(
+                    "{}: no key, copying the whole table again after an interruption",
+                    t.def().name
+                );
+                self.dst
+                    .query_drop(format!("DELETE FROM {}", t.target.quoted()))?;
+            }
+            Ok(())
+        });
+        begun.map_err(|e| self.failed(e, "START TRANSACTION"))
+    }
+
+    fn write(&mut self, batch: Batch) -> Result<(), WriteError> {
+        let (result, sql, error_values) = match batch.take::<Unit>()? {
+            Unit::Statement { sql, error_values } => (self.dst.query_drop(&sql), sql, error_values),
+            Unit::Load {
+                sql,
+                data,
+                error_values,
+            } => {
+                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
+                (self.dst.query_drop(&*sql), sql.to_string(), error_values)
+            }
+            Unit::Prepared { sql, row } => {
+                let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
+                let error_values = match self.table {
+                    Some(t) => writer::error_values_of(&self.copy.plan.tables[t], &row),
+                    None => writer::ErrorValues::new(),
+                };
+                (self.dst.exec_drop(&sql, params), sql, error_values)
+            }
+        };
+        match result {
+            Ok(()) if self.dst.warnings() > 0 => {
+                let table = self
+                    .table
+                    .ok_or_else(|| anyhow!("internal: chunk data without a chunk"))?;
+                let written = self.copy.plan.tables[table].target_columns();
+                check_warnings(&mut self.dst, &sql, &written, &error_values)?;
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e, &sql)),
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), WriteError> {
+        self.dst
+            .query_drop("COMMIT")
+            .map_err(|e| self.failed(e, "COMMIT"))
+    }
+
+    fn rollback(&mut self) {
+        let _ = self.dst.query_drop("ROLLBACK");
+    }
+
+    fn reconnect(&mut self, deadline: Instant) -> Result<()> {
+        self.dst = reconnect(self.copy.endpoint, Side::Destination, deadline)?;
+        self.install_infile();
+        Ok(())
+    }
+}
+
+/// A value that does not fit its destination column is a warning in the session's
+/// sql_mode (as with LOAD DATA LOCAL and INSERT IGNORE): such a warning fails the chunk,
+/// so nothing is silently changed or skipped (see [`writer::changed_values`]).
+fn check_warnings(
+    dst: &mut mysql::Conn,
+    sql: &str,
+    written: &[String],
+    error_values: &[(u64, usize)],
+) -> Result<()> {
+    let ignore = sql.starts_with("INSERT IGNORE ") || sql.contains("' IGNORE INTO");
+    let serious = writer::changed_values(dst, written, ignore, error_values)?;
+    if serious.is_empty() {
+        return Ok(());
+    }
+    let head: String = sql.chars().take(160).collect();
+    Err(anyhow!(
+        "the destination changed or skipped values while loading: {}; fix the destination table or the data",
+        serious.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+    )
+    .context(format!("while running: {head}…")))
+}
+
+/// Rows are batched as INSERT statements or as LOAD DATA input.
+enum Batcher {
+    Insert(InsertBuilder),
+    Load(LoadBuilder),
+}
+
+impl Batcher {
+    fn new(c: &Copy<'_>, t: &TablePlan, mode: InsertMode) -> Batcher {
+        let (rows, bytes) = (c.task.full.batch_rows, c.batch_bytes);
+        if c.load_data {
+            Batcher::Load(LoadBuilder::new(t, mode, rows, bytes))
+        } else {
+            Batcher::Insert(InsertBuilder::new(t, mode, rows, bytes))
+        }
+    }
+
+    /// For a row too large for a text statement: the prepared INSERT to send it with.
+    fn prepared_for(&self, row: &Row) -> Option<String> {
+        match self {
+            Batcher::Insert(b) if b.too_large(row) => Some(b.prepared()),
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, row: &Row) -> bool {
+        match self {
+            Batcher::Insert(b) => b.push(row),
+            Batcher::Load(b) => b.push(row),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Batcher::Insert(b) => b.is_empty(),
+            Batcher::Load(b) => b.is_empty(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Batcher::Insert(b) => b.rows(),
+            Batcher::Load(b) => b.rows(),
+        }
+    }
+
+    fn take(&mut self) -> Batch {
+        Batch::new(match self {
+            Batcher::Insert(b) => {
+                let built = b.take();
+                Unit::Statement {
+                    sql: built.body,
+                    error_values: built.error_values,
+                }
+            }
+            Batcher::Load(b) => {
+                let built = b.take();
+                Unit::Load {
+                    sql: b.statement(),
+                    data: built.body,
+                    error_values: built.error_values,
+                }
+            }
+        })
+    }
+}
+
+/// A rejected INSERT: name the table and the server's reason, not the whole statement.
+fn write_error(e: mysql::Error, sql: &str) -> anyhow::Error {
+    let head: String = sql.chars().take(160).collect();
+    anyhow!("the destination rejected a batch: {e}").context(format!("while running: {head}…"))
+}

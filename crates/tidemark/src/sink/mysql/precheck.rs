@@ -1,0 +1,315 @@
+//! The MySQL destination's precheck items: connection, versions, privileges, names,
+//! tables already there, disk space.
+
+use super::Mysql;
+use crate::config::{ConflictMode, Phase, Task};
+use crate::connect::{connect_raw, ServerInfo, Side};
+use crate::precheck::{show_grants, Report};
+use crate::sink::PlanFacts;
+use crate::state::Store;
+use crate::transform::mapping::Plan;
+use anyhow::Context;
+use mysql::prelude::Queryable;
+use mysql::Conn;
+use tidemark_core::sql::quote_ident;
+
+/// The destination side of the precheck, on one connection.
+pub(super) struct Check<'a> {
+    pub(super) kind: &'a Mysql,
+    pub(super) task: &'a Task,
+    pub(super) conn: Option<Conn>,
+    pub(super) info: Option<ServerInfo>,
+}
+
+impl crate::sink::Precheck for Check<'_> {
+    fn connect(&mut self, r: &mut Report) -> bool {
+        let destination = &self.kind.endpoint;
+        match connect_raw(destination, Side::Destination) {
+            Ok(c) => {
+                r.pass(
+                    "destination-connection",
+                    format!("connected to {destination}"),
+                );
+                self.conn = Some(c);
+                true
+            }
+            Err(e) => {
+                r.fail(
+                    "destination-connection",
+                    format!("{e:#}"),
+                    "fix `destination.url` or the server, then rerun the precheck",
+                );
+                false
+            }
+        }
+    }
+
+    fn before_plan(&mut self, source: &ServerInfo, r: &mut Report) -> anyhow::Result<PlanFacts> {
+        let Some(dst) = self.conn.as_mut() else {
+            anyhow::bail!("internal: the destination precheck is not connected");
+        };
+        let info = ServerInfo::read(dst)?;
+        versions(source, &info, r);
+        let facts = PlanFacts {
+            lower_case_names: info.lower_case_table_names != 0,
+        };
+        self.info = Some(info);
+        Ok(facts)
+    }
+
+    fn check(&mut self, store: Option<&Store>, plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
+        let Some(dst) = self.conn.as_mut() else {
+            anyhow::bail!("internal: the destination precheck is not connected");
+        };
+        let task = self.task;
+        let destination = &self.kind.endpoint;
+        destination_privileges(task, destination, plan, dst, r)?;
+        target_names(plan, r);
+        conflicts(task, store, plan, dst, r)?;
+        space(destination, plan, dst, r);
+        Ok(())
+    }
+
+    fn server(&self) -> Option<ServerInfo> {
+        self.info.clone()
+    }
+}
+
+fn versions(s: &ServerInfo, d: &ServerInfo, r: &mut Report) {
+    let supported = |i: &ServerInfo| {
+        if i.mariadb {
+            i.major >= 10
+        } else {
+            i.at_least(5, 7, 0)
+        }
+    };
+    for (id, i, side) in [
+        ("source-version", s, "source"),
+        ("destination-version", d, "destination"),
+    ] {
+        if supported(i) {
+            r.pass(id, format!("{side} runs {}", i.version));
+        } else {
+            r.fail(
+                id,
+                format!("{side} runs {}, which is not supported", i.version),
+                "use MySQL 5.7 or later, or MariaDB 10.x or later",
+            );
+        }
+    }
+    if !s.mariadb && d.mariadb && s.major >= 8 {
+        r.warn(
+            "compatibility",
+            "MySQL 8 → MariaDB: utf8mb4_0900 collations and JSON columns may not exist on MariaDB",
+            "check the schema step's output; map collations on the destination if needed",
+        );
+    } else if (d.mariadb == s.mariadb) && (d.major, d.minor) < (s.major, s.minor) {
+        r.warn(
+            "compatibility",
+            format!(
+                "destination {} is older than source {}",
+                d.version, s.version
+            ),
+            "use a destination of the same or a newer version, or check every DDL applies",
+        );
+    } else {
+        r.pass(
+            "compatibility",
+            "destination version can hold the source schema",
+        );
+    }
+}
+
+fn destination_privileges(
+    task: &Task,
+    destination: &crate::endpoint::Endpoint,
+    plan: &Plan,
+    dst: &mut Conn,
+    r: &mut Report,
+) -> anyhow::Result<()> {
+    let g = show_grants(dst)?;
+    let mut missing = Vec::new();
+    for db in &plan.databases {
+        let mut need = vec!["SELECT", "INSERT", "DELETE"];
+        if task.has(Phase::Schema) {
+            need.extend(["CREATE", "ALTER", "INDEX", "REFERENCES"]);
+            if db.whole && !db.source.views.is_empty() {
+                need.push("CREATE VIEW");
+            }
+            if db.whole && !db.source.triggers.is_empty() {
+                need.push("TRIGGER");
+            }
+            if db.whole && !db.source.routines.is_empty() {
+                need.extend(["CREATE ROUTINE", "ALTER ROUTINE"]);
+            }
+        }
+        if task.has(Phase::Incremental) {
+            need.extend(["UPDATE", "DROP"]);
+        }
+        for p in need {
+            if !g.has(p, Some(&db.target), None) {
+                missing.push(format!("{p} on {}.*", quote_ident(&db.target)));
+            }
+        }
+    }
+    if missing.is_empty() {
+        r.pass(
+            "destination-privileges",
+            format!(
+                "{} may create and write every target object",
+                destination.user
+            ),
+        );
+    } else {
+        r.fail(
+            "destination-privileges",
+            format!("{} lacks {}", destination.user, missing.join(", ")),
+            "on the destination: GRANT those privileges to the migration user",
+        );
+    }
+    Ok(())
+}
+
+fn target_names(plan: &Plan, r: &mut Report) {
+    let bad =
+        |n: &str| n.is_empty() || n.chars().count() > 64 || n.ends_with(' ') || n.contains('\0');
+    let mut problems = Vec::new();
+    for db in &plan.databases {
+        if bad(&db.target) || db.target.contains('/') || db.target.contains('\\') {
+            problems.push(format!("database name {:?}", db.target));
+        }
+    }
+    for t in &plan.tables {
+        if bad(&t.target.table) {
+            problems.push(format!("table name {:?}", t.target.table));
+        }
+        for c in t.columns.values().filter(|c| bad(c)) {
+            problems.push(format!("column name {c:?} in {}", t.target));
+        }
+    }
+    if problems.is_empty() {
+        r.pass("destination-names", "every destination name is valid");
+    } else {
+        r.fail(
+            "destination-names",
+            format!("invalid on the destination: {}", problems.join(", ")),
+            "names must be 1–64 characters, not end with a space and not contain '/', '\\' or NUL: change `rename`",
+        );
+    }
+}
+
+fn conflicts(
+    task: &Task,
+    store: Option<&Store>,
+    plan: &Plan,
+    dst: &mut Conn,
+    r: &mut Report,
+) -> anyhow::Result<()> {
+    let mut existing = Vec::new();
+    let mut missing = Vec::new();
+    for t in &plan.tables {
+        let n: Option<String> = dst.exec_first(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&t.target.database, &t.target.table),
+        )?;
+        let ours = match store {
+            Some(s) => s.was_created("table", &t.target.to_string())?,
+            None => false,
+        };
+        match (n.is_some(), ours) {
+            (true, false) => existing.push(t.target.to_string()),
+            (false, _) if !task.has(Phase::Schema) => missing.push(t.target.to_string()),
+            _ => {}
+        }
+    }
+    if !missing.is_empty() {
+        r.fail(
+            "destination-tables",
+            format!("missing on the destination: {}", missing.join(", ")),
+            "add \"schema\" to migration.types, or create the tables first",
+        );
+    }
+    if existing.is_empty() || !task.has(Phase::Schema) {
+        if missing.is_empty() {
+            r.pass(
+                "conflicting-tables",
+                "no selected table exists on the destination yet",
+            );
+        }
+        return Ok(());
+    }
+    if task.migration.on_conflicting_tables == ConflictMode::Ignore && task.has(Phase::Full) {
+        // A keyless table's rows cannot be matched: copying into one that has rows
+        // doubles every row they share.
+        let mut filled = Vec::new();
+        for t in plan.tables.iter().filter(|t| t.def().key.is_none()) {
+            if !existing.contains(&t.target.to_string()) {
+                continue;
+            }
+            let any: Option<u8> = dst
+                .query_first(format!("SELECT 1 FROM {} LIMIT 1", t.target.quoted()))
+                .with_context(|| format!("reading {} on the destination", t.target))?;
+            if any.is_some() {
+                filled.push(t.target.to_string());
+            }
+        }
+        if !filled.is_empty() {
+            r.fail(
+                "conflicting-tables",
+                format!(
+                    "already on the destination with rows, and without a key (its rows cannot be matched with the source's, so the copy would double them): {}",
+                    filled.join(", ")
+                ),
+                "empty those tables on the destination (TRUNCATE), add a primary key on both ends, or leave them out of [[objects]]",
+            );
+        }
+    }
+    let list = existing.join(", ");
+    match task.migration.on_conflicting_tables {
+        ConflictMode::Fail => r.fail(
+            "conflicting-tables",
+            format!("already on the destination: {list}"),
+            "drop or rename them on the destination, use `rename` in [[objects]], or set migration.on_conflicting_tables = \"ignore\" to keep their rows",
+        ),
+        ConflictMode::Ignore => r.warn(
+            "conflicting-tables",
+            format!("already on the destination (kept; rows whose key exists are not overwritten): {list}"),
+            "make sure their definitions match the source",
+        ),
+    }
+    Ok(())
+}
+
+fn space(destination: &crate::endpoint::Endpoint, plan: &Plan, dst: &mut Conn, r: &mut Report) {
+    let need: u64 = plan.tables.iter().map(|t| t.source.bytes).sum();
+    let local = ["127.0.0.1", "localhost", "::1"].contains(&destination.host.as_str());
+    let free = local
+        .then(|| {
+            dst.query_first::<String, _>("SELECT @@datadir")
+                .ok()
+                .flatten()
+        })
+        .flatten()
+        .and_then(|dir| free_bytes(&dir));
+    match free {
+        Some(f) if f < need => r.warn(
+            "destination-space",
+            format!("the selected data takes about {} MB on the source; the destination disk has {} MB free", need >> 20, f >> 20),
+            "free disk space on the destination before running",
+        ),
+        Some(f) => r.pass("destination-space", format!("about {} MB needed, {} MB free", need >> 20, f >> 20)),
+        None => r.warn(
+            "destination-space",
+            format!("the selected data takes about {} MB on the source; free space on a remote destination cannot be read", need >> 20),
+            "make sure the destination has more free space than that (tables grow during a load)",
+        ),
+    }
+}
+
+fn free_bytes(dir: &str) -> Option<u64> {
+    let c = std::ffi::CString::new(dir).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
