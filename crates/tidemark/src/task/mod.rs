@@ -313,8 +313,10 @@ fn run_phases(
         sink.client.set_timeout(task.advanced.timeouts().network);
         sink
     });
-    if let Some(sink) = &sink {
+    let mut sink = sink;
+    if let Some(sink) = &mut sink {
         sink.load_counters(store)?;
+        sink.resolve_timezone(&task.source)?;
     }
     if task.has(Phase::Full) && !done("full")? {
         check_stop()?;

@@ -54,14 +54,27 @@ pub struct ConfigFile {
     /// The topic every table's changes go to, unless `[[destination.topics]]` says
     /// otherwise.
     topic: String,
-    /// DDL statements go here; to the table's topic when unset.
+    /// The DDL topic (`ddl_placement = "ddl-topic"`); default `<topic>_ddl`.
     ddl_topic: Option<String>,
+    /// Where DDL messages go: a DDL topic, queue 0 of the table's topic, or every queue.
+    #[serde(default)]
+    ddl_placement: DdlPlacement,
     #[serde(default)]
     format: MessageFormat,
     /// Canal JSON: `old` holds every column of the row before an update, not only the
     /// changed ones.
     #[serde(default)]
     full_before_image: bool,
+    /// Canal JSON: ENUM/SET as Canal's numbers ("number") or as member text ("text").
+    #[serde(default)]
+    enum_set: Option<String>,
+    /// Canal JSON: the time zone TIMESTAMP values are rendered in: "source" (the source
+    /// server's, the default), "UTC" or an offset such as "+08:00".
+    #[serde(default)]
+    timezone: Option<String>,
+    /// Message KEYS and TAGS, with `{database}`, `{table}`, `{key}` and `{type}` filled in.
+    keys: Option<String>,
+    tags: Option<String>,
     #[serde(default)]
     ordering: MessageOrdering,
     /// Messages per second at most (0: unlimited).
@@ -73,6 +86,66 @@ pub struct ConfigFile {
     /// Per-database and per-table topics and partition columns.
     #[serde(default)]
     topics: Vec<TopicMapFile>,
+}
+
+/// `destination.ddl_placement`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DdlPlacement {
+    /// Every DDL statement on queue 0 of the DDL topic: data topics carry rows only, so
+    /// consumers that reject DDL in a data topic (Flink's canal-json and debezium-json)
+    /// read them unchanged; Debezium's own placement.
+    #[default]
+    DdlTopic,
+    /// On queue 0 of the table's topic, once: Canal's placement (`MQMessageUtils.
+    /// messagePartition` puts every DDL in partition 0).
+    FirstQueue,
+    /// On every queue of the table's topic that holds its rows, between the rows before
+    /// and after it on each: a barrier per queue (a consumer of several queues sees it
+    /// once per queue).
+    EveryQueue,
+}
+
+/// `destination.timezone`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timezone {
+    /// The source server's (`@@global.time_zone`), read when the task starts.
+    Source,
+    /// Seconds east of UTC.
+    Offset(i32),
+}
+
+impl Timezone {
+    fn parse(text: &str) -> Result<Timezone> {
+        let bad = || {
+            anyhow!("`destination.timezone` = {text:?} is not a time zone: use \"source\" (the source server's), \"UTC\", or an offset such as \"+08:00\"")
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "source" => return Ok(Timezone::Source),
+            "utc" | "z" | "+00:00" | "-00:00" => return Ok(Timezone::Offset(0)),
+            _ => {}
+        }
+        let (sign, rest) = match text.as_bytes().first() {
+            Some(b'+') => (1, &text[1..]),
+            Some(b'-') => (-1, &text[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+        let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+            return Err(bad());
+        }
+        Ok(Timezone::Offset(sign * (h * 3600 + m * 60)))
+    }
+}
+
+/// Fills a KEYS/TAGS template.
+fn fill(template: &str, database: &str, table: &str, key: &str, kind: &str) -> String {
+    template
+        .replace("{database}", database)
+        .replace("{table}", table)
+        .replace("{key}", key)
+        .replace("{type}", kind)
 }
 
 fn default_group() -> String {
@@ -97,8 +170,13 @@ pub struct Config {
     pub producer_group: String,
     pub topic: String,
     pub ddl_topic: Option<String>,
+    pub ddl_placement: DdlPlacement,
     pub format: MessageFormat,
     pub full_before_image: bool,
+    pub enum_set: format::EnumSet,
+    pub timezone: Timezone,
+    pub keys: String,
+    pub tags: String,
     pub ordering: MessageOrdering,
     pub max_tps: u64,
     pub filter_large_messages: bool,
@@ -156,6 +234,34 @@ impl Config {
         valid_topic("destination.topic", &f.topic)?;
         if let Some(t) = &f.ddl_topic {
             valid_topic("destination.ddl_topic", t)?;
+            if f.ddl_placement != DdlPlacement::DdlTopic {
+                bail!("`destination.ddl_topic` is set but `destination.ddl_placement` = {:?} sends DDL to the tables' topics: remove one of the two", f.ddl_placement);
+            }
+        }
+        let ddl_topic = match f.ddl_placement {
+            DdlPlacement::DdlTopic => {
+                let t = f.ddl_topic.unwrap_or_else(|| format!("{}_ddl", f.topic));
+                valid_topic("destination.ddl_topic", &t)?;
+                Some(t)
+            }
+            _ => None,
+        };
+        let enum_set = match f.enum_set.as_deref() {
+            None | Some("number") => format::EnumSet::Number,
+            Some("text") => format::EnumSet::Text,
+            Some(o) => bail!("`destination.enum_set` = {o:?}: use \"number\" (Canal's ENUM index and SET bitmask) or \"text\" (the members)"),
+        };
+        if f.format != MessageFormat::CanalJson && (f.enum_set.is_some() || f.timezone.is_some()) {
+            bail!("`destination.enum_set` and `destination.timezone` apply to format = \"canal-json\" only");
+        }
+        let timezone = Timezone::parse(f.timezone.as_deref().unwrap_or("source"))?;
+        let keys = f.keys.unwrap_or_else(|| "{key}".into());
+        let tags = f.tags.unwrap_or_else(|| "{table}".into());
+        for (k, v) in [("keys", &keys), ("tags", &tags)] {
+            // RocketMQ separates keys by spaces, and a tag is one word a consumer matches.
+            if v.contains(' ') || (k == "tags" && v.contains("||")) {
+                bail!("`destination.{k}` = {v:?}: no spaces (and, for tags, no \"||\"): RocketMQ splits on them");
+            }
         }
         if f.full_before_image && f.format != MessageFormat::CanalJson {
             bail!("`destination.full_before_image` applies to format = \"canal-json\" only (the other formats always carry the whole row before an update)");
@@ -165,9 +271,14 @@ impl Config {
             credentials,
             producer_group: f.producer_group,
             topic: f.topic,
-            ddl_topic: f.ddl_topic,
+            ddl_topic,
+            ddl_placement: f.ddl_placement,
             format: f.format,
             full_before_image: f.full_before_image,
+            enum_set,
+            timezone,
+            keys,
+            tags,
             ordering: f.ordering,
             max_tps: f.max_tps,
             filter_large_messages: f.filter_large_messages,
@@ -288,7 +399,14 @@ impl Sink {
         let client = Client::new(config.name_servers.clone(), config.credentials.clone());
         let encoder = Encoder {
             format: config.format,
-            full_before_image: config.full_before_image,
+            canal: format::CanalOptions {
+                full_before_image: config.full_before_image,
+                enum_set: config.enum_set,
+                utc_offset: match config.timezone {
+                    Timezone::Offset(s) => s,
+                    Timezone::Source => 0,
+                },
+            },
             task: task_name.to_string(),
         };
         Sink {
@@ -299,6 +417,38 @@ impl Sink {
             counters: Counters::default(),
             config,
         }
+    }
+
+    /// With `timezone = "source"`: reads the source server's offset from UTC now, so
+    /// TIMESTAMP values render as the source shows them (a fixed offset for the run: a
+    /// daylight-saving change takes effect at the next start).
+    pub fn resolve_timezone(&mut self, source: &Endpoint) -> Result<()> {
+        use mysql::prelude::Queryable;
+        if self.config.timezone != Timezone::Source
+            || self.config.format != MessageFormat::CanalJson
+        {
+            return Ok(());
+        }
+        let mut c = crate::connect::connect(source, crate::connect::Side::Source)?;
+        // Our sessions run in UTC; the server's own zone is the global one.
+        let offset: Option<(String, Option<i64>)> = c
+            .query_first(
+                "SELECT @@global.time_zone, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone))",
+            )
+            .map_err(|e| crate::connect::explain(e, source, crate::connect::Side::Source))?;
+        match offset {
+            Some((_, Some(s))) => {
+                self.encoder.canal.utc_offset = i32::try_from(s).unwrap_or(0);
+                Ok(())
+            }
+            Some((zone, None)) => bail!("the source's time zone {zone:?} has no offset the server can compute (its time zone tables are not loaded): set `destination.timezone` to an offset such as \"+08:00\""),
+            None => bail!("the source returned no time zone: set `destination.timezone` to an offset such as \"+08:00\""),
+        }
+    }
+
+    /// The Canal TIMESTAMP offset in use (seconds east of UTC).
+    pub fn utc_offset(&self) -> i32 {
+        self.encoder.canal.utc_offset
     }
 
     /// Checks what the task needs before anything is sent: the name servers answer,
@@ -455,6 +605,12 @@ impl Sink {
         let n = &t.def().name;
         let topic = self.config.topic_of(&n.database, &n.table);
         let q = self.queue_for(topic, t, image, cols)?;
+        let kind = match ev.op {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+        };
+        let (db, table) = (&t.target.database, &t.target.table);
         let mut properties = vec![("tidemark_row", ev.origin.index.to_string())];
         match ev.origin.position {
             Some(p) => properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset))),
@@ -465,8 +621,8 @@ impl Sink {
             &q,
             Message {
                 body,
-                keys: key_text,
-                tags: t.target.table.clone(),
+                keys: fill(&self.config.keys, db, table, &key_text, kind),
+                tags: fill(&self.config.tags, db, table, "", kind),
                 properties,
             },
         );
@@ -493,10 +649,10 @@ impl Sink {
         parts.join(",").replace(' ', "_")
     }
 
-    /// Adds a DDL statement. With `ddl_topic` it goes to that topic's first queue;
-    /// otherwise to the table's topic: with `ordering = "table"` on the table's queue,
-    /// with key or column ordering on every queue, so on each queue it sits between the
-    /// table's rows before and after it.
+    /// Adds a DDL statement, placed by `ddl_placement`: on the DDL topic's first queue;
+    /// on the table's topic's first queue; or on the table's topic with `ordering =
+    /// "table"` on the table's queue, with key or column ordering on every queue, so on
+    /// each queue it sits between the table's rows before and after it.
     pub fn ddl(
         &self,
         out: &mut Outbox,
@@ -517,6 +673,9 @@ impl Sink {
                     .to_string();
                 let r = self.client.route(&topic, false)?;
                 let queues = match self.config.ordering {
+                    _ if self.config.ddl_placement == DdlPlacement::FirstQueue => {
+                        vec![r.queues[0].clone()]
+                    }
                     MessageOrdering::Table => {
                         let table = source_table.unwrap_or("");
                         let h = format::stable_hash(source_db, table, std::iter::empty());
@@ -534,14 +693,15 @@ impl Sink {
         if let Some(p) = ev.origin.position {
             properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset)));
         }
+        let table = ev.table.unwrap_or("");
         for q in queues {
             out.push(
                 &topic,
                 &q,
                 Message {
                     body: body.clone(),
-                    keys: String::new(),
-                    tags: ev.table.unwrap_or("").to_string(),
+                    keys: fill(&self.config.keys, ev.database, table, "", "DDL"),
+                    tags: fill(&self.config.tags, ev.database, table, "", "DDL"),
                     properties: properties.clone(),
                 },
             );
@@ -622,7 +782,8 @@ topic = "orders"
         assert_eq!(c.topic_of("shop", "orders"), "orders");
         assert_eq!(c.topic_of("shop", "items"), "shop");
         assert_eq!(c.topic_of("crm", "x"), "all");
-        assert_eq!(c.topics(), vec!["all", "orders", "shop"]);
+        // The DDL topic defaults to `<topic>_ddl`.
+        assert_eq!(c.topics(), vec!["all", "all_ddl", "orders", "shop"]);
         assert_eq!(c.producer_group, "dts-producer-group");
     }
 
@@ -641,6 +802,64 @@ topic = "orders"
         let e =
             parse("type = \"rocketmq\"\nname_servers = [\"nohost\"]\ntopic = \"t\"\n").unwrap_err();
         assert!(e.to_string().contains("not host:port"), "{e}");
+    }
+
+    #[test]
+    fn ddl_goes_to_a_ddl_topic_unless_placed_in_the_data_topic() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.ddl_placement, DdlPlacement::DdlTopic);
+        assert_eq!(c.ddl_topic.as_deref(), Some("t_ddl"));
+        let c = parse(&format!("{base}ddl_topic = \"schema\"\n")).unwrap();
+        assert_eq!(c.ddl_topic.as_deref(), Some("schema"));
+        for (placement, want) in [
+            ("first-queue", DdlPlacement::FirstQueue),
+            ("every-queue", DdlPlacement::EveryQueue),
+        ] {
+            let c = parse(&format!("{base}ddl_placement = \"{placement}\"\n")).unwrap();
+            assert_eq!((c.ddl_placement, c.ddl_topic), (want, None));
+        }
+        let e = parse(&format!(
+            "{base}ddl_placement = \"first-queue\"\nddl_topic = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("remove one of the two"), "{e}");
+    }
+
+    #[test]
+    fn canal_settings_are_validated() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.timezone, Timezone::Source);
+        assert_eq!(c.enum_set, format::EnumSet::Number);
+        assert_eq!((c.keys.as_str(), c.tags.as_str()), ("{key}", "{table}"));
+        for (tz, want) in [
+            ("UTC", 0),
+            ("+08:00", 8 * 3600),
+            ("-05:30", -(5 * 3600 + 30 * 60)),
+            ("+0", 0),
+        ] {
+            let c = parse(&format!("{base}timezone = \"{tz}\"\n")).unwrap();
+            assert_eq!(c.timezone, Timezone::Offset(want), "{tz}");
+        }
+        for (extra, want) in [
+            ("timezone = \"Mars/Olympus\"\n", "is not a time zone"),
+            ("timezone = \"+25:00\"\n", "is not a time zone"),
+            ("enum_set = \"index\"\n", "\"number\""),
+            ("tags = \"a b\"\n", "no spaces"),
+            ("tags = \"a||b\"\n", "no spaces"),
+            (
+                "format = \"debezium-json\"\nenum_set = \"text\"\n",
+                "canal-json\" only",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let c = parse(&format!("{base}enum_set = \"text\"\ntags = \"canal\"\nkeys = \"{{database}}.{{table}}:{{key}}\"\n")).unwrap();
+        assert_eq!(c.enum_set, format::EnumSet::Text);
+        assert_eq!(fill(&c.keys, "d", "t", "1,2", "INSERT"), "d.t:1,2");
+        assert_eq!(fill(&c.tags, "d", "t", "", "INSERT"), "canal");
     }
 
     fn plan() -> TablePlan {
@@ -699,7 +918,11 @@ topic = "orders"
                 built_ms: 2,
             },
         };
-        serde_json::from_slice(&format::canal::row(&ev, full)).unwrap()
+        let o = format::CanalOptions {
+            full_before_image: full,
+            ..Default::default()
+        };
+        serde_json::from_slice(&format::canal::row(&ev, &o)).unwrap()
     }
 
     #[test]
