@@ -4,6 +4,8 @@
 //! mid-stream; bad input.
 
 mod common;
+#[path = "consumers/flink.rs"]
+mod flink;
 
 use common::{env, spawn, stop, text, wait_incremental, TaskDir};
 use mysql::prelude::Queryable;
@@ -22,7 +24,14 @@ fn mq() -> &'static RocketMq {
     })
 }
 
+/// Creates `topic`, and its default DDL topic `<topic>_ddl` (one queue) that every task
+/// without `ddl_placement` sends DDL to.
 fn create_topic(mq: &RocketMq, topic: &str, queues: u32) {
+    create_one_topic(mq, topic, queues);
+    create_one_topic(mq, &format!("{topic}_ddl"), 1);
+}
+
+fn create_one_topic(mq: &RocketMq, topic: &str, queues: u32) {
     let c = Client::new(vec![mq.name_server.clone()], None);
     c.create_topic(&mq.broker, topic, queues)
         .expect("create topic");
@@ -299,15 +308,44 @@ fn decode_canal(m: &Pulled) -> Vec<Decoded> {
         "mysqlType",
         "data",
         "old",
+        "gtid",
     ] {
         assert!(v.get(f).is_some(), "canal message lacks {f}: {v}");
     }
+    // Every message of the data topic is one Flink's canal-json accepts.
+    if let Err(e) = flink::canal_json(&m.body) {
+        panic!("Flink's canal-json would fail on {v}: {e}");
+    }
     assert_eq!(v["pkNames"], serde_json::json!(["id"]));
+    // Canal's forms back to the source's text: ENUM index and SET bitmask to members
+    // (sqlType 4 and -7), TIMESTAMP from the source's zone to UTC.
     let row = |r: &serde_json::Value| -> BTreeMap<String, Option<String>> {
         r.as_object()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(String::from)))
+            .map(|(k, val)| {
+                let s = val.as_str().map(String::from);
+                let s = match (k.as_str(), s) {
+                    ("e", Some(i)) => {
+                        assert_eq!(v["sqlType"]["e"], 4);
+                        let i: usize = i.parse().unwrap();
+                        Some(["", "x", "y", "z"][i].to_string())
+                    }
+                    ("s", Some(bits)) => {
+                        assert_eq!(v["sqlType"]["s"], -7);
+                        let b: u32 = bits.parse().unwrap();
+                        let m: Vec<&str> = [(1, "p"), (2, "q")]
+                            .iter()
+                            .filter(|(bit, _)| b & bit != 0)
+                            .map(|(_, n)| *n)
+                            .collect();
+                        Some(m.join(","))
+                    }
+                    ("tz", Some(t)) => Some(to_utc(&t, source_offset())),
+                    (_, s) => s,
+                };
+                (k.clone(), s)
+            })
             .collect()
     };
     let data = row(&v["data"][0]);
@@ -329,6 +367,52 @@ fn decode_canal(m: &Pulled) -> Vec<Decoded> {
         }],
         t => panic!("unexpected canal type {t}"),
     }
+}
+
+/// The source server's offset from UTC now (seconds): the zone Canal JSON renders
+/// TIMESTAMP in by default.
+fn source_offset() -> i64 {
+    static OFFSET: OnceLock<i64> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let mut c = env().src();
+        c.query_first::<i64, _>("SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone))")
+            .unwrap()
+            .unwrap()
+    })
+}
+
+/// `YYYY-MM-DD hh:mm:ss[.f]` at `offset` → the same instant in UTC.
+fn to_utc(t: &str, offset: i64) -> String {
+    if offset == 0 || t.starts_with("0000") {
+        return t.to_string();
+    }
+    let (date, rest) = t.split_once(' ').unwrap();
+    let (time, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
+    let n: Vec<u32> = date
+        .split('-')
+        .chain(time.split(':'))
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let d = tidemark_core::DateTime {
+        year: n[0] as u16,
+        month: n[1] as u8,
+        day: n[2] as u8,
+        hour: n[3] as u8,
+        minute: n[4] as u8,
+        second: n[5] as u8,
+        micros: 0,
+    };
+    let u = tidemark::sink::rocketmq::format::shift(&d, -offset);
+    let mut s = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
+    );
+    if let Some(f) = frac {
+        s = format!("{s}.{f}");
+    }
+    s
 }
 
 fn decode_debezium(m: &Pulled) -> Vec<Decoded> {
@@ -357,6 +441,9 @@ fn decode_debezium(m: &Pulled) -> Vec<Decoded> {
             })
             .collect()
     };
+    if let Err(e) = flink::debezium_json(&m.body, false) {
+        panic!("Flink's debezium-json would fail on {v}: {e}");
+    }
     let op = v["op"].as_str().unwrap();
     let snapshot = v["source"]["snapshot"] == "true";
     assert_eq!(snapshot, op == "r");
@@ -1073,6 +1160,17 @@ fn bad_destinations_fail_before_anything_is_sent() {
         "{msg}"
     );
 
+    // The default DDL topic missing.
+    create_one_topic(mq(), "mq_bad_nodl", 1);
+    let t = task("topic = \"mq_bad_nodl\"", &rest);
+    let msg = fails_before_sending(&t, "mq_bad_nodl");
+    assert!(
+        msg.contains("\"mq_bad_nodl_ddl\" does not exist")
+            && msg.contains("it is the DDL topic")
+            && msg.contains("ddl_placement"),
+        "{msg}"
+    );
+
     // A partition column the table does not have.
     let t = task(
         &format!("topic = \"{topic}\"\nordering = \"columns\"\n[[destination.topics]]\ndatabase = \"{db}\"\ntable = \"t\"\npartition_columns = [\"nope\"]"),
@@ -1147,9 +1245,11 @@ fn wrong_credentials_fail_before_anything_is_sent() {
             secret_key: "s3cret-key".into(),
         }),
     );
-    admin
-        .create_topic(&secured.broker, "acl_topic", 2)
-        .expect("create topic with credentials");
+    for (topic, queues) in [("acl_topic", 2), ("acl_topic_ddl", 1)] {
+        admin
+            .create_topic(&secured.broker, topic, queues)
+            .expect("create topic with credentials");
+    }
     let db = "mq_acl";
     fresh(
         db,
@@ -1206,7 +1306,10 @@ fn ddl_sits_between_the_rows_before_and_after_it_on_every_queue() {
     );
     let topic = "mq_ddl_topic";
     create_topic(mq(), topic, 4);
-    let t = task(&format!("topic = \"{topic}\""), &live(db));
+    let t = task(
+        &format!("topic = \"{topic}\"\nddl_placement = \"every-queue\""),
+        &live(db),
+    );
     let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     let mut c = env().src();
@@ -1497,5 +1600,169 @@ fn behind_two_ddls_on_one_table_stops_with_a_clear_error() {
             && msg.contains("read from the source after a DDL statement")
             && msg.contains("rerun the task with full migration"),
         "{msg}"
+    );
+}
+
+/// The default configuration (only `topic` and `format` set) under inserts, updates,
+/// deletes and DDL of every kind Canal names: every message of the data topic is one
+/// Flink's deserializer accepts and emits rows for (`tests/consumers/flink.rs`, from
+/// Flink's `CanalJsonDeserializationSchema`/`DebeziumJsonDeserializationSchema`), and
+/// each DDL statement is on the DDL topic once.
+fn default_configuration_suits_flink(db: &str, format: &str) {
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT, e ENUM('x','y'), s SET('p','q'), tz TIMESTAMP NULL);
+             INSERT INTO {db}.t VALUES (1, 1, 'x', 'p,q', '2024-01-01 00:00:00'), (2, 2, 'y', '', NULL), (3, 3, NULL, 'q', NOW());"
+        ),
+    );
+    let topic = format!("{db}_topic");
+    create_topic(mq(), &topic, 4);
+    let t = task(
+        &format!("topic = \"{topic}\"\nformat = \"{format}\""),
+        &live(db),
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    env().src_sql(&format!(
+        "INSERT INTO {db}.t VALUES (4, 4, 'y', 'p', NULL);
+         UPDATE {db}.t SET a = 10, e = 'x' WHERE id = 1;
+         DELETE FROM {db}.t WHERE id = 2;
+         ALTER TABLE {db}.t ADD COLUMN b INT;
+         CREATE INDEX ia ON {db}.t (a);
+         INSERT INTO {db}.t VALUES (5, 5, 'x', 'q', NULL, 5);
+         CREATE TABLE {db}.t2 (id INT PRIMARY KEY);
+         RENAME TABLE {db}.t2 TO {db}.t3;
+         TRUNCATE TABLE {db}.t3;
+         DROP TABLE {db}.t3;"
+    ));
+    // 3 copied rows + 4 changes; 6 DDL statements.
+    let (rows, ddls) = (7, 6);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let data: Vec<Pulled> = consume(&topic).into_iter().flatten().collect();
+        let ddl: Vec<Pulled> = consume(&format!("{topic}_ddl"))
+            .into_iter()
+            .flatten()
+            .collect();
+        if data.len() >= rows && ddl.len() >= ddls {
+            assert_eq!((data.len(), ddl.len()), (rows, ddls), "messages sent twice");
+            for m in &data {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                let kinds = match format {
+                    "canal-json" => flink::canal_json(&m.body),
+                    _ => flink::debezium_json(&m.body, false),
+                };
+                match kinds {
+                    Ok(k) => assert!(!k.is_empty(), "Flink skips a row message: {body}"),
+                    Err(e) => panic!("Flink's {format} fails on {body}: {e}"),
+                }
+            }
+            let statements: Vec<String> = ddl
+                .iter()
+                .map(|m| {
+                    let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+                    match format {
+                        "canal-json" => {
+                            assert_eq!(v["isDdl"], true, "{v}");
+                            format!(
+                                "{} {}",
+                                v["type"].as_str().unwrap(),
+                                v["table"].as_str().unwrap()
+                            )
+                        }
+                        _ => v["ddl"]
+                            .as_str()
+                            .unwrap()
+                            .split_whitespace()
+                            .next()
+                            .unwrap()
+                            .to_string(),
+                    }
+                })
+                .collect();
+            if format == "canal-json" {
+                // Canal's types, a RENAME named by its new table (DruidDdlParser).
+                assert_eq!(
+                    statements,
+                    [
+                        "ALTER t",
+                        "CINDEX t",
+                        "CREATE t2",
+                        "RENAME t3",
+                        "TRUNCATE t3",
+                        "ERASE t3"
+                    ],
+                );
+            } else {
+                assert_eq!(
+                    statements,
+                    ["ALTER", "CREATE", "CREATE", "RENAME", "TRUNCATE", "DROP"]
+                );
+            }
+            stop(child);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} data and {} DDL messages arrived",
+            data.len(),
+            ddl.len()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn default_configuration_suits_flink_canal_json() {
+    if skip_unless_installed("rocketmq::default_configuration_suits_flink_canal_json") {
+        return;
+    }
+    default_configuration_suits_flink("mq_flink_canal", "canal-json");
+}
+
+#[test]
+fn default_configuration_suits_flink_debezium_json() {
+    if skip_unless_installed("rocketmq::default_configuration_suits_flink_debezium_json") {
+        return;
+    }
+    default_configuration_suits_flink("mq_flink_dbz", "debezium-json");
+}
+
+/// `timezone` renders TIMESTAMP values at the offset given; DATETIME is never shifted.
+#[test]
+fn canal_timestamps_follow_the_timezone_setting() {
+    if skip_unless_installed("rocketmq::canal_timestamps_follow_the_timezone_setting") {
+        return;
+    }
+    let db = "mq_tz";
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, tz TIMESTAMP(3) NULL, dt DATETIME);
+             SET time_zone = '+00:00'; INSERT INTO {db}.t VALUES (1, '2024-02-29 20:30:00.250', '2024-02-29 20:30:00');"
+        ),
+    );
+    let topic = "mq_tz_topic";
+    create_topic(mq(), topic, 1);
+    let t = task(
+        &format!("topic = \"{topic}\"\ntimezone = \"+08:00\"\nenum_set = \"number\""),
+        &format!("[migration]\ntypes = [\"full\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let msgs: Vec<Pulled> = consume(topic).into_iter().flatten().collect();
+    assert_eq!(msgs.len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&msgs[0].body).unwrap();
+    assert_eq!(v["data"][0]["tz"], "2024-03-01 04:30:00.250", "{v}");
+    assert_eq!(v["data"][0]["dt"], "2024-02-29 20:30:00", "{v}");
+    // KEYS and TAGS by default: the key values and the table.
+    assert_eq!(
+        msgs[0].properties.get("KEYS").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        msgs[0].properties.get("TAGS").map(String::as_str),
+        Some("t")
     );
 }

@@ -458,7 +458,11 @@ impl Sink {
         let mut problems = Vec::new();
         for topic in self.config.topics() {
             if let Err(e) = self.client.route(&topic, true) {
-                problems.push(format!("{e:#}"));
+                if self.config.ddl_topic.as_ref() == Some(&topic) {
+                    problems.push(format!("{e:#} (it is the DDL topic: DDL goes there by default, `destination.ddl_topic`, default \"<topic>_ddl\"; or send DDL to the tables' topics with `destination.ddl_placement = \"first-queue\"` or \"every-queue\", see docs/rocketmq.md)"));
+                } else {
+                    problems.push(format!("{e:#}"));
+                }
                 continue;
             }
             if let Err(e) = self.client.hello(&topic, &self.config.producer_group) {

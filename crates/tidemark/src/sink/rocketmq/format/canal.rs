@@ -1,6 +1,10 @@
 //! Canal's FlatMessage JSON, field for field, so Canal consumers work unchanged:
 //! `id`, `database`, `table`, `pkNames`, `isDdl`, `type`, `es`, `ts`, `sql`, `sqlType`,
-//! `mysqlType`, `data`, `old`. Every value is a string (or null), as Canal renders it.
+//! `mysqlType`, `data`, `old`, `gtid`. Every value is a string (or null) as Canal renders
+//! it (alibaba/canal `RowsLogBuffer.fetchValue` and `LogEventConvert.parseOneRow`):
+//! ENUM as its index and SET as its bitmask (or their members, `enum_set = "text"`),
+//! FLOAT/DOUBLE as Java prints them, TIMESTAMP in the configured zone, and `sqlType` per
+//! value with unsigned values widened. `format/golden.rs` checks each type.
 //!
 //! `id` is the source position as one number (binlog file number × 2^32 + the
 //! transaction's end offset; 0 for copied rows), so it grows with the source's history.

@@ -1,6 +1,6 @@
 //! Message bodies: one row change or DDL statement rendered in the task's `format`.
 //!
-//! * [`canal`]: Canal's FlatMessage JSON, field for field.
+//! * [`canal`]: Canal's FlatMessage JSON, field for field and value for value.
 //! * [`debezium`]: a Debezium-style JSON envelope (`before`, `after`, `source`, `op`).
 //! * [`avro`]: one Avro binary record per message, with a fixed schema
 //!   ([`avro::SCHEMA`], published in `docs/rocketmq.md`).
