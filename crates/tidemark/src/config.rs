@@ -104,7 +104,9 @@ pub enum MessageFormat {
     CanalJson,
     /// A Debezium-style JSON envelope.
     DebeziumJson,
-    /// Avro binary records with a fixed, published schema.
+    /// Avro binary records with Tidemark's own published schema (`"tidemark-avro"`;
+    /// `"avro"`, its first name, is still accepted).
+    #[serde(rename = "tidemark-avro", alias = "avro")]
     Avro,
 }
 

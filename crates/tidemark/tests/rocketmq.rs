@@ -532,6 +532,7 @@ impl Avro<'_> {
 
 fn decode_avro(m: &Pulled) -> Vec<Decoded> {
     let mut r = Avro(&m.body);
+    assert_eq!(r.long(), 1, "schema version");
     let op = r.long();
     let (_db, _table, _file) = (r.string(), r.string(), r.string());
     let (_pos, _row) = (r.long(), r.long());
@@ -690,7 +691,7 @@ fn avro_rebuilds_the_source() {
     if skip_unless_installed("rocketmq::avro_rebuilds_the_source") {
         return;
     }
-    let queues = round_trip("mq_avro", "avro", decode_avro);
+    let queues = round_trip("mq_avro", "tidemark-avro", decode_avro);
     // An independent reader: Python's fastavro, with the published schema, must read
     // every record to its end and find the same rows.
     let bodies: Vec<&Pulled> = queues.iter().flatten().collect();

@@ -39,6 +39,11 @@ const DESTINATION_LAYOUT: &[&str] = &[
     "ordering",
     "filter_large_messages",
     "topics",
+    "ddl_placement",
+    "enum_set",
+    "timezone",
+    "keys",
+    "tags",
 ];
 
 fn is_safe(key: &str) -> bool {

@@ -860,6 +860,10 @@ topic = "orders"
             let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
             assert!(e.contains(want), "{extra}: {e}");
         }
+        for f in ["avro", "tidemark-avro"] {
+            let c = parse(&format!("{base}format = \"{f}\"\n")).unwrap();
+            assert_eq!(c.format, MessageFormat::Avro, "{f}");
+        }
         let c = parse(&format!("{base}enum_set = \"text\"\ntags = \"canal\"\nkeys = \"{{database}}.{{table}}:{{key}}\"\n")).unwrap();
         assert_eq!(c.enum_set, format::EnumSet::Text);
         assert_eq!(fill(&c.keys, "d", "t", "1,2", "INSERT"), "d.t:1,2");

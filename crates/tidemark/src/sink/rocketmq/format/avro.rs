@@ -1,5 +1,8 @@
-//! One Avro binary record per message (no container header: the schema below is fixed
-//! and published in `docs/rocketmq.md`, so consumers decode with it directly).
+//! `format = "tidemark-avro"` (also `"avro"`): one Avro binary record per message (no
+//! container header: the schema below is published in `docs/rocketmq.md`, so consumers
+//! decode with it directly). Its first field, `version`, is [`VERSION`]: a later schema
+//! adds fields after the existing ones and a new version number, so a reader can tell
+//! which one wrote a record before decoding the rest.
 //!
 //! Values are a union per column: `null`; `long` for integers, YEAR and BIT; `double`
 //! for FLOAT and DOUBLE; `string` for DECIMAL, text, ENUM/SET members, JSON, temporal
@@ -8,12 +11,16 @@
 use super::{columns, key_names, text, DdlEvent, Op, Origin, RowEvent};
 use tidemark_core::{ColumnDef, ColumnKind, Value};
 
+/// The schema version written in every record's `version` field.
+pub const VERSION: i64 = 1;
+
 /// The writer schema of every record.
 pub const SCHEMA: &str = r#"{
   "type": "record",
   "name": "Change",
   "namespace": "io.tidemark",
   "fields": [
+    {"name": "version", "type": "int"},
     {"name": "op", "type": {"type": "enum", "name": "Op", "symbols": ["SNAPSHOT", "INSERT", "UPDATE", "DELETE", "DDL"]}},
     {"name": "database", "type": "string"},
     {"name": "table", "type": "string"},
@@ -102,6 +109,7 @@ fn value(w: &mut W, v: &Value, def: &ColumnDef) {
 }
 
 fn head(w: &mut W, op: i64, database: &str, table: &str, origin: &Origin<'_>) {
+    w.long(VERSION);
     w.long(op);
     w.string(database);
     w.string(table);
@@ -185,7 +193,8 @@ mod tests {
             "docs/rocketmq.md must publish format::avro::SCHEMA"
         );
         let v: serde_json::Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
-        assert_eq!(v["fields"].as_array().map(Vec::len), Some(13));
+        assert_eq!(v["fields"].as_array().map(Vec::len), Some(14));
+        assert_eq!(v["fields"][0]["name"], "version");
     }
 
     #[test]

@@ -254,12 +254,11 @@ fn alter_type(statement: &str) -> &'static str {
     let w = |i: usize| rest.get(i).map(String::as_str).unwrap_or("");
     match (w(0), w(1)) {
         ("ADD", "INDEX" | "KEY" | "UNIQUE" | "FULLTEXT" | "SPATIAL" | "PRIMARY") => "CINDEX",
-        ("ADD", "CONSTRAINT") => {
-            if ["UNIQUE", "PRIMARY"].contains(&w(2)) || ["UNIQUE", "PRIMARY"].contains(&w(3)) {
-                "CINDEX"
-            } else {
-                "ALTER"
-            }
+        // `ADD CONSTRAINT [name] UNIQUE|PRIMARY ...`: a SQLUnique.
+        ("ADD", "CONSTRAINT")
+            if ["UNIQUE", "PRIMARY"].contains(&w(2)) || ["UNIQUE", "PRIMARY"].contains(&w(3)) =>
+        {
+            "CINDEX"
         }
         ("DROP", "INDEX" | "KEY" | "CONSTRAINT") => "DINDEX",
         ("RENAME", "COLUMN" | "INDEX" | "KEY") => "ALTER",
