@@ -108,6 +108,8 @@ pub enum MessageFormat {
     /// `"avro"`, its first name, is still accepted).
     #[serde(rename = "tidemark-avro", alias = "avro")]
     Avro,
+    /// The reference's subscription record (`com.alibaba.dts.formats.avro.Record`).
+    DtsAvro,
 }
 
 /// `[destination] ordering`: which changes share a queue (and so keep their order).

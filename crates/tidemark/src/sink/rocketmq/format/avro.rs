@@ -41,10 +41,10 @@ pub const SCHEMA: &str = r#"{
   ]
 }"#;
 
-struct W(Vec<u8>);
+pub(super) struct W(pub(super) Vec<u8>);
 
 impl W {
-    fn long(&mut self, v: i64) {
+    pub(super) fn long(&mut self, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
             let b = (z & 0x7f) as u8;
@@ -57,12 +57,12 @@ impl W {
         }
     }
 
-    fn bytes(&mut self, b: &[u8]) {
+    pub(super) fn bytes(&mut self, b: &[u8]) {
         self.long(b.len() as i64);
         self.0.extend_from_slice(b);
     }
 
-    fn string(&mut self, s: &str) {
+    pub(super) fn string(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
 

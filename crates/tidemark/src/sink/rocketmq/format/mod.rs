@@ -2,8 +2,10 @@
 //!
 //! * [`canal`]: Canal's FlatMessage JSON, field for field and value for value.
 //! * [`debezium`]: a Debezium-style JSON envelope (`before`, `after`, `source`, `op`).
-//! * [`avro`]: one Avro binary record per message, with a fixed schema
+//! * [`avro`]: one Avro binary record per message, with Tidemark's own versioned schema
 //!   ([`avro::SCHEMA`], published in `docs/rocketmq.md`).
+//! * [`dts_avro`]: the reference's subscription record, `com.alibaba.dts.formats.avro.
+//!   Record` ([`dts_avro::SCHEMA`]).
 //!
 //! Every format renders a value without loss; `docs/rocketmq.md` lists each type's form.
 //! Rows here hold the *copied* columns of a table (selected, not generated), in table
@@ -12,6 +14,7 @@
 pub mod avro;
 pub mod canal;
 pub mod debezium;
+pub mod dts_avro;
 #[cfg(test)]
 mod golden;
 
@@ -128,6 +131,7 @@ impl Encoder {
             MessageFormat::CanalJson => canal::row(ev, &self.canal),
             MessageFormat::DebeziumJson => debezium::row(ev, &self.task),
             MessageFormat::Avro => avro::row(ev),
+            MessageFormat::DtsAvro => dts_avro::row(ev),
         }
     }
 
@@ -136,6 +140,7 @@ impl Encoder {
             MessageFormat::CanalJson => canal::ddl(ev),
             MessageFormat::DebeziumJson => debezium::ddl(ev, &self.task),
             MessageFormat::Avro => avro::ddl(ev),
+            MessageFormat::DtsAvro => dts_avro::ddl(ev),
         }
     }
 }
