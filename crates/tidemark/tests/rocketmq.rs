@@ -426,16 +426,72 @@ fn decode_debezium(m: &Pulled) -> Vec<Decoded> {
             .iter()
             .map(|(k, v)| {
                 use base64::Engine;
-                let s = match v {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) if k == "b" => Some(latin1(
-                        &base64::engine::general_purpose::STANDARD.decode(s).unwrap(),
-                    )),
-                    serde_json::Value::String(s) if k == "tz" => {
+                // Debezium's encodings back to the source's text: DECIMAL(20,6) from its
+                // unscaled two's-complement bytes, DATETIME(3) from ms, DATE from days,
+                // TIME(2) from µs, BIT from little-endian bytes, BIGINT UNSIGNED from
+                // its signed 64 bits.
+                let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+                let civil =
+                    |secs: i64, micros: u32| tidemark_core::DateTime::from_unix(secs, micros);
+                let s = match (k.as_str(), v) {
+                    (_, serde_json::Value::Null) => None,
+                    ("b", serde_json::Value::String(s)) => Some(latin1(&b64(s))),
+                    ("tz", serde_json::Value::String(s)) => {
                         Some(s.replace('T', " ").trim_end_matches('Z').to_string())
                     }
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
+                    ("d", serde_json::Value::String(s)) => {
+                        let bytes = b64(s);
+                        let mut n: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+                        for b in bytes {
+                            n = (n << 8) | i128::from(b);
+                        }
+                        let digits = format!("{:07}", n.unsigned_abs());
+                        let (int, frac) = digits.split_at(digits.len() - 6);
+                        Some(format!("{}{int}.{frac}", if n < 0 { "-" } else { "" }))
+                    }
+                    ("ts", serde_json::Value::Number(ms)) => {
+                        let ms = ms.as_i64().unwrap();
+                        let d = civil(ms.div_euclid(1000), 0);
+                        Some(format!(
+                            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+                            d.year,
+                            d.month,
+                            d.day,
+                            d.hour,
+                            d.minute,
+                            d.second,
+                            ms.rem_euclid(1000)
+                        ))
+                    }
+                    ("dt", serde_json::Value::Number(days)) => {
+                        let d = civil(days.as_i64().unwrap() * 86_400, 0);
+                        Some(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+                    }
+                    ("tm", serde_json::Value::Number(us)) => {
+                        let us = us.as_i64().unwrap();
+                        let a = us.unsigned_abs();
+                        let secs = a / 1_000_000;
+                        Some(format!(
+                            "{}{:02}:{:02}:{:02}.{:02}",
+                            if us < 0 { "-" } else { "" },
+                            secs / 3600,
+                            secs / 60 % 60,
+                            secs % 60,
+                            a % 1_000_000 / 10_000
+                        ))
+                    }
+                    ("bits", serde_json::Value::String(s)) => {
+                        let mut le = [0u8; 8];
+                        for (i, b) in b64(s).into_iter().enumerate() {
+                            le[i] = b;
+                        }
+                        Some(u64::from_le_bytes(le).to_string())
+                    }
+                    ("u", serde_json::Value::Number(n)) => {
+                        Some((n.as_i64().unwrap() as u64).to_string())
+                    }
+                    (_, serde_json::Value::String(s)) => Some(s.clone()),
+                    (_, other) => Some(other.to_string()),
                 };
                 (k.clone(), s)
             })

@@ -42,6 +42,8 @@ const DESTINATION_LAYOUT: &[&str] = &[
     "ddl_placement",
     "enum_set",
     "timezone",
+    "decimal_handling_mode",
+    "time_precision_mode",
     "keys",
     "tags",
 ];

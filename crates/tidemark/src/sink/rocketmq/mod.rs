@@ -72,6 +72,10 @@ pub struct ConfigFile {
     /// server's, the default), "UTC" or an offset such as "+08:00".
     #[serde(default)]
     timezone: Option<String>,
+    /// Debezium JSON: "precise" (default), "string" or "double".
+    decimal_handling_mode: Option<String>,
+    /// Debezium JSON: "adaptive_time_microseconds" (default) or "connect".
+    time_precision_mode: Option<String>,
     /// Message KEYS and TAGS, with `{database}`, `{table}`, `{key}` and `{type}` filled in.
     keys: Option<String>,
     tags: Option<String>,
@@ -175,6 +179,7 @@ pub struct Config {
     pub full_before_image: bool,
     pub enum_set: format::EnumSet,
     pub timezone: Timezone,
+    pub debezium: format::debezium::Options,
     pub keys: String,
     pub tags: String,
     pub ordering: MessageOrdering,
@@ -255,6 +260,25 @@ impl Config {
             bail!("`destination.enum_set` and `destination.timezone` apply to format = \"canal-json\" only");
         }
         let timezone = Timezone::parse(f.timezone.as_deref().unwrap_or("source"))?;
+        if f.format != MessageFormat::DebeziumJson
+            && (f.decimal_handling_mode.is_some() || f.time_precision_mode.is_some())
+        {
+            bail!("`destination.decimal_handling_mode` and `destination.time_precision_mode` apply to format = \"debezium-json\" only");
+        }
+        use format::debezium::{DecimalMode, Options as DebeziumOptions, TimeMode};
+        let debezium = DebeziumOptions {
+            decimal: match f.decimal_handling_mode.as_deref() {
+                None | Some("precise") => DecimalMode::Precise,
+                Some("string") => DecimalMode::String,
+                Some("double") => DecimalMode::Double,
+                Some(o) => bail!("`destination.decimal_handling_mode` = {o:?}: use \"precise\" (Debezium's default), \"string\" or \"double\""),
+            },
+            time: match f.time_precision_mode.as_deref() {
+                None | Some("adaptive_time_microseconds") => TimeMode::Adaptive,
+                Some("connect") => TimeMode::Connect,
+                Some(o) => bail!("`destination.time_precision_mode` = {o:?}: use \"adaptive_time_microseconds\" (Debezium's default) or \"connect\""),
+            },
+        };
         let keys = f.keys.unwrap_or_else(|| "{key}".into());
         let tags = f.tags.unwrap_or_else(|| "{table}".into());
         for (k, v) in [("keys", &keys), ("tags", &tags)] {
@@ -277,6 +301,7 @@ impl Config {
             full_before_image: f.full_before_image,
             enum_set,
             timezone,
+            debezium,
             keys,
             tags,
             ordering: f.ordering,
@@ -407,6 +432,7 @@ impl Sink {
                     Timezone::Source => 0,
                 },
             },
+            debezium: config.debezium,
             task: task_name.to_string(),
         };
         Sink {

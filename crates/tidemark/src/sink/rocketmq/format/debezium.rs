@@ -1,27 +1,125 @@
-//! A Debezium-style JSON envelope: `{"before", "after", "source", "op", "ts_ms"}` with
-//! `op` = `r` (a row of the full copy), `c`, `u` or `d`, and `source` carrying the
-//! binlog position (`file`, `pos`, `row`) consumers deduplicate by. DDL statements are
+//! A Debezium JSON envelope: `{"before", "after", "source", "op", "ts_ms"}` with `op` =
+//! `r` (a row of the full copy), `c`, `u` or `d`, and `source` carrying the binlog
+//! position (`file`, `pos`, `row`) consumers deduplicate by. DDL statements are
 //! `{"source", "databaseName", "ddl", "ts_ms"}`, as in Debezium's schema change topic.
 //!
-//! Values are JSON numbers where JSON holds them exactly (integers, FLOAT, DOUBLE, BIT,
-//! YEAR), strings otherwise (DECIMAL, text, ENUM/SET members, JSON documents, temporal
-//! types with their fractional seconds; TIMESTAMP as ISO-8601 UTC like Debezium's
-//! `ZonedTimestamp`), base64 for binary, and `{"wkb", "srid"}` for geometry.
+//! Values are Debezium's default encodings (debezium/debezium `BinlogValueConverters`
+//! and the `io.debezium.time` types): DATE as days, TIME as µs, DATETIME as ms (fsp up
+//! to 3) or µs, TIMESTAMP as an ISO-8601 UTC string, DECIMAL as base64 of its unscaled
+//! bytes (`decimal_handling_mode = "string" | "double"` change it), BIT(1) as a boolean
+//! and BIT(n) as little-endian bytes, BIGINT UNSIGNED as a signed long, binary as
+//! base64, geometry as `{"wkb", "srid"}`; `time_precision_mode = "connect"` gives
+//! milliseconds throughout. `format/golden.rs` checks each type.
 
 use super::{columns, push_json_str, text, DdlEvent, Op, Origin, RowEvent};
 use base64::Engine;
 use std::fmt::Write;
 use tidemark_core::{ColumnDef, ColumnKind, Value};
 
-fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
+/// `decimal.handling.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DecimalMode {
+    /// Base64 of the unscaled value's two's-complement bytes (`precise`, the default).
+    #[default]
+    Precise,
+    String,
+    Double,
+}
+
+/// `time.precision.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeMode {
+    /// `adaptive_time_microseconds` (the default): TIME in µs, DATETIME in ms up to
+    /// fsp 3 and in µs above.
+    #[default]
+    Adaptive,
+    /// `connect`: Kafka Connect's logical types, milliseconds.
+    Connect,
+}
+
+/// Debezium JSON settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub decimal: DecimalMode,
+    pub time: TimeMode,
+}
+
+/// Java's `BigInteger.toByteArray()` of a decimal's unscaled digits: big-endian two's
+/// complement, as few bytes as hold the sign.
+pub fn unscaled_bytes(decimal: &str) -> Vec<u8> {
+    let negative = decimal.starts_with('-');
+    let mut mag: Vec<u8> = Vec::new();
+    for d in decimal.bytes().filter(u8::is_ascii_digit) {
+        let mut carry = u32::from(d - b'0');
+        for b in mag.iter_mut().rev() {
+            let v = u32::from(*b) * 10 + carry;
+            *b = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            mag.insert(0, (carry & 0xff) as u8);
+            carry >>= 8;
+        }
+        while mag.first() == Some(&0) {
+            mag.remove(0);
+        }
+    }
+    if mag.is_empty() {
+        return vec![0];
+    }
+    if !negative {
+        if mag[0] & 0x80 != 0 {
+            mag.insert(0, 0);
+        }
+        return mag;
+    }
+    for b in mag.iter_mut() {
+        *b = !*b;
+    }
+    for b in mag.iter_mut().rev() {
+        let (v, overflow) = b.overflowing_add(1);
+        *b = v;
+        if !overflow {
+            break;
+        }
+    }
+    if mag[0] & 0x80 == 0 {
+        mag.insert(0, 0xff);
+    }
+    mag
+}
+
+/// The zero date, which Debezium sends as null (or the epoch for a NOT NULL column).
+fn zero(out: &mut String, def: &ColumnDef, epoch: &str) {
+    out.push_str(if def.nullable { "null" } else { epoch });
+}
+
+fn push_value(out: &mut String, v: &Value, def: &ColumnDef, o: &Options) {
     let b64 = base64::engine::general_purpose::STANDARD;
+    let fsp = super::fsp(&def.column_type);
     match (v, def.kind) {
         (Value::Null, _) => out.push_str("null"),
         (Value::Int(i), _) => {
             let _ = write!(out, "{i}");
         }
-        (Value::UInt(u), ColumnKind::Int { .. }) | (Value::Bit(u), _) => {
-            let _ = write!(out, "{u}");
+        // `bigint.unsigned.handling.mode = long`: the 64 bits as a signed long.
+        (Value::UInt(u), ColumnKind::Int { .. }) => {
+            let _ = write!(out, "{}", *u as i64);
+        }
+        (Value::Bit(u), _) => {
+            let bits = def
+                .column_type
+                .split_once('(')
+                .and_then(|(_, r)| r.trim_end_matches(')').parse::<u32>().ok())
+                .unwrap_or(1);
+            if bits <= 1 {
+                // BIT(1): BOOLEAN.
+                out.push_str(if *u != 0 { "true" } else { "false" });
+            } else {
+                // io.debezium.data.Bits: little-endian bytes, (n + 7) / 8 of them.
+                let n = bits.div_ceil(8) as usize;
+                let _ = write!(out, "\"{}\"", b64.encode(&u.to_le_bytes()[..n.min(8)]));
+            }
         }
         (Value::Float(f), _) => {
             let _ = write!(out, "{f}");
@@ -29,10 +127,17 @@ fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
         (Value::Double(d), _) => {
             let _ = write!(out, "{d}");
         }
+        (Value::Decimal(d), _) => match o.decimal {
+            DecimalMode::Precise => {
+                let _ = write!(out, "\"{}\"", b64.encode(unscaled_bytes(d)));
+            }
+            DecimalMode::String => push_json_str(out, d),
+            DecimalMode::Double => {
+                let _ = write!(out, "{}", d.parse::<f64>().unwrap_or(0.0));
+            }
+        },
         (Value::Bytes(b), ColumnKind::Binary) => {
-            out.push('"');
-            out.push_str(&b64.encode(b));
-            out.push('"');
+            let _ = write!(out, "\"{}\"", b64.encode(b));
         }
         (Value::Bytes(b), ColumnKind::Geometry) if b.len() >= 4 => {
             let srid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -42,12 +147,46 @@ fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
                 b64.encode(&b[4..])
             );
         }
-        (Value::DateTime(d), ColumnKind::Timestamp) => {
-            let mut s = text(v, def).unwrap_or_default();
-            if d.year != 0 {
-                s = s.replacen(' ', "T", 1) + "Z";
+        // io.debezium.time.Date: days since the epoch.
+        (Value::Date(d), _) => {
+            if d.year == 0 || d.month == 0 || d.day == 0 {
+                return zero(out, def, "0");
             }
-            push_json_str(out, &s);
+            let _ = write!(out, "{}", super::dts_avro::unix_seconds(d) / 86_400);
+        }
+        // io.debezium.time.ZonedTimestamp: ISO-8601 in UTC.
+        (Value::DateTime(d), ColumnKind::Timestamp) => {
+            if d.year == 0 {
+                return zero(out, def, "\"1970-01-01T00:00:00Z\"");
+            }
+            let s = text(v, def).unwrap_or_default();
+            push_json_str(out, &(s.replacen(' ', "T", 1) + "Z"));
+        }
+        // io.debezium.time.Timestamp (ms) up to fsp 3, MicroTimestamp (µs) above;
+        // connect: org.apache.kafka.connect.data.Timestamp (ms).
+        (Value::DateTime(d), _) => {
+            if d.year == 0 || d.month == 0 || d.day == 0 {
+                return zero(out, def, "0");
+            }
+            let secs = super::dts_avro::unix_seconds(d);
+            let micros = o.time == TimeMode::Adaptive && fsp > 3;
+            let _ = if micros {
+                write!(out, "{}", secs * 1_000_000 + i64::from(d.micros))
+            } else {
+                write!(out, "{}", secs * 1000 + i64::from(d.micros / 1000))
+            };
+        }
+        // io.debezium.time.MicroTime (µs); connect: org.apache.kafka.connect.data.Time
+        // (ms).
+        (Value::Time(t), _) => {
+            let us = (i64::from(t.hours) * 3600 + i64::from(t.minutes) * 60 + i64::from(t.seconds))
+                * 1_000_000
+                + i64::from(t.micros);
+            let us = if t.negative { -us } else { us };
+            let _ = match o.time {
+                TimeMode::Adaptive => write!(out, "{us}"),
+                TimeMode::Connect => write!(out, "{}", us / 1000),
+            };
         }
         _ => match text(v, def) {
             Some(s) => push_json_str(out, &s),
@@ -56,7 +195,7 @@ fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
     }
 }
 
-fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>) {
+fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>, o: &Options) {
     let Some(row) = row else {
         out.push_str("null");
         return;
@@ -68,7 +207,7 @@ fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>) {
         }
         push_json_str(out, name);
         out.push(':');
-        push_value(out, v, def);
+        push_value(out, v, def, o);
     }
     out.push('}');
 }
@@ -112,13 +251,13 @@ fn push_source(
     out.push('}');
 }
 
-pub fn row(ev: &RowEvent<'_>, task: &str) -> Vec<u8> {
+pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
     let t = ev.table;
     let mut out = String::with_capacity(256);
     out.push_str("{\"before\":");
-    push_image(&mut out, ev, ev.before);
+    push_image(&mut out, ev, ev.before, o);
     out.push_str(",\"after\":");
-    push_image(&mut out, ev, ev.after);
+    push_image(&mut out, ev, ev.after, o);
     out.push_str(",\"source\":");
     push_source(
         &mut out,

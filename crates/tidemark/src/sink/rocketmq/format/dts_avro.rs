@@ -259,7 +259,7 @@ fn value(w: &mut W, v: &Value, c: &ColumnDef) {
 }
 
 /// Seconds since the Unix epoch of a UTC date and time.
-fn unix_seconds(d: &tidemark_core::DateTime) -> i64 {
+pub fn unix_seconds(d: &tidemark_core::DateTime) -> i64 {
     (days_from_civil(d) - 719_468) * 86_400
         + i64::from(d.hour) * 3600
         + i64::from(d.minute) * 60

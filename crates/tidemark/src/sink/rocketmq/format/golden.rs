@@ -9,7 +9,6 @@ use serde_json::{json, Value as J};
 use tidemark_core::{DateTime, TableDef, TableName, Time};
 
 #[path = "../../../../tests/consumers/flink.rs"]
-#[allow(dead_code)]
 mod flink;
 
 fn col(name: &str, ty: &str, kind: ColumnKind, charset: Option<&str>) -> ColumnDef {
@@ -131,6 +130,18 @@ fn every_type() -> (TablePlan, Vec<Value>) {
                 minute: 4,
                 second: 5,
                 micros: 123_000,
+            }),
+        ),
+        (
+            col("dtm6", "datetime(6)", K::DateTime, None),
+            Value::DateTime(DateTime {
+                year: 2024,
+                month: 1,
+                day: 2,
+                hour: 3,
+                minute: 4,
+                second: 5,
+                micros: 123_456,
             }),
         ),
         (
@@ -264,6 +275,7 @@ fn canal_renders_every_type_as_canal_does() {
         ("dt", json!("2020-02-29"), 91),
         ("tm", json!("-100:05:06.50"), 92),
         ("dtm", json!("2024-01-02 03:04:05.123"), 93),
+        ("dtm6", json!("2024-01-02 03:04:05.123456"), 93),
         // TIMESTAMP2: `new Timestamp(tv_sec * 1000).toString()` in the JVM's zone (here
         // +08:00), without its ".0", then the fraction.
         ("ts", json!("2023-05-07 07:30:00.000001"), 93),
@@ -725,4 +737,94 @@ fn dts_avro_schema_matches_the_sdk_record() {
         doc.contains(dts_avro::SCHEMA),
         "docs/rocketmq.md must publish dts_avro::SCHEMA"
     );
+}
+
+fn debezium(o: debezium::Options, ev: &RowEvent<'_>) -> J {
+    serde_json::from_slice(&debezium::row(ev, "task", &o)).expect("debezium json")
+}
+
+/// Debezium's default encodings, column by column, from debezium/debezium
+/// `BinlogValueConverters` and the types it names (`io.debezium.time.Date`: days;
+/// `MicroTime`: µs; `Timestamp`/`MicroTimestamp` by fsp under
+/// `adaptive_time_microseconds`; `ZonedTimestamp`: ISO-8601 UTC; `Decimal` under
+/// `precise`: the unscaled value's `BigInteger.toByteArray()`; `Bits`: little-endian
+/// bytes; BIT(1) BOOLEAN; BIGINT UNSIGNED under `long`: the signed 64 bits), bytes in
+/// base64 (Kafka's `JsonConverter`).
+#[test]
+fn debezium_renders_every_type_with_its_default_encodings() {
+    let (t, row) = every_type();
+    let p = position();
+    let ins = insert(&t, &row, &p);
+    let v = debezium(debezium::Options::default(), &ins);
+    let a = &v["after"];
+    let want: &[(&str, J)] = &[
+        ("id", json!(7)),
+        ("ti", json!(-128)),
+        ("tu", json!(255)),
+        ("iu", json!(4_294_967_295u64)),
+        ("bu", json!(-1)),
+        ("db", json!(0.1 + 0.2)),
+        // BigInteger("-12340000").toByteArray() = ff 43 b4 e0.
+        ("dec", json!("/0O04A==")),
+        ("c", json!("ab")),
+        ("v", json!("café")),
+        ("bn", json!("AP8=")),
+        ("e", json!("y")),
+        ("s", json!("p,q")),
+        ("s_null", J::Null),
+        // 513 = 0x0201, little-endian.
+        ("bits", json!("AQI=")),
+        ("j", json!(r#"{"k": 1}"#)),
+        ("dt", json!(18_321)),
+        ("tm", json!(-360_306_500_000i64)),
+        ("dtm", json!(1_704_164_645_123i64)),
+        ("dtm6", json!(1_704_164_645_123_456i64)),
+        ("ts", json!("2023-05-06T23:30:00.000001Z")),
+        // A nullable column's zero TIMESTAMP is null.
+        ("ts_zero", J::Null),
+        ("yr", json!(2024)),
+        ("g", json!({"wkb": "AQEAAAA=", "srid": 0})),
+        ("n", J::Null),
+    ];
+    for (name, value) in want {
+        assert_eq!(&a[name], value, "{name}");
+    }
+    assert_eq!(a["fl"].as_f64(), Some(1.0e10));
+    assert_eq!(v["op"], "c");
+    assert_eq!(v["before"], J::Null);
+    let body = debezium::row(&ins, "task", &Default::default());
+    assert_eq!(flink::debezium_json(&body, false), Ok(vec!["+I"]));
+
+    // The modes Debezium users pick.
+    let o = debezium::Options {
+        decimal: debezium::DecimalMode::String,
+        time: debezium::TimeMode::Connect,
+    };
+    let a = debezium(o, &ins)["after"].clone();
+    assert_eq!(a["dec"], "-12.340000");
+    assert_eq!(a["tm"], json!(-360_306_500i64));
+    assert_eq!(a["dtm6"], json!(1_704_164_645_123i64));
+    let o = debezium::Options {
+        decimal: debezium::DecimalMode::Double,
+        ..Default::default()
+    };
+    assert_eq!(debezium(o, &ins)["after"]["dec"], json!(-12.34));
+}
+
+#[test]
+fn decimal_bytes_are_java_big_integer_bytes() {
+    // BigInteger.valueOf(n).toByteArray(): minimal two's complement, big-endian.
+    for (d, want) in [
+        ("0", vec![0x00]),
+        ("127", vec![0x7f]),
+        ("128", vec![0x00, 0x80]),
+        ("-1", vec![0xff]),
+        ("-128", vec![0x80]),
+        ("-129", vec![0xff, 0x7f]),
+        ("-256", vec![0xff, 0x00]),
+        ("1.50", vec![0x00, 0x96]),
+        ("-0.00", vec![0x00]),
+    ] {
+        assert_eq!(debezium::unscaled_bytes(d), want, "{d}");
+    }
 }

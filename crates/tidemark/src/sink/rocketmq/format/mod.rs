@@ -121,6 +121,7 @@ pub struct CanalOptions {
 pub struct Encoder {
     pub format: MessageFormat,
     pub canal: CanalOptions,
+    pub debezium: debezium::Options,
     /// `source.name` in Debezium envelopes: the task's name.
     pub task: String,
 }
@@ -129,7 +130,7 @@ impl Encoder {
     pub fn row(&self, ev: &RowEvent<'_>) -> Vec<u8> {
         match self.format {
             MessageFormat::CanalJson => canal::row(ev, &self.canal),
-            MessageFormat::DebeziumJson => debezium::row(ev, &self.task),
+            MessageFormat::DebeziumJson => debezium::row(ev, &self.task, &self.debezium),
             MessageFormat::Avro => avro::row(ev),
             MessageFormat::DtsAvro => dts_avro::row(ev),
         }
