@@ -882,6 +882,18 @@ topic = "orders"
                 "format = \"debezium-json\"\nenum_set = \"text\"\n",
                 "canal-json\" only",
             ),
+            (
+                "decimal_handling_mode = \"string\"\n",
+                "debezium-json\" only",
+            ),
+            (
+                "format = \"debezium-json\"\ndecimal_handling_mode = \"exact\"\n",
+                "\"precise\" (Debezium's default)",
+            ),
+            (
+                "format = \"debezium-json\"\ntime_precision_mode = \"adaptive\"\n",
+                "\"connect\"",
+            ),
         ] {
             let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
             assert!(e.contains(want), "{extra}: {e}");
