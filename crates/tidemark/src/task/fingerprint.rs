@@ -44,6 +44,7 @@ const DESTINATION_LAYOUT: &[&str] = &[
     "timezone",
     "decimal_handling_mode",
     "time_precision_mode",
+    "schemas_enable",
     "keys",
     "tags",
 ];

@@ -76,6 +76,8 @@ pub struct ConfigFile {
     decimal_handling_mode: Option<String>,
     /// Debezium JSON: "adaptive_time_microseconds" (default) or "connect".
     time_precision_mode: Option<String>,
+    /// Debezium JSON: `{"schema", "payload"}` messages (Kafka Connect's `schemas.enable`).
+    schemas_enable: Option<bool>,
     /// Message KEYS and TAGS, with `{database}`, `{table}`, `{key}` and `{type}` filled in.
     keys: Option<String>,
     tags: Option<String>,
@@ -261,9 +263,11 @@ impl Config {
         }
         let timezone = Timezone::parse(f.timezone.as_deref().unwrap_or("source"))?;
         if f.format != MessageFormat::DebeziumJson
-            && (f.decimal_handling_mode.is_some() || f.time_precision_mode.is_some())
+            && (f.decimal_handling_mode.is_some()
+                || f.time_precision_mode.is_some()
+                || f.schemas_enable.is_some())
         {
-            bail!("`destination.decimal_handling_mode` and `destination.time_precision_mode` apply to format = \"debezium-json\" only");
+            bail!("`destination.decimal_handling_mode`, `destination.time_precision_mode` and `destination.schemas_enable` apply to format = \"debezium-json\" only");
         }
         use format::debezium::{DecimalMode, Options as DebeziumOptions, TimeMode};
         let debezium = DebeziumOptions {
@@ -278,6 +282,7 @@ impl Config {
                 Some("connect") => TimeMode::Connect,
                 Some(o) => bail!("`destination.time_precision_mode` = {o:?}: use \"adaptive_time_microseconds\" (Debezium's default) or \"connect\""),
             },
+            schemas: f.schemas_enable.unwrap_or(false),
         };
         let keys = f.keys.unwrap_or_else(|| "{key}".into());
         let tags = f.tags.unwrap_or_else(|| "{table}".into());

@@ -42,6 +42,140 @@ pub enum TimeMode {
 pub struct Options {
     pub decimal: DecimalMode,
     pub time: TimeMode,
+    /// Wrap each message as Kafka Connect's `JsonConverter` does with
+    /// `schemas.enable = true`: `{"schema": ..., "payload": ...}`.
+    pub schemas: bool,
+}
+
+fn field(name: &str, ty: &str, optional: bool) -> serde_json::Value {
+    serde_json::json!({"type": ty, "optional": optional, "field": name})
+}
+
+fn logical(name: &str, ty: &str, optional: bool, logical: &str) -> serde_json::Value {
+    let mut f = field(name, ty, optional);
+    f["name"] = logical.into();
+    f["version"] = 1.into();
+    f
+}
+
+/// The Connect schema of a column under the options, as Debezium's converters declare
+/// it (`BinlogValueConverters.schemaBuilder`).
+fn column_schema(name: &str, c: &ColumnDef, o: &Options) -> serde_json::Value {
+    let t = c.column_type.to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let opt = c.nullable;
+    let fsp = super::fsp(&c.column_type);
+    match c.kind {
+        ColumnKind::Int { unsigned } => {
+            let ty = match (base, unsigned) {
+                ("tinyint", _) | ("smallint", false) => "int16",
+                ("smallint", true) | ("mediumint", _) | ("int" | "integer", false) => "int32",
+                _ => "int64",
+            };
+            field(name, ty, opt)
+        }
+        ColumnKind::Year => logical(name, "int32", opt, "io.debezium.time.Year"),
+        ColumnKind::Float => field(name, "float32", opt),
+        ColumnKind::Double => field(name, "float64", opt),
+        ColumnKind::Decimal => match o.decimal {
+            DecimalMode::Precise => {
+                let inner = c
+                    .column_type
+                    .split_once('(')
+                    .map(|(_, r)| r.trim_end_matches(')'));
+                let (m, d) = inner
+                    .map(|i| i.split_once(',').unwrap_or((i, "0")))
+                    .unwrap_or(("10", "0"));
+                let mut f = logical(name, "bytes", opt, "org.apache.kafka.connect.data.Decimal");
+                f["parameters"] =
+                    serde_json::json!({"scale": d.trim(), "connect.decimal.precision": m.trim()});
+                f
+            }
+            DecimalMode::String => field(name, "string", opt),
+            DecimalMode::Double => field(name, "float64", opt),
+        },
+        ColumnKind::Binary => field(name, "bytes", opt),
+        ColumnKind::Bit => {
+            let bits = c
+                .column_type
+                .split_once('(')
+                .and_then(|(_, r)| r.trim_end_matches(')').parse::<u32>().ok())
+                .unwrap_or(1);
+            if bits <= 1 {
+                field(name, "boolean", opt)
+            } else {
+                let mut f = logical(name, "bytes", opt, "io.debezium.data.Bits");
+                f["parameters"] = serde_json::json!({"length": bits.to_string()});
+                f
+            }
+        }
+        ColumnKind::Enum | ColumnKind::Set => {
+            let kind = if c.kind == ColumnKind::Enum {
+                "Enum"
+            } else {
+                "EnumSet"
+            };
+            let mut f = logical(name, "string", opt, &format!("io.debezium.data.{kind}"));
+            f["parameters"] =
+                serde_json::json!({"allowed": super::members(&c.column_type).join(",")});
+            f
+        }
+        ColumnKind::Json => logical(name, "string", opt, "io.debezium.data.Json"),
+        ColumnKind::Date => match o.time {
+            TimeMode::Adaptive => logical(name, "int32", opt, "io.debezium.time.Date"),
+            TimeMode::Connect => logical(name, "int32", opt, "org.apache.kafka.connect.data.Date"),
+        },
+        ColumnKind::Time => match o.time {
+            TimeMode::Adaptive => logical(name, "int64", opt, "io.debezium.time.MicroTime"),
+            TimeMode::Connect => logical(name, "int32", opt, "org.apache.kafka.connect.data.Time"),
+        },
+        ColumnKind::DateTime => match o.time {
+            TimeMode::Adaptive if fsp > 3 => {
+                logical(name, "int64", opt, "io.debezium.time.MicroTimestamp")
+            }
+            TimeMode::Adaptive => logical(name, "int64", opt, "io.debezium.time.Timestamp"),
+            TimeMode::Connect => logical(
+                name,
+                "int64",
+                opt,
+                "org.apache.kafka.connect.data.Timestamp",
+            ),
+        },
+        ColumnKind::Timestamp => logical(name, "string", opt, "io.debezium.time.ZonedTimestamp"),
+        ColumnKind::Geometry => {
+            let mut f = logical(name, "struct", opt, "io.debezium.data.geometry.Geometry");
+            f["fields"] =
+                serde_json::json!([field("wkb", "bytes", false), field("srid", "int32", true)]);
+            f
+        }
+        ColumnKind::Text | ColumnKind::Other => field(name, "string", opt),
+    }
+}
+
+/// The `schema` of a row message: Debezium's envelope of `<name>.<db>.<table>`.
+fn envelope_schema(ev: &RowEvent<'_>, task: &str, o: &Options) -> serde_json::Value {
+    let t = ev.table;
+    let prefix = format!("{task}.{}.{}", t.target.database, t.target.table);
+    let fields: Vec<serde_json::Value> = columns(t)
+        .iter()
+        .map(|(name, def)| column_schema(name, def, o))
+        .collect();
+    let image = |name: &str| {
+        serde_json::json!({"type": "struct", "fields": fields, "optional": true,
+                           "name": format!("{prefix}.Value"), "field": name})
+    };
+    let source = serde_json::json!({"type": "struct", "optional": false,
+        "name": "io.debezium.connector.mysql.Source", "field": "source", "fields": [
+        field("version", "string", false), field("connector", "string", false),
+        field("name", "string", false), field("ts_ms", "int64", false),
+        field("snapshot", "string", true), field("db", "string", false),
+        field("table", "string", true), field("file", "string", false),
+        field("pos", "int64", false), field("row", "int32", false),
+        field("gtid", "string", true)]});
+    serde_json::json!({"type": "struct", "optional": false,
+        "name": format!("{prefix}.Envelope"), "version": 1, "fields": [
+        image("before"), image("after"), source,
+        field("op", "string", false), field("ts_ms", "int64", true)]})
 }
 
 /// Java's `BigInteger.toByteArray()` of a decimal's unscaled digits: big-endian two's
@@ -274,7 +408,14 @@ pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
         (Op::Delete, _) => "d",
     };
     let _ = write!(out, ",\"op\":\"{op}\",\"ts_ms\":{}}}", ev.origin.built_ms);
-    out.into_bytes()
+    if !o.schemas {
+        return out.into_bytes();
+    }
+    format!(
+        "{{\"schema\":{},\"payload\":{out}}}",
+        envelope_schema(ev, task, o)
+    )
+    .into_bytes()
 }
 
 pub fn ddl(ev: &DdlEvent<'_>, task: &str) -> Vec<u8> {

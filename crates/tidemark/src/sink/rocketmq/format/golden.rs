@@ -799,6 +799,7 @@ fn debezium_renders_every_type_with_its_default_encodings() {
     let o = debezium::Options {
         decimal: debezium::DecimalMode::String,
         time: debezium::TimeMode::Connect,
+        ..Default::default()
     };
     let a = debezium(o, &ins)["after"].clone();
     assert_eq!(a["dec"], "-12.340000");
@@ -827,4 +828,61 @@ fn decimal_bytes_are_java_big_integer_bytes() {
     ] {
         assert_eq!(debezium::unscaled_bytes(d), want, "{d}");
     }
+}
+
+/// `schemas_enable`: Kafka Connect's `JsonConverter` envelope, `{"schema", "payload"}`,
+/// with the Connect types and logical names Debezium declares; Flink reads it with
+/// `debezium-json.schema-include = true`.
+#[test]
+fn debezium_schema_envelope_declares_each_column() {
+    let (t, row) = every_type();
+    let p = position();
+    let ins = insert(&t, &row, &p);
+    let o = debezium::Options {
+        schemas: true,
+        ..Default::default()
+    };
+    let body = debezium::row(&ins, "task", &o);
+    let v: J = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["payload"]["after"]["dt"], 18_321);
+    assert_eq!(v["schema"]["name"], "task.shop.every.Envelope");
+    let after = &v["schema"]["fields"][1];
+    assert_eq!(after["field"], "after");
+    let of = |name: &str| -> J {
+        after["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == name)
+            .cloned()
+            .unwrap_or(J::Null)
+    };
+    for (name, ty, logical) in [
+        ("ti", "int16", J::Null),
+        ("su", "int32", J::Null),
+        ("iu", "int64", J::Null),
+        (
+            "dec",
+            "bytes",
+            json!("org.apache.kafka.connect.data.Decimal"),
+        ),
+        ("dt", "int32", json!("io.debezium.time.Date")),
+        ("tm", "int64", json!("io.debezium.time.MicroTime")),
+        ("dtm", "int64", json!("io.debezium.time.Timestamp")),
+        ("dtm6", "int64", json!("io.debezium.time.MicroTimestamp")),
+        ("ts", "string", json!("io.debezium.time.ZonedTimestamp")),
+        ("bits", "bytes", json!("io.debezium.data.Bits")),
+        ("e", "string", json!("io.debezium.data.Enum")),
+        ("g", "struct", json!("io.debezium.data.geometry.Geometry")),
+    ] {
+        let f = of(name);
+        assert_eq!((&f["type"], &f["name"]), (&json!(ty), &logical), "{name}");
+    }
+    assert_eq!(
+        of("dec")["parameters"],
+        json!({"scale": "6", "connect.decimal.precision": "20"})
+    );
+    assert_eq!(of("e")["parameters"]["allowed"], "x,y,z");
+    assert_eq!(flink::debezium_json(&body, true), Ok(vec!["+I"]));
+    assert!(flink::debezium_json(&body, false).is_err());
 }
