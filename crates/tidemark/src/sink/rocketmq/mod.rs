@@ -964,6 +964,7 @@ topic = "orders"
             snapshot: false,
             origin: format::Origin {
                 position: Some(&p),
+                gtid: None,
                 index: 0,
                 source_ms: 1,
                 built_ms: 2,

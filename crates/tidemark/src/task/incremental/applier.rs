@@ -59,6 +59,8 @@ pub(super) struct QueueTarget<'a> {
     /// The transaction whose changes are being added: its end, commit time (ms), the
     /// next change's index in it, and (for DDL) the source table it names.
     txn_end: Option<Position>,
+    /// The transaction's own GTID (message formats that name it: Debezium, DTS Avro).
+    txn_gtid: Option<String>,
     txn_ms: u64,
     index: u32,
     ddl_source: (String, Option<String>),
@@ -87,6 +89,7 @@ impl<'a> Applier<'a> {
                 rows: 0,
                 bytes: 0,
                 txn_end: None,
+                txn_gtid: None,
                 txn_ms: 0,
                 index: 0,
                 ddl_source: (String::new(), None),
@@ -136,6 +139,7 @@ impl<'a> Applier<'a> {
     pub(super) fn begin_txn(&mut self, txn: &Txn) {
         if let Target::Queue(q) = &mut self.target {
             q.txn_end = Some(txn.end.clone());
+            q.txn_gtid = txn.gtid.clone();
             q.txn_ms = u64::from(txn.timestamp) * 1000;
             q.index = 0;
             if let Some(ddl) = &txn.ddl {
@@ -189,7 +193,8 @@ impl<'a> Applier<'a> {
                     before: before.as_deref(),
                     after: after.as_deref(),
                     snapshot: false,
-                    origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms),
+                    origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms)
+                        .with_gtid(q.txn_gtid.as_deref()),
                 };
                 q.rows += 1;
                 q.index += q.sink.row(&mut q.outbox, &ev)?;
@@ -287,7 +292,8 @@ impl<'a> Applier<'a> {
                     database: &database,
                     table: first.as_deref(),
                     statement: sql,
-                    origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms),
+                    origin: Origin::binlog(q.txn_end.as_ref(), q.index, q.txn_ms)
+                        .with_gtid(q.txn_gtid.as_deref()),
                 };
                 q.index += 1;
                 let (db, table) = (q.ddl_source.0.clone(), q.ddl_source.1.clone());

@@ -375,7 +375,8 @@ fn push_source(
                 ",\"pos\":{},\"row\":{},\"gtid\":",
                 p.offset, origin.index
             );
-            match &p.gtid {
+            // Debezium's `gtid` is the transaction's own GTID.
+            match origin.gtid {
                 Some(g) => push_json_str(out, g),
                 None => out.push_str("null"),
             }

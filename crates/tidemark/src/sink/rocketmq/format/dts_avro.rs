@@ -303,12 +303,8 @@ fn head(w: &mut W, op: i64, object: &str, origin: &Origin<'_>) {
         .unwrap_or_default();
     w.string(&position);
     w.string(&position);
-    w.string(
-        origin
-            .position
-            .and_then(|p| p.gtid.as_deref())
-            .unwrap_or(""),
-    );
+    // The transaction's id: its GTID.
+    w.string(origin.gtid.unwrap_or(""));
     w.long(0); // source.sourceType: MySQL
     w.string("");
     w.long(op);

@@ -189,7 +189,7 @@ fn position() -> Position {
     Position {
         file: "mysql-bin.000003".into(),
         offset: 1234,
-        gtid: Some("0-1-42".into()),
+        gtid: Some("0-1-42,1-1-3".into()),
     }
 }
 
@@ -202,6 +202,7 @@ fn insert<'a>(t: &'a TablePlan, row: &'a [Value], p: &'a Position) -> RowEvent<'
         snapshot: false,
         origin: Origin {
             position: Some(p),
+            gtid: Some("0-1-42"),
             index: 0,
             source_ms: 1_700_000_000_000,
             built_ms: 1_700_000_000_500,
@@ -321,7 +322,7 @@ fn canal_renders_every_type_as_canal_does() {
     ] {
         assert!(v.get(f).is_some(), "no {f}");
     }
-    assert_eq!(v["gtid"], "0-1-42");
+    assert_eq!(v["gtid"], "0-1-42,1-1-3");
     assert_eq!(v["type"], "INSERT");
     assert_eq!(v["isDdl"], false);
     assert_eq!(v["pkNames"], json!(["id"]));
@@ -427,7 +428,7 @@ fn canal_ddl_types_follow_druid_ddl_parser() {
     let v: J = serde_json::from_slice(&canal::ddl(&ev)).unwrap();
     assert_eq!(v["table"], "u");
     assert_eq!(v["isDdl"], true);
-    assert_eq!(v["gtid"], "0-1-42");
+    assert_eq!(v["gtid"], "0-1-42,1-1-3");
     assert_eq!(v["data"], J::Null);
     // Which is why DDL must not share a topic with Flink's canal-json.
     assert!(flink::canal_json(&canal::ddl(&ev)).is_err());
@@ -792,6 +793,11 @@ fn debezium_renders_every_type_with_its_default_encodings() {
     assert_eq!(a["fl"].as_f64(), Some(1.0e10));
     assert_eq!(v["op"], "c");
     assert_eq!(v["before"], J::Null);
+    // `source` as `BinlogSourceInfoStructMaker` fills it: the transaction's own GTID.
+    assert_eq!(v["source"]["gtid"], "0-1-42");
+    assert_eq!(v["source"]["file"], "mysql-bin.000003");
+    assert_eq!(v["source"]["db"], "shop");
+    assert_eq!(v["source"]["table"], "every");
     let body = debezium::row(&ins, "task", &Default::default());
     assert_eq!(flink::debezium_json(&body, false), Ok(vec!["+I"]));
 

@@ -36,6 +36,8 @@ pub enum Op {
 pub struct Origin<'a> {
     /// End of the source transaction (`None` for rows of the full copy).
     pub position: Option<&'a Position>,
+    /// The transaction's own GTID, when the source has GTIDs.
+    pub gtid: Option<&'a str>,
     /// The change's place in its transaction (0-based).
     pub index: u32,
     /// Source commit time, or the read time of a copied row (ms since the epoch).
@@ -49,10 +51,16 @@ impl<'a> Origin<'a> {
     pub fn binlog(position: Option<&'a Position>, index: u32, source_ms: u64) -> Origin<'a> {
         Origin {
             position,
+            gtid: None,
             index,
             source_ms,
             built_ms: crate::sink::rocketmq::client::now_ms(),
         }
+    }
+
+    /// The same origin, naming the transaction's GTID.
+    pub fn with_gtid(self, gtid: Option<&'a str>) -> Origin<'a> {
+        Origin { gtid, ..self }
     }
 
     /// A row of a copy read at `read_ms`, built now.
