@@ -1899,7 +1899,8 @@ print(json.dumps(out, default=lambda b: b.decode("latin-1")))
     assert!(out.status.success(), "fastavro: {}", text(&out));
     let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     // Queue by queue, as a subscription consumer applies them.
-    let mut rows: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+    type Row = (Option<String>, Option<String>);
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for r in &records {
         assert_eq!(r["objectName"], format!("{db}.t"), "{r}");
         let names: Vec<&str> = r["fields"]
@@ -1909,7 +1910,7 @@ print(json.dumps(out, default=lambda b: b.decode("latin-1")))
             .map(|f| f["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["id", "a", "d"]);
-        let image = |k: &str| -> Option<(String, (Option<String>, Option<String>))> {
+        let image = |k: &str| -> Option<(String, Row)> {
             let img = r[k].as_array()?;
             let id = img[0]["value"].as_str().unwrap().to_string();
             let a = img[1]["value"].as_str().map(String::from);
@@ -1928,7 +1929,7 @@ print(json.dumps(out, default=lambda b: b.decode("latin-1")))
             o => panic!("unexpected operation {o}: {r}"),
         }
     }
-    let want: BTreeMap<String, (Option<String>, Option<String>)> = [
+    let want: BTreeMap<String, Row> = [
         ("1", Some("uno"), Some("1.50")),
         ("3", Some("three"), Some("-2.25")),
         ("4", Some("four"), Some("4.00")),
