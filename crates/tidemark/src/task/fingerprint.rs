@@ -39,6 +39,14 @@ const DESTINATION_LAYOUT: &[&str] = &[
     "ordering",
     "filter_large_messages",
     "topics",
+    "ddl_placement",
+    "enum_set",
+    "timezone",
+    "decimal_handling_mode",
+    "time_precision_mode",
+    "schemas_enable",
+    "keys",
+    "tags",
 ];
 
 fn is_safe(key: &str) -> bool {

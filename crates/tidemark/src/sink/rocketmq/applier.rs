@@ -22,6 +22,8 @@ pub(super) struct Applier<'a> {
     /// The transaction whose changes are being added: its end, commit time (ms), the
     /// next change's index in it, and (for DDL) the source table it names.
     pub(super) txn_end: Option<Position>,
+    /// The transaction's own GTID (message formats that name it: Debezium, DTS Avro).
+    pub(super) txn_gtid: Option<String>,
     pub(super) txn_ms: u64,
     pub(super) index: u32,
     pub(super) ddl_source: (String, Option<String>),
@@ -32,6 +34,7 @@ pub(super) struct Applier<'a> {
 impl crate::sink::ChangeApplier for Applier<'_> {
     fn begin_txn(&mut self, txn: &Txn) {
         self.txn_end = Some(txn.end.clone());
+        self.txn_gtid = txn.gtid.clone();
         self.txn_ms = u64::from(txn.timestamp) * 1000;
         self.index = 0;
         if let Some(ddl) = &txn.ddl {
@@ -78,7 +81,8 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                 before: before.as_deref(),
                 after: after.as_deref(),
                 snapshot: false,
-                origin: Origin::binlog(self.txn_end.as_ref(), self.index, self.txn_ms),
+                origin: Origin::binlog(self.txn_end.as_ref(), self.index, self.txn_ms)
+                    .with_gtid(self.txn_gtid.as_deref()),
             };
             self.rows += 1;
             self.index += self.sink.row(&mut self.outbox, &ev)?;
@@ -111,7 +115,8 @@ impl crate::sink::ChangeApplier for Applier<'_> {
             database: &database,
             table: first.as_deref(),
             statement: d.sql,
-            origin: Origin::binlog(self.txn_end.as_ref(), self.index, self.txn_ms),
+            origin: Origin::binlog(self.txn_end.as_ref(), self.index, self.txn_ms)
+                .with_gtid(self.txn_gtid.as_deref()),
         };
         self.index += 1;
         let (db, table) = (self.ddl_source.0.clone(), self.ddl_source.1.clone());

@@ -1,10 +1,11 @@
 //! The RocketMQ destination's task-file keys: `[destination]` with `type = "rocketmq"`,
 //! validated with messages that name the key and the fix.
 
+use super::format;
 use super::remoting::Credentials;
 use crate::endpoint::Resolver;
 use crate::sink::Destination;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -17,8 +18,12 @@ pub enum MessageFormat {
     CanalJson,
     /// A Debezium-style JSON envelope.
     DebeziumJson,
-    /// Avro binary records with a fixed, published schema.
+    /// Avro binary records with Tidemark's own published schema (`"tidemark-avro"`;
+    /// `"avro"`, its first name, is still accepted).
+    #[serde(rename = "tidemark-avro", alias = "avro")]
     Avro,
+    /// The reference's subscription record (`com.alibaba.dts.formats.avro.Record`).
+    DtsAvro,
 }
 
 /// `[destination] ordering`: which changes share a queue (and so keep their order).
@@ -51,14 +56,33 @@ pub struct ConfigFile {
     /// The topic every table's changes go to, unless `[[destination.topics]]` says
     /// otherwise.
     topic: String,
-    /// DDL statements go here; to the table's topic when unset.
+    /// The DDL topic (`ddl_placement = "ddl-topic"`); default `<topic>_ddl`.
     ddl_topic: Option<String>,
+    /// Where DDL messages go: a DDL topic, queue 0 of the table's topic, or every queue.
+    #[serde(default)]
+    ddl_placement: DdlPlacement,
     #[serde(default)]
     format: MessageFormat,
     /// Canal JSON: `old` holds every column of the row before an update, not only the
     /// changed ones.
     #[serde(default)]
     full_before_image: bool,
+    /// Canal JSON: ENUM/SET as Canal's numbers ("number") or as member text ("text").
+    #[serde(default)]
+    enum_set: Option<String>,
+    /// Canal JSON: the time zone TIMESTAMP values are rendered in: "source" (the source
+    /// server's, the default), "UTC" or an offset such as "+08:00".
+    #[serde(default)]
+    timezone: Option<String>,
+    /// Debezium JSON: "precise" (default), "string" or "double".
+    decimal_handling_mode: Option<String>,
+    /// Debezium JSON: "adaptive_time_microseconds" (default) or "connect".
+    time_precision_mode: Option<String>,
+    /// Debezium JSON: `{"schema", "payload"}` messages (Kafka Connect's `schemas.enable`).
+    schemas_enable: Option<bool>,
+    /// Message KEYS and TAGS, with `{database}`, `{table}`, `{key}` and `{type}` filled in.
+    keys: Option<String>,
+    tags: Option<String>,
     #[serde(default)]
     ordering: MessageOrdering,
     /// Messages per second at most (0: unlimited).
@@ -70,6 +94,66 @@ pub struct ConfigFile {
     /// Per-database and per-table topics and partition columns.
     #[serde(default)]
     topics: Vec<TopicMapFile>,
+}
+
+/// `destination.ddl_placement`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DdlPlacement {
+    /// Every DDL statement on queue 0 of the DDL topic: data topics carry rows only, so
+    /// consumers that reject DDL in a data topic (Flink's canal-json and debezium-json)
+    /// read them unchanged; Debezium's own placement.
+    #[default]
+    DdlTopic,
+    /// On queue 0 of the table's topic, once: Canal's placement (`MQMessageUtils.
+    /// messagePartition` puts every DDL in partition 0).
+    FirstQueue,
+    /// On every queue of the table's topic that holds its rows, between the rows before
+    /// and after it on each: a barrier per queue (a consumer of several queues sees it
+    /// once per queue).
+    EveryQueue,
+}
+
+/// `destination.timezone`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timezone {
+    /// The source server's (`@@global.time_zone`), read when the task starts.
+    Source,
+    /// Seconds east of UTC.
+    Offset(i32),
+}
+
+impl Timezone {
+    fn parse(text: &str) -> Result<Timezone> {
+        let bad = || {
+            anyhow!("`destination.timezone` = {text:?} is not a time zone: use \"source\" (the source server's), \"UTC\", or an offset such as \"+08:00\"")
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "source" => return Ok(Timezone::Source),
+            "utc" | "z" | "+00:00" | "-00:00" => return Ok(Timezone::Offset(0)),
+            _ => {}
+        }
+        let (sign, rest) = match text.as_bytes().first() {
+            Some(b'+') => (1, &text[1..]),
+            Some(b'-') => (-1, &text[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+        let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+            return Err(bad());
+        }
+        Ok(Timezone::Offset(sign * (h * 3600 + m * 60)))
+    }
+}
+
+/// Fills a KEYS/TAGS template.
+pub(super) fn fill(template: &str, database: &str, table: &str, key: &str, kind: &str) -> String {
+    template
+        .replace("{database}", database)
+        .replace("{table}", table)
+        .replace("{key}", key)
+        .replace("{type}", kind)
 }
 
 fn default_group() -> String {
@@ -94,8 +178,14 @@ pub struct Config {
     pub producer_group: String,
     pub topic: String,
     pub ddl_topic: Option<String>,
+    pub ddl_placement: DdlPlacement,
     pub format: MessageFormat,
     pub full_before_image: bool,
+    pub enum_set: format::EnumSet,
+    pub timezone: Timezone,
+    pub debezium: format::debezium::Options,
+    pub keys: String,
+    pub tags: String,
     pub ordering: MessageOrdering,
     pub max_tps: u64,
     pub filter_large_messages: bool,
@@ -162,6 +252,56 @@ impl Config {
         valid_topic("destination.topic", &f.topic)?;
         if let Some(t) = &f.ddl_topic {
             valid_topic("destination.ddl_topic", t)?;
+            if f.ddl_placement != DdlPlacement::DdlTopic {
+                bail!("`destination.ddl_topic` is set but `destination.ddl_placement` = {:?} sends DDL to the tables' topics: remove one of the two", f.ddl_placement);
+            }
+        }
+        let ddl_topic = match f.ddl_placement {
+            DdlPlacement::DdlTopic => {
+                let t = f.ddl_topic.unwrap_or_else(|| format!("{}_ddl", f.topic));
+                valid_topic("destination.ddl_topic", &t)?;
+                Some(t)
+            }
+            _ => None,
+        };
+        let enum_set = match f.enum_set.as_deref() {
+            None | Some("number") => format::EnumSet::Number,
+            Some("text") => format::EnumSet::Text,
+            Some(o) => bail!("`destination.enum_set` = {o:?}: use \"number\" (Canal's ENUM index and SET bitmask) or \"text\" (the members)"),
+        };
+        if f.format != MessageFormat::CanalJson && (f.enum_set.is_some() || f.timezone.is_some()) {
+            bail!("`destination.enum_set` and `destination.timezone` apply to format = \"canal-json\" only");
+        }
+        let timezone = Timezone::parse(f.timezone.as_deref().unwrap_or("source"))?;
+        if f.format != MessageFormat::DebeziumJson
+            && (f.decimal_handling_mode.is_some()
+                || f.time_precision_mode.is_some()
+                || f.schemas_enable.is_some())
+        {
+            bail!("`destination.decimal_handling_mode`, `destination.time_precision_mode` and `destination.schemas_enable` apply to format = \"debezium-json\" only");
+        }
+        use format::debezium::{DecimalMode, Options as DebeziumOptions, TimeMode};
+        let debezium = DebeziumOptions {
+            decimal: match f.decimal_handling_mode.as_deref() {
+                None | Some("precise") => DecimalMode::Precise,
+                Some("string") => DecimalMode::String,
+                Some("double") => DecimalMode::Double,
+                Some(o) => bail!("`destination.decimal_handling_mode` = {o:?}: use \"precise\" (Debezium's default), \"string\" or \"double\""),
+            },
+            time: match f.time_precision_mode.as_deref() {
+                None | Some("adaptive_time_microseconds") => TimeMode::Adaptive,
+                Some("connect") => TimeMode::Connect,
+                Some(o) => bail!("`destination.time_precision_mode` = {o:?}: use \"adaptive_time_microseconds\" (Debezium's default) or \"connect\""),
+            },
+            schemas: f.schemas_enable.unwrap_or(false),
+        };
+        let keys = f.keys.unwrap_or_else(|| "{key}".into());
+        let tags = f.tags.unwrap_or_else(|| "{table}".into());
+        for (k, v) in [("keys", &keys), ("tags", &tags)] {
+            // RocketMQ separates keys by spaces, and a tag is one word a consumer matches.
+            if v.contains(' ') || (k == "tags" && v.contains("||")) {
+                bail!("`destination.{k}` = {v:?}: no spaces (and, for tags, no \"||\"): RocketMQ splits on them");
+            }
         }
         if f.full_before_image && f.format != MessageFormat::CanalJson {
             bail!("`destination.full_before_image` applies to format = \"canal-json\" only (the other formats always carry the whole row before an update)");
@@ -171,9 +311,15 @@ impl Config {
             credentials,
             producer_group: f.producer_group,
             topic: f.topic,
-            ddl_topic: f.ddl_topic,
+            ddl_topic,
+            ddl_placement: f.ddl_placement,
             format: f.format,
             full_before_image: f.full_before_image,
+            enum_set,
+            timezone,
+            debezium,
+            keys,
+            tags,
             ordering: f.ordering,
             max_tps: f.max_tps,
             filter_large_messages: f.filter_large_messages,

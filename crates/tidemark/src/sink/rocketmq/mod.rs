@@ -29,7 +29,8 @@ use crate::task::throttle::Throttle;
 use crate::transform::mapping::TablePlan;
 use anyhow::{anyhow, bail, Result};
 use client::{Client, Message, Outbox, QueueRef};
-pub use config::{Config, ConfigFile, MessageFormat, MessageOrdering};
+use config::fill;
+pub use config::{Config, ConfigFile, DdlPlacement, MessageFormat, MessageOrdering, Timezone};
 use format::{DdlEvent, Encoder, Op, RowEvent};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -92,6 +93,7 @@ impl crate::sink::Kind for Rocketmq {
         );
         sink.client.set_timeout(task.advanced.timeouts().network);
         sink.load_counters(store)?;
+        sink.resolve_timezone(&task.source)?;
         Ok(Box::new(Session { sink, task }))
     }
 
@@ -125,6 +127,7 @@ impl crate::sink::Session for Session<'_> {
             rows: 0,
             bytes: 0,
             txn_end: None,
+            txn_gtid: None,
             txn_ms: 0,
             index: 0,
             ddl_source: (String::new(), None),
@@ -164,7 +167,15 @@ impl Sink {
         let client = Client::new(config.name_servers.clone(), config.credentials.clone());
         let encoder = Encoder {
             format: config.format,
-            full_before_image: config.full_before_image,
+            canal: format::CanalOptions {
+                full_before_image: config.full_before_image,
+                enum_set: config.enum_set,
+                utc_offset: match config.timezone {
+                    Timezone::Offset(s) => s,
+                    Timezone::Source => 0,
+                },
+            },
+            debezium: config.debezium,
             task: task_name.to_string(),
         };
         Sink {
@@ -177,6 +188,38 @@ impl Sink {
         }
     }
 
+    /// With `timezone = "source"`: reads the source server's offset from UTC now, so
+    /// TIMESTAMP values render as the source shows them (a fixed offset for the run: a
+    /// daylight-saving change takes effect at the next start).
+    pub fn resolve_timezone(&mut self, source: &crate::endpoint::Endpoint) -> Result<()> {
+        use mysql::prelude::Queryable;
+        if self.config.timezone != Timezone::Source
+            || self.config.format != MessageFormat::CanalJson
+        {
+            return Ok(());
+        }
+        let mut c = crate::connect::connect(source, crate::connect::Side::Source)?;
+        // Our sessions run in UTC; the server's own zone is the global one.
+        let offset: Option<(String, Option<i64>)> = c
+            .query_first(
+                "SELECT @@global.time_zone, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone))",
+            )
+            .map_err(|e| crate::connect::explain(e, source, crate::connect::Side::Source))?;
+        match offset {
+            Some((_, Some(s))) => {
+                self.encoder.canal.utc_offset = i32::try_from(s).unwrap_or(0);
+                Ok(())
+            }
+            Some((zone, None)) => bail!("the source's time zone {zone:?} has no offset the server can compute (its time zone tables are not loaded): set `destination.timezone` to an offset such as \"+08:00\""),
+            None => bail!("the source returned no time zone: set `destination.timezone` to an offset such as \"+08:00\""),
+        }
+    }
+
+    /// The Canal TIMESTAMP offset in use (seconds east of UTC).
+    pub fn utc_offset(&self) -> i32 {
+        self.encoder.canal.utc_offset
+    }
+
     /// Checks what the task needs before anything is sent: the name servers answer,
     /// every topic exists with writable queues, the brokers accept the credentials, and
     /// partition columns exist. Returns the problems found.
@@ -184,7 +227,11 @@ impl Sink {
         let mut problems = Vec::new();
         for topic in self.config.topics() {
             if let Err(e) = self.client.route(&topic, true) {
-                problems.push(format!("{e:#}"));
+                if self.config.ddl_topic.as_ref() == Some(&topic) {
+                    problems.push(format!("{e:#} (it is the DDL topic: DDL goes there by default, `destination.ddl_topic`, default \"<topic>_ddl\"; or send DDL to the tables' topics with `destination.ddl_placement = \"first-queue\"` or \"every-queue\", see docs/rocketmq.md)"));
+                } else {
+                    problems.push(format!("{e:#}"));
+                }
                 continue;
             }
             if let Err(e) = self.client.hello(&topic, &self.config.producer_group) {
@@ -331,6 +378,12 @@ impl Sink {
         let n = &t.def().name;
         let topic = self.config.topic_of(&n.database, &n.table);
         let q = self.queue_for(topic, t, image, cols)?;
+        let kind = match ev.op {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+        };
+        let (db, table) = (&t.target.database, &t.target.table);
         let mut properties = vec![("tidemark_row", ev.origin.index.to_string())];
         match ev.origin.position {
             Some(p) => properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset))),
@@ -341,8 +394,8 @@ impl Sink {
             &q,
             Message {
                 body,
-                keys: key_text,
-                tags: t.target.table.clone(),
+                keys: fill(&self.config.keys, db, table, &key_text, kind),
+                tags: fill(&self.config.tags, db, table, "", kind),
                 properties,
             },
         );
@@ -369,10 +422,10 @@ impl Sink {
         parts.join(",").replace(' ', "_")
     }
 
-    /// Adds a DDL statement. With `ddl_topic` it goes to that topic's first queue;
-    /// otherwise to the table's topic: with `ordering = "table"` on the table's queue,
-    /// with key or column ordering on every queue, so on each queue it sits between the
-    /// table's rows before and after it.
+    /// Adds a DDL statement, placed by `ddl_placement`: on the DDL topic's first queue;
+    /// on the table's topic's first queue; or on the table's topic with `ordering =
+    /// "table"` on the table's queue, with key or column ordering on every queue, so on
+    /// each queue it sits between the table's rows before and after it.
     pub fn ddl(
         &self,
         out: &mut Outbox,
@@ -393,6 +446,9 @@ impl Sink {
                     .to_string();
                 let r = self.client.route(&topic, false)?;
                 let queues = match self.config.ordering {
+                    _ if self.config.ddl_placement == DdlPlacement::FirstQueue => {
+                        vec![r.queues[0].clone()]
+                    }
                     MessageOrdering::Table => {
                         let table = source_table.unwrap_or("");
                         let h = format::stable_hash(source_db, table, std::iter::empty());
@@ -410,14 +466,15 @@ impl Sink {
         if let Some(p) = ev.origin.position {
             properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset)));
         }
+        let table = ev.table.unwrap_or("");
         for q in queues {
             out.push(
                 &topic,
                 &q,
                 Message {
                     body: body.clone(),
-                    keys: String::new(),
-                    tags: ev.table.unwrap_or("").to_string(),
+                    keys: fill(&self.config.keys, ev.database, table, "", "DDL"),
+                    tags: fill(&self.config.tags, ev.database, table, "", "DDL"),
                     properties: properties.clone(),
                 },
             );
@@ -498,7 +555,8 @@ topic = "orders"
         assert_eq!(c.topic_of("shop", "orders"), "orders");
         assert_eq!(c.topic_of("shop", "items"), "shop");
         assert_eq!(c.topic_of("crm", "x"), "all");
-        assert_eq!(c.topics(), vec!["all", "orders", "shop"]);
+        // The DDL topic defaults to `<topic>_ddl`.
+        assert_eq!(c.topics(), vec!["all", "all_ddl", "orders", "shop"]);
         assert_eq!(c.producer_group, "dts-producer-group");
     }
 
@@ -517,6 +575,80 @@ topic = "orders"
         let e =
             parse("type = \"rocketmq\"\nname_servers = [\"nohost\"]\ntopic = \"t\"\n").unwrap_err();
         assert!(e.to_string().contains("not host:port"), "{e}");
+    }
+
+    #[test]
+    fn ddl_goes_to_a_ddl_topic_unless_placed_in_the_data_topic() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.ddl_placement, DdlPlacement::DdlTopic);
+        assert_eq!(c.ddl_topic.as_deref(), Some("t_ddl"));
+        let c = parse(&format!("{base}ddl_topic = \"schema\"\n")).unwrap();
+        assert_eq!(c.ddl_topic.as_deref(), Some("schema"));
+        for (placement, want) in [
+            ("first-queue", DdlPlacement::FirstQueue),
+            ("every-queue", DdlPlacement::EveryQueue),
+        ] {
+            let c = parse(&format!("{base}ddl_placement = \"{placement}\"\n")).unwrap();
+            assert_eq!((c.ddl_placement, c.ddl_topic), (want, None));
+        }
+        let e = parse(&format!(
+            "{base}ddl_placement = \"first-queue\"\nddl_topic = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("remove one of the two"), "{e}");
+    }
+
+    #[test]
+    fn canal_settings_are_validated() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.timezone, Timezone::Source);
+        assert_eq!(c.enum_set, format::EnumSet::Number);
+        assert_eq!((c.keys.as_str(), c.tags.as_str()), ("{key}", "{table}"));
+        for (tz, want) in [
+            ("UTC", 0),
+            ("+08:00", 8 * 3600),
+            ("-05:30", -(5 * 3600 + 30 * 60)),
+            ("+0", 0),
+        ] {
+            let c = parse(&format!("{base}timezone = \"{tz}\"\n")).unwrap();
+            assert_eq!(c.timezone, Timezone::Offset(want), "{tz}");
+        }
+        for (extra, want) in [
+            ("timezone = \"Mars/Olympus\"\n", "is not a time zone"),
+            ("timezone = \"+25:00\"\n", "is not a time zone"),
+            ("enum_set = \"index\"\n", "\"number\""),
+            ("tags = \"a b\"\n", "no spaces"),
+            ("tags = \"a||b\"\n", "no spaces"),
+            (
+                "format = \"debezium-json\"\nenum_set = \"text\"\n",
+                "canal-json\" only",
+            ),
+            (
+                "decimal_handling_mode = \"string\"\n",
+                "debezium-json\" only",
+            ),
+            (
+                "format = \"debezium-json\"\ndecimal_handling_mode = \"exact\"\n",
+                "\"precise\" (Debezium's default)",
+            ),
+            (
+                "format = \"debezium-json\"\ntime_precision_mode = \"adaptive\"\n",
+                "\"connect\"",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        for f in ["avro", "tidemark-avro"] {
+            let c = parse(&format!("{base}format = \"{f}\"\n")).unwrap();
+            assert_eq!(c.format, MessageFormat::Avro, "{f}");
+        }
+        let c = parse(&format!("{base}enum_set = \"text\"\ntags = \"canal\"\nkeys = \"{{database}}.{{table}}:{{key}}\"\n")).unwrap();
+        assert_eq!(c.enum_set, format::EnumSet::Text);
+        assert_eq!(fill(&c.keys, "d", "t", "1,2", "INSERT"), "d.t:1,2");
+        assert_eq!(fill(&c.tags, "d", "t", "", "INSERT"), "canal");
     }
 
     fn plan() -> TablePlan {
@@ -570,12 +702,17 @@ topic = "orders"
             snapshot: false,
             origin: format::Origin {
                 position: Some(&p),
+                gtid: None,
                 index: 0,
                 source_ms: 1,
                 built_ms: 2,
             },
         };
-        serde_json::from_slice(&format::canal::row(&ev, full)).unwrap()
+        let o = format::CanalOptions {
+            full_before_image: full,
+            ..Default::default()
+        };
+        serde_json::from_slice(&format::canal::row(&ev, &o)).unwrap()
     }
 
     #[test]

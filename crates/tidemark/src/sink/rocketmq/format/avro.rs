@@ -1,5 +1,8 @@
-//! One Avro binary record per message (no container header: the schema below is fixed
-//! and published in `docs/rocketmq.md`, so consumers decode with it directly).
+//! `format = "tidemark-avro"` (also `"avro"`): one Avro binary record per message (no
+//! container header: the schema below is published in `docs/rocketmq.md`, so consumers
+//! decode with it directly). Its first field, `version`, is [`VERSION`]: a later schema
+//! adds fields after the existing ones and a new version number, so a reader can tell
+//! which one wrote a record before decoding the rest.
 //!
 //! Values are a union per column: `null`; `long` for integers, YEAR and BIT; `double`
 //! for FLOAT and DOUBLE; `string` for DECIMAL, text, ENUM/SET members, JSON, temporal
@@ -8,12 +11,16 @@
 use super::{columns, key_names, text, DdlEvent, Op, Origin, RowEvent};
 use tidemark_core::{ColumnDef, ColumnKind, Value};
 
+/// The schema version written in every record's `version` field.
+pub const VERSION: i64 = 1;
+
 /// The writer schema of every record.
 pub const SCHEMA: &str = r#"{
   "type": "record",
   "name": "Change",
   "namespace": "io.tidemark",
   "fields": [
+    {"name": "version", "type": "int"},
     {"name": "op", "type": {"type": "enum", "name": "Op", "symbols": ["SNAPSHOT", "INSERT", "UPDATE", "DELETE", "DDL"]}},
     {"name": "database", "type": "string"},
     {"name": "table", "type": "string"},
@@ -34,10 +41,10 @@ pub const SCHEMA: &str = r#"{
   ]
 }"#;
 
-struct W(Vec<u8>);
+pub(super) struct W(pub(super) Vec<u8>);
 
 impl W {
-    fn long(&mut self, v: i64) {
+    pub(super) fn long(&mut self, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
             let b = (z & 0x7f) as u8;
@@ -50,12 +57,12 @@ impl W {
         }
     }
 
-    fn bytes(&mut self, b: &[u8]) {
+    pub(super) fn bytes(&mut self, b: &[u8]) {
         self.long(b.len() as i64);
         self.0.extend_from_slice(b);
     }
 
-    fn string(&mut self, s: &str) {
+    pub(super) fn string(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
 
@@ -102,6 +109,7 @@ fn value(w: &mut W, v: &Value, def: &ColumnDef) {
 }
 
 fn head(w: &mut W, op: i64, database: &str, table: &str, origin: &Origin<'_>) {
+    w.long(VERSION);
     w.long(op);
     w.string(database);
     w.string(table);
@@ -185,7 +193,8 @@ mod tests {
             "docs/rocketmq.md must publish format::avro::SCHEMA"
         );
         let v: serde_json::Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
-        assert_eq!(v["fields"].as_array().map(Vec::len), Some(13));
+        assert_eq!(v["fields"].as_array().map(Vec::len), Some(14));
+        assert_eq!(v["fields"][0]["name"], "version");
     }
 
     #[test]

@@ -1,27 +1,259 @@
-//! A Debezium-style JSON envelope: `{"before", "after", "source", "op", "ts_ms"}` with
-//! `op` = `r` (a row of the full copy), `c`, `u` or `d`, and `source` carrying the
-//! binlog position (`file`, `pos`, `row`) consumers deduplicate by. DDL statements are
+//! A Debezium JSON envelope: `{"before", "after", "source", "op", "ts_ms"}` with `op` =
+//! `r` (a row of the full copy), `c`, `u` or `d`, and `source` carrying the binlog
+//! position (`file`, `pos`, `row`) consumers deduplicate by. DDL statements are
 //! `{"source", "databaseName", "ddl", "ts_ms"}`, as in Debezium's schema change topic.
 //!
-//! Values are JSON numbers where JSON holds them exactly (integers, FLOAT, DOUBLE, BIT,
-//! YEAR), strings otherwise (DECIMAL, text, ENUM/SET members, JSON documents, temporal
-//! types with their fractional seconds; TIMESTAMP as ISO-8601 UTC like Debezium's
-//! `ZonedTimestamp`), base64 for binary, and `{"wkb", "srid"}` for geometry.
+//! Values are Debezium's default encodings (debezium/debezium `BinlogValueConverters`
+//! and the `io.debezium.time` types): DATE as days, TIME as µs, DATETIME as ms (fsp up
+//! to 3) or µs, TIMESTAMP as an ISO-8601 UTC string, DECIMAL as base64 of its unscaled
+//! bytes (`decimal_handling_mode = "string" | "double"` change it), BIT(1) as a boolean
+//! and BIT(n) as little-endian bytes, BIGINT UNSIGNED as a signed long, binary as
+//! base64, geometry as `{"wkb", "srid"}`; `time_precision_mode = "connect"` gives
+//! milliseconds throughout. `format/golden.rs` checks each type.
 
 use super::{columns, push_json_str, text, DdlEvent, Op, Origin, RowEvent};
 use base64::Engine;
 use std::fmt::Write;
 use tidemark_core::{ColumnDef, ColumnKind, Value};
 
-fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
+/// `decimal.handling.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DecimalMode {
+    /// Base64 of the unscaled value's two's-complement bytes (`precise`, the default).
+    #[default]
+    Precise,
+    String,
+    Double,
+}
+
+/// `time.precision.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeMode {
+    /// `adaptive_time_microseconds` (the default): TIME in µs, DATETIME in ms up to
+    /// fsp 3 and in µs above.
+    #[default]
+    Adaptive,
+    /// `connect`: Kafka Connect's logical types, milliseconds.
+    Connect,
+}
+
+/// Debezium JSON settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub decimal: DecimalMode,
+    pub time: TimeMode,
+    /// Wrap each message as Kafka Connect's `JsonConverter` does with
+    /// `schemas.enable = true`: `{"schema": ..., "payload": ...}`.
+    pub schemas: bool,
+}
+
+fn field(name: &str, ty: &str, optional: bool) -> serde_json::Value {
+    serde_json::json!({"type": ty, "optional": optional, "field": name})
+}
+
+fn logical(name: &str, ty: &str, optional: bool, logical: &str) -> serde_json::Value {
+    let mut f = field(name, ty, optional);
+    f["name"] = logical.into();
+    f["version"] = 1.into();
+    f
+}
+
+/// The Connect schema of a column under the options, as Debezium's converters declare
+/// it (`BinlogValueConverters.schemaBuilder`).
+fn column_schema(name: &str, c: &ColumnDef, o: &Options) -> serde_json::Value {
+    let t = c.column_type.to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let opt = c.nullable;
+    let fsp = super::fsp(&c.column_type);
+    match c.kind {
+        ColumnKind::Int { unsigned } => {
+            let ty = match (base, unsigned) {
+                ("tinyint", _) | ("smallint", false) => "int16",
+                ("smallint", true) | ("mediumint", _) | ("int" | "integer", false) => "int32",
+                _ => "int64",
+            };
+            field(name, ty, opt)
+        }
+        ColumnKind::Year => logical(name, "int32", opt, "io.debezium.time.Year"),
+        ColumnKind::Float => field(name, "float32", opt),
+        ColumnKind::Double => field(name, "float64", opt),
+        ColumnKind::Decimal => match o.decimal {
+            DecimalMode::Precise => {
+                let inner = c
+                    .column_type
+                    .split_once('(')
+                    .map(|(_, r)| r.trim_end_matches(')'));
+                let (m, d) = inner
+                    .map(|i| i.split_once(',').unwrap_or((i, "0")))
+                    .unwrap_or(("10", "0"));
+                let mut f = logical(name, "bytes", opt, "org.apache.kafka.connect.data.Decimal");
+                f["parameters"] =
+                    serde_json::json!({"scale": d.trim(), "connect.decimal.precision": m.trim()});
+                f
+            }
+            DecimalMode::String => field(name, "string", opt),
+            DecimalMode::Double => field(name, "float64", opt),
+        },
+        ColumnKind::Binary => field(name, "bytes", opt),
+        ColumnKind::Bit => {
+            let bits = c
+                .column_type
+                .split_once('(')
+                .and_then(|(_, r)| r.trim_end_matches(')').parse::<u32>().ok())
+                .unwrap_or(1);
+            if bits <= 1 {
+                field(name, "boolean", opt)
+            } else {
+                let mut f = logical(name, "bytes", opt, "io.debezium.data.Bits");
+                f["parameters"] = serde_json::json!({"length": bits.to_string()});
+                f
+            }
+        }
+        ColumnKind::Enum | ColumnKind::Set => {
+            let kind = if c.kind == ColumnKind::Enum {
+                "Enum"
+            } else {
+                "EnumSet"
+            };
+            let mut f = logical(name, "string", opt, &format!("io.debezium.data.{kind}"));
+            f["parameters"] =
+                serde_json::json!({"allowed": super::members(&c.column_type).join(",")});
+            f
+        }
+        ColumnKind::Json => logical(name, "string", opt, "io.debezium.data.Json"),
+        ColumnKind::Date => match o.time {
+            TimeMode::Adaptive => logical(name, "int32", opt, "io.debezium.time.Date"),
+            TimeMode::Connect => logical(name, "int32", opt, "org.apache.kafka.connect.data.Date"),
+        },
+        ColumnKind::Time => match o.time {
+            TimeMode::Adaptive => logical(name, "int64", opt, "io.debezium.time.MicroTime"),
+            TimeMode::Connect => logical(name, "int32", opt, "org.apache.kafka.connect.data.Time"),
+        },
+        ColumnKind::DateTime => match o.time {
+            TimeMode::Adaptive if fsp > 3 => {
+                logical(name, "int64", opt, "io.debezium.time.MicroTimestamp")
+            }
+            TimeMode::Adaptive => logical(name, "int64", opt, "io.debezium.time.Timestamp"),
+            TimeMode::Connect => logical(
+                name,
+                "int64",
+                opt,
+                "org.apache.kafka.connect.data.Timestamp",
+            ),
+        },
+        ColumnKind::Timestamp => logical(name, "string", opt, "io.debezium.time.ZonedTimestamp"),
+        ColumnKind::Geometry => {
+            let mut f = logical(name, "struct", opt, "io.debezium.data.geometry.Geometry");
+            f["fields"] =
+                serde_json::json!([field("wkb", "bytes", false), field("srid", "int32", true)]);
+            f
+        }
+        ColumnKind::Text | ColumnKind::Other => field(name, "string", opt),
+    }
+}
+
+/// The `schema` of a row message: Debezium's envelope of `<name>.<db>.<table>`.
+fn envelope_schema(ev: &RowEvent<'_>, task: &str, o: &Options) -> serde_json::Value {
+    let t = ev.table;
+    let prefix = format!("{task}.{}.{}", t.target.database, t.target.table);
+    let fields: Vec<serde_json::Value> = columns(t)
+        .iter()
+        .map(|(name, def)| column_schema(name, def, o))
+        .collect();
+    let image = |name: &str| {
+        serde_json::json!({"type": "struct", "fields": fields, "optional": true,
+                           "name": format!("{prefix}.Value"), "field": name})
+    };
+    let source = serde_json::json!({"type": "struct", "optional": false,
+        "name": "io.debezium.connector.mysql.Source", "field": "source", "fields": [
+        field("version", "string", false), field("connector", "string", false),
+        field("name", "string", false), field("ts_ms", "int64", false),
+        field("snapshot", "string", true), field("db", "string", false),
+        field("table", "string", true), field("file", "string", false),
+        field("pos", "int64", false), field("row", "int32", false),
+        field("gtid", "string", true)]});
+    serde_json::json!({"type": "struct", "optional": false,
+        "name": format!("{prefix}.Envelope"), "version": 1, "fields": [
+        image("before"), image("after"), source,
+        field("op", "string", false), field("ts_ms", "int64", true)]})
+}
+
+/// Java's `BigInteger.toByteArray()` of a decimal's unscaled digits: big-endian two's
+/// complement, as few bytes as hold the sign.
+pub fn unscaled_bytes(decimal: &str) -> Vec<u8> {
+    let negative = decimal.starts_with('-');
+    let mut mag: Vec<u8> = Vec::new();
+    for d in decimal.bytes().filter(u8::is_ascii_digit) {
+        let mut carry = u32::from(d - b'0');
+        for b in mag.iter_mut().rev() {
+            let v = u32::from(*b) * 10 + carry;
+            *b = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            mag.insert(0, (carry & 0xff) as u8);
+            carry >>= 8;
+        }
+        while mag.first() == Some(&0) {
+            mag.remove(0);
+        }
+    }
+    if mag.is_empty() {
+        return vec![0];
+    }
+    if !negative {
+        if mag[0] & 0x80 != 0 {
+            mag.insert(0, 0);
+        }
+        return mag;
+    }
+    for b in mag.iter_mut() {
+        *b = !*b;
+    }
+    for b in mag.iter_mut().rev() {
+        let (v, overflow) = b.overflowing_add(1);
+        *b = v;
+        if !overflow {
+            break;
+        }
+    }
+    if mag[0] & 0x80 == 0 {
+        mag.insert(0, 0xff);
+    }
+    mag
+}
+
+/// The zero date, which Debezium sends as null (or the epoch for a NOT NULL column).
+fn zero(out: &mut String, def: &ColumnDef, epoch: &str) {
+    out.push_str(if def.nullable { "null" } else { epoch });
+}
+
+fn push_value(out: &mut String, v: &Value, def: &ColumnDef, o: &Options) {
     let b64 = base64::engine::general_purpose::STANDARD;
+    let fsp = super::fsp(&def.column_type);
     match (v, def.kind) {
         (Value::Null, _) => out.push_str("null"),
         (Value::Int(i), _) => {
             let _ = write!(out, "{i}");
         }
-        (Value::UInt(u), ColumnKind::Int { .. }) | (Value::Bit(u), _) => {
-            let _ = write!(out, "{u}");
+        // `bigint.unsigned.handling.mode = long`: the 64 bits as a signed long.
+        (Value::UInt(u), ColumnKind::Int { .. }) => {
+            let _ = write!(out, "{}", *u as i64);
+        }
+        (Value::Bit(u), _) => {
+            let bits = def
+                .column_type
+                .split_once('(')
+                .and_then(|(_, r)| r.trim_end_matches(')').parse::<u32>().ok())
+                .unwrap_or(1);
+            if bits <= 1 {
+                // BIT(1): BOOLEAN.
+                out.push_str(if *u != 0 { "true" } else { "false" });
+            } else {
+                // io.debezium.data.Bits: little-endian bytes, (n + 7) / 8 of them.
+                let n = bits.div_ceil(8) as usize;
+                let _ = write!(out, "\"{}\"", b64.encode(&u.to_le_bytes()[..n.min(8)]));
+            }
         }
         (Value::Float(f), _) => {
             let _ = write!(out, "{f}");
@@ -29,10 +261,17 @@ fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
         (Value::Double(d), _) => {
             let _ = write!(out, "{d}");
         }
+        (Value::Decimal(d), _) => match o.decimal {
+            DecimalMode::Precise => {
+                let _ = write!(out, "\"{}\"", b64.encode(unscaled_bytes(d)));
+            }
+            DecimalMode::String => push_json_str(out, d),
+            DecimalMode::Double => {
+                let _ = write!(out, "{}", d.parse::<f64>().unwrap_or(0.0));
+            }
+        },
         (Value::Bytes(b), ColumnKind::Binary) => {
-            out.push('"');
-            out.push_str(&b64.encode(b));
-            out.push('"');
+            let _ = write!(out, "\"{}\"", b64.encode(b));
         }
         (Value::Bytes(b), ColumnKind::Geometry) if b.len() >= 4 => {
             let srid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -42,12 +281,46 @@ fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
                 b64.encode(&b[4..])
             );
         }
-        (Value::DateTime(d), ColumnKind::Timestamp) => {
-            let mut s = text(v, def).unwrap_or_default();
-            if d.year != 0 {
-                s = s.replacen(' ', "T", 1) + "Z";
+        // io.debezium.time.Date: days since the epoch.
+        (Value::Date(d), _) => {
+            if d.year == 0 || d.month == 0 || d.day == 0 {
+                return zero(out, def, "0");
             }
-            push_json_str(out, &s);
+            let _ = write!(out, "{}", super::dts_avro::unix_seconds(d) / 86_400);
+        }
+        // io.debezium.time.ZonedTimestamp: ISO-8601 in UTC.
+        (Value::DateTime(d), ColumnKind::Timestamp) => {
+            if d.year == 0 {
+                return zero(out, def, "\"1970-01-01T00:00:00Z\"");
+            }
+            let s = text(v, def).unwrap_or_default();
+            push_json_str(out, &(s.replacen(' ', "T", 1) + "Z"));
+        }
+        // io.debezium.time.Timestamp (ms) up to fsp 3, MicroTimestamp (µs) above;
+        // connect: org.apache.kafka.connect.data.Timestamp (ms).
+        (Value::DateTime(d), _) => {
+            if d.year == 0 || d.month == 0 || d.day == 0 {
+                return zero(out, def, "0");
+            }
+            let secs = super::dts_avro::unix_seconds(d);
+            let micros = o.time == TimeMode::Adaptive && fsp > 3;
+            let _ = if micros {
+                write!(out, "{}", secs * 1_000_000 + i64::from(d.micros))
+            } else {
+                write!(out, "{}", secs * 1000 + i64::from(d.micros / 1000))
+            };
+        }
+        // io.debezium.time.MicroTime (µs); connect: org.apache.kafka.connect.data.Time
+        // (ms).
+        (Value::Time(t), _) => {
+            let us = (i64::from(t.hours) * 3600 + i64::from(t.minutes) * 60 + i64::from(t.seconds))
+                * 1_000_000
+                + i64::from(t.micros);
+            let us = if t.negative { -us } else { us };
+            let _ = match o.time {
+                TimeMode::Adaptive => write!(out, "{us}"),
+                TimeMode::Connect => write!(out, "{}", us / 1000),
+            };
         }
         _ => match text(v, def) {
             Some(s) => push_json_str(out, &s),
@@ -56,7 +329,7 @@ fn push_value(out: &mut String, v: &Value, def: &ColumnDef) {
     }
 }
 
-fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>) {
+fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>, o: &Options) {
     let Some(row) = row else {
         out.push_str("null");
         return;
@@ -68,7 +341,7 @@ fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>) {
         }
         push_json_str(out, name);
         out.push(':');
-        push_value(out, v, def);
+        push_value(out, v, def, o);
     }
     out.push('}');
 }
@@ -102,7 +375,8 @@ fn push_source(
                 ",\"pos\":{},\"row\":{},\"gtid\":",
                 p.offset, origin.index
             );
-            match &p.gtid {
+            // Debezium's `gtid` is the transaction's own GTID.
+            match origin.gtid {
                 Some(g) => push_json_str(out, g),
                 None => out.push_str("null"),
             }
@@ -112,13 +386,13 @@ fn push_source(
     out.push('}');
 }
 
-pub fn row(ev: &RowEvent<'_>, task: &str) -> Vec<u8> {
+pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
     let t = ev.table;
     let mut out = String::with_capacity(256);
     out.push_str("{\"before\":");
-    push_image(&mut out, ev, ev.before);
+    push_image(&mut out, ev, ev.before, o);
     out.push_str(",\"after\":");
-    push_image(&mut out, ev, ev.after);
+    push_image(&mut out, ev, ev.after, o);
     out.push_str(",\"source\":");
     push_source(
         &mut out,
@@ -135,7 +409,14 @@ pub fn row(ev: &RowEvent<'_>, task: &str) -> Vec<u8> {
         (Op::Delete, _) => "d",
     };
     let _ = write!(out, ",\"op\":\"{op}\",\"ts_ms\":{}}}", ev.origin.built_ms);
-    out.into_bytes()
+    if !o.schemas {
+        return out.into_bytes();
+    }
+    format!(
+        "{{\"schema\":{},\"payload\":{out}}}",
+        envelope_schema(ev, task, o)
+    )
+    .into_bytes()
 }
 
 pub fn ddl(ev: &DdlEvent<'_>, task: &str) -> Vec<u8> {

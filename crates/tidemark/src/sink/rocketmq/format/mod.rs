@@ -1,9 +1,11 @@
 //! Message bodies: one row change or DDL statement rendered in the task's `format`.
 //!
-//! * [`canal`]: Canal's FlatMessage JSON, field for field.
+//! * [`canal`]: Canal's FlatMessage JSON, field for field and value for value.
 //! * [`debezium`]: a Debezium-style JSON envelope (`before`, `after`, `source`, `op`).
-//! * [`avro`]: one Avro binary record per message, with a fixed schema
+//! * [`avro`]: one Avro binary record per message, with Tidemark's own versioned schema
 //!   ([`avro::SCHEMA`], published in `docs/rocketmq.md`).
+//! * [`dts_avro`]: the reference's subscription record, `com.alibaba.dts.formats.avro.
+//!   Record` ([`dts_avro::SCHEMA`]).
 //!
 //! Every format renders a value without loss; `docs/rocketmq.md` lists each type's form.
 //! Rows here hold the *copied* columns of a table (selected, not generated), in table
@@ -12,6 +14,9 @@
 pub mod avro;
 pub mod canal;
 pub mod debezium;
+pub mod dts_avro;
+#[cfg(test)]
+mod golden;
 
 use crate::config::MessageFormat;
 use crate::transform::mapping::TablePlan;
@@ -31,6 +36,8 @@ pub enum Op {
 pub struct Origin<'a> {
     /// End of the source transaction (`None` for rows of the full copy).
     pub position: Option<&'a Position>,
+    /// The transaction's own GTID, when the source has GTIDs.
+    pub gtid: Option<&'a str>,
     /// The change's place in its transaction (0-based).
     pub index: u32,
     /// Source commit time, or the read time of a copied row (ms since the epoch).
@@ -44,10 +51,16 @@ impl<'a> Origin<'a> {
     pub fn binlog(position: Option<&'a Position>, index: u32, source_ms: u64) -> Origin<'a> {
         Origin {
             position,
+            gtid: None,
             index,
             source_ms,
             built_ms: crate::sink::rocketmq::client::now_ms(),
         }
+    }
+
+    /// The same origin, naming the transaction's GTID.
+    pub fn with_gtid(self, gtid: Option<&'a str>) -> Origin<'a> {
+        Origin { gtid, ..self }
     }
 
     /// A row of a copy read at `read_ms`, built now.
@@ -90,12 +103,33 @@ pub struct DdlEvent<'a> {
     pub origin: Origin<'a>,
 }
 
+/// How Canal JSON renders ENUM and SET values (`destination.enum_set`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EnumSet {
+    /// Canal's form: the ENUM member's index (sqlType 4), the SET's bitmask (sqlType -7).
+    #[default]
+    Number,
+    /// The member text (`b`, `p,q`), sqlType 12.
+    Text,
+}
+
+/// Canal JSON settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CanalOptions {
+    /// `old` holds every column, not only the changed ones.
+    pub full_before_image: bool,
+    pub enum_set: EnumSet,
+    /// TIMESTAMP values are rendered at this offset from UTC (seconds), as Canal renders
+    /// them in its JVM's time zone.
+    pub utc_offset: i32,
+}
+
 /// Renders events in one format.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     pub format: MessageFormat,
-    /// Canal JSON: `old` holds every column, not only the changed ones.
-    pub full_before_image: bool,
+    pub canal: CanalOptions,
+    pub debezium: debezium::Options,
     /// `source.name` in Debezium envelopes: the task's name.
     pub task: String,
 }
@@ -103,9 +137,10 @@ pub struct Encoder {
 impl Encoder {
     pub fn row(&self, ev: &RowEvent<'_>) -> Vec<u8> {
         match self.format {
-            MessageFormat::CanalJson => canal::row(ev, self.full_before_image),
-            MessageFormat::DebeziumJson => debezium::row(ev, &self.task),
+            MessageFormat::CanalJson => canal::row(ev, &self.canal),
+            MessageFormat::DebeziumJson => debezium::row(ev, &self.task, &self.debezium),
             MessageFormat::Avro => avro::row(ev),
+            MessageFormat::DtsAvro => dts_avro::row(ev),
         }
     }
 
@@ -114,6 +149,7 @@ impl Encoder {
             MessageFormat::CanalJson => canal::ddl(ev),
             MessageFormat::DebeziumJson => debezium::ddl(ev, &self.task),
             MessageFormat::Avro => avro::ddl(ev),
+            MessageFormat::DtsAvro => dts_avro::ddl(ev),
         }
     }
 }
@@ -302,6 +338,95 @@ pub fn text(v: &Value, col: &ColumnDef) -> Option<String> {
     })
 }
 
+/// A DATETIME moved by `secs` seconds (a UTC TIMESTAMP shown at an offset); the zero
+/// date stays zero.
+pub fn shift(d: &tidemark_core::DateTime, secs: i64) -> tidemark_core::DateTime {
+    if d.year == 0 || d.month == 0 || d.day == 0 {
+        return *d;
+    }
+    // Howard Hinnant's days-from-civil, the inverse of `DateTime::from_unix`.
+    let (y, m) = (i64::from(d.year), i64::from(d.month));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d.day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let unix =
+        days * 86_400 + i64::from(d.hour) * 3600 + i64::from(d.minute) * 60 + i64::from(d.second);
+    tidemark_core::DateTime::from_unix(unix + secs, d.micros)
+}
+
+/// A double as Java's `Double.toString` prints it (what Canal sends): the shortest
+/// digits that read back to the same value, in plain notation from 10^-3 up to 10^7
+/// with at least one fractional digit (`1.0`, `0.001`), in computerized scientific
+/// notation otherwise (`1.0E7`, `1.5E-4`).
+pub fn java_double(v: f64) -> String {
+    let a = v.abs();
+    java_number(
+        v == 0.0,
+        v.is_sign_negative(),
+        &format!("{a:e}"),
+        &format!("{a:.1e}"),
+    )
+}
+
+/// A float as Java's `Float.toString` prints it: as [`java_double`], with the shortest
+/// digits of the 32-bit value.
+pub fn java_float(v: f32) -> String {
+    let a = v.abs();
+    java_number(
+        v == 0.0,
+        v.is_sign_negative(),
+        &format!("{a:e}"),
+        &format!("{a:.1e}"),
+    )
+}
+
+/// `sci`: the shortest round-trip digits; `two`: the value rounded to two digits, which
+/// Java prints when the shortest has one digit in scientific notation (it always
+/// prints a fractional digit there and picks the closest such digit: `4.9E-324`, where
+/// the shortest is `5e-324`).
+fn java_number(zero: bool, negative: bool, sci: &str, two: &str) -> String {
+    let sign = if negative { "-" } else { "" };
+    if zero {
+        return format!("{sign}0.0");
+    }
+    // `sci` is Rust's shortest round-trip form: `d[.ddd]e[-]x`.
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-3..7).contains(&exp) {
+        if exp >= 0 {
+            let point = exp as usize + 1;
+            let int: String = if digits.len() >= point {
+                digits[..point].to_string()
+            } else {
+                format!("{digits:0<point$}")
+            };
+            let frac = digits.get(point..).filter(|f| !f.is_empty()).unwrap_or("0");
+            format!("{sign}{int}.{frac}")
+        } else {
+            let zeros = "0".repeat((-exp - 1) as usize);
+            format!("{sign}0.{zeros}{digits}")
+        }
+    } else {
+        let digits = if digits.len() == 1 {
+            let (m, e) = two.split_once('e').unwrap_or((two, "0"));
+            if e.parse::<i32>().ok() == Some(exp) {
+                m.chars().filter(char::is_ascii_digit).collect()
+            } else {
+                digits
+            }
+        } else {
+            digits
+        };
+        let frac = digits.get(1..).filter(|f| !f.is_empty()).unwrap_or("0");
+        format!("{sign}{}.{frac}E{exp}", &digits[..1])
+    }
+}
+
 /// A stable hash of a table (`database.table`) and values, for choosing a queue: the
 /// same key lands on the same queue in every run and on every machine.
 pub fn stable_hash<'v>(
@@ -375,6 +500,53 @@ mod tests {
         assert_eq!(fsp("timestamp"), 0);
         assert_eq!(fraction(123_456, 3), ".123");
         assert_eq!(fraction(5, 6), ".000005");
+    }
+
+    #[test]
+    fn timestamps_shift_by_the_offset() {
+        let d = tidemark_core::DateTime::from_unix(1_700_000_000, 12);
+        let back = shift(&shift(&d, 8 * 3600), -8 * 3600);
+        assert_eq!(back, d);
+        assert_eq!(shift(&d, 3600).hour, (d.hour + 1) % 24);
+        assert_eq!(
+            shift(&tidemark_core::DateTime::ZERO, 3600),
+            tidemark_core::DateTime::ZERO
+        );
+    }
+
+    /// Expectations from the JDK's `Double.toString`/`Float.toString` specification
+    /// (java.lang.Double javadoc: plain for 10^-3 <= |d| < 10^7, else "computerized
+    /// scientific notation"), the rendering Canal's `LogEventConvert` uses through
+    /// `String.valueOf(value)` for REAL and DOUBLE columns.
+    #[test]
+    fn numbers_print_as_java_does() {
+        for (v, want) in [
+            (1.0, "1.0"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (100.0, "100.0"),
+            (0.001, "0.001"),
+            (0.0001, "1.0E-4"),
+            (1.0e7, "1.0E7"),
+            (9_999_999.0, "9999999.0"),
+            (1.0e10, "1.0E10"),
+            (-1.5e-5, "-1.5E-5"),
+            (123.456, "123.456"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (1.7976931348623157e308, "1.7976931348623157E308"),
+            (4.9e-324, "4.9E-324"),
+        ] {
+            assert_eq!(java_double(v), want, "{v:e}");
+        }
+        for (v, want) in [
+            (1.25f32, "1.25"),
+            (0.1f32, "0.1"),
+            (3.4028235e38f32, "3.4028235E38"),
+            (1.0e-3f32, "0.001"),
+            (16_777_216.0f32, "1.6777216E7"),
+        ] {
+            assert_eq!(java_float(v), want, "{v:e}");
+        }
     }
 
     #[test]
