@@ -46,6 +46,15 @@ impl DatabaseInfo {
     }
 }
 
+/// Reads one table, or `None` when it (or its database) does not exist.
+pub fn read_table(c: &mut Conn, name: &TableName) -> Result<Option<TableInfo>> {
+    Ok(read_database(c, &name.database)?.and_then(|d| {
+        d.tables
+            .into_iter()
+            .find(|t| t.def.name.table == name.table)
+    }))
+}
+
 /// Reads one database, or `None` when it does not exist.
 pub fn read_database(c: &mut Conn, db: &str) -> Result<Option<DatabaseInfo>> {
     let row: Option<(String, String)> = c

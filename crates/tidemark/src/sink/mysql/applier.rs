@@ -146,12 +146,7 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         _source: &TableName,
         target: &TableName,
     ) -> Result<Option<catalog::TableInfo>> {
-        let info = catalog::read_database(&mut self.ddl_conn, &target.database)?;
-        Ok(info.and_then(|d| {
-            d.tables
-                .into_iter()
-                .find(|t| t.def.name.table == target.table)
-        }))
+        catalog::read_table(&mut self.ddl_conn, target)
     }
 
     /// REPLACEd, so a row already there is overwritten.

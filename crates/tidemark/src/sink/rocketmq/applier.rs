@@ -132,12 +132,7 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         source: &TableName,
         _target: &TableName,
     ) -> Result<Option<catalog::TableInfo>> {
-        let info = catalog::read_database(&mut self.source, &source.database)?;
-        Ok(info.and_then(|d| {
-            d.tables
-                .into_iter()
-                .find(|t| t.def.name.table == source.table)
-        }))
+        catalog::read_table(&mut self.source, source)
     }
 
     /// Snapshot messages.

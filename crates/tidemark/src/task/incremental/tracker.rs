@@ -678,11 +678,7 @@ impl Tracker {
         // older definitions than the one copied.
         src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")?;
         let snapshot_at = crate::source::binlog::client::snapshot_position(src)?;
-        let info = catalog::read_database(src, &source.database)?.and_then(|d| {
-            d.tables
-                .into_iter()
-                .find(|t| t.def.name.table == source.table)
-        });
+        let info = catalog::read_table(src, source)?;
         let Some(info) = info else {
             tracing::warn!("incremental: {source} was renamed into the selection but is gone from the source; nothing copied");
             src.query_drop("COMMIT")?;
