@@ -18,6 +18,7 @@
 //! seam per chunk, per batch or per rows event, never per row: row loops run inside the
 //! kind, monomorphic.
 
+pub mod adb;
 pub mod mysql;
 pub mod rocketmq;
 
@@ -53,6 +54,10 @@ pub const KINDS: &[Registered] = &[
     Registered {
         name: "rocketmq",
         parse: rocketmq::config::parse,
+    },
+    Registered {
+        name: "adb-mysql",
+        parse: adb::config::parse,
     },
 ];
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemark_core::{Change, TableName};
 
-pub(super) struct Applier<'a> {
+pub(crate) struct Applier<'a> {
     task: &'a Task,
     endpoint: &'a Endpoint,
     batch: Coalescer,
@@ -37,7 +37,7 @@ struct Worker {
 }
 
 impl<'a> Applier<'a> {
-    pub(super) fn new(task: &'a Task, endpoint: &'a Endpoint) -> Result<Applier<'a>> {
+    pub(crate) fn new(task: &'a Task, endpoint: &'a Endpoint) -> Result<Applier<'a>> {
         Ok(Applier {
             task,
             endpoint,

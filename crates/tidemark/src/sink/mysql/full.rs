@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tidemark_core::Row;
 
-/// What the reader hands the writer.
-enum Unit {
+/// What the reader hands the writer (other kinds writing MySQL-dialect statements make
+/// these too: `sink/adb/`).
+pub(crate) enum Unit {
     Statement {
         sql: String,
         error_values: writer::ErrorValues,
@@ -35,7 +36,7 @@ enum Unit {
     Prepared { sql: String, row: Row },
 }
 
-pub(super) struct Copy<'a> {
+pub(crate) struct Copy<'a> {
     endpoint: &'a Endpoint,
     task: &'a Task,
     plan: &'a Plan,
@@ -45,7 +46,7 @@ pub(super) struct Copy<'a> {
 }
 
 impl<'a> Copy<'a> {
-    pub(super) fn new(endpoint: &'a Endpoint, task: &'a Task, plan: &'a Plan) -> Result<Copy<'a>> {
+    pub(crate) fn new(endpoint: &'a Endpoint, task: &'a Task, plan: &'a Plan) -> Result<Copy<'a>> {
         let mut dst = connect(endpoint, Side::Destination)?;
         let info = ServerInfo::read(&mut dst)?;
         // Leave room for the statement around the values.

@@ -6,11 +6,11 @@
 //! * [`full`]: the full copy's chunk writer, with statements from [`writer`].
 //! * [`applier`]: binlog batches, coalesced and applied in parallel by [`apply`].
 
-mod applier;
+pub(crate) mod applier;
 pub mod apply;
 pub mod cluster;
 pub mod config;
-mod full;
+pub(crate) mod full;
 mod precheck;
 pub mod schema;
 pub mod schema_step;

@@ -1,0 +1,232 @@
+//! ADB tables for the planned source tables: the layout (primary, distribution and
+//! partition keys, from `[[destination.tables]]` or the defaults), the column types
+//! ([`super::types`]) and the `CREATE TABLE` in ADB's dialect; and the schema step that
+//! runs it. Only databases and tables are created: foreign keys, triggers, routines and
+//! views are not migrated (the precheck says so), secondary indexes neither (ADB indexes
+//! every column by default, `INDEX_ALL='Y'`).
+
+use super::config::{PartitionRule, TableSettings, TableType};
+use super::types::{self, Convert, Mapped};
+use crate::connect::{connect_raw, Side};
+use crate::endpoint::Endpoint;
+use crate::transform::mapping::TablePlan;
+use anyhow::{Context, Result};
+use mysql::prelude::Queryable;
+use tidemark_core::sql::quote_ident;
+
+/// How one source table lands in ADB.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Per copied column (plan order): its mapping.
+    pub columns: Vec<(String, Mapped)>,
+    /// Destination column names.
+    pub primary_key: Vec<String>,
+    /// `None`: BROADCAST.
+    pub distribution: Option<Vec<String>>,
+    pub settings: Option<TableSettings>,
+    /// Source column positions of the destination primary key (rows are identified by
+    /// it on the destination, so changes are coalesced by it).
+    pub key_positions: Vec<usize>,
+}
+
+/// The settings that name `t`'s destination table.
+pub fn settings_for<'a>(all: &'a [TableSettings], t: &TablePlan) -> Option<&'a TableSettings> {
+    all.iter().find(|s| {
+        s.database.eq_ignore_ascii_case(&t.target.database)
+            && s.table.eq_ignore_ascii_case(&t.target.table)
+    })
+}
+
+/// The source's AUTO_INCREMENT columns of `t` (ADB takes AUTO_INCREMENT only on BIGINT,
+/// so they become BIGINT).
+pub fn auto_increment(src: &mut mysql::Conn, t: &TablePlan) -> Result<Vec<String>> {
+    let n = &t.def().name;
+    src.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%auto_increment%'",
+        (&n.database, &n.table),
+    )
+    .with_context(|| format!("reading the AUTO_INCREMENT column of {n}"))
+}
+
+/// Works out `t`'s layout; every problem found, as operator messages.
+pub fn layout(
+    t: &TablePlan,
+    settings: Option<&TableSettings>,
+    auto_increment: &[String],
+) -> Result<Layout, Vec<String>> {
+    let name = &t.target;
+    let mut problems = Vec::new();
+    let mut columns = Vec::new();
+    for c in t.copied_columns() {
+        let ai = auto_increment
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&c.name));
+        match types::map(c, ai) {
+            Ok(m) => columns.push((t.columns[&c.name].clone(), m)),
+            Err(why) => problems.push(format!("{name}: column `{}` {why}", c.name)),
+        }
+    }
+    let targets = t.target_columns();
+    let find = |c: &str| targets.iter().position(|t| t.eq_ignore_ascii_case(c));
+    let source_key: Vec<String> = t
+        .def()
+        .key
+        .iter()
+        .flatten()
+        .filter_map(|&i| t.columns.get(&t.def().columns[i].name).cloned())
+        .collect();
+    let primary_key = match settings.and_then(|s| s.primary_key.clone()) {
+        Some(pk) => {
+            for c in &source_key {
+                if !pk.iter().any(|p| p.eq_ignore_ascii_case(c)) {
+                    problems.push(format!(
+                        "{name}: `primary_key` must contain the source's key column `{c}` (rows are identified by it); add it to `destination.tables` primary_key"
+                    ));
+                }
+            }
+            pk
+        }
+        None if t.def().key.is_none() || !t.key_is_copied() => {
+            problems.push(format!(
+                "{name}: the table has no primary key (ADB would add `__adb_auto_id__`, and rows could not be matched to their source rows); add a primary key on the source or set `primary_key` in `[[destination.tables]]`"
+            ));
+            Vec::new()
+        }
+        None => source_key,
+    };
+    let mut key_positions = Vec::new();
+    for c in &primary_key {
+        match find(c) {
+            Some(i) => key_positions.push(t.copied[i]),
+            None => problems.push(format!(
+                "{name}: primary key column `{c}` is not a copied column of the table"
+            )),
+        }
+    }
+    let in_pk = |c: &str| primary_key.iter().any(|p| p.eq_ignore_ascii_case(c));
+    let distribution = match settings.map(|s| s.table_type) {
+        Some(TableType::Dimension) => None,
+        _ => Some(
+            settings
+                .and_then(|s| s.distribution_key.clone())
+                .unwrap_or_else(|| primary_key.clone()),
+        ),
+    };
+    for c in distribution.iter().flatten() {
+        if find(c).is_none() {
+            problems.push(format!(
+                "{name}: distribution key column `{c}` is not a copied column of the table"
+            ));
+        } else if !in_pk(c) {
+            problems.push(format!(
+                "{name}: the primary key ({}) must contain the distribution key column `{c}` (ADB requires it); add it to `primary_key` or change `distribution_key`",
+                primary_key.join(", ")
+            ));
+        }
+    }
+    if let Some(p) = settings.and_then(|s| s.partition.as_ref()) {
+        match find(&p.column) {
+            None => problems.push(format!(
+                "{name}: partition key column `{}` is not a copied column of the table",
+                p.column
+            )),
+            Some(i) => {
+                if !in_pk(&p.column) {
+                    problems.push(format!(
+                        "{name}: the primary key ({}) must contain the partition key `{}` (ADB requires it); add it to `primary_key`",
+                        primary_key.join(", "),
+                        p.column
+                    ));
+                }
+                let temporal = columns
+                    .get(i)
+                    .is_some_and(|(_, m)| matches!(m.convert, Convert::Temporal));
+                if matches!(p.rule, PartitionRule::DateFormat(_)) && !temporal {
+                    problems.push(format!(
+                        "{name}: `partition_rule` {:?} needs a DATE, DATETIME or TIMESTAMP column; `{}` is not one (use \"value\")",
+                        match &p.rule {
+                            PartitionRule::DateFormat(f) => f.as_str(),
+                            PartitionRule::Value => "value",
+                        },
+                        p.column
+                    ));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Layout {
+        columns,
+        primary_key,
+        distribution,
+        settings: settings.cloned(),
+        key_positions,
+    })
+}
+
+/// ADB's `CREATE TABLE` for a layout.
+pub fn create_table(t: &TablePlan, l: &Layout) -> String {
+    let q = |cols: &[String]| {
+        cols.iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", t.target.quoted());
+    for ((name, m), c) in l.columns.iter().zip(t.copied_columns()) {
+        let in_pk = l.primary_key.iter().any(|p| p.eq_ignore_ascii_case(name));
+        sql.push_str(&format!("  {} {}", quote_ident(name), m.adb_type));
+        if in_pk || (!c.nullable && !m.force_nullable) {
+            sql.push_str(" NOT NULL");
+        } else {
+            sql.push_str(" NULL");
+        }
+        sql.push_str(",\n");
+    }
+    sql.push_str(&format!("  PRIMARY KEY ({})\n)", q(&l.primary_key)));
+    match &l.distribution {
+        Some(d) => sql.push_str(&format!(" DISTRIBUTED BY HASH({})", q(d))),
+        None => sql.push_str(" DISTRIBUTED BY BROADCAST"),
+    }
+    if let Some(p) = l.settings.as_ref().and_then(|s| s.partition.as_ref()) {
+        let col = quote_ident(&p.column);
+        let value = match &p.rule {
+            PartitionRule::Value => col,
+            PartitionRule::DateFormat(f) => format!("DATE_FORMAT({col}, '{f}')"),
+        };
+        sql.push_str(&format!(
+            " PARTITION BY VALUE({value}) LIFECYCLE {}",
+            p.lifecycle
+        ));
+    }
+    sql
+}
+
+/// Per source column position: the conversion its values go through.
+pub fn conversions(t: &TablePlan, l: &Layout) -> Vec<Convert> {
+    let mut out = vec![Convert::Keep; t.def().columns.len()];
+    for (&i, (_, m)) in t.copied.iter().zip(&l.columns) {
+        out[i] = m.convert.clone();
+    }
+    out
+}
+
+/// The layouts of every planned table; the first problems found fail.
+pub fn layouts(
+    source: &Endpoint,
+    settings: &[TableSettings],
+    tables: &[TablePlan],
+) -> Result<Vec<Layout>> {
+    let mut src = connect_raw(source, Side::Source)?;
+    let mut out = Vec::new();
+    for t in tables {
+        let ai = auto_increment(&mut src, t)?;
+        match layout(t, settings_for(settings, t), &ai) {
+            Ok(l) => out.push(l),
+            Err(p) => anyhow::bail!("{}", p.join("; ")),
+        }
+    }
+    Ok(out)
+}
