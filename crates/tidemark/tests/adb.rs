@@ -344,3 +344,38 @@ fn bad_input_fails_before_anything_is_written() {
     }
     none_written();
 }
+
+#[test]
+fn statements_stay_within_adbs_16_mb_even_when_batches_may_be_larger() {
+    env().src_sql(
+        "DROP DATABASE IF EXISTS adb_big; CREATE DATABASE adb_big; USE adb_big; \
+         CREATE TABLE adb_big.blobs (id INT PRIMARY KEY, payload LONGTEXT) CHARSET utf8mb4; \
+         INSERT INTO adb_big.blobs SELECT seq, REPEAT(CHAR(65 + seq % 26), 300000) FROM seq_1_to_120;",
+    );
+    // 36 MB of rows, and batches allowed up to 64 MB: the stand-in refuses any statement
+    // over 16 MB, as ADB advises.
+    let t = task(
+        "",
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n[full]\nbatch_bytes = 67108864\nbatch_rows = 100000\n[[objects]]\ndatabase = \"adb_big\"\n",
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let q = "SELECT CAST(id AS CHAR), MD5(payload) FROM adb_big.blobs";
+    let same = || text_rows(&mut env().src(), q) == text_rows(&mut adb_conn(), q);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !same() {
+        assert!(Instant::now() < deadline, "the full copy never matched");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // One source transaction of 36 MB of changes.
+    env().src_sql("UPDATE adb_big.blobs SET payload = REPEAT('z', 300000 + id);");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !same() {
+        assert!(
+            Instant::now() < deadline,
+            "the big transaction never reached ADB"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop(child);
+}

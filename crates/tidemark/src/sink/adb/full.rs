@@ -6,6 +6,7 @@
 
 use super::types::{convert, Convert};
 use crate::config::Task;
+use crate::connect::{connect, ServerInfo, Side};
 use crate::endpoint::Endpoint;
 use crate::sink::mysql::full::{Copy as MysqlCopy, Unit};
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
@@ -40,13 +41,19 @@ impl<'a> Copy<'a> {
         plan: &'a Plan,
         conversions: Vec<Vec<Convert>>,
     ) -> Result<Copy<'a>> {
+        let mut dst = connect(endpoint, Side::Destination)?;
+        let packet = ServerInfo::read(&mut dst)?.max_allowed_packet as usize;
         Ok(Copy {
             inner: MysqlCopy::new(endpoint, task, plan)?,
             plan,
             conversions,
             rows: task.full.batch_rows.max(MIN_ROWS),
             // Room for the statement's head and the last row's separators.
-            bytes: task.full.batch_bytes.min(MAX_STATEMENT - (64 << 10)),
+            bytes: task
+                .full
+                .batch_bytes
+                .min(MAX_STATEMENT - (64 << 10))
+                .min((packet / 2).max(64 << 10)),
         })
     }
 }

@@ -78,6 +78,11 @@ impl Kind for Adb {
     }
 
     fn open<'a>(&'a self, task: &'a Task, _store: &'a Store) -> Result<Box<dyn Session + 'a>> {
+        // ADB takes at most 16 MB per statement; the MySQL applier cuts its statements
+        // after the row that passes `full.batch_bytes`, so half of that leaves room for
+        // the row.
+        let mut task = task.clone();
+        task.full.batch_bytes = task.full.batch_bytes.min(full::MAX_STATEMENT / 2);
         Ok(Box::new(Opened { kind: self, task }))
     }
 
@@ -133,7 +138,8 @@ impl SchemaStep for Adb {
 
 struct Opened<'a> {
     kind: &'a Adb,
-    task: &'a Task,
+    /// The task, with statement sizes capped for ADB.
+    task: Task,
 }
 
 impl Session for Opened<'_> {
@@ -150,7 +156,7 @@ impl Session for Opened<'_> {
             .collect();
         Ok(Box::new(full::Copy::new(
             &self.kind.endpoint,
-            self.task,
+            &self.task,
             plan,
             conversions,
         )?))
@@ -158,7 +164,7 @@ impl Session for Opened<'_> {
 
     fn applier<'a>(&'a self) -> Result<Box<dyn ChangeApplier + 'a>> {
         Ok(Box::new(applier::Applier::new(
-            self.task,
+            &self.task,
             &self.kind.endpoint,
             &self.kind.tables,
         )?))
