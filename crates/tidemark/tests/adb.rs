@@ -59,11 +59,11 @@ fn text_rows(c: &mut mysql::Conn, q: &str) -> Vec<Vec<Option<String>>> {
 const FACTS_SRC: &str = "SELECT CAST(id AS CHAR), CAST(tiny AS CHAR), CAST(med AS CHAR), CAST(big AS CHAR), \
      CAST(b + 0 AS CHAR), CAST(y AS CHAR), CAST(e AS CHAR), CAST(s AS CHAR), name, body, HEX(bin), \
      IF(YEAR(d) = 0 OR MONTH(d) = 0 OR DAY(d) = 0, NULL, CAST(d AS CHAR)), LEFT(CAST(dt AS CHAR), 23), \
-     TIME_FORMAT(t, '%H:%i:%s'), CAST(amount AS CHAR), CAST(js AS CHAR) FROM adb_live.facts";
+     TIME_FORMAT(t, '%H:%i:%s'), CAST(amount AS CHAR), CAST(js AS CHAR), CAST(UNIX_TIMESTAMP(ts) AS CHAR) FROM adb_live.facts";
 const FACTS_DST: &str =
     "SELECT CAST(id AS CHAR), CAST(tiny AS CHAR), CAST(med AS CHAR), CAST(big AS CHAR), \
      b, CAST(y AS CHAR), e, s, name, body, HEX(bin), CAST(d AS CHAR), CAST(dt AS CHAR), \
-     TIME_FORMAT(t, '%H:%i:%s'), CAST(amount AS CHAR), CAST(js AS CHAR) FROM adb_live.facts";
+     TIME_FORMAT(t, '%H:%i:%s'), CAST(amount AS CHAR), CAST(js AS CHAR), CAST(UNIX_TIMESTAMP(ts) AS CHAR) FROM adb_live.facts";
 
 fn facts_src(extra: bool) -> String {
     if extra {
@@ -127,15 +127,16 @@ const SEED: &str = "SET SESSION sql_mode = ''; \
     CREATE TABLE facts (id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, tiny TINYINT UNSIGNED, \
       med MEDIUMINT, big BIGINT UNSIGNED, b BIT(5), y YEAR, e ENUM('a','b','it''s'), s SET('x','y','z'), \
       name VARCHAR(40) NOT NULL, body TEXT, bin BLOB, d DATE, dt DATETIME(6), t TIME, amount DECIMAL(12,3), \
-      js JSON) CHARSET utf8mb4; \
+      js JSON, ts TIMESTAMP(3) NULL) CHARSET utf8mb4; \
     CREATE TABLE dims (code VARCHAR(10) PRIMARY KEY, label VARCHAR(40)) CHARSET utf8mb4; \
     CREATE TABLE events (id INT PRIMARY KEY, day DATE NOT NULL, v INT) CHARSET utf8mb4; \
-    INSERT INTO facts (tiny, med, big, b, y, e, s, name, body, bin, d, dt, t, amount, js) \
+    INSERT INTO facts (tiny, med, big, b, y, e, s, name, body, bin, d, dt, t, amount, js, ts) \
       SELECT seq % 256, CAST(seq AS SIGNED) * 7 - 8000000, 18446744073709551615 - seq, seq % 32, 1901 + seq % 254, \
         1 + seq % 3, seq % 8, CONCAT('name ', seq), REPEAT('body ', seq % 20), UNHEX(HEX(seq)), \
         IF(seq % 97 = 0, '0000-00-00', '2024-01-01' + INTERVAL seq % 400 DAY), \
         '2024-03-04 05:06:07.123456' + INTERVAL seq SECOND, SEC_TO_TIME(seq % 86400), seq / 8, \
-        IF(seq % 5 = 0, NULL, CONCAT('{\"n\": ', seq, '}')) FROM seq_1_to_3000; \
+        IF(seq % 5 = 0, NULL, CONCAT('{\"n\": ', seq, '}')), \
+        '2024-05-06 07:08:09.123' + INTERVAL seq MINUTE FROM seq_1_to_3000; \
     INSERT INTO facts (id, tiny, big, name, e, s) VALUES (4000000000, 255, 18446744073709551615, 'max', 0, 7); \
     INSERT INTO dims SELECT CONCAT('c', seq), CONCAT('label ', seq) FROM seq_1_to_50; \
     INSERT INTO events SELECT seq, '2024-06-01' + INTERVAL seq % 60 DAY, seq FROM seq_1_to_500;";
