@@ -260,6 +260,26 @@ fn mysql_to_adb_schema_full_incremental_with_a_kill_mid_stream() {
         "{events}"
     );
     converge(false);
+    // The mapping's values, spelled out once.
+    let r: Option<(String, String, String, String, Option<String>)> = a
+        .query_first(
+            "SELECT CAST(big AS CHAR), e, s, b, CAST(d AS CHAR) FROM adb_live.facts WHERE id = 97",
+        )
+        .expect("row 97");
+    assert_eq!(
+        r,
+        Some((
+            "18446744073709551518".into(),
+            "b".into(),
+            "x".into(),
+            "1".into(),
+            None
+        ))
+    );
+    let r: Option<(String, String, String)> = a
+        .query_first("SELECT CAST(id AS CHAR), e, s FROM adb_live.facts WHERE id = 4000000000")
+        .expect("max row");
+    assert_eq!(r, Some(("4000000000".into(), "".into(), "x,y,z".into())));
 
     let (halt, done) = (
         Arc::new(AtomicBool::new(false)),
