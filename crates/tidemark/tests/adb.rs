@@ -302,11 +302,23 @@ fn mysql_to_adb_schema_full_incremental_with_a_kill_mid_stream() {
          ALTER TABLE adb_live.dims DROP COLUMN label, ADD COLUMN label VARCHAR(60) DEFAULT 'none';",
     );
     wait_ops(&done, 200);
-    env().src_sql("UPDATE adb_live.facts SET extra = id % 1000 WHERE id % 7 = 0;");
+    // A table created mid-stream is created on ADB from the source's definition.
+    env().src_sql(
+        "CREATE TABLE adb_live.late (id INT PRIMARY KEY, v TINYINT UNSIGNED, e ENUM('p','q')); \
+         INSERT INTO adb_live.late VALUES (1, 200, 'q'), (2, 7, 'p'), (3, 0, NULL); \
+         UPDATE adb_live.late SET v = 255, id = 4 WHERE id = 2; DELETE FROM adb_live.late WHERE id = 3; \
+         UPDATE adb_live.facts SET extra = id % 1000 WHERE id % 7 = 0;",
+    );
     wait_ops(&done, 100);
     halt.store(true, Ordering::Relaxed);
     w.join().expect("writer");
     converge(true);
+    let late = "SELECT CAST(id AS CHAR), CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_live.late";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while text_rows(&mut adb_conn(), late) != text_rows(&mut env().src(), late) {
+        assert!(Instant::now() < deadline, "adb_live.late never matched");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let status: serde_json::Value =
         serde_json::from_slice(&t.tidemark(&["status", "--json"]).stdout).unwrap_or_default();
     assert_eq!(status["incremental"]["ddl_rejected"], 1, "{status}");

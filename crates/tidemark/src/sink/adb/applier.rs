@@ -9,7 +9,8 @@
 //! a partition column also deletes the row under its old key.
 //!
 //! DDL: `ALTER TABLE … ADD [COLUMN]` and `DROP [COLUMN]` are applied, with the column
-//! type mapped; everything else is logged and skipped (counted as rejected in `status`).
+//! type mapped; a plain `CREATE TABLE` is created from the source's definition in
+//! ADB's form; everything else is logged and skipped (counted as rejected in `status`).
 
 use super::config::TableSettings;
 use super::schema::{self, Layout};
@@ -64,6 +65,64 @@ impl<'a> Applier<'a> {
         schema::layout(plan, schema::settings_for(self.settings, plan), &[])
             .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))
     }
+}
+
+impl Applier<'_> {
+    /// A table created on the source mid-stream: created on ADB from the source's
+    /// definition (the statement's MySQL DDL is not ADB's), with the table's settings.
+    fn create_from_source(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
+        let Some(name) = created_table(d.sql, d.use_db) else {
+            return Ok(DdlOutcome::Rejected(d.sql.to_string()));
+        };
+        let Some(info) = catalog::read_table(&mut self.source, &name)? else {
+            return Ok(DdlOutcome::Rejected(format!(
+                "{name} is not on the source any more: {}",
+                d.sql
+            )));
+        };
+        let plan = crate::transform::mapping::whole_table(info, name.clone(), Default::default());
+        let ai = schema::auto_increment(&mut self.source, &plan)?;
+        let l = match schema::layout(&plan, schema::settings_for(self.settings, &plan), &ai) {
+            Ok(l) => l,
+            Err(p) => {
+                let why = p.join("; ");
+                tracing::error!("incremental: {name} cannot be created on ADB: {why}");
+                return Ok(DdlOutcome::Rejected(format!("{why}: {}", d.sql)));
+            }
+        };
+        let create = schema::create_table(&plan, &l);
+        tracing::info!("incremental: DDL for ADB: {create}");
+        self.inner.ddl(&Ddl {
+            use_db: d.use_db,
+            sql: &create,
+            replay: d.replay,
+        })
+    }
+}
+
+/// The table of a plain `CREATE TABLE [IF NOT EXISTS] name (…)` (not `LIKE`, not `AS
+/// SELECT`), qualified with `use_db`.
+fn created_table(sql: &str, use_db: Option<&str>) -> Option<TableName> {
+    let rest = strip_kw(sql, "CREATE")?;
+    let rest = strip_kw(rest, "TABLE")?;
+    let rest = strip_kw(rest, "IF")
+        .and_then(|r| strip_kw(r, "NOT"))
+        .and_then(|r| strip_kw(r, "EXISTS"))
+        .unwrap_or(rest);
+    let (first, rest) = word(rest)?;
+    let (db, table, rest) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let (t, r) = word(r)?;
+            (first, t, r)
+        }
+        None => (use_db?.to_string(), first, rest),
+    };
+    let upper = rest.to_ascii_uppercase();
+    if !rest.trim_start().starts_with('(') || upper.contains(" SELECT ") || upper.contains(" LIKE ")
+    {
+        return None;
+    }
+    Some(TableName::new(db, table))
 }
 
 /// `plan` with the destination's key, by which rows are matched there.
@@ -155,6 +214,7 @@ impl ChangeApplier for Applier<'_> {
                     replay: d.replay,
                 })
             }
+            Err(_) if created_table(d.sql, d.use_db).is_some() => self.create_from_source(d),
             Err(why) => {
                 tracing::warn!(
                     "incremental: DDL skipped on the ADB destination ({why}): {}",
@@ -253,7 +313,7 @@ fn word(s: &str) -> Option<(String, &str)> {
         return Some((name, rest));
     }
     let end = s
-        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
         .unwrap_or(s.len());
     if end == 0 {
         return None;
@@ -477,6 +537,25 @@ mod tests {
         assert_eq!(
             translate("ALTER TABLE t ADD e enum('a','b')").unwrap(),
             "ALTER TABLE t ADD COLUMN `e` VARCHAR NULL"
+        );
+    }
+
+    #[test]
+    fn created_tables_are_named() {
+        use super::created_table;
+        use tidemark_core::TableName;
+        assert_eq!(
+            created_table("CREATE TABLE IF NOT EXISTS `d`.`t` (a int)", None),
+            Some(TableName::new("d", "t"))
+        );
+        assert_eq!(
+            created_table("create table t (a int)", Some("db")),
+            Some(TableName::new("db", "t"))
+        );
+        assert_eq!(created_table("CREATE TABLE t LIKE u", Some("db")), None);
+        assert_eq!(
+            created_table("CREATE TABLE t AS SELECT 1", Some("db")),
+            None
         );
     }
 
