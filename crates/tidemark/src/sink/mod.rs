@@ -18,6 +18,7 @@
 //! seam per chunk, per batch or per rows event, never per row: row loops run inside the
 //! kind, monomorphic.
 
+pub mod lindorm;
 pub mod mysql;
 pub mod rocketmq;
 
@@ -49,6 +50,10 @@ pub const KINDS: &[Registered] = &[
     Registered {
         name: "mysql",
         parse: mysql::config::parse,
+    },
+    Registered {
+        name: "lindorm",
+        parse: lindorm::config::parse,
     },
     Registered {
         name: "rocketmq",
