@@ -33,8 +33,10 @@ pub(super) struct Applier<'a> {
     conns: Vec<mysql::Conn>,
     /// Definitions after DDL come from the source (the engine's are not MySQL's).
     source: mysql::Conn,
-    /// The source database of the transaction's DDL.
+    /// The session database of the transaction's DDL, and the source table it names
+    /// first (database, table).
     ddl_database: String,
+    ddl_source: Option<(String, String)>,
 }
 
 impl<'a> Applier<'a> {
@@ -50,6 +52,7 @@ impl<'a> Applier<'a> {
             conns,
             source: connect(&task.source, Side::Source)?,
             ddl_database: String::new(),
+            ddl_source: None,
         })
     }
 
@@ -78,14 +81,18 @@ impl<'a> Applier<'a> {
     }
 
     /// The target and source names of the first table a statement names.
-    fn names(&self, st: &Statement, d: &Ddl<'_>) -> Option<(TableName, String)> {
+    fn names(&self, st: &Statement, d: &Ddl<'_>) -> Option<(TableName, (String, String))> {
         let n = st.tables.first()?;
         let db = n
             .database
             .clone()
             .or_else(|| d.use_db.map(str::to_string))
             .unwrap_or_else(|| self.ddl_database.clone());
-        Some((TableName::new(db, n.name.clone()), n.name.clone()))
+        let source = self
+            .ddl_source
+            .clone()
+            .unwrap_or_else(|| (db.clone(), n.name.clone()));
+        Some((TableName::new(db, n.name.clone()), source))
     }
 }
 
@@ -173,6 +180,14 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     fn begin_txn(&mut self, txn: &Txn) {
         if let Some(ddl) = &txn.ddl {
             self.ddl_database = ddl.database.clone();
+            // The statement `ddl()` gets names the destination's tables: the source's
+            // are read from the binlog's text.
+            self.ddl_source = Statement::parse(&ddl.statement).tables.first().map(|n| {
+                (
+                    n.database.clone().unwrap_or_else(|| ddl.database.clone()),
+                    n.name.clone(),
+                )
+            });
         }
     }
 
@@ -234,10 +249,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         };
         match st.kind {
             DdlKind::CreateTable => {
-                let Some((target, name)) = self.names(&st, d) else {
+                let Some((target, (db, name))) = self.names(&st, d) else {
                     return skipped("no table named");
                 };
-                let db = self.ddl_database.clone();
                 let Some(info) = self.source_table(&db, &name)? else {
                     return skipped(
                         "the table is no longer on the source to read its definition from",
@@ -280,10 +294,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                 Ok(DdlOutcome::Applied)
             }
             DdlKind::AlterTable if st.tables.len() == 1 && only_add_column(d.sql) => {
-                let Some((target, name)) = self.names(&st, d) else {
+                let Some((target, (db, name))) = self.names(&st, d) else {
                     return skipped("no table named");
                 };
-                let db = self.ddl_database.clone();
                 let Some(info) = self.source_table(&db, &name)? else {
                     return skipped(
                         "the table is no longer on the source to read its definition from",
