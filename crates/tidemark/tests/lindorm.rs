@@ -192,3 +192,121 @@ fn precheck_failures_write_nothing() {
     let n: Vec<u64> = l.query(format!("SELECT COUNT(*) FROM `{db}`.`t`")).unwrap();
     assert_eq!(n, vec![0]);
 }
+
+/// SIGKILL of tidemark mid-stream, then a restart of the stand-in mid-stream, while
+/// the source keeps changing (updates, deletes, key changes); exact at the end. Other
+/// DDL is skipped and counted.
+#[test]
+fn sigkill_and_a_stand_in_restart_mid_stream_end_exact() {
+    let own = LindormStandIn::start(&Options::default()).expect("start a Lindorm stand-in");
+    let db = "lin_crash";
+    let mut rows = String::from("INSERT INTO t VALUES ");
+    for i in 1..=2000 {
+        if i > 1 {
+            rows.push_str(", ");
+        }
+        rows.push_str(&format!(
+            "({i}, 0, 'r{i}', {i}.5, 0.25, '2024-03-04 05:06:07.890', 'x', X'01', 1999)"
+        ));
+    }
+    fresh(
+        db,
+        &format!("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, name VARCHAR(40), d DECIMAL(12,2), f DOUBLE, dt DATETIME(3), e ENUM('x','y'), b VARBINARY(8), y YEAR); {rows};"),
+    );
+    let t = TaskDir::raw(&format!(
+        "[source]\nurl = \"{}\"\n[destination]\ntype = \"lindorm\"\nurl = \"{}\"\ncreate_tables = true\n[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n",
+        env().pair.source.url(),
+        own.url()
+    ));
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let w = {
+        let writing = writing.clone();
+        std::thread::spawn(move || {
+            let mut c = env().src();
+            let mut i = 0u32;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let id = 1 + (i * 13) % 2000;
+                c.query_drop(format!(
+                    "UPDATE `{db}`.t SET v = v + 1, name = 'c{i}' WHERE id = {id}"
+                ))
+                .unwrap();
+                if i % 9 == 0 {
+                    c.query_drop(format!(
+                        "DELETE FROM `{db}`.t WHERE id = {}",
+                        1 + (i * 17) % 2000
+                    ))
+                    .unwrap();
+                }
+                if i % 11 == 0 {
+                    c.query_drop(format!(
+                        "UPDATE `{db}`.t SET id = {} WHERE id = {}",
+                        50_000 + i,
+                        1 + (i * 19) % 2000
+                    ))
+                    .unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // SIGKILL: no chance to checkpoint or clean up.
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    std::thread::sleep(Duration::from_secs(1));
+    own.restart(Duration::from_millis(800))
+        .expect("restart the stand-in");
+    std::thread::sleep(Duration::from_secs(2));
+    env().src_sql(&format!("CREATE INDEX iv ON `{db}`.t (v)"));
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    w.join().unwrap();
+    let q = format!("SELECT {COLS} FROM `{db}`.`t` ORDER BY id");
+    let want = dump(&mut env().src(), &q);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = mysql::Conn::new(mysql::Opts::from_url(&own.url()).unwrap())
+            .ok()
+            .and_then(|mut c| c.query::<mysql::Row, _>(&q).ok())
+            .map(|rs| {
+                rs.into_iter()
+                    .map(|r| {
+                        r.unwrap()
+                            .into_iter()
+                            .map(|v| v.as_sql(true))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            });
+        if got.as_ref() == Some(&want) {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "Lindorm never matched the source after the crash and the restart:\n{}",
+                stop(child)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status: serde_json::Value =
+        serde_json::from_slice(&t.tidemark(&["status", "--json"]).stdout).unwrap_or_default();
+    let log = stop(child);
+    assert!(
+        log.contains("DDL not migrated to Lindorm") && log.contains("CREATE INDEX"),
+        "{log}"
+    );
+    assert!(
+        status["incremental"]["ddl_rejected"].as_u64() >= Some(1),
+        "{status}"
+    );
+    // The restart was seen and ridden out.
+    assert!(
+        log.contains("sending the share again") || log.contains("reconnecting"),
+        "{log}"
+    );
+}
