@@ -88,10 +88,10 @@ fn full_and_incremental_with_created_tables_under_concurrent_writes() {
                 for i in 0..150u32 {
                     let id = 1 + (i * 7 + w * 1000) % 3000;
                     c.query_drop(format!("UPDATE `{db}`.t SET v = v + 1, name = 'u{i}' WHERE id = {id}")).unwrap();
-                    if i % 10 == 0 {
+                    if i.is_multiple_of(10) {
                         c.query_drop(format!("DELETE FROM `{db}`.t WHERE id = {}", id + 1)).unwrap();
                     }
-                    if i % 15 == 0 {
+                    if i.is_multiple_of(15) {
                         // A key change: the old key goes, the new one comes.
                         c.query_drop(format!("UPDATE `{db}`.t SET id = {} WHERE id = {}", 100_000 + w * 1000 + i, id + 2)).unwrap();
                     }
@@ -233,14 +233,14 @@ fn sigkill_and_a_stand_in_restart_mid_stream_end_exact() {
                     "UPDATE `{db}`.t SET v = v + 1, name = 'c{i}' WHERE id = {id}"
                 ))
                 .unwrap();
-                if i % 9 == 0 {
+                if i.is_multiple_of(9) {
                     c.query_drop(format!(
                         "DELETE FROM `{db}`.t WHERE id = {}",
                         1 + (i * 17) % 2000
                     ))
                     .unwrap();
                 }
-                if i % 11 == 0 {
+                if i.is_multiple_of(11) {
                     c.query_drop(format!(
                         "UPDATE `{db}`.t SET id = {} WHERE id = {}",
                         50_000 + i,

@@ -94,3 +94,52 @@ pub fn parse(table: toml::Table, r: &Resolver) -> Result<Destination> {
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::endpoint::Resolver;
+    use std::path::Path;
+
+    fn parse(text: &str) -> anyhow::Result<crate::sink::Destination> {
+        let table: toml::Table = toml::from_str(text)?;
+        let env = |_: &str| Some("pw".to_string());
+        let r = Resolver {
+            file: Path::new("/tmp/t.toml"),
+            base: Path::new("/tmp"),
+            env: &env,
+            timeouts: Default::default(),
+        };
+        crate::sink::parse(table, &r)
+    }
+
+    #[test]
+    fn keys_are_validated_against_the_engine_limits() {
+        let d = parse("type = \"lindorm\"\nurl = \"mysql://u:${PW}@ld:33060\"").unwrap();
+        assert_eq!(d.name(), "lindorm");
+        assert!(!d.describe().contains("pw"), "{}", d.describe());
+        // No schema step unless tables are to be created.
+        assert!(d.schema().is_none());
+        let d = parse("type = \"lindorm\"\nurl = \"mysql://u@ld\"\ncreate_tables = true").unwrap();
+        assert!(d.schema().is_some());
+        let e = d.verification_server().unwrap_err().to_string();
+        assert!(e.contains("Lindorm"), "{e}");
+        let e = parse("type = \"lindorm\"\nurl = \"mysql://u@ld\"\nbatch_rows = 2001")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("destination.batch_rows") && e.contains("2000"),
+            "{e}"
+        );
+        let e = parse("type = \"lindorm\"\nurl = \"mysql://u@ld\"\nbatch_bytes = 100000000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("destination.batch_bytes") && e.contains("64 MB"),
+            "{e}"
+        );
+        let e = parse("type = \"lindorm\"\nurl = \"mysql://u@ld\"\ntopic = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `topic`"), "{e}");
+    }
+}
