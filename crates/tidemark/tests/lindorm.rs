@@ -310,3 +310,96 @@ fn sigkill_and_a_stand_in_restart_mid_stream_end_exact() {
         "{log}"
     );
 }
+
+fn status(t: &TaskDir) -> serde_json::Value {
+    serde_json::from_slice(&t.tidemark(&["status", "--json"]).stdout).unwrap_or_default()
+}
+
+/// Tables created on Lindorm beforehand (the default); SIGKILL mid-copy, then a resume
+/// that ends exact; a source transaction of 100 000 rows and rows near the 2 MB limit
+/// written within the request limits.
+#[test]
+fn precreated_tables_sigkill_mid_copy_big_transactions_and_large_rows() {
+    let db = "lin_pre_ok";
+    let mut rows = String::from("INSERT INTO t (id, v, name, d, f, dt, e, b, y) VALUES ");
+    for i in 1..=6000 {
+        if i > 1 {
+            rows.push_str(", ");
+        }
+        rows.push_str(&format!(
+            "({i}, 0, 'p{i}', {i}.5, -3.75e-5, '2021-06-07 08:09:10.111', 'y', X'FF', 2020)"
+        ));
+    }
+    fresh(
+        db,
+        &format!("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, name VARCHAR(40), d DECIMAL(12,2), f DOUBLE, dt DATETIME(3), e ENUM('x','y'), b VARBINARY(8), y YEAR, big LONGTEXT); {rows};"),
+    );
+    let mut l = lconn();
+    l.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
+        .unwrap();
+    l.query_drop(format!("DROP TABLE IF EXISTS `{db}`.`t`"))
+        .unwrap();
+    l.query_drop(format!(
+        "CREATE TABLE `{db}`.`t` (`id` INTEGER NOT NULL, `v` INTEGER, `name` VARCHAR, `d` DECIMAL(12,2), `f` DOUBLE, `dt` TIMESTAMP, `e` VARCHAR, `b` VARBINARY, `y` SMALLINT, `big` VARCHAR, PRIMARY KEY(`id`))"
+    ))
+    .unwrap();
+    let t = task(
+        "batch_rows = 2000",
+        &format!("[migration]\ntypes = [\"full\", \"incremental\"]\n[full]\nthreads = 2\nchunk_rows = 1000\nrows_per_second = 1500\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let mut child = spawn(&t, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&t)["status"] != "full" {
+        if child.try_wait().expect("try_wait").is_some() {
+            panic!(
+                "tidemark ended: {}",
+                text(&child.wait_with_output().unwrap())
+            );
+        }
+        assert!(Instant::now() < deadline, "the copy never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let copied: Vec<u64> = l.query(format!("SELECT COUNT(*) FROM `{db}`.`t`")).unwrap();
+    assert!(copied[0] < 6000, "the copy was already done: {copied:?}");
+    // Resumed without the throttle's wait mattering for the rest.
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    assert!(same(db), "after the resumed copy");
+    // One transaction of 100 000 rows, and rows near the 2 MB row limit.
+    let mut c = env().src();
+    c.query_drop(format!("USE `{db}`")).unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{db}`.t (id, v, name) SELECT 1000000 + seq, 1, CONCAT('s', seq) FROM seq_1_to_100000"
+    ))
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{db}`.t (id, v, big) VALUES (7000001, 2, REPEAT('a', 2000000)), (7000002, 2, REPEAT('b', 2000000)), (7000003, 2, REPEAT('c', 2000000))"
+    ))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let q = format!("SELECT COUNT(*), SUM(LENGTH(big)) FROM `{db}`.`t`");
+    loop {
+        if same(db) && dump(&mut lconn(), &q) == dump(&mut env().src(), &q) {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!("Lindorm never caught up:\n{}", stop(child));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A row over the limit fails the task, naming table and key.
+    c.query_drop(format!(
+        "INSERT INTO `{db}`.t (id, v, big) VALUES (7000009, 2, REPEAT('z', 2200000))"
+    ))
+    .unwrap();
+    let out = child.wait_with_output().expect("wait");
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("lin_pre_ok.t with key (7000009)") && log.contains("2097152"),
+        "{log}"
+    );
+}
