@@ -149,7 +149,8 @@ fn precheck_failures_write_nothing() {
          CREATE TABLE keyonly (a INT PRIMARY KEY); INSERT INTO keyonly VALUES (1);
          CREATE TABLE bits (a INT PRIMARY KEY, b BIT(3)); INSERT INTO bits VALUES (1, 1);
          CREATE TABLE wide (a INT PRIMARY KEY, d DECIMAL(40,2));
-         CREATE TABLE bigkey (a VARCHAR(600), b INT, PRIMARY KEY (a));",
+         CREATE TABLE bigkey (a VARCHAR(600), b INT, PRIMARY KEY (a));
+         CREATE TABLE sjis (a INT PRIMARY KEY, b VARCHAR(5) CHARACTER SET sjis);",
     );
     let t = task(
         "create_tables = true",
@@ -164,10 +165,19 @@ fn precheck_failures_write_nothing() {
         "lin_bad.bits.b: BIT",
         "lin_bad.wide.d: DECIMAL(40,2)",
         "lin_bad.bigkey: its primary key can take",
+        "lin_bad.sjis.b: character set sjis",
     ] {
         assert!(log.contains(needle), "missing {needle:?} in:\n{log}");
     }
     let dbs: Vec<String> = lconn().query("SHOW DATABASES").unwrap();
+    // Verification is not offered for this kind, and says so.
+    let out = t.tidemark(&["verify"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not supported for a Lindorm destination"),
+        "{}",
+        text(&out)
+    );
     assert!(!dbs.iter().any(|d| d == db), "{dbs:?}");
 
     // A pre-created table whose DECIMAL precision differs; and a missing table.

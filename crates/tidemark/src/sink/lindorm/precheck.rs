@@ -101,6 +101,21 @@ impl Check<'_> {
                 continue;
             }
             let _ = target_name;
+            let charset = c
+                .charset
+                .as_deref()
+                .unwrap_or("utf8mb4")
+                .to_ascii_lowercase();
+            if c.kind == ColumnKind::Text
+                && !["utf8mb4", "utf8mb3", "utf8", "ascii", "latin1", "binary"]
+                    .contains(&charset.as_str())
+            {
+                r.fail(
+                    "lindorm-types",
+                    format!("{name}.{}: character set {charset} (LindormTable stores UTF-8; Tidemark converts utf8, ascii and latin1 only)", c.name),
+                    format!("on the source: ALTER TABLE … MODIFY `{}` … CHARACTER SET utf8mb4, or leave the column out with `columns`", c.name),
+                );
+            }
             if c.kind == ColumnKind::Binary {
                 r.warn(
                     "lindorm-values",
