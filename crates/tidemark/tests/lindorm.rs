@@ -47,9 +47,16 @@ fn dump(c: &mut mysql::Conn, q: &str) -> Vec<Vec<String>> {
 
 const COLS: &str = "id, v, name, d, f, dt, e, b, y";
 
+/// The source's rows, TIMESTAMPs read in UTC (the mapping's time-zone rule).
+fn src_utc() -> mysql::Conn {
+    let mut c = env().src();
+    c.query_drop("SET time_zone = '+00:00'").unwrap();
+    c
+}
+
 fn same(db: &str) -> bool {
     let q = format!("SELECT {COLS} FROM `{db}`.`t` ORDER BY id");
-    let a = dump(&mut env().src(), &q);
+    let a = dump(&mut src_utc(), &q);
     let b = dump(&mut lconn(), &q);
     a == b
 }
@@ -60,7 +67,7 @@ fn full_and_incremental_with_created_tables_under_concurrent_writes() {
     let mut rows = String::new();
     for i in 1..=3000 {
         rows.push_str(if i == 1 {
-            "INSERT INTO t VALUES "
+            "INSERT INTO t (id, v, name, d, f, dt, e, b, y) VALUES "
         } else {
             ", "
         });
@@ -71,7 +78,7 @@ fn full_and_incremental_with_created_tables_under_concurrent_writes() {
     fresh(
         db,
         &format!(
-            "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, name VARCHAR(40), d DECIMAL(12,2), f DOUBLE, dt DATETIME(3), e ENUM('x','y'), b VARBINARY(8), y YEAR); {rows};"
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, name VARCHAR(40), d DECIMAL(12,2), f DOUBLE, dt DATETIME(3), e ENUM('x','y'), b VARBINARY(8), y YEAR, ts TIMESTAMP(6) NULL); {rows}; UPDATE t SET ts = '2023-05-06 07:08:09.123456' WHERE id % 3 = 0;"
         ),
     );
     let t = task(
@@ -95,7 +102,7 @@ fn full_and_incremental_with_created_tables_under_concurrent_writes() {
                         // A key change: the old key goes, the new one comes.
                         c.query_drop(format!("UPDATE `{db}`.t SET id = {} WHERE id = {}", 100_000 + w * 1000 + i, id + 2)).unwrap();
                     }
-                    c.query_drop(format!("INSERT INTO `{db}`.t VALUES ({}, 1, NULL, NULL, 2.5e10, NULL, NULL, NULL, NULL)", 200_000 + w * 1000 + i)).unwrap();
+                    c.query_drop(format!("INSERT INTO `{db}`.t (id, v, name, d, f, dt, e, b, y) VALUES ({}, 1, NULL, NULL, 2.5e10, NULL, NULL, NULL, NULL)", 200_000 + w * 1000 + i)).unwrap();
                 }
             })
         })
@@ -136,6 +143,11 @@ fn full_and_incremental_with_created_tables_under_concurrent_writes() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    // TIMESTAMP as its UTC instant, to the millisecond.
+    let q = format!("SELECT id, ts FROM `{db}`.`t` WHERE ts IS NOT NULL ORDER BY id");
+    let want = dump(&mut src_utc(), &q.replace("ts FROM", "LEFT(ts, 23) FROM"));
+    assert!(!want.is_empty());
+    assert_eq!(dump(&mut lconn(), &q), want);
     let log = stop(child);
     assert!(!log.contains("ERROR"), "{log}");
 }
