@@ -56,11 +56,18 @@ impl<'a> Applier<'a> {
         })
     }
 
-    fn run(&mut self, sql: &str) -> Result<()> {
+    /// Runs a DDL statement, retrying lost connections; `Ok(Err(why))` when the engine
+    /// refused it.
+    fn run(&mut self, sql: &str) -> Result<Result<(), String>> {
         let started = Instant::now();
         loop {
             match self.conns[0].query_drop(sql) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Ok(())),
+                Err(mysql::Error::MySqlError(m))
+                    if transient(&mysql::Error::MySqlError(m.clone())).is_none() =>
+                {
+                    return Ok(Err(format!("Lindorm refused it: {}", m.message)));
+                }
                 Err(e) => match transient(&e) {
                     Some(kind) if started.elapsed() < window(self.task, kind) => {
                         tracing::warn!(
@@ -275,8 +282,10 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                     Ok(sql) => sql,
                     Err(e) => return skipped(&e),
                 };
-                self.run(&sql)?;
-                Ok(DdlOutcome::Applied)
+                match self.run(&sql)? {
+                    Ok(()) => Ok(DdlOutcome::Applied),
+                    Err(why) => skipped(&why),
+                }
             }
             DdlKind::DropTable => {
                 for n in &st.tables {
@@ -289,7 +298,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                         "DROP TABLE IF EXISTS {}",
                         TableName::new(db, n.name.clone()).quoted()
                     );
-                    self.run(&sql)?;
+                    if let Err(why) = self.run(&sql)? {
+                        return skipped(&why);
+                    }
                 }
                 Ok(DdlOutcome::Applied)
             }
@@ -320,7 +331,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                         target.quoted(),
                         tidemark_core::sql::quote_ident(&c.name)
                     );
-                    self.run(&sql)?;
+                    if let Err(why) = self.run(&sql)? {
+                        return skipped(&why);
+                    }
                     added += 1;
                 }
                 Ok(if added == 0 && d.replay {
@@ -351,6 +364,18 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         plan: &TablePlan,
         chunk: &crate::source::snapshot::Chunk,
     ) -> Result<u64> {
+        // A table renamed into the selection: created from its definition (as an
+        // incremental CREATE TABLE is), since the tracker creates tables only on kinds
+        // whose tables it can read back.
+        let (cols, key) = super::target_columns(plan);
+        let create = super::types::create_table(&plan.target, &cols, &key)
+            .map_err(|e| anyhow!("{} cannot be created on Lindorm: {e}", plan.target))?;
+        if let Err(why) = self.run(&create)? {
+            bail!(
+                "creating {} on Lindorm for the table renamed into the selection: {why}",
+                plan.target
+            );
+        }
         let mut rows = 0u64;
         let config = &self.kind.config;
         let mut upserts = Upserts::new(plan, config.batch_rows, config.batch_bytes)?;
