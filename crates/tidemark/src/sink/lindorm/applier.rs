@@ -7,7 +7,9 @@
 //!
 //! DDL: CREATE TABLE (mapped from the source's definition), DROP TABLE, and ALTER TABLE
 //! … ADD COLUMN (name and mapped type only: attributes are dropped, as the engine
-//! requires); any other statement is logged, skipped and counted as rejected.
+//! requires); any other statement is logged, skipped and counted as rejected, and so is
+//! an ALTER TABLE whose ADD COLUMN clauses come with others (the columns are added, the
+//! rest is not).
 
 use super::types::{self, LindormTable};
 use super::write::{delete, Upserts};
@@ -111,8 +113,8 @@ fn window(task: &Task, kind: Transient) -> Duration {
     }
 }
 
-/// Whether every clause of an ALTER TABLE adds a column.
-fn only_add_column(sql: &str) -> bool {
+/// Of an ALTER TABLE's clauses: whether any adds a column, and whether all do.
+fn add_column_clauses(sql: &str) -> (bool, bool) {
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let (mut word, mut depth, mut quote) = (String::new(), 0i32, None::<char>);
     let end_word = |word: &mut String, clauses: &mut Vec<Vec<String>>| {
@@ -155,7 +157,7 @@ fn only_add_column(sql: &str) -> bool {
     // The first clause starts with ALTER [ONLINE|IGNORE] TABLE [IF EXISTS] name.
     if let Some(first) = clauses.first_mut() {
         let Some(t) = first.iter().position(|w| w == "TABLE") else {
-            return false;
+            return (false, false);
         };
         let mut skip = t + 1;
         if first.get(skip).map(String::as_str) == Some("IF") {
@@ -177,10 +179,11 @@ fn only_add_column(sql: &str) -> bool {
         "PERIOD",
         "SYSTEM",
     ];
-    clauses.iter().all(|c| {
+    let adds = |c: &Vec<String>| {
         c.first().map(String::as_str) == Some("ADD")
             && c.get(1).is_some_and(|w| !NOT_COLUMNS.contains(&w.as_str()))
-    })
+    };
+    (clauses.iter().any(adds), clauses.iter().all(adds))
 }
 
 impl crate::sink::ChangeApplier for Applier<'_> {
@@ -304,7 +307,7 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                 }
                 Ok(DdlOutcome::Applied)
             }
-            DdlKind::AlterTable if st.tables.len() == 1 && only_add_column(d.sql) => {
+            DdlKind::AlterTable if st.tables.len() == 1 && add_column_clauses(d.sql).0 => {
                 let Some((target, (db, name))) = self.names(&st, d) else {
                     return skipped("no table named");
                 };
@@ -335,6 +338,10 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                         return skipped(&why);
                     }
                     added += 1;
+                }
+                if !add_column_clauses(d.sql).1 {
+                    // The columns are there for the rows that follow; the rest is not.
+                    return skipped("only its ADD COLUMN clauses were applied");
                 }
                 Ok(if added == 0 && d.replay {
                     DdlOutcome::AlreadyApplied
@@ -395,6 +402,31 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     }
 
     fn shutdown(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_column_clauses;
+
+    #[test]
+    fn add_column_clauses_are_told_from_the_rest() {
+        let f = add_column_clauses;
+        assert_eq!(
+            f("ALTER TABLE `d`.`t` ADD COLUMN x INT DEFAULT 7"),
+            (true, true)
+        );
+        assert_eq!(
+            f("ALTER TABLE t ADD x INT, ADD COLUMN (y INT, z INT)"),
+            (true, true)
+        );
+        assert_eq!(
+            f("ALTER TABLE t ADD COLUMN x INT, ADD INDEX i (x)"),
+            (true, false)
+        );
+        assert_eq!(f("ALTER TABLE t ADD INDEX i (x)"), (false, false));
+        assert_eq!(f("ALTER TABLE `a b`.`t,u` DROP COLUMN x"), (false, false));
+        assert_eq!(f("ALTER TABLE t MODIFY x BIGINT, ADD y INT"), (true, false));
+    }
 }
 
 /// Writes one share: deletes by key, then upserts (its keys are distinct, so the order
