@@ -404,31 +404,6 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     fn shutdown(&mut self) {}
 }
 
-#[cfg(test)]
-mod tests {
-    use super::add_column_clauses;
-
-    #[test]
-    fn add_column_clauses_are_told_from_the_rest() {
-        let f = add_column_clauses;
-        assert_eq!(
-            f("ALTER TABLE `d`.`t` ADD COLUMN x INT DEFAULT 7"),
-            (true, true)
-        );
-        assert_eq!(
-            f("ALTER TABLE t ADD x INT, ADD COLUMN (y INT, z INT)"),
-            (true, true)
-        );
-        assert_eq!(
-            f("ALTER TABLE t ADD COLUMN x INT, ADD INDEX i (x)"),
-            (true, false)
-        );
-        assert_eq!(f("ALTER TABLE t ADD INDEX i (x)"), (false, false));
-        assert_eq!(f("ALTER TABLE `a b`.`t,u` DROP COLUMN x"), (false, false));
-        assert_eq!(f("ALTER TABLE t MODIFY x BIGINT, ADD y INT"), (true, false));
-    }
-}
-
 /// Writes one share: deletes by key, then upserts (its keys are distinct, so the order
 /// between them does not matter); sent again whole after a lost connection.
 fn apply_with_retry(
@@ -492,4 +467,29 @@ fn apply(kind: &Lindorm, conn: &mut mysql::Conn, work: &Work) -> Result<(), Fail
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_column_clauses;
+
+    #[test]
+    fn add_column_clauses_are_told_from_the_rest() {
+        let f = add_column_clauses;
+        assert_eq!(
+            f("ALTER TABLE `d`.`t` ADD COLUMN x INT DEFAULT 7"),
+            (true, true)
+        );
+        assert_eq!(
+            f("ALTER TABLE t ADD x INT, ADD COLUMN (y INT, z INT)"),
+            (true, true)
+        );
+        assert_eq!(
+            f("ALTER TABLE t ADD COLUMN x INT, ADD INDEX i (x)"),
+            (true, false)
+        );
+        assert_eq!(f("ALTER TABLE t ADD INDEX i (x)"), (false, false));
+        assert_eq!(f("ALTER TABLE `a b`.`t,u` DROP COLUMN x"), (false, false));
+        assert_eq!(f("ALTER TABLE t MODIFY x BIGINT, ADD y INT"), (true, false));
+    }
 }
