@@ -660,9 +660,7 @@ fn a_keyless_and_a_myisam_table_fail_the_precheck_naming_them_and_nothing_is_wri
     let t = TaskDir::with_urls(
         &env().pair.source.url(),
         &c.node(0).url(),
-        &format!(
-            "[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"{db}\"\n"
-        ),
+        &format!("[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
     );
     let out = t.tidemark(&["precheck"]);
     let report = common::text(&out);
@@ -685,10 +683,74 @@ fn a_keyless_and_a_myisam_table_fail_the_precheck_naming_them_and_nothing_is_wri
         "a keyed InnoDB table was named:\n{report}"
     );
     let out = t.tidemark(&["run", "--no-progress"]);
-    assert!(!out.status.success(), "the run went on:\n{}", common::text(&out));
+    assert!(
+        !out.status.success(),
+        "the run went on:\n{}",
+        common::text(&out)
+    );
     let dbs: u64 = one(
         c.node(0),
         &format!("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{db}'"),
     );
     assert_eq!(dbs, 0, "something was written on the cluster");
+}
+
+#[test]
+fn the_written_node_killed_mid_copy_the_task_goes_on_through_the_failover_list() {
+    let _alone = exclusive();
+    let c = cluster();
+    let db = "g_kill_full";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100), n INT);
+         INSERT INTO t SELECT seq, CONCAT('row ', seq), seq % 1000 FROM seq_1_to_20000;"
+    ));
+    let (n1, n2) = (c.node(0), c.node(1));
+    let t = TaskDir::raw(&format!(
+        "[source]\nurl = \"{}\"\n\
+         [destination]\nurl = \"{}\"\nfailover = [\"127.0.0.1:{}\"]\n\
+         [migration]\ntypes = [\"schema\", \"full\"]\n\
+         [full]\nchunk_rows = 1000\nrows_per_second = 4000\n\
+         [[objects]]\ndatabase = \"{db}\"\n",
+        env().pair.source.url(),
+        n1.url(),
+        n2.port
+    ));
+    let mut child = spawn(&t, &[]);
+    // Part of the copy is on the cluster: node 1, the written node, dies.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let copied: Option<u64> = n1.conn().ok().and_then(|mut c| {
+            c.query_first(format!("SELECT COUNT(*) FROM {db}.t"))
+                .ok()
+                .flatten()
+        });
+        if copied.is_some_and(|n| n >= 2000) {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait for tidemark");
+            panic!("the copy never reached node 1:\n{}", common::text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _revive = Revive(0);
+    c.kill(0).expect("SIGKILL node 1");
+    let out = child.wait_with_output().expect("wait for tidemark");
+    let log = common::text(&out);
+    assert!(
+        out.status.success(),
+        "the task failed after the written node died:\n{log}"
+    );
+    assert!(
+        log.contains("failover"),
+        "the task did not say it moved to the failover address:\n{log}"
+    );
+    let survivors = wait_equal_on(&[1, 2], db, db, &["t"], Duration::from_secs(60));
+    c.start_again(0).expect("node 1 rejoins");
+    let all = wait_equal_everywhere(db, db, &["t"], Duration::from_secs(60));
+    if let Err(differ) = survivors.and(all) {
+        panic!("the cluster differs from the source after the written node died mid-copy: {differ}\n{log}");
+    }
 }

@@ -269,8 +269,10 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let mut src = connect(&task.source, Side::Source)?;
-                    let mut dst =
-                        connect_for_reads(task.destination.verification_server()?, Side::Destination)?;
+                    let mut dst = connect_for_reads(
+                        task.destination.verification_server()?,
+                        Side::Destination,
+                    )?;
                     let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);

@@ -397,8 +397,14 @@ enum Batcher {
 impl Batcher {
     fn new(c: &Copy<'_>, t: &TablePlan, mode: InsertMode) -> Batcher {
         // A batch fits in one destination transaction.
-        let rows = c.task.full.batch_rows.min(usize::try_from(c.txn_rows).unwrap_or(usize::MAX));
-        let bytes = c.batch_bytes.min(usize::try_from(c.txn_bytes()).unwrap_or(usize::MAX));
+        let rows = c
+            .task
+            .full
+            .batch_rows
+            .min(usize::try_from(c.txn_rows).unwrap_or(usize::MAX));
+        let bytes = c
+            .batch_bytes
+            .min(usize::try_from(c.txn_bytes()).unwrap_or(usize::MAX));
         if c.load_data {
             Batcher::Load(LoadBuilder::new(t, mode, rows, bytes))
         } else {
