@@ -140,7 +140,16 @@ fn open(ep: &Endpoint, side: Side, read_timeout: Duration) -> Result<Conn> {
     }
     let mut first_error = None;
     for (index, candidate) in ep.failover.candidates(ep) {
-        match open_one(&candidate, side, read_timeout) {
+        let opened = open_one(&candidate, side, read_timeout).and_then(|mut c| {
+            // A cluster node that answers but takes no writes now (read-only, outside
+            // the primary component) is no destination: the next address may be the
+            // writer. Checked only here, when a connection is opened.
+            if side == Side::Destination {
+                not_writable(&mut c, &candidate)?;
+            }
+            Ok(c)
+        });
+        match opened {
             Ok(c) => {
                 if index != ep.failover.active() {
                     tracing::warn!(
@@ -159,6 +168,37 @@ fn open(ep: &Endpoint, side: Side, read_timeout: Duration) -> Result<Conn> {
         }
     }
     Err(first_error.unwrap_or_else(|| anyhow!("{} {ep}: no address to connect to", side.key())))
+}
+
+/// An error when the node `c` reaches takes no writes now (see
+/// [`crate::sink::mysql::cluster::Topology::not_writable`]).
+fn not_writable(c: &mut Conn, ep: &Endpoint) -> Result<()> {
+    let topology = match crate::sink::mysql::cluster::Topology::detect(c) {
+        Ok(t) => t,
+        // A MySQL-protocol server without these variables is no cluster node.
+        Err(e) if matches!(e.downcast_ref(), Some(mysql::Error::MySqlError(_))) => return Ok(()),
+        Err(e) => return Err(e.context(format!("destination {ep}: reading what it is"))),
+    };
+    match topology.not_writable() {
+        Some(why) => Err(anyhow!(
+            "destination {ep} answers but is not writable ({why}): trying the next `destination.failover` address"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The address of `ep` connections go to now (its own, or the `failover` address that
+/// answered last), for log lines that name the node.
+pub fn node(ep: &Endpoint) -> String {
+    if ep.failover.is_empty() {
+        return ep.to_string();
+    }
+    ep.failover
+        .candidates(ep)
+        .into_iter()
+        .next()
+        .map(|(_, c)| c.to_string())
+        .unwrap_or_else(|| ep.to_string())
 }
 
 fn open_one(ep: &Endpoint, side: Side, read_timeout: Duration) -> Result<Conn> {
@@ -186,6 +226,22 @@ pub fn connect(ep: &Endpoint, side: Side) -> Result<Conn> {
     c.query_drop(SESSION).map_err(|e| explain(e, ep, side))?;
     if side == Side::Destination {
         c.query_drop(LOADING).map_err(|e| explain(e, ep, side))?;
+    }
+    Ok(c)
+}
+
+/// Connects for reads that must see every write the task made (verification): on a
+/// Galera node, reads wait until the node applied what the cluster committed before
+/// them (`wsrep_sync_wait = 1`), so a node behind the writer shows no false difference.
+pub fn connect_for_reads(ep: &Endpoint, side: Side) -> Result<Conn> {
+    let mut c = connect(ep, side)?;
+    let wsrep: Option<String> = c
+        .query_first("SHOW VARIABLES LIKE 'wsrep_on'")
+        .map_err(|e| explain(e, ep, side))?
+        .map(|(_, v): (String, String)| v);
+    if wsrep.is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
+        c.query_drop("SET SESSION wsrep_sync_wait = 1")
+            .map_err(|e| explain(e, ep, side))?;
     }
     Ok(c)
 }
@@ -401,7 +457,14 @@ pub fn transient(e: &mysql::Error) -> Option<Transient> {
             1040 | 1053 | 1158..=1161 | 1927 | 2006 | 2013 => Some(Transient::Connection),
             // Deadlock, lock wait timeout, query interrupted.
             1213 | 1205 | 1317 => Some(Transient::Other),
-            _ => None,
+            // Cluster refusals: a node that takes no writes now (read-only, outside the
+            // primary component) is left like a lost connection, for the same or the
+            // next writable address; certification conflicts are retried.
+            code => match crate::sink::mysql::cluster::classify_code(code, &m.message) {
+                crate::sink::mysql::cluster::Failure::NotWritable => Some(Transient::Connection),
+                crate::sink::mysql::cluster::Failure::RetryTransaction => Some(Transient::Other),
+                _ => None,
+            },
         },
         _ => None,
     }

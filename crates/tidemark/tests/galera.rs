@@ -492,7 +492,6 @@ impl Drop for WritableAgain {
 }
 
 #[test]
-#[ignore = "needs cluster wiring: a write refused with 1290 (read_only) must make the task reconnect to the next writable `[destination] failover` address (connect.rs tries the next address only when a connection cannot be opened, and connect::transient does not retry 1290), so the task fails"]
 fn the_written_node_set_read_only_mid_stream_the_task_moves_to_a_writable_node() {
     let _alone = exclusive();
     let c = cluster();
@@ -543,7 +542,6 @@ impl Drop for WsSizeBack {
 }
 
 #[test]
-#[ignore = "needs cluster wiring: the applier must split a batch refused as Failure::TooLarge (1105 \"Maximum writeset size exceeded\") and size batches under Topology::limits; today one 100 000-row source transaction is one destination transaction and the task fails"]
 fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     let _alone = exclusive();
     let c = cluster();
@@ -552,7 +550,7 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     env().src_sql(&format!(
         "CREATE DATABASE {db}; USE {db};
          CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100));
-         INSERT INTO t SELECT seq, 'before' FROM seq_1_to_100;"
+         INSERT INTO t SELECT seq, REPEAT('b', 100) FROM seq_1_to_30000;"
     ));
     let endpoint = Proxy::start(&n1.address()).unwrap();
     let t = TaskDir::with_urls(
@@ -571,7 +569,7 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     // One source transaction of 100 000 rows, several MB as a write-set.
     env().src_sql(&format!(
         "USE {db}; START TRANSACTION;
-         INSERT INTO t SELECT 1000 + seq, REPEAT('n', 60) FROM seq_1_to_100000;
+         INSERT INTO t SELECT 100000 + seq, REPEAT('n', 60) FROM seq_1_to_100000;
          COMMIT;"
     ));
     let equal = wait_equal_everywhere(db, db, &["t"], Duration::from_secs(180));
@@ -645,4 +643,114 @@ fn a_node_outside_the_primary_component_is_reported_and_its_refusal_means_reconn
     );
     // The rest of the cluster goes on.
     sql(c.node(0), "INSERT INTO g_np.t VALUES (1)");
+}
+
+#[test]
+fn a_keyless_and_a_myisam_table_fail_the_precheck_naming_them_and_nothing_is_written() {
+    let _shared = shared();
+    let c = cluster();
+    let db = "g_rules";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE keyed (id INT PRIMARY KEY, v INT);
+         CREATE TABLE nokey (a INT, b VARCHAR(10));
+         CREATE TABLE legacy (id INT PRIMARY KEY, v INT) ENGINE = MyISAM;
+         INSERT INTO keyed VALUES (1, 1); INSERT INTO nokey VALUES (1, 'x'); INSERT INTO legacy VALUES (1, 1);"
+    ));
+    let t = TaskDir::with_urls(
+        &env().pair.source.url(),
+        &c.node(0).url(),
+        &format!("[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let out = t.tidemark(&["precheck"]);
+    let report = common::text(&out);
+    assert!(!out.status.success(), "the precheck passed:\n{report}");
+    for want in [
+        "destination-topology",
+        "Galera cluster of 3",
+        "destination-table-rules",
+        "`g_rules`.`nokey` has no primary key",
+        "ADD PRIMARY KEY",
+        "`g_rules`.`legacy` uses the MyISAM engine",
+        "ENGINE = InnoDB",
+        "destination-ddl",
+        "Total Order Isolation",
+    ] {
+        assert!(report.contains(want), "{want:?} missing:\n{report}");
+    }
+    assert!(
+        !report.contains("`g_rules`.`keyed`"),
+        "a keyed InnoDB table was named:\n{report}"
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    assert!(
+        !out.status.success(),
+        "the run went on:\n{}",
+        common::text(&out)
+    );
+    let dbs: u64 = one(
+        c.node(0),
+        &format!("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{db}'"),
+    );
+    assert_eq!(dbs, 0, "something was written on the cluster");
+}
+
+#[test]
+fn the_written_node_killed_mid_copy_the_task_goes_on_through_the_failover_list() {
+    let _alone = exclusive();
+    let c = cluster();
+    let db = "g_kill_full";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100), n INT);
+         INSERT INTO t SELECT seq, CONCAT('row ', seq), seq % 1000 FROM seq_1_to_20000;"
+    ));
+    let (n1, n2) = (c.node(0), c.node(1));
+    let t = TaskDir::raw(&format!(
+        "[source]\nurl = \"{}\"\n\
+         [destination]\nurl = \"{}\"\nfailover = [\"127.0.0.1:{}\"]\n\
+         [migration]\ntypes = [\"schema\", \"full\"]\n\
+         [full]\nchunk_rows = 1000\nrows_per_second = 4000\n\
+         [[objects]]\ndatabase = \"{db}\"\n",
+        env().pair.source.url(),
+        n1.url(),
+        n2.port
+    ));
+    let mut child = spawn(&t, &[]);
+    // Part of the copy is on the cluster: node 1, the written node, dies.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let copied: Option<u64> = n1.conn().ok().and_then(|mut c| {
+            c.query_first(format!("SELECT COUNT(*) FROM {db}.t"))
+                .ok()
+                .flatten()
+        });
+        if copied.is_some_and(|n| n >= 2000) {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait for tidemark");
+            panic!("the copy never reached node 1:\n{}", common::text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _revive = Revive(0);
+    c.kill(0).expect("SIGKILL node 1");
+    let out = child.wait_with_output().expect("wait for tidemark");
+    let log = common::text(&out);
+    assert!(
+        out.status.success(),
+        "the task failed after the written node died:\n{log}"
+    );
+    assert!(
+        log.contains("failover"),
+        "the task did not say it moved to the failover address:\n{log}"
+    );
+    let survivors = wait_equal_on(&[1, 2], db, db, &["t"], Duration::from_secs(60));
+    c.start_again(0).expect("node 1 rejoins");
+    let all = wait_equal_everywhere(db, db, &["t"], Duration::from_secs(60));
+    if let Err(differ) = survivors.and(all) {
+        panic!("the cluster differs from the source after the written node died mid-copy: {differ}\n{log}");
+    }
 }

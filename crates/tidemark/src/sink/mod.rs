@@ -2,14 +2,14 @@
 //!
 //! Every destination kind is one folder here with the same parts (as Vector's sinks):
 //!
-//! | part | MySQL (`mysql/`) | RocketMQ (`rocketmq/`) |
-//! |---|---|---|
-//! | task-file keys ([`Registered::parse`]) | `config.rs` | `config.rs` |
-//! | precheck items ([`Kind::precheck`]) | `precheck.rs` | `precheck.rs` |
-//! | schema step ([`Kind::schema`]) | `schema_step.rs` (DDL via `schema.rs`) | none |
-//! | full-copy chunk writer ([`FullCopy`], [`ChunkWriter`]) | `full.rs` (via `writer.rs`) | `full.rs` |
-//! | change applier ([`ChangeApplier`]) | `applier.rs` (via `apply.rs`) | `applier.rs` |
-//! | capabilities ([`Capabilities`]) | `mod.rs` | `mod.rs` |
+//! | part | MySQL (`mysql/`) | RocketMQ (`rocketmq/`) | Lindorm (`lindorm/`) |
+//! |---|---|---|---|
+//! | task-file keys ([`Registered::parse`]) | `config.rs` | `config.rs` | `config.rs` |
+//! | precheck items ([`Kind::precheck`]) | `precheck.rs` | `precheck.rs` | `precheck.rs` |
+//! | schema step ([`Kind::schema`]) | `schema_step.rs` (DDL via `schema.rs`) | none | `mod.rs` (`create_tables`, via `types.rs`) |
+//! | full-copy chunk writer ([`FullCopy`], [`ChunkWriter`]) | `full.rs` (via `writer.rs`) | `full.rs` | `full.rs` (via `write.rs`) |
+//! | change applier ([`ChangeApplier`]) | `applier.rs` (via `apply.rs`) | `applier.rs` | `applier.rs` (via `write.rs`) |
+//! | capabilities ([`Capabilities`]) | `mod.rs` | `mod.rs` | `mod.rs` |
 //!
 //! [`KINDS`] names them; `config.rs` hands the `[destination]` table to the kind its
 //! `type` names and keeps the [`Destination`] it returns. `task/` drives every kind
@@ -19,6 +19,7 @@
 //! kind, monomorphic.
 
 pub mod adb;
+pub mod lindorm;
 pub mod mysql;
 pub mod rocketmq;
 
@@ -50,6 +51,10 @@ pub const KINDS: &[Registered] = &[
     Registered {
         name: "mysql",
         parse: mysql::config::parse,
+    },
+    Registered {
+        name: "lindorm",
+        parse: lindorm::config::parse,
     },
     Registered {
         name: "rocketmq",

@@ -15,7 +15,7 @@
 //! JSON type's own on MySQL), so key order and spacing are not differences.
 
 use crate::config::Task;
-use crate::connect::{connect, ServerInfo, Side};
+use crate::connect::{connect, connect_for_reads, ServerInfo, Side};
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
 use crate::source::catalog;
 use crate::source::snapshot::{self, Chunk};
@@ -82,7 +82,7 @@ pub fn verify_table_with(
     sync: &mut dyn ChunkSync,
 ) -> Result<TableReport> {
     let mut src = connect(&task.source, Side::Source)?;
-    let mut dst = connect(task.destination.verification_server()?, Side::Destination)?;
+    let mut dst = connect_for_reads(task.destination.verification_server()?, Side::Destination)?;
     let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
     let started = Instant::now();
     let mut r = TableReport {
@@ -219,7 +219,7 @@ pub fn summary(r: &Report) -> String {
 
 /// Verifies every table of the plan, and the objects of databases selected whole.
 pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
-    let mut dst = connect(task.destination.verification_server()?, Side::Destination)?;
+    let mut dst = connect_for_reads(task.destination.verification_server()?, Side::Destination)?;
     let mut dst_dbs: BTreeMap<String, Option<catalog::DatabaseInfo>> = BTreeMap::new();
     for t in &plan.tables {
         if !dst_dbs.contains_key(&t.target.database) {
@@ -269,8 +269,10 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let mut src = connect(&task.source, Side::Source)?;
-                    let mut dst =
-                        connect(task.destination.verification_server()?, Side::Destination)?;
+                    let mut dst = connect_for_reads(
+                        task.destination.verification_server()?,
+                        Side::Destination,
+                    )?;
                     let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);

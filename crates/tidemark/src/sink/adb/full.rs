@@ -78,6 +78,7 @@ impl FullCopy for Copy<'_> {
             let built = b.take();
             out(Batch::new(Unit::Statement {
                 sql: built.body,
+                rows: built.rows,
                 error_values: built.error_values,
             }))
         };

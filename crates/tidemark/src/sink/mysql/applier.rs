@@ -4,8 +4,18 @@
 //! deadlock or a lost connection is retried whole within the task's retry windows.
 //! DDL statements, table definitions read back and tables copied in mid-stream go
 //! through a separate connection whose reads may run long.
+//!
+//! Cluster destinations ([`cluster`]): a node that refuses writes (read-only, outside
+//! the primary component) is left like a lost connection, for the same endpoint or
+//! the next writable `failover` address, and the share written again idempotently; a
+//! certification conflict retries the share. A share is written in transactions sized
+//! under the destination's limits (read once when the applier starts); one refused for
+//! its size anyway is halved and written again, down to one row. The batch's checkpoint
+//! comes only after every part of every share committed, so a crash between parts
+//! replays the batch idempotently (safe mode up to the batch in flight).
 
 use super::apply::{self, Coalescer, Work};
+use super::cluster::{self, Failure, Limits, Topology};
 use super::writer::{InsertBuilder, InsertMode};
 use crate::config::Task;
 use crate::connect::{connect, describe, reconnect, transient, Side, Transient};
@@ -28,27 +38,47 @@ pub(crate) struct Applier<'a> {
     workers: Vec<Worker>,
     /// DDL statements, table definitions, tables copied in.
     ddl_conn: mysql::Conn,
+    /// The destination's transaction size limits.
+    limits: Limits,
 }
 
+/// A share and the rows one destination transaction may carry.
+type Job = (Arc<Work>, usize);
+
 struct Worker {
-    jobs: Option<Sender<Arc<Work>>>,
+    jobs: Option<Sender<Job>>,
     done: Receiver<Result<u64>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl<'a> Applier<'a> {
     pub(crate) fn new(task: &'a Task, endpoint: &'a Endpoint) -> Result<Applier<'a>> {
+        // An ALTER of a big table runs long on a healthy server.
+        let mut ddl_conn = connect(&endpoint.for_long_statements(), Side::Destination)?;
+        apply_session(&mut ddl_conn)?;
+        let limits = match Topology::detect(&mut ddl_conn) {
+            Ok(t) => t.limits,
+            Err(e) => {
+                tracing::debug!(
+                    "incremental: destination topology unreadable, no size limits: {e:#}"
+                );
+                Limits::default()
+            }
+        };
+        if !limits.is_empty() {
+            tracing::info!(
+                "incremental: batches are written in transactions under the destination's limits ({:?} bytes, {:?} rows)",
+                limits.max_bytes(),
+                limits.max_rows()
+            );
+        }
         Ok(Applier {
             task,
             endpoint,
             batch: Coalescer::new(task.incremental.threads, false),
             workers: start_workers(task, endpoint)?,
-            ddl_conn: {
-                // An ALTER of a big table runs long on a healthy server.
-                let mut c = connect(&endpoint.for_long_statements(), Side::Destination)?;
-                apply_session(&mut c)?;
-                c
-            },
+            ddl_conn,
+            limits,
         })
     }
 }
@@ -73,8 +103,16 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         }
         self.batch.set_exact(f.exact);
         let (rows, bytes) = (self.batch.rows as u64, self.batch.bytes);
+        let per_txn = if self.limits.is_empty() {
+            usize::MAX
+        } else {
+            let per = self
+                .limits
+                .rows_per_transaction(bytes / rows.max(1), u64::MAX);
+            usize::try_from(per).unwrap_or(usize::MAX)
+        };
         (f.in_flight)()?;
-        write_shares(&mut self.workers, self.batch.take())?;
+        write_shares(&mut self.workers, self.batch.take(), per_txn)?;
         Ok(Some((rows, bytes)))
     }
 
@@ -187,13 +225,13 @@ impl crate::sink::ChangeApplier for Applier<'_> {
 fn start_workers(task: &Task, endpoint: &Endpoint) -> Result<Vec<Worker>> {
     let mut workers = Vec::new();
     for _ in 0..task.incremental.threads {
-        let (jobs_tx, jobs_rx) = bounded::<Arc<Work>>(1);
+        let (jobs_tx, jobs_rx) = bounded::<Job>(1);
         let (done_tx, done_rx) = bounded::<Result<u64>>(1);
         let mut dst = apply_connection(endpoint)?;
         let (task, endpoint) = (task.clone(), endpoint.clone());
         let handle = std::thread::spawn(move || {
-            for work in jobs_rx.iter() {
-                let r = apply_with_retry(&task, &endpoint, &mut dst, &work);
+            for (work, per_txn) in jobs_rx.iter() {
+                let r = apply_with_retry(&task, &endpoint, &mut dst, &work, per_txn);
                 if done_tx.send(r).is_err() {
                     return;
                 }
@@ -209,7 +247,7 @@ fn start_workers(task: &Task, endpoint: &Endpoint) -> Result<Vec<Worker>> {
 }
 
 /// Hands each worker its share and waits until every share is committed.
-fn write_shares(workers: &mut [Worker], shares: Vec<Work>) -> Result<()> {
+fn write_shares(workers: &mut [Worker], shares: Vec<Work>, per_txn: usize) -> Result<()> {
     let mut sent = Vec::new();
     for (w, share) in shares.into_iter().enumerate() {
         if share.is_empty() {
@@ -219,7 +257,7 @@ fn write_shares(workers: &mut [Worker], shares: Vec<Work>) -> Result<()> {
             .jobs
             .as_ref()
             .ok_or_else(|| anyhow!("internal: apply worker gone"))?;
-        jobs.send(Arc::new(share))
+        jobs.send((Arc::new(share), per_txn))
             .map_err(|_| anyhow!("an apply worker stopped"))?;
         sent.push(w);
     }
@@ -276,27 +314,59 @@ fn apply_connection_until(endpoint: &Endpoint, deadline: Instant) -> Result<mysq
     Ok(c)
 }
 
-/// Applies one share, retrying it whole after a deadlock or a lost connection.
+/// Applies one share in transactions of at most `per_txn` rows, retrying the part that
+/// failed after a deadlock, a lost connection or a node that refused writes, and halving
+/// a part refused for its size.
 fn apply_with_retry(
     task: &Task,
     endpoint: &Endpoint,
     dst: &mut mysql::Conn,
     work: &Work,
+    per_txn: usize,
 ) -> Result<u64> {
     let started = Instant::now();
+    let total: usize = work.iter().map(|(_, w)| w.rows()).sum();
+    let mut per = per_txn.max(1);
+    let (mut done, mut written) = (0usize, 0u64);
     let mut redo = false;
     loop {
-        match apply::apply(dst, work, task.full.batch_bytes, redo) {
-            Ok(n) => return Ok(n),
+        let end = done.saturating_add(per).min(total);
+        match apply::apply(dst, work, task.full.batch_bytes, redo, done..end) {
+            Ok(n) => {
+                written += n;
+                // Parts committed stay committed: a retry starts after them.
+                done = end;
+                redo = false;
+                if done >= total {
+                    return Ok(written);
+                }
+            }
+            Err((e, _)) if end - done > 1 && cluster::classify(&e) == Failure::TooLarge => {
+                let _ = dst.query_drop("ROLLBACK");
+                per = ((end - done) / 2).max(1);
+                tracing::warn!(
+                    "incremental: {}: a transaction of {} row changes was refused for its size ({}), writing it in transactions of {per}",
+                    crate::connect::node(endpoint),
+                    end - done,
+                    describe(&e, endpoint, Side::Destination)
+                );
+            }
             Err((e, sql)) => {
                 let head: String = sql.chars().take(200).collect();
                 match transient(&e) {
                     Some(kind) if started.elapsed() < window(task, kind) => {
                         tracing::warn!(
-                            "incremental: applying a batch failed ({}), retrying",
+                            "incremental: applying a batch failed ({}: {}), retrying",
+                            crate::connect::node(endpoint),
                             describe(&e, endpoint, Side::Destination)
                         );
                         if kind == Transient::Connection {
+                            if matches!(e, mysql::Error::MySqlError(_)) {
+                                // The node answered but takes no writes now: end the
+                                // transaction, and give it or the endpoint a moment.
+                                let _ = dst.query_drop("ROLLBACK");
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
                             // Whether the lost attempt committed is unknown.
                             redo = true;
                             *dst = apply_connection_until(endpoint, started + window(task, kind))?;
@@ -310,6 +380,9 @@ fn apply_with_retry(
                         let hint = match &e {
                             mysql::Error::MySqlError(m) if m.code == 1062 => {
                                 ": the destination already has a row the source inserted, so it differs from the source; run `tidemark verify`, or restart the task with full migration"
+                            }
+                            _ if cluster::classify(&e) == Failure::TooLarge => {
+                                ": the destination refuses even one row change for its size; raise its transaction limit (wsrep_max_ws_size, group_replication_transaction_size_limit, txn-total-size-limit)"
                             }
                             _ => "",
                         };

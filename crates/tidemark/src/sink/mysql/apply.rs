@@ -217,7 +217,11 @@ fn worker_of(key: &[Value], workers: usize) -> usize {
     (h.finish() % workers as u64) as usize
 }
 
-/// Writes one share in one transaction. Returns the rows written.
+/// Writes the rows `part` of one share (by their place in the share: each table's
+/// deletes, inserts, upserts, then keyless changes, table after table) in one
+/// transaction. Returns the rows written. A share is written in parts when it would
+/// exceed the destination's transaction size limit; keys are unique within a share,
+/// so its parts may commit in any grouping.
 ///
 /// `redo`: the share is written again after a lost connection, when its first attempt
 /// may have committed (the answer to COMMIT never came): rows that must not exist yet
@@ -228,6 +232,7 @@ pub fn apply(
     work: &Work,
     batch_bytes: usize,
     redo: bool,
+    part: std::ops::Range<usize>,
 ) -> Result<u64, (mysql::Error, String)> {
     let run = |dst: &mut mysql::Conn, sql: String| -> Result<(), (mysql::Error, String)> {
         dst.query_drop(&sql).map_err(|e| (e, sql))
@@ -267,7 +272,35 @@ pub fn apply(
     };
     run(dst, "START TRANSACTION".into())?;
     let mut rows = 0u64;
-    for (plan, w) in work {
+    let mut at = 0;
+    for (plan, whole) in work {
+        let n = whole.rows();
+        let (lo, hi) = (part.start.max(at), part.end.min(at + n));
+        let first = at;
+        at += n;
+        if lo >= hi {
+            continue;
+        }
+        let (lo, hi) = (lo - first, hi - first);
+        // The part's slice of each list, in the order above.
+        let mut off = 0;
+        let mut slice = |len: usize| {
+            let r = lo.clamp(off, off + len) - off..hi.clamp(off, off + len) - off;
+            off += len;
+            r
+        };
+        let (d, i, u, o) = (
+            slice(whole.deletes.len()),
+            slice(whole.inserts.len()),
+            slice(whole.upserts.len()),
+            slice(whole.ordered.len()),
+        );
+        let w = Slices {
+            deletes: &whole.deletes[d],
+            inserts: &whole.inserts[i],
+            upserts: &whole.upserts[u],
+            ordered: &whole.ordered[o],
+        };
         let written = plan.target_columns();
         for chunk in w.deletes.chunks(500) {
             run(dst, delete_keys(plan, chunk))?;
@@ -277,7 +310,7 @@ pub fn apply(
         } else {
             InsertMode::Insert
         };
-        for (mode, list) in [(insert, &w.inserts), (InsertMode::Replace, &w.upserts)] {
+        for (mode, list) in [(insert, w.inserts), (InsertMode::Replace, w.upserts)] {
             let mut b = InsertBuilder::new(plan, mode, 1_000, batch_bytes);
             for row in list {
                 if b.push(row) {
@@ -290,15 +323,23 @@ pub fn apply(
                 checked(dst, &written, (built.body, built.error_values))?;
             }
         }
-        for change in &w.ordered {
+        for change in w.ordered {
             for statement in keyless_statements(plan, change) {
                 checked(dst, &written, statement)?;
             }
         }
-        rows += w.rows() as u64;
+        rows += (hi - lo) as u64;
     }
     run(dst, "COMMIT".into())?;
     Ok(rows)
+}
+
+/// A part of one table's [`TableWork`].
+struct Slices<'a> {
+    deletes: &'a [Row],
+    inserts: &'a [Row],
+    upserts: &'a [Row],
+    ordered: &'a [Change],
 }
 
 /// `DELETE FROM t WHERE k IN (…)` or `WHERE (k1, k2) IN ((…), …)`.

@@ -5,18 +5,27 @@
 //! A chunk copied again (`ChunkJob::again`) is written with REPLACE, so rows a lost
 //! attempt may have committed cannot collide; a keyless table copied again is emptied
 //! first in the same transaction.
+//!
+//! On a destination with a transaction size limit (a Galera write-set, Group
+//! Replication's or TiDB's limit: [`cluster::Limits`], read once when the copy starts)
+//! a chunk is written as several transactions, each under the limit; a chunk refused
+//! for its size anyway halves the budget and is copied again (REPLACE), so a crash or
+//! refusal between its transactions replays idempotently, and its checkpoint still
+//! comes only after its last commit.
 
 use crate::config::{ConflictMode, LoadMethod, Task};
-use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side};
+use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side, Transient};
 use crate::endpoint::Endpoint;
+use crate::sink::mysql::cluster::{self, Failure, Topology};
 use crate::sink::mysql::writer::{self, InsertBuilder, InsertMode, LoadBuilder};
 use crate::sink::{Batch, ChunkJob, ChunkRows, ChunkWriter, WriteError};
 use crate::source::snapshot;
 use crate::transform::mapping::{Plan, TablePlan};
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tidemark_core::Row;
 
 /// What the reader hands the writer (other kinds writing MySQL-dialect statements make
@@ -24,12 +33,14 @@ use tidemark_core::Row;
 pub(crate) enum Unit {
     Statement {
         sql: String,
+        rows: usize,
         error_values: writer::ErrorValues,
     },
     /// A LOAD DATA statement and the rows it reads.
     Load {
         sql: Arc<str>,
         data: Vec<u8>,
+        rows: usize,
         error_values: writer::ErrorValues,
     },
     /// One row too large for a text statement: a prepared INSERT and its values.
@@ -43,7 +54,17 @@ pub(crate) struct Copy<'a> {
     batch_bytes: usize,
     /// Rows go through LOAD DATA LOCAL INFILE rather than INSERT.
     load_data: bool,
+    /// Bytes of statements one destination transaction may carry (`u64::MAX`: no
+    /// limit): under the destination's limit, halved each time a transaction is refused
+    /// for its size anyway. Shared by every pipeline.
+    txn_bytes: AtomicU64,
+    /// Rows one destination transaction may carry (`wsrep_max_ws_rows`).
+    txn_rows: u64,
 }
+
+/// The smallest transaction budget a refusal for size halves down to; a batch refused
+/// at this size is a real failure.
+const MIN_TXN_BYTES: u64 = 16 << 10;
 
 impl<'a> Copy<'a> {
     pub(crate) fn new(endpoint: &'a Endpoint, task: &'a Task, plan: &'a Plan) -> Result<Copy<'a>> {
@@ -64,6 +85,26 @@ impl<'a> Copy<'a> {
                     == Some(1)
             }
         };
+        // Read once: the limits are the cluster's settings, not per chunk.
+        let limits = match Topology::detect(&mut dst) {
+            Ok(t) => t.limits,
+            Err(e) => {
+                tracing::debug!("full: destination topology unreadable, no size limits: {e:#}");
+                cluster::Limits::default()
+            }
+        };
+        // Halved again: write-sets carry keys and row images besides the statements.
+        let txn_bytes = limits
+            .max_bytes()
+            .map_or(u64::MAX, |b| (b / 2).max(MIN_TXN_BYTES));
+        let txn_rows = limits.max_rows().unwrap_or(u64::MAX);
+        if !limits.is_empty() {
+            tracing::info!(
+                "full: destination transactions kept under {} bytes and {} rows (the destination's transaction limits)",
+                txn_bytes,
+                txn_rows
+            );
+        }
         tracing::info!(
             "full: writing with {}",
             if load_data {
@@ -78,7 +119,13 @@ impl<'a> Copy<'a> {
             plan,
             batch_bytes,
             load_data,
+            txn_bytes: AtomicU64::new(txn_bytes),
+            txn_rows,
         })
+    }
+
+    fn txn_bytes(&self) -> u64 {
+        self.txn_bytes.load(Ordering::Relaxed)
     }
 
     fn mode(&self, job: &ChunkJob) -> InsertMode {
@@ -132,6 +179,9 @@ impl crate::sink::FullCopy for Copy<'_> {
             dst: connect(self.endpoint, Side::Destination)?,
             slot: Arc::default(),
             table: None,
+            txn_bytes: 0,
+            txn_rows: 0,
+            answered: false,
         };
         w.install_infile();
         Ok(Box::new(w))
@@ -146,6 +196,11 @@ struct Writer<'a> {
     slot: Arc<Mutex<Vec<u8>>>,
     /// The table of the chunk being written.
     table: Option<usize>,
+    /// What the open transaction carries so far (for the size limits).
+    txn_bytes: u64,
+    txn_rows: u64,
+    /// The last failure was the server's answer (the connection still works).
+    answered: bool,
 }
 
 impl Writer<'_> {
@@ -165,18 +220,69 @@ impl Writer<'_> {
         }
     }
 
-    fn failed(&self, e: mysql::Error, sql: &str) -> WriteError {
+    fn failed(&mut self, e: mysql::Error, sql: &str) -> WriteError {
+        let ep = self.copy.endpoint;
+        self.answered = matches!(e, mysql::Error::MySqlError(_));
+        let shown = format!(
+            "{}: {}",
+            crate::connect::node(ep),
+            describe(&e, ep, Side::Destination)
+        );
+        if cluster::classify(&e) == Failure::TooLarge {
+            // What this transaction carried (with the refused statement) did not fit:
+            // half of it is the budget from now on, for every pipeline.
+            let carried = self.txn_bytes.max(1).min(self.copy.txn_bytes());
+            if carried > MIN_TXN_BYTES {
+                let budget = (carried / 2).max(MIN_TXN_BYTES);
+                self.copy.txn_bytes.fetch_min(budget, Ordering::Relaxed);
+                return WriteError {
+                    transient: Some(Transient::Other),
+                    shown: format!(
+                        "{shown}: refused for its size, copying it again in transactions of at most {budget} bytes"
+                    ),
+                    error: write_error(e, sql),
+                };
+            }
+            return WriteError {
+                transient: None,
+                shown,
+                error: write_error(e, sql).context(format!(
+                    "the destination refuses even a transaction of {carried} bytes for its size: raise its limit (wsrep_max_ws_size, group_replication_transaction_size_limit, txn-total-size-limit) or lower `full.batch_bytes`"
+                )),
+            };
+        }
         WriteError {
             transient: transient(&e),
-            shown: describe(&e, self.copy.endpoint, Side::Destination),
+            shown,
             error: write_error(e, sql),
         }
+    }
+
+    /// Commits the open transaction and starts the next one when `bytes` and `rows` more
+    /// would take it over the destination's limits. Per batch, and only arithmetic
+    /// unless a limit applies.
+    fn make_room(&mut self, bytes: u64, rows: u64) -> Result<(), WriteError> {
+        let over = self.txn_bytes + bytes > self.copy.txn_bytes()
+            || self.txn_rows + rows > self.copy.txn_rows;
+        if over && self.txn_rows > 0 {
+            self.dst
+                .query_drop("COMMIT")
+                .and_then(|()| self.dst.query_drop("START TRANSACTION"))
+                .map_err(|e| self.failed(e, "COMMIT"))?;
+            self.txn_bytes = 0;
+            self.txn_rows = 0;
+        }
+        self.txn_bytes += bytes;
+        self.txn_rows += rows;
+        Ok(())
     }
 }
 
 impl ChunkWriter for Writer<'_> {
     fn begin(&mut self, job: &ChunkJob) -> Result<(), WriteError> {
         self.table = Some(job.table);
+        self.txn_bytes = 0;
+        self.txn_rows = 0;
         let t = &self.copy.plan.tables[job.table];
         let clear_first = job.again && t.def().key.is_none();
         let begun = self.dst.query_drop("START TRANSACTION").and_then(|()| {
@@ -195,16 +301,27 @@ impl ChunkWriter for Writer<'_> {
 
     fn write(&mut self, batch: Batch) -> Result<(), WriteError> {
         let (result, sql, error_values) = match batch.take::<Unit>()? {
-            Unit::Statement { sql, error_values } => (self.dst.query_drop(&sql), sql, error_values),
+            Unit::Statement {
+                sql,
+                rows,
+                error_values,
+            } => {
+                self.make_room(sql.len() as u64, rows as u64)?;
+                (self.dst.query_drop(&sql), sql, error_values)
+            }
             Unit::Load {
                 sql,
                 data,
+                rows,
                 error_values,
             } => {
+                self.make_room(data.len() as u64, rows as u64)?;
                 *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
                 (self.dst.query_drop(&*sql), sql.to_string(), error_values)
             }
             Unit::Prepared { sql, row } => {
+                let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
+                self.make_room(size, 1)?;
                 let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
                 let error_values = match self.table {
                     Some(t) => writer::error_values_of(&self.copy.plan.tables[t], &row),
@@ -238,6 +355,12 @@ impl ChunkWriter for Writer<'_> {
     }
 
     fn reconnect(&mut self, deadline: Instant) -> Result<()> {
+        if std::mem::take(&mut self.answered) {
+            // The node answered (read-only, outside the primary component): end the
+            // transaction, and give it or the endpoint a moment before asking again.
+            let _ = self.dst.query_drop("ROLLBACK");
+            std::thread::sleep(Duration::from_secs(1));
+        }
         self.dst = reconnect(self.copy.endpoint, Side::Destination, deadline)?;
         self.install_infile();
         Ok(())
@@ -274,7 +397,15 @@ enum Batcher {
 
 impl Batcher {
     fn new(c: &Copy<'_>, t: &TablePlan, mode: InsertMode) -> Batcher {
-        let (rows, bytes) = (c.task.full.batch_rows, c.batch_bytes);
+        // A batch fits in one destination transaction.
+        let rows = c
+            .task
+            .full
+            .batch_rows
+            .min(usize::try_from(c.txn_rows).unwrap_or(usize::MAX));
+        let bytes = c
+            .batch_bytes
+            .min(usize::try_from(c.txn_bytes()).unwrap_or(usize::MAX));
         if c.load_data {
             Batcher::Load(LoadBuilder::new(t, mode, rows, bytes))
         } else {
@@ -317,6 +448,7 @@ impl Batcher {
                 let built = b.take();
                 Unit::Statement {
                     sql: built.body,
+                    rows: built.rows,
                     error_values: built.error_values,
                 }
             }
@@ -325,6 +457,7 @@ impl Batcher {
                 Unit::Load {
                     sql: b.statement(),
                     data: built.body,
+                    rows: built.rows,
                     error_values: built.error_values,
                 }
             }

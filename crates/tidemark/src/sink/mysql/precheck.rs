@@ -1,6 +1,9 @@
 //! The MySQL destination's precheck items: connection, versions, privileges, names,
-//! tables already there, disk space.
+//! tables already there, disk space; and what the destination is (a Galera node, a
+//! Group Replication member, Aurora, PolarDB, TiDB: `cluster.rs`), whether it takes
+//! writes, and the rules its tables must follow there.
 
+use super::cluster::Topology;
 use super::Mysql;
 use crate::config::{ConflictMode, Phase, Task};
 use crate::connect::{connect_raw, ServerInfo, Side};
@@ -63,6 +66,7 @@ impl crate::sink::Precheck for Check<'_> {
         };
         let task = self.task;
         let destination = &self.kind.endpoint;
+        topology(task, plan, dst, r)?;
         destination_privileges(task, destination, plan, dst, r)?;
         target_names(plan, r);
         conflicts(task, store, plan, dst, r)?;
@@ -73,6 +77,121 @@ impl crate::sink::Precheck for Check<'_> {
     fn server(&self) -> Option<ServerInfo> {
         self.info.clone()
     }
+}
+
+/// What the destination is, whether it takes writes, and whether the selected tables
+/// may live there (a Galera cluster replicates InnoDB tables with a primary key only).
+fn topology(task: &Task, plan: &Plan, dst: &mut Conn, r: &mut Report) -> anyhow::Result<()> {
+    let t = match Topology::detect(dst) {
+        Ok(t) => t,
+        Err(e) => {
+            r.warn(
+                "destination-topology",
+                format!("what the destination is could not be read: {e:#}"),
+                "nothing to do for a single server; for a cluster, grant the user access to its status variables",
+            );
+            return Ok(());
+        }
+    };
+    let report = t.report();
+    let summary = report
+        .iter()
+        .filter(|l| !l.starts_with("not writable:"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if t.limits.assumed.is_empty() {
+        r.pass("destination-topology", summary);
+    } else {
+        r.warn(
+            "destination-topology",
+            summary,
+            "grant the CONFIG privilege so the transaction limits can be read, or check that the assumed ones hold",
+        );
+    }
+    if let Some(why) = t.not_writable() {
+        // MariaDB lets SUPER / READ_ONLY ADMIN write through `read_only` on a server
+        // of its own; anything stronger, or any cluster node, refuses the task.
+        let only_read_only = t.read_only.read_only
+            && !t.read_only.super_read_only
+            && !t.read_only.innodb_read_only
+            && !t.read_only.transaction_read_only;
+        if t.kind == super::cluster::Kind::Single && only_read_only {
+            r.warn(
+                "destination-writable",
+                why,
+                "turn `read_only` off on the destination unless the migration user may write through it",
+            );
+        } else {
+            r.fail(
+                "destination-writable",
+                why,
+                "point `destination.url` at the writer (the cluster endpoint or primary), or list the other nodes in `destination.failover`",
+            );
+        }
+    }
+    let rules = t.rules();
+    if rules.primary_key_required || rules.innodb_only {
+        let engines = source_engines(task, plan)?;
+        let mut problems = Vec::new();
+        for p in &plan.tables {
+            let name = &p.def().name;
+            let engine = engines
+                .get(&(name.database.clone(), name.table.clone()))
+                .map(String::as_str)
+                .unwrap_or("InnoDB");
+            let has_pk = p.def().key_name.as_deref() == Some("PRIMARY");
+            problems.extend(rules.check_table(&name.database, &name.table, engine, has_pk));
+        }
+        if problems.is_empty() {
+            r.pass(
+                "destination-table-rules",
+                "every selected table has a primary key and uses InnoDB, as the cluster requires",
+            );
+        } else {
+            r.fail(
+                "destination-table-rules",
+                problems.join("; "),
+                "fix each table on the source as said, or leave it out of [[objects]]",
+            );
+        }
+    }
+    if rules.ddl_blocks_cluster && (task.has(Phase::Schema) || task.has(Phase::Incremental)) {
+        r.warn(
+            "destination-ddl",
+            "DDL on this Galera cluster runs as Total Order Isolation (wsrep_OSU_method = TOI):              each CREATE or ALTER the task applies blocks writes on every node until it finishes",
+            "run large schema changes at a quiet time, or with wsrep_OSU_method = RSU node by node",
+        );
+    }
+    Ok(())
+}
+
+/// The source engine of each planned table (what the schema step creates it with).
+fn source_engines(
+    task: &Task,
+    plan: &Plan,
+) -> anyhow::Result<std::collections::HashMap<(String, String), String>> {
+    let mut src = connect_raw(&task.source, Side::Source)?;
+    let mut dbs: Vec<&str> = plan
+        .tables
+        .iter()
+        .map(|t| t.def().name.database.as_str())
+        .collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    let mut engines = std::collections::HashMap::new();
+    for db in dbs {
+        let rows: Vec<(String, Option<String>)> = src
+            .exec(
+                "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'",
+                (db,),
+            )
+            .with_context(|| format!("reading the engines of the source's tables in {db}"))?;
+        for (table, engine) in rows {
+            engines.insert((db.to_string(), table), engine.unwrap_or_default());
+        }
+    }
+    Ok(engines)
 }
 
 fn versions(s: &ServerInfo, d: &ServerInfo, r: &mut Report) {
