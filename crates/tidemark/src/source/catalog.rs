@@ -47,12 +47,25 @@ impl DatabaseInfo {
 }
 
 /// Reads one table, or `None` when it (or its database) does not exist.
+///
+/// `information_schema` is read in several statements, none of them in a snapshot, so a
+/// table renamed at that moment (what online schema change tools do) can be seen
+/// without its columns; every table has at least one, so such a read is taken again.
 pub fn read_table(c: &mut Conn, name: &TableName) -> Result<Option<TableInfo>> {
-    Ok(read_database(c, &name.database)?.and_then(|d| {
-        d.tables
-            .into_iter()
-            .find(|t| t.def.name.table == name.table)
-    }))
+    for _ in 0..50 {
+        let table = read_database(c, &name.database)?.and_then(|d| {
+            d.tables
+                .into_iter()
+                .find(|t| t.def.name.table == name.table)
+        });
+        match table {
+            Some(t) if t.def.columns.is_empty() => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            other => return Ok(other),
+        }
+    }
+    anyhow::bail!("{name}: its definition kept changing while it was read (a schema change in progress on the source?); run the task again")
 }
 
 /// Reads one database, or `None` when it does not exist.
