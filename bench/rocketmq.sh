@@ -349,6 +349,8 @@ tls = "disabled"
 type = "rocketmq"
 name_servers = ["$NAME_SERVER"]
 topic = "$4"
+# The workload has no DDL: keep it in the data topic rather than create a DDL topic.
+ddl_placement = "first-queue"
 format = "$FORMAT"
 ordering = "$ORDERING"
 [migration]
