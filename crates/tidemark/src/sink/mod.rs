@@ -138,6 +138,10 @@ pub struct Capabilities {
     /// How `status` names the incremental progress ("applied", "sent (and
     /// acknowledged)").
     pub applied_verb: &'static str,
+    /// Full copy: batches a pipeline's reader may have handed on but its writer not yet
+    /// taken. Statements of a server are cheap to queue; a queue's outboxes are large
+    /// (up to 4 MiB each), so it hands them over one at a time (0).
+    pub queued_batches: usize,
 }
 
 /// Which DDL statements of the binlog a destination takes.

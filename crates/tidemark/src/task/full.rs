@@ -5,10 +5,11 @@
 //! destination kind's [`ChunkWriter`], one connection) joined by a small bounded channel
 //! of ready-made batches (statements, LOAD DATA buffers, message outboxes: the kind's
 //! [`FullCopy::encode`] makes them), so reading, encoding and writing overlap while
-//! memory stays bounded (`threads` × 3 batches). A chunk is written whole (one
-//! destination transaction, or every message acknowledged) and marked done in the state
-//! store only after the writer's commit; a chunk interrupted before that is copied again
-//! with `ChunkJob::again` set (MySQL: REPLACE, so it can never be doubled).
+//! memory stays bounded (`threads` × (2 + the kind's `queued_batches`) batches). A chunk
+//! is written whole (one destination transaction, or every message acknowledged) and
+//! marked done in the state store only after the writer's commit; a chunk interrupted
+//! before that is copied again with `ChunkJob::again` set (MySQL: REPLACE, so it can
+//! never be doubled).
 
 use crate::config::Task;
 use crate::connect::{connect, describe, reconnect, transient, Side, Transient};
@@ -190,7 +191,7 @@ pub(crate) fn mark_copied(plan: &Plan, store: &Store) -> Result<()> {
 fn pipeline(sh: &Shared<'_>, jobs: Receiver<ChunkJob>) -> Result<()> {
     let mut src = connect(&sh.task.source, Side::Source)?;
     let dst = sh.sink.writer()?;
-    let (tx, rx) = bounded::<Msg>(2);
+    let (tx, rx) = bounded::<Msg>(sh.task.destination.capabilities().queued_batches);
     let (outcome_tx, outcome_rx) = unbounded::<Outcome>();
     std::thread::scope(|s| {
         let writer = s.spawn(move || {

@@ -55,6 +55,7 @@ impl Kind for Adb {
             exact_keyless_handoff: false,
             ddl: DdlKinds::Executed,
             applied_verb: "applied",
+            queued_batches: 2,
         }
     }
 

@@ -53,6 +53,7 @@ impl Kind for Lindorm {
             exact_keyless_handoff: false,
             ddl: DdlKinds::Executed,
             applied_verb: "applied",
+            queued_batches: 2,
         }
     }
 

@@ -44,6 +44,7 @@ impl Kind for Mysql {
             exact_keyless_handoff: true,
             ddl: DdlKinds::Executed,
             applied_verb: "applied",
+            queued_batches: 2,
         }
     }
 

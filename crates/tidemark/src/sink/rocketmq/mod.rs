@@ -62,6 +62,7 @@ impl crate::sink::Kind for Rocketmq {
             exact_keyless_handoff: false,
             ddl: crate::sink::DdlKinds::Forwarded,
             applied_verb: "sent (and acknowledged)",
+            queued_batches: 0,
         }
     }
 
