@@ -75,7 +75,9 @@ fn free_port() -> Result<u16> {
 }
 
 /// Runs `cmd` under a watchdog shell that outlives neither us nor the process: when our
-/// pid is gone, or when the process exits, it kills the process and removes `dir`. The
+/// pid is gone it kills the process and removes `dir`. A process that exits on its own
+/// leaves its exit status in `dir/exited`, and `dir` (with its logs) stays until our pid
+/// is gone or a `quit` file appears, so the failure can be reported. The
 /// one exception is a stop asked for through `dir/hold`: while that file exists the
 /// watchdog keeps the directory and, once the file is removed, starts the process again
 /// (it writes `down` when the process has exited, and removes it when it starts it
@@ -88,11 +90,14 @@ pub(crate) fn watch(cmd: &[String], dir: &Path) -> Result<Child> {
         .collect();
     let d = dir.display().to_string();
     let script = format!(
-        "trap '' HUP INT; {cmd} & srv=$!; echo $srv > '{d}/pid.watched'; trap 'kill -9 $srv 2>/dev/null' TERM; \
+        "trap '' HUP INT; {cmd} & srv=$!; echo $srv > '{d}/pid.watched'; trap 'touch \"{d}/quit\"; kill -9 $srv 2>/dev/null' TERM; \
          while kill -0 {parent} 2>/dev/null; do \
            if ! kill -0 $srv 2>/dev/null; then \
-             wait $srv 2>/dev/null; \
-             [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] || break; \
+             wait $srv 2>/dev/null; echo $? > '{d}/exited'; \
+             if [ ! -e '{d}/hold' ]; then \
+               while [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null; do sleep 0.2; done; break; \
+             fi; \
+             [ ! -e '{d}/quit' ] || break; rm -f '{d}/exited'; \
              touch '{d}/down'; \
              while [ -e '{d}/hold' ] && [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null; do sleep 0.1; done; \
              [ ! -e '{d}/quit' ] && kill -0 {parent} 2>/dev/null || break; \

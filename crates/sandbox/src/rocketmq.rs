@@ -101,18 +101,59 @@ fn broker_port() -> Result<u16> {
     bail!("no free pair of ports for the broker")
 }
 
-fn wait_port(addr: &str, what: &str, log: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits until `addr` accepts connections from the process watched in `dir` (whose
+/// output is `dir/out.log`). A process that exits, or does not listen within the limit,
+/// is an error that carries its exit status or its state, and its log.
+fn wait_port(addr: &str, what: &str, dir: &Path) -> Result<()> {
+    let limit = Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
+    let log = || std::fs::read_to_string(dir.join("out.log")).unwrap_or_default();
     while TcpStream::connect(addr).is_err() {
+        if let Ok(status) = std::fs::read_to_string(dir.join("exited")) {
+            bail!(
+                "{what} exited (status {}) before it listened on {addr}; its log:\n{}",
+                status.trim(),
+                log()
+            );
+        }
         if Instant::now() > deadline {
             bail!(
-                "{what} did not listen on {addr} within 60 s; its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
+                "{what} did not listen on {addr} within {} s ({}); its log:\n{}",
+                limit.as_secs(),
+                process_state(dir),
+                log()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// What the watched process of `dir` is doing, for a failure message: its state, the
+/// kernel function it waits in, and its threads' count (from `/proc`).
+fn process_state(dir: &Path) -> String {
+    let Ok(pid) = std::fs::read_to_string(dir.join("pid.watched")) else {
+        return "no pid recorded".into();
+    };
+    let proc = Path::new("/proc").join(pid.trim());
+    let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    if status.is_empty() {
+        return format!("pid {} is gone", pid.trim());
+    }
+    format!(
+        "pid {}: state {}, threads {}, waiting in {}",
+        pid.trim(),
+        field("State:"),
+        field("Threads:"),
+        std::fs::read_to_string(proc.join("wchan")).unwrap_or_else(|_| "?".into())
+    )
 }
 
 impl RocketMq {
@@ -139,11 +180,7 @@ impl RocketMq {
         ];
         let namesrv = watch(&cmd, ns).context("starting the RocketMQ name server")?;
         let name_server = format!("127.0.0.1:{ns_port}");
-        wait_port(
-            &name_server,
-            "the RocketMQ name server",
-            &ns.join("out.log"),
-        )?;
+        wait_port(&name_server, "the RocketMQ name server", ns)?;
 
         let broker_dir = tempfile::Builder::new()
             .prefix("tidemark-broker-")
@@ -190,11 +227,7 @@ impl RocketMq {
     }
 
     fn wait_broker(&self) -> Result<()> {
-        wait_port(
-            &self.broker,
-            "the RocketMQ broker",
-            &self.broker_dir.path().join("out.log"),
-        )?;
+        wait_port(&self.broker, "the RocketMQ broker", self.broker_dir.path())?;
         // The broker registers with the name server shortly after it listens.
         std::thread::sleep(Duration::from_millis(500));
         Ok(())
