@@ -342,7 +342,7 @@ fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<Ex
                 );
             }
             for kind in &d.not_compared {
-                println!("{} → {}: not compared: {kind}", d.source, d.target);
+                out!("{} → {}: not compared: {kind}", d.source, d.target);
             }
         }
         for r in &report.tables {
