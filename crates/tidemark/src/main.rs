@@ -237,8 +237,12 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                     ExitCode::SUCCESS
                 }
                 task::Outcome::Stopped(during) => {
+                    let boundary = match during {
+                        TaskStatus::Full => "at a chunk boundary",
+                        _ => "between two objects",
+                    };
                     say!(
-                        "task {}: stopped on request during the {} phase, at a chunk boundary (everything recorded as done is committed); {again} continues from there",
+                        "task {}: stopped on request during the {} phase, {boundary} (everything recorded as done is committed); {again} continues from there",
                         task.name,
                         during.as_str()
                     );

@@ -99,15 +99,23 @@ impl Report {
     /// The human table.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        // The widest item name sets the column, so a long name never runs into its detail.
+        let width = self
+            .items
+            .iter()
+            .map(|i| i.id.len() + 1)
+            .max()
+            .unwrap_or(0)
+            .max(24);
         for i in &self.items {
             let mark = match i.status {
                 Status::Pass => "PASS",
                 Status::Warning => "WARN",
                 Status::Failure => "FAIL",
             };
-            out.push_str(&format!("{mark:<5}{:<24}{}\n", i.id, i.detail));
+            out.push_str(&format!("{mark:<5}{:<width$}{}\n", i.id, i.detail));
             if let Some(fix) = &i.fix {
-                out.push_str(&format!("{:<29}→ {fix}\n", ""));
+                out.push_str(&format!("{:<pad$}→ {fix}\n", "", pad = width + 5));
             }
         }
         let (w, f) = self.items.iter().fold((0, 0), |(w, f), i| match i.status {
