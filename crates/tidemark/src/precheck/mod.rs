@@ -113,9 +113,10 @@ impl Report {
                 Status::Warning => "WARN",
                 Status::Failure => "FAIL",
             };
-            out.push_str(&format!("{mark:<5}{:<width$}{}\n", i.id, i.detail));
+            // At least one space after the name, so a long one never runs into its detail.
+            out.push_str(&format!("{mark:<5}{:<23} {}\n", i.id, i.detail));
             if let Some(fix) = &i.fix {
-                out.push_str(&format!("{:<pad$}→ {fix}\n", "", pad = width + 5));
+                out.push_str(&format!("{:<29}→ {fix}\n", ""));
             }
         }
         let (w, f) = self.items.iter().fold((0, 0), |(w, f), i| match i.status {
