@@ -99,14 +99,6 @@ impl Report {
     /// The human table.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        // The widest item name sets the column, so a long name never runs into its detail.
-        let width = self
-            .items
-            .iter()
-            .map(|i| i.id.len() + 1)
-            .max()
-            .unwrap_or(0)
-            .max(24);
         for i in &self.items {
             let mark = match i.status {
                 Status::Pass => "PASS",
