@@ -141,6 +141,11 @@ fn verified_connections_copy_and_stream() {
         std::thread::sleep(Duration::from_millis(300));
     }
     common::stop(child);
+    // verify opens its own connections to both ends, through the same TLS settings.
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    let log = text(&out);
+    assert!(out.status.success(), "verify over TLS failed:\n{log}");
+    assert!(log.contains("equal") && !log.contains("DIFFERENT"), "{log}");
 }
 
 #[test]
