@@ -206,6 +206,11 @@ fn insert<'a>(t: &'a TablePlan, row: &'a [Value], p: &'a Position) -> RowEvent<'
             index: 0,
             source_ms: 1_700_000_000_000,
             built_ms: 1_700_000_000_500,
+            event: None,
+            row: 0,
+            thread: None,
+            begin: 0,
+            order: None,
         },
     }
 }
@@ -423,6 +428,7 @@ fn canal_ddl_types_follow_druid_ddl_parser() {
         database: "shop",
         table: Some("t"),
         statement: "RENAME TABLE t TO u",
+        definition: None,
         origin: Origin::binlog(Some(&p), 0, 1000),
     };
     let v: J = serde_json::from_slice(&canal::ddl(&ev)).unwrap();
@@ -520,6 +526,7 @@ fn dts_avro_round_trips_every_type_through_fastavro() {
         database: "shop",
         table: Some("every"),
         statement: "ALTER TABLE every ADD COLUMN z INT",
+        definition: None,
         origin: Origin::binlog(Some(&p), 3, 1_700_000_000_000),
     };
     let bodies = vec![
