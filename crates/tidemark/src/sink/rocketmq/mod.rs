@@ -775,6 +775,42 @@ topic = "orders"
         assert_eq!(fill(&c.tags, "d", "t", "", "INSERT"), "canal");
     }
 
+    #[test]
+    fn consumer_record_options_are_validated() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.transaction_topic, None);
+        assert!(!c.tombstones && !c.dts_control && !c.debezium.include_query);
+        let c = parse(&format!(
+            "{base}format = \"debezium-json\"\nprovide_transaction_metadata = true\ninclude_query = true\ntombstones_on_delete = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.transaction_topic.as_deref(), Some("t_transaction"));
+        assert!(c.debezium.transaction_metadata && c.debezium.include_query && c.tombstones);
+        // The transaction topic must exist: the precheck asks for every topic.
+        assert!(c.topics().contains(&"t_transaction".to_string()));
+        let c = parse(&format!(
+            "{base}format = \"dts-avro\"\ndts_control_records = true\n"
+        ))
+        .unwrap();
+        assert!(c.dts_control);
+        for (extra, want) in [
+            ("tombstones_on_delete = true\n", "debezium-json\" only"),
+            ("format = \"debezium-json\"\ndts_control_records = true\n", "dts-avro\" only"),
+            (
+                "format = \"debezium-json\"\ntransaction_topic = \"x\"\n",
+                "provide_transaction_metadata` is not true",
+            ),
+            (
+                "format = \"debezium-json\"\nprovide_transaction_metadata = true\ntransaction_topic = \"a b\"\n",
+                "destination.transaction_topic",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
     fn plan() -> TablePlan {
         let col = |name: &str, ty: &str, kind| ColumnDef {
             name: name.into(),
