@@ -335,7 +335,11 @@ fn stream_names_each_rows_event() {
                     if let Some(d) = t.ddl.clone() {
                         ddls.push(d);
                     }
-                    blocks.extend(t.rows.into_iter().filter(|b| b.table.database == "bl_events"));
+                    blocks.extend(
+                        t.rows
+                            .into_iter()
+                            .filter(|b| b.table.database == "bl_events"),
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => panic!("no transaction from the stream: {e}"),
@@ -363,6 +367,10 @@ fn stream_names_each_rows_event() {
         .iter()
         .find(|d| d.statement.starts_with("CREATE TABLE"))
         .expect("the CREATE TABLE");
-    assert!(ddl_at.contains(&create.event.offset), "{ddl_at:?} {:?}", create.event);
+    assert!(
+        ddl_at.contains(&create.event.offset),
+        "{ddl_at:?} {:?}",
+        create.event
+    );
     assert_eq!(create.event.server_id, server_id);
 }

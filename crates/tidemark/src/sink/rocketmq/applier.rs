@@ -6,13 +6,13 @@
 use super::client::{now_ms, Outbox, QueueRef};
 use super::format::{self, dts_avro::Control, DdlEvent, Op, Origin, RowEvent};
 use super::{MessageFormat, Sink};
-use crate::source::binlog::stream::EventInfo;
-use std::collections::BTreeMap;
 use crate::sink::{Ddl, DdlOutcome, Flush};
+use crate::source::binlog::stream::EventInfo;
 use crate::source::binlog::stream::Txn;
 use crate::source::catalog;
 use crate::transform::mapping::TablePlan;
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tidemark_core::{Change, Position, Row, TableName, Value};
 
@@ -140,7 +140,8 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         // Binlog images hold every column; messages carry the selected ones, generated
         // columns too.
         let sent = format::sent(plan);
-        let project = |r: &Row| -> Vec<Value> { sent.iter().filter_map(|&i| r.get(i)).cloned().collect() };
+        let project =
+            |r: &Row| -> Vec<Value> { sent.iter().filter_map(|&i| r.get(i)).cloned().collect() };
         let records = self.sink.transaction_records();
         let table = format!("{}.{}", plan.target.database, plan.target.table);
         for change in changes {

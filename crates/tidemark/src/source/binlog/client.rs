@@ -146,8 +146,8 @@ impl Reader {
             // BINLOG_THROUGH_POSITION): the statement of each rows event, which formats
             // naming it carry (Debezium's `source.query`); without it MariaDB leaves
             // ANNOTATE_ROWS events out of the dump.
-            request = request
-                .with_flags(mysql_common::packets::BinlogDumpFlags::BINLOG_THROUGH_POSITION);
+            request =
+                request.with_flags(mysql_common::packets::BinlogDumpFlags::BINLOG_THROUGH_POSITION);
         }
         let mut offset = 4;
         let file = match start {

@@ -413,10 +413,7 @@ fn push_source(
     let ms = origin
         .event
         .map_or(origin.source_ms, |e| u64::from(e.timestamp) * 1000);
-    let _ = write!(
-        out,
-        ",\"ts_ms\":{ms},\"snapshot\":\"{snapshot}\",\"db\":"
-    );
+    let _ = write!(out, ",\"ts_ms\":{ms},\"snapshot\":\"{snapshot}\",\"db\":");
     push_json_str(out, db);
     let _ = write!(
         out,

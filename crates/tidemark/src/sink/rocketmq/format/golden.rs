@@ -1072,7 +1072,10 @@ fn debezium_source_names_the_event_as_debezium_does() {
         ..Default::default()
     };
     let w = debezium(o, &ev);
-    assert_eq!(w["payload"]["source"]["query"], "INSERT INTO every VALUES (...)");
+    assert_eq!(
+        w["payload"]["source"]["query"],
+        "INSERT INTO every VALUES (...)"
+    );
     assert_eq!(w["payload"]["source"]["connector"], "mariadb");
     let source = &w["schema"]["fields"][2];
     assert_eq!(source["name"], "io.debezium.connector.mariadb.Source");
@@ -1082,7 +1085,10 @@ fn debezium_source_names_the_event_as_debezium_does() {
         .iter()
         .map(|f| f["field"].as_str().unwrap())
         .collect();
-    assert_eq!(declared, order, "the schema declares the fields in the payload's order");
+    assert_eq!(
+        declared, order,
+        "the schema declares the fields in the payload's order"
+    );
     // MariaDB logs no BEGIN: no thread.
     let ev = RowEvent {
         origin: insert(&t, &row, &p).origin.in_event(Some(&info), 0),
@@ -1092,7 +1098,10 @@ fn debezium_source_names_the_event_as_debezium_does() {
     // A copied row: the snapshot's zero position, no server.
     let snap = RowEvent::snapshot(&t, &row, 5);
     let s = debezium(debezium::Options::default(), &snap)["source"].clone();
-    assert_eq!((&s["server_id"], &s["pos"], &s["gtid"]), (&json!(0), &json!(0), &J::Null));
+    assert_eq!(
+        (&s["server_id"], &s["pos"], &s["gtid"]),
+        (&json!(0), &json!(0), &J::Null)
+    );
     assert_eq!(
         flink::debezium_json(&debezium::row(&ev, "task", &Default::default()), false),
         Ok(vec!["+I"])
@@ -1209,7 +1218,14 @@ fn debezium_ddl_is_a_schema_change_record() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["databaseName", "ddl", "schemaName", "source", "tableChanges", "ts_ms"]
+        [
+            "databaseName",
+            "ddl",
+            "schemaName",
+            "source",
+            "tableChanges",
+            "ts_ms"
+        ]
     );
     assert_eq!(v["databaseName"], "shop");
     assert_eq!(v["schemaName"], J::Null);
@@ -1261,7 +1277,10 @@ fn debezium_ddl_is_a_schema_change_record() {
         );
         assert_eq!(c["typeExpression"], c["typeName"], "{name}");
     }
-    assert_eq!((of("dec")["length"].clone(), of("dec")["scale"].clone()), (json!(20), json!(6)));
+    assert_eq!(
+        (of("dec")["length"].clone(), of("dec")["scale"].clone()),
+        (json!(20), json!(6))
+    );
     assert_eq!(of("e")["enumValues"], json!(["x", "y", "z"]));
     assert_eq!(of("v")["charsetName"], "latin1");
     assert_eq!(of("bn")["charsetName"], J::Null);
@@ -1335,5 +1354,11 @@ fn dts_avro_control_records_read_as_the_sdk_reads_them() {
     assert_eq!(r[2]["sourcePosition"], "mysql-bin.000003:1234");
     assert_eq!(r[3]["sourceTimestamp"], 1_700_000_100);
     let id = |i: usize| r[i]["id"].as_i64().unwrap();
-    assert!(id(0) < id(1) && id(1) < id(2), "{} {} {}", id(0), id(1), id(2));
+    assert!(
+        id(0) < id(1) && id(1) < id(2),
+        "{} {} {}",
+        id(0),
+        id(1),
+        id(2)
+    );
 }

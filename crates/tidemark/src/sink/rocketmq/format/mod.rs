@@ -19,9 +19,9 @@ pub mod dts_avro;
 mod golden;
 
 use crate::config::MessageFormat;
+use crate::source::binlog::stream::EventInfo;
 use crate::transform::mapping::TablePlan;
 use std::borrow::Cow;
-use crate::source::binlog::stream::EventInfo;
 use tidemark_core::{ColumnDef, ColumnKind, Position, Value};
 
 /// What a row message says happened.
