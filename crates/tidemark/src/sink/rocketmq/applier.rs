@@ -40,6 +40,8 @@ pub(super) struct Applier<'a> {
     pub(super) row: u32,
     /// The open transaction's counts, for transaction records.
     pub(super) open: Open,
+    /// Ending the last transaction failed (its records could not be routed).
+    pub(super) failed: Option<anyhow::Error>,
 }
 
 /// What the open transaction has sent so far (`transaction_records`).
@@ -97,8 +99,9 @@ impl Applier<'_> {
 impl crate::sink::ChangeApplier for Applier<'_> {
     fn begin_txn(&mut self, txn: &Txn) {
         if let Err(e) = self.end_txn() {
-            // Only a route lookup can fail here; the batch's send reports it again.
-            tracing::warn!("rocketmq: transaction records: {e:#}");
+            // Reported by the next push or flush, so the batch (and its checkpoint)
+            // fails rather than go on without the records.
+            self.failed = Some(e);
         }
         if self.sink.transaction_records() {
             self.open.start = self
@@ -137,6 +140,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     }
 
     fn push(&mut self, plan: &Arc<TablePlan>, changes: Vec<Change>) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         // Binlog images hold every column; messages carry the selected ones, generated
         // columns too.
         let sent = format::sent(plan);
@@ -202,6 +208,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
 
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         let (rows, bytes) = (self.rows as u64, self.bytes);
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         // Batches end at transaction boundaries.
         self.end_txn()?;
         // Every message before the checkpoint is acknowledged by the broker.
@@ -213,6 +222,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
 
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
         // Sent alone, after every change before it was acknowledged.
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.end_txn()?;
         self.sink.send(&mut self.outbox)?;
         let first = crate::transform::ddl::Statement::parse(d.sql)
@@ -282,6 +294,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     /// DTS Avro HEARTBEAT records (`dts_control_records`) on every queue of every data
     /// topic, so a consumer of any queue sees the source's progress.
     fn idle(&mut self, position: &Position) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.end_txn()?;
         if self.sink.config.format != MessageFormat::DtsAvro || !self.sink.config.dts_control {
             return Ok(());

@@ -140,6 +140,7 @@ impl crate::sink::Session for Session<'_> {
             event: None,
             row: 0,
             open: Default::default(),
+            failed: None,
         }))
     }
 
