@@ -245,8 +245,8 @@ impl crate::sink::ChangeApplier for Applier<'_> {
             table: first.as_deref(),
             statement: d.sql,
             definition: definition.as_ref(),
+            // No `thread`: Debezium sets it from a BEGIN only, and resets it at COMMIT.
             origin: Origin {
-                thread: self.txn_thread,
                 begin: self.txn_begin,
                 ..Origin::binlog(self.txn_end.as_ref(), self.index, self.txn_ms)
                     .with_gtid(self.txn_gtid.as_deref())

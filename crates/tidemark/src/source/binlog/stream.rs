@@ -77,7 +77,8 @@ pub struct Txn {
     pub received: Instant,
     /// Where the transaction's first event (BEGIN, or its GTID) starts in `end.file`.
     pub begin: u64,
-    /// The session that ran it, from MySQL's BEGIN (MariaDB logs no BEGIN).
+    /// The session that ran it, from MySQL's BEGIN (MariaDB logs no BEGIN) or the
+    /// DDL statement's QUERY event.
     pub thread: Option<u32>,
 }
 
