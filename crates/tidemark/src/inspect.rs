@@ -144,6 +144,7 @@ fn text_event(out: &mut impl Write, offset: u64, event: &Event, indent: &str) ->
         Body::Query {
             database,
             statement,
+            ..
         } => writeln!(out, "QUERY (database `{database}`) {statement}")?,
         Body::TableMap(t) => writeln!(
             out,

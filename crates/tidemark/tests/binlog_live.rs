@@ -263,3 +263,114 @@ fn mariadb_compressed_events_decode() {
     );
     assert_eq!(counts, [50, 10, 10]);
 }
+
+/// What the stream says about each rows event, checked with the server's own
+/// `SHOW BINLOG EVENTS`: where the event starts (`Pos`), the server that wrote it
+/// (`Server_id`), and the statement its ANNOTATE_ROWS event carries (MariaDB logs one
+/// before each statement's rows, `binlog_annotate_row_events` being on by default);
+/// a DDL statement's QUERY event likewise.
+#[test]
+fn stream_names_each_rows_event() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tidemark::source::binlog::stream::{self, Item};
+    let e = env();
+    let mut src = e.src();
+    let start = current_position(&mut src).unwrap();
+    src.query_drop("CREATE DATABASE bl_events").unwrap();
+    src.query_drop("CREATE TABLE bl_events.t (id INT PRIMARY KEY, v INT)")
+        .unwrap();
+    src.query_drop("INSERT INTO bl_events.t VALUES (1, 10), (2, 20)")
+        .unwrap();
+    src.query_drop("UPDATE bl_events.t SET v = v + 1 WHERE id = 2")
+        .unwrap();
+    let server_id: u32 = src.query_first("SELECT @@server_id").unwrap().unwrap();
+    // (Pos, Event_type, Server_id) of the events after `start`.
+    let events: Vec<(u64, String, u32)> = src
+        .exec_map(
+            format!(
+                "SHOW BINLOG EVENTS IN '{}' FROM {}",
+                start.file, start.offset
+            ),
+            (),
+            |row: mysql::Row| {
+                (
+                    row.get::<u64, _>("Pos").unwrap(),
+                    row.get::<String, _>("Event_type").unwrap(),
+                    row.get::<u32, _>("Server_id").unwrap(),
+                )
+            },
+        )
+        .unwrap();
+    let rows_at: Vec<u64> = events
+        .iter()
+        .filter(|(_, ty, _)| ty.ends_with("_rows_v1") || ty.ends_with("_rows"))
+        .filter(|(_, ty, _)| !ty.starts_with("Annotate"))
+        .map(|e| e.0)
+        .collect();
+    let ddl_at: Vec<u64> = events
+        .iter()
+        .filter(|(_, ty, _)| ty == "Query")
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(rows_at.len(), 2, "{events:?}");
+
+    let ep = endpoint_from_url("source", &e.pair.source.url(), TlsMode::Preferred).unwrap();
+    let databases: HashSet<String> = ["bl_events".to_string()].into();
+    let source = stream::Source {
+        endpoints: std::slice::from_ref(&ep),
+        identity: None,
+        databases: &databases,
+        server_id: 4_000_003,
+        retry_window: std::time::Duration::from_secs(10),
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stop = AtomicBool::new(false);
+    let (mut blocks, mut ddls) = (Vec::new(), Vec::new());
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| stream::read(&source, start.clone(), &stop, tx));
+        while blocks.len() < 2 {
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(Item::Txn(t)) => {
+                    if let Some(d) = t.ddl.clone() {
+                        ddls.push(d);
+                    }
+                    blocks.extend(
+                        t.rows
+                            .into_iter()
+                            .filter(|b| b.table.database == "bl_events"),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => panic!("no transaction from the stream: {e}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        let _ = reader.join();
+    });
+    let got: Vec<u64> = blocks.iter().map(|b| b.event.offset).collect();
+    assert_eq!(got, rows_at);
+    for b in &blocks {
+        assert_eq!(b.event.server_id, server_id);
+        assert!(b.event.timestamp > 0);
+    }
+    assert_eq!(
+        blocks[0].event.query.as_deref(),
+        Some("INSERT INTO bl_events.t VALUES (1, 10), (2, 20)")
+    );
+    assert_eq!(
+        blocks[1].event.query.as_deref(),
+        Some("UPDATE bl_events.t SET v = v + 1 WHERE id = 2")
+    );
+    let create = ddls
+        .iter()
+        .find(|d| d.statement.starts_with("CREATE TABLE"))
+        .expect("the CREATE TABLE");
+    assert!(
+        ddl_at.contains(&create.event.offset),
+        "{ddl_at:?} {:?}",
+        create.event
+    );
+    assert_eq!(create.event.server_id, server_id);
+}

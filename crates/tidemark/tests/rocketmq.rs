@@ -1939,3 +1939,341 @@ print(json.dumps(out, default=lambda b: b.decode("latin-1")))
     .collect();
     assert_eq!(rows, want);
 }
+
+/// Polls `topics` until `done` says the messages are all there (each topic's messages,
+/// queue by queue), or fails after 60 s.
+fn await_messages(
+    topics: &[&str],
+    what: &str,
+    done: impl Fn(&[Vec<Vec<Pulled>>]) -> bool,
+) -> Vec<Vec<Vec<Pulled>>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Vec<Vec<Vec<Pulled>>> = topics.iter().map(|t| consume(t)).collect();
+        if done(&got) {
+            return got;
+        }
+        let counts: Vec<usize> = got.iter().map(|t| t.iter().map(Vec::len).sum()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {counts:?} messages arrived on {topics:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn count(queues: &[Vec<Pulled>]) -> usize {
+    queues.iter().map(Vec::len).sum()
+}
+
+/// Generated columns (virtual and stored) reach Canal JSON consumers with the source's
+/// values, in copied rows and in changes alike, as Canal sends them.
+#[test]
+fn canal_json_carries_generated_columns() {
+    if skip_unless_installed("rocketmq::canal_json_carries_generated_columns") {
+        return;
+    }
+    let db = "mq_gen";
+    fresh(
+        db,
+        &format!(
+            "CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL, s VARCHAR(20) AS (CONCAT('x', a)) STORED);
+             INSERT INTO {db}.t (id, a) VALUES (1, 5), (2, 7);"
+        ),
+    );
+    let topic = "mq_gen_topic";
+    create_topic(mq(), topic, 2);
+    let t = task(&format!("topic = \"{topic}\""), &live(db));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    env().src_sql(&format!(
+        "INSERT INTO {db}.t (id, a) VALUES (3, 9); UPDATE {db}.t SET a = 6 WHERE id = 1;"
+    ));
+    let got = await_messages(&[topic], "generated columns", |g| count(&g[0]) >= 4);
+    stop(child);
+    // The last message per key, as a consumer applies them, against the source.
+    let mut rows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for m in got[0].iter().flatten() {
+        let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+        assert_eq!(v["sqlType"]["v"], 4, "{v}");
+        assert_eq!(v["mysqlType"]["s"], "varchar(20)", "{v}");
+        let row = v["data"][0].clone();
+        rows.insert(row["id"].as_str().unwrap().to_string(), row);
+    }
+    let source: Vec<(u32, i32, i32, String)> = env()
+        .src()
+        .query(format!("SELECT id, a, v, s FROM {db}.t ORDER BY id"))
+        .unwrap();
+    assert_eq!(rows.len(), source.len());
+    for (id, a, v, s) in source {
+        let r = &rows[&id.to_string()];
+        assert_eq!(
+            (&r["a"], &r["v"], &r["s"]),
+            (&a.to_string().into(), &v.to_string().into(), &s.into()),
+            "row {id}"
+        );
+    }
+}
+
+/// Debezium JSON with Debezium's options on: `source` names each rows event (start
+/// position and server as `SHOW BINLOG EVENTS` lists them, the statement from MariaDB's
+/// ANNOTATE_ROWS, `connector = "mariadb"`), every change carries the transaction block
+/// and the transaction topic its BEGIN/END records, a delete is followed by a tombstone
+/// with its KEYS on its queue, and DDL is a schema change record with `tableChanges`.
+#[test]
+fn debezium_options_name_events_transactions_and_tombstones() {
+    if skip_unless_installed("rocketmq::debezium_options_name_events_transactions_and_tombstones") {
+        return;
+    }
+    let db = "mq_dbz_opts";
+    fresh(
+        db,
+        &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT);"),
+    );
+    let topic = "mq_dbz_opts_topic";
+    create_topic(mq(), topic, 2);
+    create_one_topic(mq(), &format!("{topic}_transaction"), 1);
+    let t = task(
+        &format!(
+            "topic = \"{topic}\"\nformat = \"debezium-json\"\ninclude_query = true\nprovide_transaction_metadata = true\ntombstones_on_delete = true"
+        ),
+        &live(db),
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let mut src = env().src();
+    let start = tidemark::source::binlog::client::current_position(&mut src).unwrap();
+    src.query_drop("BEGIN").unwrap();
+    src.query_drop(format!("INSERT INTO {db}.t VALUES (1, 10), (2, 20)"))
+        .unwrap();
+    src.query_drop(format!("DELETE FROM {db}.t WHERE id = 2"))
+        .unwrap();
+    src.query_drop("COMMIT").unwrap();
+    // The transaction's GTID (other tests write to the same source meanwhile).
+    let txn_gtid: String = src.query_first("SELECT @@last_gtid").unwrap().unwrap();
+    src.query_drop(format!("ALTER TABLE {db}.t ADD COLUMN b VARCHAR(5)"))
+        .unwrap();
+    let server_id: u64 = src.query_first("SELECT @@server_id").unwrap().unwrap();
+    let rows_at: Vec<u64> = src
+        .exec_map(
+            format!(
+                "SHOW BINLOG EVENTS IN '{}' FROM {}",
+                start.file, start.offset
+            ),
+            (),
+            |r: mysql::Row| {
+                (
+                    r.get::<u64, _>("Pos").unwrap(),
+                    r.get::<String, _>("Event_type").unwrap(),
+                )
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|(_, ty)| ty.ends_with("_rows_v1"))
+        .map(|(p, _)| p)
+        .collect();
+    let ddl_topic = format!("{topic}_ddl");
+    let txn_topic = format!("{topic}_transaction");
+    // 2 inserts, the delete and its tombstone; BEGIN and END; the ALTER.
+    let got = await_messages(&[topic, &txn_topic, &ddl_topic], "debezium options", |g| {
+        count(&g[0]) >= 4 && count(&g[1]) >= 2 && count(&g[2]) >= 1
+    });
+    stop(child);
+    assert_eq!(
+        (count(&got[0]), count(&got[1]), count(&got[2])),
+        (4, 2, 1),
+        "messages sent twice"
+    );
+    let mut orders = Vec::new();
+    for queue in &got[0] {
+        for (i, m) in queue.iter().enumerate() {
+            if m.body.is_empty() {
+                // A tombstone: right after the delete of the same key, on its queue.
+                let prev = &queue[i - 1];
+                assert_eq!(
+                    m.properties.get("tidemark_tombstone").map(String::as_str),
+                    Some("true")
+                );
+                assert_eq!(m.properties.get("KEYS"), prev.properties.get("KEYS"));
+                let v: serde_json::Value = serde_json::from_slice(&prev.body).unwrap();
+                assert_eq!(v["op"], "d", "{v}");
+                assert_eq!(flink::debezium_json(&m.body, false), Ok(vec![]));
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+            assert!(flink::debezium_json(&m.body, false).is_ok(), "{v}");
+            let s = &v["source"];
+            assert_eq!(s["connector"], "mariadb", "{v}");
+            assert_eq!(s["server_id"], server_id, "{v}");
+            assert_eq!(s["gtid"], txn_gtid.as_str(), "{v}");
+            assert_eq!(s["thread"], serde_json::Value::Null, "{v}");
+            assert!(
+                rows_at.contains(&s["pos"].as_u64().unwrap()),
+                "{rows_at:?} {v}"
+            );
+            let (op, id) = (v["op"].as_str().unwrap(), s["row"].as_u64().unwrap());
+            match op {
+                "c" => {
+                    assert_eq!(
+                        s["query"],
+                        format!("INSERT INTO {db}.t VALUES (1, 10), (2, 20)")
+                    );
+                    // Row 0 and 1 of the one rows event.
+                    assert_eq!(id, v["after"]["id"].as_u64().unwrap() - 1, "{v}");
+                }
+                "d" => assert_eq!(s["query"], format!("DELETE FROM {db}.t WHERE id = 2")),
+                o => panic!("unexpected op {o}: {v}"),
+            }
+            assert_eq!(v["transaction"]["id"], txn_gtid.as_str(), "{v}");
+            orders.push(v["transaction"]["total_order"].as_u64().unwrap());
+        }
+    }
+    orders.sort_unstable();
+    assert_eq!(orders, [1, 2, 3]);
+    let records: Vec<serde_json::Value> = got[1]
+        .iter()
+        .flatten()
+        .map(|m| serde_json::from_slice(&m.body).unwrap())
+        .collect();
+    assert_eq!(records[0]["status"], "BEGIN");
+    assert_eq!(records[1]["status"], "END");
+    assert_eq!(records[1]["id"], txn_gtid.as_str());
+    assert_eq!(records[1]["event_count"], 3);
+    assert_eq!(
+        records[1]["data_collections"],
+        serde_json::json!([{"data_collection": format!("{db}.t"), "event_count": 3}])
+    );
+    let ddl: serde_json::Value = serde_json::from_slice(&got[2][0][0].body).unwrap();
+    assert_eq!(ddl["databaseName"], db);
+    let change = &ddl["tableChanges"][0];
+    assert_eq!(change["type"], "ALTER", "{ddl}");
+    assert_eq!(change["id"], format!("\"{db}\".\"t\""));
+    let cols: Vec<&str> = change["table"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["id", "a", "b"], "{ddl}");
+    assert_eq!(change["table"]["columns"][2]["length"], 5);
+    assert_eq!(
+        change["table"]["primaryKeyColumnNames"],
+        serde_json::json!(["id"])
+    );
+}
+
+/// `dts_control_records`: each queue's share of a transaction sits between a BEGIN and
+/// a COMMIT record carrying the transaction's id, and HEARTBEAT records arrive on every
+/// queue while the source is idle; every record decodes with fastavro against the SDK's
+/// schema.
+#[test]
+fn dts_avro_control_records_frame_each_transaction() {
+    if skip_unless_installed("rocketmq::dts_avro_control_records_frame_each_transaction") {
+        return;
+    }
+    let db = "mq_dts_ctl";
+    fresh(
+        db,
+        &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, a INT);"),
+    );
+    let topic = "mq_dts_ctl_topic";
+    create_topic(mq(), topic, 2);
+    let t = task(
+        &format!("topic = \"{topic}\"\nformat = \"dts-avro\"\ndts_control_records = true"),
+        &live(db),
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    env().src_sql(&format!(
+        "BEGIN; INSERT INTO {db}.t VALUES (1, 1), (2, 2), (3, 3), (4, 4); COMMIT;"
+    ));
+    let decode = |queue: &[Pulled]| -> Vec<serde_json::Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = dir.path().join("record.avsc");
+        std::fs::write(&schema, tidemark::sink::rocketmq::format::dts_avro::SCHEMA).unwrap();
+        let data = dir.path().join("bodies.bin");
+        let mut all = Vec::new();
+        for m in queue {
+            all.extend_from_slice(&(m.body.len() as u32).to_be_bytes());
+            all.extend_from_slice(&m.body);
+        }
+        std::fs::write(&data, all).unwrap();
+        let script = r#"
+import io, json, struct, sys
+from fastavro import parse_schema, schemaless_reader
+schema = parse_schema(json.load(open(sys.argv[1])))
+data = open(sys.argv[2], "rb").read()
+i, out = 0, []
+while i < len(data):
+    n = struct.unpack(">I", data[i:i + 4])[0]
+    buf = io.BytesIO(data[i + 4:i + 4 + n])
+    i += 4 + n
+    r = schemaless_reader(buf, schema)
+    assert buf.tell() == n, "trailing bytes"
+    out.append({"op": r["operation"], "txid": r["sourceTxid"], "id": r["id"], "object": r["objectName"]})
+print(json.dumps(out))
+"#;
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&schema)
+            .arg(&data)
+            .output()
+            .expect("run python3 (with fastavro: pip install fastavro)");
+        assert!(out.status.success(), "fastavro: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Every queue with inserts: BEGIN, its inserts, COMMIT; every queue ends with a
+    // heartbeat.
+    let control = |m: &Pulled| m.properties.get("tidemark_control").cloned();
+    let got = await_messages(&[topic], "control records", |g| {
+        let rows: usize = g[0]
+            .iter()
+            .flatten()
+            .filter(|m| control(m).is_none())
+            .count();
+        rows == 4
+            && g[0].iter().all(|q| {
+                q.last().and_then(control).as_deref() == Some("HEARTBEAT")
+                    && (q.iter().all(|m| control(m).is_some())
+                        || q.iter().any(|m| control(m).as_deref() == Some("COMMIT")))
+            })
+    });
+    stop(child);
+    let mut inserts = 0;
+    for queue in &got[0] {
+        let records = decode(queue);
+        let ops: Vec<&str> = records.iter().map(|r| r["op"].as_str().unwrap()).collect();
+        assert!(ops.contains(&"HEARTBEAT"), "{ops:?}");
+        if !ops.contains(&"INSERT") {
+            // A queue the transaction did not use: heartbeats only.
+            assert!(ops.iter().all(|o| *o == "HEARTBEAT"), "{ops:?}");
+            continue;
+        }
+        let begin = ops.iter().position(|o| *o == "BEGIN").expect("a BEGIN");
+        let commit = ops.iter().position(|o| *o == "COMMIT").expect("a COMMIT");
+        assert!(begin < commit, "{ops:?}");
+        assert!(
+            ops[begin + 1..commit].iter().all(|o| *o == "INSERT") && commit > begin + 1,
+            "{ops:?}"
+        );
+        assert!(
+            ops[commit + 1..].iter().all(|o| *o == "HEARTBEAT"),
+            "{ops:?}"
+        );
+        inserts += commit - begin - 1;
+        let txid = &records[begin]["txid"];
+        assert!(!txid.as_str().unwrap().is_empty());
+        for r in &records[begin..=commit] {
+            assert_eq!(&r["txid"], txid, "{r}");
+        }
+        assert_eq!(records[begin]["object"], serde_json::Value::Null);
+        let ids: Vec<i64> = records[begin..=commit]
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    }
+    assert_eq!(inserts, 4);
+}

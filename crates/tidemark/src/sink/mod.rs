@@ -237,9 +237,20 @@ pub struct ChunkRows<'a> {
 
 impl<'a> ChunkRows<'a> {
     /// Reads every row of the chunk: `f(row, its size on the wire)`.
-    pub fn read(&mut self, mut f: impl FnMut(Row, u64) -> Result<()>) -> Result<()> {
+    pub fn read(&mut self, f: impl FnMut(Row, u64) -> Result<()>) -> Result<()> {
+        let table = self.table;
+        self.read_as(table, f)
+    }
+
+    /// As [`Self::read`], with the columns `table` copies: the same table planned with
+    /// other columns (a queue's messages carry generated columns too).
+    pub fn read_as(
+        &mut self,
+        table: &TablePlan,
+        mut f: impl FnMut(Row, u64) -> Result<()>,
+    ) -> Result<()> {
         let (rows, bytes) = (&mut self.rows, &mut self.bytes);
-        crate::source::snapshot::read_chunk(self.src, self.table, self.chunk, |row| {
+        crate::source::snapshot::read_chunk(self.src, table, self.chunk, |row| {
             let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
             *rows += 1;
             *bytes += size;
@@ -331,8 +342,16 @@ impl From<anyhow::Error> for WriteError {
 pub trait ChangeApplier {
     /// A transaction starts; its row changes and DDL follow.
     fn begin_txn(&mut self, txn: &Txn);
+    /// The rows event whose changes the next `push` adds: kinds whose records name the
+    /// event (its position, server, statement) keep it.
+    fn rows_event(&mut self, _event: &crate::source::binlog::stream::EventInfo) {}
     /// Adds the row changes of one rows event (binlog images, every column).
     fn push(&mut self, plan: &Arc<TablePlan>, changes: Vec<Change>) -> Result<()>;
+    /// The source is idle and everything up to `position` was read and applied: kinds
+    /// whose consumers expect a sign of life (heartbeat records) send one.
+    fn idle(&mut self, _position: &tidemark_core::Position) -> Result<()> {
+        Ok(())
+    }
     /// Row changes gathered and not yet written.
     fn pending_rows(&self) -> usize;
     /// Writes what was gathered; returns once the destination acknowledged all of it

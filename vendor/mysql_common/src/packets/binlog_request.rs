@@ -136,7 +136,13 @@ impl<'a> BinlogRequest<'a> {
             let cmd = ComBinlogDump::new(self.server_id)
                 .with_pos(self.pos as u32)
                 .with_filename(&*self.filename)
-                .with_flags(self.flags & BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
+                // tidemark: bit 2 goes through too: MariaDB reads it on COM_BINLOG_DUMP as
+                // BINLOG_SEND_ANNOTATE_ROWS_EVENT (MySQL ignores it there).
+                .with_flags(
+                    self.flags
+                        & (BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK
+                            | BinlogDumpFlags::BINLOG_THROUGH_POSITION),
+                );
             Either::Left(cmd)
         }
     }

@@ -80,6 +80,19 @@ pub struct ConfigFile {
     time_precision_mode: Option<String>,
     /// Debezium JSON: `{"schema", "payload"}` messages (Kafka Connect's `schemas.enable`).
     schemas_enable: Option<bool>,
+    /// Debezium JSON: `source.query` holds the statement of each row (`include.query`).
+    include_query: Option<bool>,
+    /// Debezium JSON: the `transaction` block, and BEGIN/END records on
+    /// `transaction_topic` (`provide.transaction.metadata`).
+    provide_transaction_metadata: Option<bool>,
+    /// The topic of BEGIN/END records; default `<topic>_transaction`.
+    transaction_topic: Option<String>,
+    /// Debezium JSON: an empty message with the delete's KEYS after each delete
+    /// (`tombstones.on.delete`).
+    tombstones_on_delete: Option<bool>,
+    /// DTS Avro: BEGIN and COMMIT records around each transaction, HEARTBEAT records
+    /// while the source is idle.
+    dts_control_records: Option<bool>,
     /// Message KEYS and TAGS, with `{database}`, `{table}`, `{key}` and `{type}` filled in.
     keys: Option<String>,
     tags: Option<String>,
@@ -184,6 +197,12 @@ pub struct Config {
     pub enum_set: format::EnumSet,
     pub timezone: Timezone,
     pub debezium: format::debezium::Options,
+    /// BEGIN/END records' topic (`provide_transaction_metadata`).
+    pub transaction_topic: Option<String>,
+    /// Debezium tombstones after deletes.
+    pub tombstones: bool,
+    /// DTS Avro BEGIN/COMMIT/HEARTBEAT records.
+    pub dts_control: bool,
     pub keys: String,
     pub tags: String,
     pub ordering: MessageOrdering,
@@ -276,9 +295,26 @@ impl Config {
         if f.format != MessageFormat::DebeziumJson
             && (f.decimal_handling_mode.is_some()
                 || f.time_precision_mode.is_some()
-                || f.schemas_enable.is_some())
+                || f.schemas_enable.is_some()
+                || f.include_query.is_some()
+                || f.provide_transaction_metadata.is_some()
+                || f.transaction_topic.is_some()
+                || f.tombstones_on_delete.is_some())
         {
-            bail!("`destination.decimal_handling_mode`, `destination.time_precision_mode` and `destination.schemas_enable` apply to format = \"debezium-json\" only");
+            bail!("`destination.decimal_handling_mode`, `time_precision_mode`, `schemas_enable`, `include_query`, `provide_transaction_metadata`, `transaction_topic` and `tombstones_on_delete` apply to format = \"debezium-json\" only");
+        }
+        if f.format != MessageFormat::DtsAvro && f.dts_control_records.is_some() {
+            bail!("`destination.dts_control_records` applies to format = \"dts-avro\" only");
+        }
+        let transaction_metadata = f.provide_transaction_metadata.unwrap_or(false);
+        let transaction_topic = match (&f.transaction_topic, transaction_metadata) {
+            (Some(_), false) => bail!("`destination.transaction_topic` is set but `destination.provide_transaction_metadata` is not true: set it, or remove `transaction_topic`"),
+            (Some(t), true) => Some(t.clone()),
+            (None, true) => Some(format!("{}_transaction", f.topic)),
+            (None, false) => None,
+        };
+        if let Some(t) = &transaction_topic {
+            valid_topic("destination.transaction_topic", t)?;
         }
         use format::debezium::{DecimalMode, Options as DebeziumOptions, TimeMode};
         let debezium = DebeziumOptions {
@@ -294,6 +330,9 @@ impl Config {
                 Some(o) => bail!("`destination.time_precision_mode` = {o:?}: use \"adaptive_time_microseconds\" (Debezium's default) or \"connect\""),
             },
             schemas: f.schemas_enable.unwrap_or(false),
+            include_query: f.include_query.unwrap_or(false),
+            transaction_metadata,
+            mariadb: false,
         };
         let keys = f.keys.unwrap_or_else(|| "{key}".into());
         let tags = f.tags.unwrap_or_else(|| "{table}".into());
@@ -318,6 +357,9 @@ impl Config {
             enum_set,
             timezone,
             debezium,
+            transaction_topic,
+            tombstones: f.tombstones_on_delete.unwrap_or(false),
+            dts_control: f.dts_control_records.unwrap_or(false),
             keys,
             tags,
             ordering: f.ordering,
@@ -382,6 +424,7 @@ impl Config {
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = std::iter::once(self.topic.clone())
             .chain(self.ddl_topic.clone())
+            .chain(self.transaction_topic.clone())
             .chain(self.database_topics.values().cloned())
             .chain(self.table_topics.values().flat_map(|t| t.values().cloned()))
             .collect();

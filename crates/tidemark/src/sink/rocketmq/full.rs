@@ -29,11 +29,13 @@ impl crate::sink::FullCopy for Copy<'_> {
         rows: &mut ChunkRows<'_>,
         out: &mut dyn FnMut(Batch) -> Result<()>,
     ) -> Result<()> {
-        let t = &self.plan.tables[job.table];
+        // Read with the columns messages carry (generated ones too).
+        let t = super::format::sent_plan(&self.plan.tables[job.table]);
+        let t = t.as_ref();
         let throttle = rows.throttle();
         let mut outbox = Outbox::default();
         let read_ms = now_ms();
-        rows.read(|row, size| {
+        rows.read_as(t, |row, size| {
             throttle.rows(1, size);
             self.sink
                 .row(&mut outbox, &RowEvent::snapshot(t, &row, read_ms))?;

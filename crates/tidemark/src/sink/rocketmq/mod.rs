@@ -95,6 +95,7 @@ impl crate::sink::Kind for Rocketmq {
         sink.client.set_timeout(task.advanced.timeouts().network);
         sink.load_counters(store)?;
         sink.resolve_timezone(&task.source)?;
+        sink.resolve_flavor(&task.source)?;
         Ok(Box::new(Session { sink, task }))
     }
 
@@ -133,6 +134,13 @@ impl crate::sink::Session for Session<'_> {
             index: 0,
             ddl_source: (String::new(), None),
             source: connect(&self.task.source, Side::Source)?,
+            txn_thread: None,
+            txn_begin: 0,
+            ddl_event: None,
+            event: None,
+            row: 0,
+            open: Default::default(),
+            failed: None,
         }))
     }
 
@@ -216,6 +224,20 @@ impl Sink {
         }
     }
 
+    /// With Debezium JSON: whether the source is MariaDB (`source.connector`).
+    pub fn resolve_flavor(&mut self, source: &crate::endpoint::Endpoint) -> Result<()> {
+        use mysql::prelude::Queryable;
+        if self.config.format != MessageFormat::DebeziumJson {
+            return Ok(());
+        }
+        let mut c = crate::connect::connect(source, crate::connect::Side::Source)?;
+        let version: Option<String> = c
+            .query_first("SELECT VERSION()")
+            .map_err(|e| crate::connect::explain(e, source, crate::connect::Side::Source))?;
+        self.encoder.debezium.mariadb = version.is_some_and(|v| v.contains("MariaDB"));
+        Ok(())
+    }
+
     /// The Canal TIMESTAMP offset in use (seconds east of UTC).
     pub fn utc_offset(&self) -> i32 {
         self.encoder.canal.utc_offset
@@ -267,10 +289,11 @@ impl Sink {
     /// Positions (in the copied row) of the values that choose a table's queue; `None`
     /// for the whole table.
     fn ordering_columns(&self, t: &TablePlan) -> Option<Vec<usize>> {
+        let sent = format::sent(t);
         let key_positions = || -> Option<Vec<usize>> {
             let key = t.def().key.as_ref()?;
             key.iter()
-                .map(|k| t.copied.iter().position(|c| c == k))
+                .map(|k| sent.iter().position(|c| c == k))
                 .collect()
         };
         match self.config.ordering {
@@ -287,8 +310,7 @@ impl Sink {
                     Some(cols) => cols
                         .iter()
                         .map(|c| {
-                            t.copied
-                                .iter()
+                            sent.iter()
                                 .position(|&i| t.def().columns[i].name.eq_ignore_ascii_case(c))
                         })
                         .collect(),
@@ -390,17 +412,118 @@ impl Sink {
             Some(p) => properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset))),
             None => properties.push(("tidemark_snapshot", "true".into())),
         }
+        let keys = fill(&self.config.keys, db, table, &key_text, kind);
+        let tombstone = self.config.tombstones && ev.op == Op::Delete && !ev.snapshot;
+        if tombstone {
+            // Debezium's `tombstones.on.delete`: the delete, then a record with its key
+            // and no value, on the same queue.
+            let mut marked = properties.clone();
+            marked.push(("tidemark_tombstone", "true".into()));
+            let delete = Message {
+                body,
+                keys: keys.clone(),
+                tags: fill(&self.config.tags, db, table, "", kind),
+                properties,
+            };
+            out.push(topic, &q, delete);
+            out.push(
+                topic,
+                &q,
+                Message {
+                    body: Vec::new(),
+                    keys,
+                    tags: fill(&self.config.tags, db, table, "", "TOMBSTONE"),
+                    properties: marked,
+                },
+            );
+            return Ok(());
+        }
         out.push(
             topic,
             &q,
             Message {
                 body,
-                keys: fill(&self.config.keys, db, table, &key_text, kind),
+                keys,
                 tags: fill(&self.config.tags, db, table, "", kind),
                 properties,
             },
         );
         Ok(())
+    }
+
+    /// The topics rows go to (the default and every mapped one).
+    pub fn data_topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = std::iter::once(self.config.topic.clone())
+            .chain(self.config.database_topics.values().cloned())
+            .chain(
+                self.config
+                    .table_topics
+                    .values()
+                    .flat_map(|t| t.values().cloned()),
+            )
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Debezium's BEGIN (`end = None`) or END record of a transaction, on the first queue
+    /// of the transaction topic (`provide_transaction_metadata`), keyed by its id.
+    pub fn transaction_record(
+        &self,
+        out: &mut Outbox,
+        origin: &format::Origin<'_>,
+        end: Option<&[(String, u64)]>,
+    ) -> Result<()> {
+        let Some(topic) = &self.config.transaction_topic else {
+            return Ok(());
+        };
+        let r = self.client.route(topic, false)?;
+        let status = if end.is_some() { "END" } else { "BEGIN" };
+        out.push(
+            topic,
+            &r.queues[0],
+            Message {
+                body: format::debezium::transaction_record(origin, end, &self.encoder.debezium),
+                keys: format::debezium::transaction_id(origin).replace(' ', "_"),
+                tags: fill(&self.config.tags, "", "", "", status),
+                properties: vec![("tidemark_transaction", status.to_string())],
+            },
+        );
+        Ok(())
+    }
+
+    /// A DTS Avro BEGIN, COMMIT or HEARTBEAT record (`dts_control_records`).
+    pub fn control_message(
+        &self,
+        kind: format::dts_avro::Control,
+        origin: &format::Origin<'_>,
+    ) -> Message {
+        let name = match kind {
+            format::dts_avro::Control::Begin => "BEGIN",
+            format::dts_avro::Control::Commit => "COMMIT",
+            format::dts_avro::Control::Heartbeat => "HEARTBEAT",
+        };
+        let mut properties = vec![("tidemark_control", name.to_string())];
+        if let Some(p) = origin.position {
+            properties.push(("tidemark_position", format!("{}:{}", p.file, p.offset)));
+        }
+        Message {
+            body: format::dts_avro::control(kind, origin),
+            keys: String::new(),
+            tags: fill(&self.config.tags, "", "", "", name),
+            properties,
+        }
+    }
+
+    /// Whether the format's consumers want transaction records (Debezium's BEGIN/END,
+    /// DTS's BEGIN/COMMIT).
+    pub fn transaction_records(&self) -> bool {
+        match self.config.format {
+            MessageFormat::DebeziumJson => self.config.transaction_topic.is_some(),
+            MessageFormat::DtsAvro => self.config.dts_control,
+            _ => false,
+        }
     }
 
     /// The row's key values as message keys (`KEYS`): `v1,v2` (spaces become `_`,
@@ -410,8 +533,9 @@ impl Sink {
             return String::new();
         };
         let mut parts = Vec::with_capacity(key.len());
+        let sent = format::sent(t);
         for k in key {
-            if let Some(p) = t.copied.iter().position(|c| c == k) {
+            if let Some(p) = sent.iter().position(|c| c == k) {
                 let def = &t.def().columns[*k];
                 parts.push(
                     row.get(p)
@@ -652,6 +776,42 @@ topic = "orders"
         assert_eq!(fill(&c.tags, "d", "t", "", "INSERT"), "canal");
     }
 
+    #[test]
+    fn consumer_record_options_are_validated() {
+        let base = "type = \"rocketmq\"\nname_servers = [\"127.0.0.1:9876\"]\ntopic = \"t\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.transaction_topic, None);
+        assert!(!c.tombstones && !c.dts_control && !c.debezium.include_query);
+        let c = parse(&format!(
+            "{base}format = \"debezium-json\"\nprovide_transaction_metadata = true\ninclude_query = true\ntombstones_on_delete = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.transaction_topic.as_deref(), Some("t_transaction"));
+        assert!(c.debezium.transaction_metadata && c.debezium.include_query && c.tombstones);
+        // The transaction topic must exist: the precheck asks for every topic.
+        assert!(c.topics().contains(&"t_transaction".to_string()));
+        let c = parse(&format!(
+            "{base}format = \"dts-avro\"\ndts_control_records = true\n"
+        ))
+        .unwrap();
+        assert!(c.dts_control);
+        for (extra, want) in [
+            ("tombstones_on_delete = true\n", "debezium-json\" only"),
+            ("format = \"debezium-json\"\ndts_control_records = true\n", "dts-avro\" only"),
+            (
+                "format = \"debezium-json\"\ntransaction_topic = \"x\"\n",
+                "provide_transaction_metadata` is not true",
+            ),
+            (
+                "format = \"debezium-json\"\nprovide_transaction_metadata = true\ntransaction_topic = \"a b\"\n",
+                "destination.transaction_topic",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
     fn plan() -> TablePlan {
         let col = |name: &str, ty: &str, kind| ColumnDef {
             name: name.into(),
@@ -707,6 +867,11 @@ topic = "orders"
                 index: 0,
                 source_ms: 1,
                 built_ms: 2,
+                event: None,
+                row: 0,
+                thread: None,
+                begin: 0,
+                order: None,
             },
         };
         let o = format::CanalOptions {

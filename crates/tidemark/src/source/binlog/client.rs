@@ -141,6 +141,14 @@ impl Reader {
                 .map_err(|e| explain(e, ep, Side::Source))?;
         }
         let mut request = BinlogRequest::new(server_id);
+        if mariadb {
+            // BINLOG_SEND_ANNOTATE_ROWS_EVENT (2, the bit mysql_common names
+            // BINLOG_THROUGH_POSITION): the statement of each rows event, which formats
+            // naming it carry (Debezium's `source.query`); without it MariaDB leaves
+            // ANNOTATE_ROWS events out of the dump.
+            request =
+                request.with_flags(mysql_common::packets::BinlogDumpFlags::BINLOG_THROUGH_POSITION);
+        }
         let mut offset = 4;
         let file = match start {
             StartAt::File { file, position } => {

@@ -123,6 +123,9 @@ pub enum Body {
     Query {
         database: String,
         statement: String,
+        /// The session that ran it (`slave_proxy_id`): Debezium's `source.thread`.
+        #[serde(skip)]
+        thread: u32,
     },
     TableMap(Arc<TableMap>),
     Rows {
@@ -430,6 +433,7 @@ impl Decoder {
             EventData::QueryEvent(q) => Body::Query {
                 database: q.schema().into_owned(),
                 statement: q.query().into_owned(),
+                thread: q.thread_id(),
             },
             EventData::RotateEvent(r) => Body::Rotate {
                 file: r.name().into_owned(),

@@ -25,6 +25,33 @@ pub struct RowsBlock {
     pub kind: RowsKind,
     pub table: Arc<TableMap>,
     pub rows: Vec<RowImage>,
+    pub event: EventInfo,
+}
+
+/// What the binlog says about one event beyond its data: what message formats that
+/// name the event carry (Debezium's `source.pos`, `server_id`, `query`).
+#[derive(Clone, Debug, Default)]
+pub struct EventInfo {
+    /// Where the event starts in its file (the transaction's file).
+    pub offset: u64,
+    /// The server that wrote it (the event header's).
+    pub server_id: u32,
+    /// The event header's time (seconds since the epoch).
+    pub timestamp: u32,
+    /// The statement that produced the rows, when the source logs it (MariaDB
+    /// ANNOTATE_ROWS, MySQL ROWS_QUERY with `binlog_rows_query_log_events`).
+    pub query: Option<Arc<str>>,
+}
+
+impl EventInfo {
+    fn of(header: &super::event::Header, next: &Position, query: Option<Arc<str>>) -> EventInfo {
+        EventInfo {
+            offset: next.offset.saturating_sub(u64::from(header.size)),
+            server_id: header.server_id,
+            timestamp: header.timestamp,
+            query,
+        }
+    }
 }
 
 /// A DDL statement and the database it ran in.
@@ -32,6 +59,8 @@ pub struct RowsBlock {
 pub struct Ddl {
     pub database: String,
     pub statement: String,
+    /// The statement's QUERY event.
+    pub event: EventInfo,
 }
 
 /// One committed source transaction, or one DDL statement.
@@ -46,6 +75,11 @@ pub struct Txn {
     pub timestamp: u32,
     /// When the reader had the whole transaction.
     pub received: Instant,
+    /// Where the transaction's first event (BEGIN, or its GTID) starts in `end.file`.
+    pub begin: u64,
+    /// The session that ran it, from MySQL's BEGIN (MariaDB logs no BEGIN) or the
+    /// DDL statement's QUERY event.
+    pub thread: Option<u32>,
 }
 
 /// What the reader thread hands over.
@@ -195,6 +229,9 @@ fn read_from(
 ) -> Result<()> {
     let mut txn: Option<Txn> = None;
     let mut gtid: Option<String> = None;
+    // Where the transaction's GTID event starts, and the statement of the next rows.
+    let mut gtid_at: Option<u64> = None;
+    let mut query: Option<Arc<str>> = None;
     let mut skipped: HashSet<String> = HashSet::new();
     let closed = || anyhow!("the change applier stopped");
     // Hands a finished transaction over, its end carrying the GTID state after it.
@@ -223,14 +260,22 @@ fn read_from(
         };
         *failing_since = None;
         match event.body {
-            Body::Gtid { gtid: g, .. } => gtid = Some(g),
+            Body::Gtid { gtid: g, .. } => {
+                gtid = Some(g);
+                gtid_at = Some(EventInfo::of(&event.header, &pos, None).offset);
+                query = None;
+            }
+            Body::RowsQuery { statement } => query = Some(Arc::from(statement)),
             Body::Query {
                 database,
                 statement,
+                thread,
             } => {
                 let head = first_word(&statement);
+                let info = EventInfo::of(&event.header, &pos, None);
                 match head.as_str() {
                     "BEGIN" => {
+                        query = None;
                         txn = Some(Txn {
                             rows: Vec::new(),
                             ddl: None,
@@ -238,6 +283,8 @@ fn read_from(
                             gtid: gtid.clone(),
                             timestamp: event.header.timestamp,
                             received: Instant::now(),
+                            begin: gtid_at.take().unwrap_or(info.offset),
+                            thread: Some(thread),
                         })
                     }
                     "COMMIT" => {
@@ -262,17 +309,21 @@ fn read_from(
                             ddl: Some(Ddl {
                                 database,
                                 statement,
+                                event: info.clone(),
                             }),
                             end: pos.clone(),
                             gtid: gtid.take(),
                             timestamp: event.header.timestamp,
                             received: Instant::now(),
+                            begin: gtid_at.take().unwrap_or(info.offset),
+                            thread: Some(thread),
                         };
                         finish(t, pos, resume)?;
                     }
                 }
             }
             Body::Rows { kind, table, rows } => {
+                let info = EventInfo::of(&event.header, &pos, query.clone());
                 let t = txn.get_or_insert_with(|| Txn {
                     rows: Vec::new(),
                     ddl: None,
@@ -280,10 +331,18 @@ fn read_from(
                     gtid: gtid.clone(),
                     timestamp: event.header.timestamp,
                     received: Instant::now(),
+                    begin: gtid_at.take().unwrap_or(info.offset),
+                    thread: None,
                 });
-                t.rows.push(RowsBlock { kind, table, rows });
+                t.rows.push(RowsBlock {
+                    kind,
+                    table,
+                    rows,
+                    event: info,
+                });
             }
             Body::Xid { .. } => {
+                query = None;
                 if let Some(mut t) = txn.take() {
                     t.timestamp = event.header.timestamp;
                     finish(t, pos, resume)?;

@@ -77,6 +77,11 @@ impl<'a> Applier<'a> {
         self.target.begin_txn(txn);
     }
 
+    /// The rows event the next `push` comes from.
+    pub(super) fn rows_event(&mut self, event: &crate::source::binlog::stream::EventInfo) {
+        self.target.rows_event(event)
+    }
+
     /// Adds the row changes of one rows event of a followed table to the batch.
     pub(super) fn push(&mut self, plan: &Arc<TablePlan>, changes: Vec<Change>) -> Result<()> {
         self.target.push(plan, changes)
@@ -137,7 +142,8 @@ impl<'a> Applier<'a> {
     }
 
     /// The source is idle and everything it logged is applied: no latency.
-    pub(super) fn idle(&mut self) -> Result<()> {
+    pub(super) fn idle(&mut self, position: &tidemark_core::Position) -> Result<()> {
+        self.target.idle(position)?;
         self.stats.latency_seconds = 0.0;
         self.store
             .set(APPLIED, &serde_json::to_string(&self.stats)?)

@@ -484,7 +484,7 @@ fn coordinate(
             }
             Ok(Item::Idle { position }) => {
                 applier.flush(tracker)?;
-                applier.idle()?;
+                applier.idle(&position)?;
                 read_to = position.clone();
                 if opts.stop_when_caught_up && caught_up(&mut src, &position)? {
                     tracing::info!("incremental: caught up at {position}");

@@ -383,6 +383,7 @@ impl Tracker {
                 }
             }
             n += changes.len();
+            applier.rows_event(&block.event);
             applier.push(plan, changes)?;
         }
         Ok(n)

@@ -45,6 +45,25 @@ pub struct Options {
     /// Wrap each message as Kafka Connect's `JsonConverter` does with
     /// `schemas.enable = true`: `{"schema": ..., "payload": ...}`.
     pub schemas: bool,
+    /// `include.query`: `source.query` holds the statement that produced the row, when
+    /// the binlog carries it.
+    pub include_query: bool,
+    /// `provide.transaction.metadata`: the `transaction` block on every change (and
+    /// BEGIN/END records on the transaction topic, sent by the sink).
+    pub transaction_metadata: bool,
+    /// The source is MariaDB: `source.connector = "mariadb"`, as Debezium's MariaDB
+    /// connector (`MariaDbSourceInfoStructMaker`); set when the task starts.
+    pub mariadb: bool,
+}
+
+impl Options {
+    fn connector(&self) -> &'static str {
+        if self.mariadb {
+            "mariadb"
+        } else {
+            "mysql"
+        }
+    }
 }
 
 fn field(name: &str, ty: &str, optional: bool) -> serde_json::Value {
@@ -164,18 +183,46 @@ fn envelope_schema(ev: &RowEvent<'_>, task: &str, o: &Options) -> serde_json::Va
         serde_json::json!({"type": "struct", "fields": fields, "optional": true,
                            "name": format!("{prefix}.Value"), "field": name})
     };
-    let source = serde_json::json!({"type": "struct", "optional": false,
-        "name": "io.debezium.connector.mysql.Source", "field": "source", "fields": [
+    serde_json::json!({"type": "struct", "optional": false,
+        "name": format!("{prefix}.Envelope"), "version": 1, "fields": [
+        image("before"), image("after"), source_schema(o),
+        field("op", "string", false), field("ts_ms", "int64", true),
+        field("ts_us", "int64", true), field("ts_ns", "int64", true),
+        transaction_schema()]})
+}
+
+/// `source`'s schema: `SchemaFactory.sourceInfoSchemaBuilder` (version … ts_ns), then
+/// `BinlogSourceInfoStructMaker`'s fields, named `io.debezium.connector.<connector>.Source`.
+fn source_schema(o: &Options) -> serde_json::Value {
+    serde_json::json!({"type": "struct", "optional": false,
+        "name": format!("io.debezium.connector.{}.Source", o.connector()), "field": "source", "fields": [
         field("version", "string", false), field("connector", "string", false),
         field("name", "string", false), field("ts_ms", "int64", false),
         field("snapshot", "string", true), field("db", "string", false),
-        field("table", "string", true), field("file", "string", false),
-        field("pos", "int64", false), field("row", "int32", false),
-        field("gtid", "string", true)]});
-    serde_json::json!({"type": "struct", "optional": false,
-        "name": format!("{prefix}.Envelope"), "version": 1, "fields": [
-        image("before"), image("after"), source,
-        field("op", "string", false), field("ts_ms", "int64", true)]})
+        field("sequence", "string", true), field("ts_us", "int64", true),
+        field("ts_ns", "int64", true), field("table", "string", true),
+        field("server_id", "int64", false), field("gtid", "string", true),
+        field("file", "string", false), field("pos", "int64", false),
+        field("row", "int32", false), field("thread", "int64", true),
+        field("query", "string", true)]})
+}
+
+/// `SchemaFactory.transactionBlockSchema`: `event.block`.
+fn transaction_schema() -> serde_json::Value {
+    serde_json::json!({"type": "struct", "optional": true, "name": "event.block",
+        "version": 1, "field": "transaction", "fields": [
+        field("id", "string", false), field("total_order", "int64", false),
+        field("data_collection_order", "int64", false)]})
+}
+
+/// The transaction's id as Debezium's `BinlogOffsetContext.setTransactionId` makes it:
+/// its GTID, or `file=<file>,pos=<where its BEGIN starts>`.
+pub fn transaction_id(origin: &Origin<'_>) -> String {
+    match (origin.gtid, origin.position) {
+        (Some(g), _) => g.to_string(),
+        (None, Some(p)) => format!("file={},pos={}", p.file, origin.begin),
+        (None, None) => String::new(),
+    }
 }
 
 /// Java's `BigInteger.toByteArray()` of a decimal's unscaled digits: big-endian two's
@@ -346,6 +393,10 @@ fn push_image(out: &mut String, ev: &RowEvent<'_>, row: Option<&[Value]>, o: &Op
     out.push('}');
 }
 
+/// `source` as `BinlogSourceInfoStructMaker.struct` fills it, in its schema's order:
+/// `ts_ms` is the event's time, `file`/`pos` the event's file and start, `row` the row
+/// in it, `server_id` the event header's, `thread` MySQL's BEGIN's session (null on
+/// MariaDB, which logs no BEGIN), `query` the statement (`include.query`).
 fn push_source(
     out: &mut String,
     task: &str,
@@ -353,37 +404,68 @@ fn push_source(
     db: &str,
     table: &str,
     snapshot: bool,
+    o: &Options,
 ) {
     out.push_str("{\"version\":\"tidemark-");
     out.push_str(env!("CARGO_PKG_VERSION"));
-    out.push_str("\",\"connector\":\"mysql\",\"name\":");
+    let _ = write!(out, "\",\"connector\":\"{}\",\"name\":", o.connector());
     push_json_str(out, task);
+    let ms = origin
+        .event
+        .map_or(origin.source_ms, |e| u64::from(e.timestamp) * 1000);
+    let _ = write!(out, ",\"ts_ms\":{ms},\"snapshot\":\"{snapshot}\",\"db\":");
+    push_json_str(out, db);
     let _ = write!(
         out,
-        ",\"ts_ms\":{},\"snapshot\":\"{snapshot}\",\"db\":",
-        origin.source_ms
+        ",\"sequence\":null,\"ts_us\":{},\"ts_ns\":{},\"table\":",
+        ms * 1000,
+        ms * 1_000_000
     );
-    push_json_str(out, db);
-    out.push_str(",\"table\":");
     push_json_str(out, table);
+    let server_id = origin.event.map_or(0, |e| e.server_id);
+    let _ = write!(out, ",\"server_id\":{server_id},\"gtid\":");
+    // Debezium's `gtid` is the transaction's own GTID.
+    match origin.gtid.filter(|_| origin.position.is_some()) {
+        Some(g) => push_json_str(out, g),
+        None => out.push_str("null"),
+    }
     match origin.position {
         Some(p) => {
             out.push_str(",\"file\":");
             push_json_str(out, &p.file);
-            let _ = write!(
-                out,
-                ",\"pos\":{},\"row\":{},\"gtid\":",
-                p.offset, origin.index
-            );
-            // Debezium's `gtid` is the transaction's own GTID.
-            match origin.gtid {
-                Some(g) => push_json_str(out, g),
-                None => out.push_str("null"),
-            }
+            let pos = origin.event.map_or(p.offset, |e| e.offset);
+            let _ = write!(out, ",\"pos\":{pos},\"row\":{}", origin.row);
         }
-        None => out.push_str(",\"file\":\"\",\"pos\":0,\"row\":0,\"gtid\":null"),
+        None => out.push_str(",\"file\":\"\",\"pos\":0,\"row\":0"),
+    }
+    match origin.thread {
+        Some(t) => {
+            let _ = write!(out, ",\"thread\":{t}");
+        }
+        None => out.push_str(",\"thread\":null"),
+    }
+    out.push_str(",\"query\":");
+    match origin.event.and_then(|e| e.query.as_deref()) {
+        Some(q) if o.include_query => push_json_str(out, q),
+        _ => out.push_str("null"),
     }
     out.push('}');
+}
+
+/// The `transaction` block (`AbstractTransactionStructMaker.addTransactionBlock`).
+fn push_transaction(out: &mut String, origin: &Origin<'_>, o: &Options) {
+    out.push_str(",\"transaction\":");
+    match origin.order {
+        Some((total, table)) if o.transaction_metadata && origin.position.is_some() => {
+            out.push_str("{\"id\":");
+            push_json_str(out, &transaction_id(origin));
+            let _ = write!(
+                out,
+                ",\"total_order\":{total},\"data_collection_order\":{table}}}"
+            );
+        }
+        _ => out.push_str("null"),
+    }
 }
 
 pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
@@ -401,6 +483,7 @@ pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
         &t.target.database,
         &t.target.table,
         ev.snapshot,
+        o,
     );
     let op = match (ev.op, ev.snapshot) {
         (_, true) => "r",
@@ -408,7 +491,15 @@ pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
         (Op::Update, _) => "u",
         (Op::Delete, _) => "d",
     };
-    let _ = write!(out, ",\"op\":\"{op}\",\"ts_ms\":{}}}", ev.origin.built_ms);
+    let ms = ev.origin.built_ms;
+    let _ = write!(
+        out,
+        ",\"op\":\"{op}\",\"ts_ms\":{ms},\"ts_us\":{},\"ts_ns\":{}",
+        ms * 1000,
+        ms * 1_000_000
+    );
+    push_transaction(&mut out, &ev.origin, o);
+    out.push('}');
     if !o.schemas {
         return out.into_bytes();
     }
@@ -419,8 +510,123 @@ pub fn row(ev: &RowEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
     .into_bytes()
 }
 
-pub fn ddl(ev: &DdlEvent<'_>, task: &str) -> Vec<u8> {
-    let mut out = String::with_capacity(256 + ev.statement.len());
+/// What a DDL statement does to its table, as Debezium's `TableChange.getType()`.
+fn change_type(statement: &str) -> Option<&'static str> {
+    use crate::transform::ddl::{Kind, Statement};
+    match Statement::parse(statement).kind {
+        Kind::CreateTable => Some("CREATE"),
+        Kind::DropTable => Some("DROP"),
+        Kind::AlterTable
+        | Kind::RenameTable
+        | Kind::TruncateTable
+        | Kind::CreateIndex
+        | Kind::DropIndex => Some("ALTER"),
+        _ => None,
+    }
+}
+
+/// `java.sql.Types` of a column as Debezium's DDL parser resolves its type
+/// (`MySqlAntlrDdlParser.initDataTypeResolver`).
+fn jdbc_type(c: &ColumnDef) -> i32 {
+    let t = c.column_type.to_ascii_lowercase();
+    match t.split(['(', ' ']).next().unwrap_or("") {
+        "tinyint" => -6,
+        "smallint" => 5,
+        "mediumint" | "int" | "integer" | "year" => 4,
+        "bigint" | "serial" => -5,
+        "real" => 7,
+        "double" => 8,
+        "float" => 6,
+        "decimal" | "fixed" => 3,
+        "numeric" => 2,
+        "bit" => -7,
+        "bool" | "boolean" => 16,
+        "time" => 92,
+        "timestamp" => 2014,
+        "datetime" => 93,
+        "date" => 91,
+        "char" | "enum" | "set" => 1,
+        "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => 12,
+        "binary" => -2,
+        "varbinary" => -3,
+        "tinyblob" | "blob" | "mediumblob" | "longblob" => 2004,
+        _ => 1111,
+    }
+}
+
+/// One column of `tableChanges[].table.columns` (`ConnectTableChangeSerializer.toStruct`,
+/// fields in `SchemaFactory.schemaHistoryColumnSchema`'s order).
+fn push_column(out: &mut String, c: &ColumnDef, position: usize) {
+    let t = c.column_type.to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let unsigned = t.contains("unsigned");
+    let type_name = if unsigned {
+        format!("{} UNSIGNED", base.to_ascii_uppercase())
+    } else {
+        base.to_ascii_uppercase()
+    };
+    let (length, scale) = match c.kind {
+        ColumnKind::Enum | ColumnKind::Set => (None, None),
+        _ => {
+            let inner = c
+                .column_type
+                .split_once('(')
+                .and_then(|(_, r)| r.split(')').next());
+            let (m, d) = inner
+                .map(|i| i.split_once(',').map_or((i, None), |(m, d)| (m, Some(d))))
+                .unwrap_or(("", None));
+            (
+                m.trim().parse::<i64>().ok(),
+                d.and_then(|d| d.trim().parse::<i64>().ok()),
+            )
+        }
+    };
+    let opt = |v: Option<i64>| v.map_or("null".to_string(), |v| v.to_string());
+    out.push_str("{\"name\":");
+    push_json_str(out, &c.name);
+    let _ = write!(
+        out,
+        ",\"jdbcType\":{},\"nativeType\":null,\"typeName\":",
+        jdbc_type(c)
+    );
+    push_json_str(out, &type_name);
+    out.push_str(",\"typeExpression\":");
+    push_json_str(out, &type_name);
+    out.push_str(",\"charsetName\":");
+    match (&c.charset, c.kind) {
+        (Some(cs), ColumnKind::Text | ColumnKind::Enum | ColumnKind::Set) => push_json_str(out, cs),
+        _ => out.push_str("null"),
+    }
+    let _ = write!(
+        out,
+        ",\"length\":{},\"scale\":{},\"position\":{position},\"optional\":{},\"autoIncremented\":false,\"generated\":{},\"comment\":null,\"defaultValueExpression\":null,\"enumValues\":",
+        opt(length),
+        opt(scale),
+        c.nullable,
+        c.generated
+    );
+    if matches!(c.kind, ColumnKind::Enum | ColumnKind::Set) {
+        out.push('[');
+        for (i, m) in super::members(&c.column_type).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(out, m);
+        }
+        out.push(']');
+    } else {
+        out.push_str("null");
+    }
+    out.push('}');
+}
+
+/// A DDL statement as Debezium's schema change record (the value of its schema change
+/// topic, `SchemaFactory.schemaHistoryConnectorValueSchema`): `source`, `ts_ms`,
+/// `databaseName`, `schemaName`, `ddl`, `tableChanges` (one entry for a statement on a
+/// table: `type` CREATE/ALTER/DROP, `id` `"db"."table"`, and the table as it is after
+/// the statement — `null` once dropped).
+pub fn ddl(ev: &DdlEvent<'_>, task: &str, o: &Options) -> Vec<u8> {
+    let mut out = String::with_capacity(512 + ev.statement.len());
     out.push_str("{\"source\":");
     push_source(
         &mut out,
@@ -429,11 +635,99 @@ pub fn ddl(ev: &DdlEvent<'_>, task: &str) -> Vec<u8> {
         ev.database,
         ev.table.unwrap_or(""),
         false,
+        o,
     );
-    out.push_str(",\"databaseName\":");
+    let _ = write!(out, ",\"ts_ms\":{},\"databaseName\":", ev.origin.built_ms);
     push_json_str(&mut out, ev.database);
-    out.push_str(",\"ddl\":");
+    out.push_str(",\"schemaName\":null,\"ddl\":");
     push_json_str(&mut out, ev.statement);
-    let _ = write!(out, ",\"ts_ms\":{}}}", ev.origin.built_ms);
+    out.push_str(",\"tableChanges\":[");
+    if let (Some(kind), Some(table)) = (change_type(ev.statement), ev.table) {
+        let _ = write!(out, "{{\"type\":\"{kind}\",\"id\":");
+        // `TableId.toDoubleQuotedString`.
+        push_json_str(&mut out, &format!("\"{}\".\"{table}\"", ev.database));
+        out.push_str(",\"table\":");
+        match ev.definition.filter(|_| kind != "DROP") {
+            None => out.push_str("null"),
+            Some(def) => {
+                out.push_str("{\"defaultCharsetName\":");
+                match def.columns.iter().find_map(|c| c.charset.as_deref()) {
+                    Some(cs) => push_json_str(&mut out, cs),
+                    None => out.push_str("null"),
+                }
+                out.push_str(",\"primaryKeyColumnNames\":[");
+                let key = if def.key_name.as_deref() == Some("PRIMARY") {
+                    def.key.as_deref().unwrap_or_default()
+                } else {
+                    &[]
+                };
+                for (i, &k) in key.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if let Some(c) = def.columns.get(k) {
+                        push_json_str(&mut out, &c.name);
+                    }
+                }
+                out.push_str("],\"columns\":[");
+                for (i, c) in def.columns.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_column(&mut out, c, i + 1);
+                }
+                out.push_str("],\"comment\":null}");
+            }
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
     out.into_bytes()
+}
+
+/// A transaction metadata record (`AbstractTransactionStructMaker.buildBeginTransactionValue`
+/// / `buildEndTransactionValue`): `status` BEGIN or END, `id`, `event_count` and
+/// `data_collections` (END only: the changes per `db.table`), `ts_ms` (the source's time).
+pub fn transaction_record(
+    origin: &Origin<'_>,
+    end: Option<&[(String, u64)]>,
+    o: &Options,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(128);
+    out.push_str(if end.is_some() {
+        "{\"status\":\"END\",\"id\":"
+    } else {
+        "{\"status\":\"BEGIN\",\"id\":"
+    });
+    push_json_str(&mut out, &transaction_id(origin));
+    match end {
+        None => out.push_str(",\"event_count\":null,\"data_collections\":null"),
+        Some(tables) => {
+            let total: u64 = tables.iter().map(|t| t.1).sum();
+            let _ = write!(out, ",\"event_count\":{total},\"data_collections\":[");
+            for (i, (name, n)) in tables.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"data_collection\":");
+                push_json_str(&mut out, name);
+                let _ = write!(out, ",\"event_count\":{n}}}");
+            }
+            out.push(']');
+        }
+    }
+    let _ = write!(out, ",\"ts_ms\":{}}}", origin.source_ms);
+    if !o.schemas {
+        return out.into_bytes();
+    }
+    let collection = serde_json::json!({"type": "struct", "optional": true,
+        "name": "event.collection", "version": 1, "fields": [
+        field("data_collection", "string", false), field("event_count", "int64", false)]});
+    let schema = serde_json::json!({"type": "struct", "optional": false,
+        "name": "io.debezium.connector.common.TransactionMetadataValue", "version": 1, "fields": [
+        field("status", "string", false), field("id", "string", false),
+        field("event_count", "int64", true),
+        {"type": "array", "items": collection, "optional": true, "field": "data_collections"},
+        field("ts_ms", "int64", false)]});
+    format!("{{\"schema\":{schema},\"payload\":{out}}}").into_bytes()
 }

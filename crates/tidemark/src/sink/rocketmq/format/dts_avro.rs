@@ -294,8 +294,12 @@ fn id(origin: &Origin<'_>) -> i64 {
 }
 
 fn head(w: &mut W, op: i64, object: &str, origin: &Origin<'_>) {
+    head_with(w, op, Some(object), origin, id(origin));
+}
+
+fn head_with(w: &mut W, op: i64, object: Option<&str>, origin: &Origin<'_>, id: i64) {
     w.long(0); // version
-    w.long(id(origin));
+    w.long(id);
     w.long((origin.source_ms / 1000) as i64);
     let position = origin
         .position
@@ -308,8 +312,13 @@ fn head(w: &mut W, op: i64, object: &str, origin: &Origin<'_>) {
     w.long(0); // source.sourceType: MySQL
     w.string("");
     w.long(op);
-    w.long(1);
-    w.string(object);
+    match object {
+        Some(o) => {
+            w.long(1);
+            w.string(o);
+        }
+        None => w.long(0),
+    }
     // processTimestamps: when the message was built.
     w.long(1);
     w.long(1);
@@ -380,5 +389,60 @@ pub fn ddl(ev: &DdlEvent<'_>) -> Vec<u8> {
     w.long(0); // beforeImages: null
     w.long(1); // afterImages: the statement
     w.string(ev.statement);
+    w.0
+}
+
+/// The records around a transaction and between them (`dts_control_records`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Before a transaction's first change.
+    Begin,
+    /// After its last.
+    Commit,
+    /// The source is idle and was read up to the origin's position.
+    Heartbeat,
+}
+
+/// A BEGIN, COMMIT or HEARTBEAT record, as the SDK's `AvroRecordParser.getOperationType`
+/// reads them (`Operation` BEGIN 4, COMMIT 5, HEARTBEAT 8): no `objectName` (its
+/// `getNames(null)` gives no names), no `fields` and no images, the transaction's
+/// `sourceTxid`, `sourceTimestamp` and `sourcePosition`. Ids keep growing: a BEGIN takes
+/// the position where the transaction starts, a COMMIT (and a HEARTBEAT after it) the
+/// last index of its end.
+pub fn control(kind: Control, origin: &Origin<'_>) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(96));
+    let (op, id) = match kind {
+        Control::Begin => {
+            let start = origin.position.map(|p| tidemark_core::Position {
+                offset: origin.begin,
+                ..p.clone()
+            });
+            let at = Origin {
+                position: start.as_ref(),
+                index: 0,
+                ..*origin
+            };
+            (4, id(&at))
+        }
+        Control::Commit => (
+            5,
+            id(&Origin {
+                index: 0xffff,
+                ..*origin
+            }),
+        ),
+        Control::Heartbeat => (
+            8,
+            id(&Origin {
+                index: 0xffff,
+                ..*origin
+            }),
+        ),
+    };
+    head_with(&mut w, op, None, origin, id);
+    w.long(0); // tags: empty map
+    w.long(0); // fields: null
+    w.long(0); // beforeImages: null
+    w.long(0); // afterImages: null
     w.0
 }

@@ -8,8 +8,8 @@
 //!   Record` ([`dts_avro::SCHEMA`]).
 //!
 //! Every format renders a value without loss; `docs/rocketmq.md` lists each type's form.
-//! Rows here hold the *copied* columns of a table (selected, not generated), in table
-//! order, under their destination names.
+//! Rows here hold the columns of [`sent`] (every selected column, generated ones too), in
+//! table order, under their destination names.
 
 pub mod avro;
 pub mod canal;
@@ -19,6 +19,7 @@ pub mod dts_avro;
 mod golden;
 
 use crate::config::MessageFormat;
+use crate::source::binlog::stream::EventInfo;
 use crate::transform::mapping::TablePlan;
 use std::borrow::Cow;
 use tidemark_core::{ColumnDef, ColumnKind, Position, Value};
@@ -44,6 +45,17 @@ pub struct Origin<'a> {
     pub source_ms: u64,
     /// When the message was built (ms since the epoch).
     pub built_ms: u64,
+    /// The binlog event the change is in (DDL: its QUERY event), when known.
+    pub event: Option<&'a EventInfo>,
+    /// The row's index in its rows event (Debezium's `source.row`).
+    pub row: u32,
+    /// The transaction's session (MySQL's BEGIN) and where its first event starts.
+    pub thread: Option<u32>,
+    pub begin: u64,
+    /// The change's order in its transaction, overall and in its table (1-based, as
+    /// Debezium's `transaction.total_order`/`data_collection_order`); `None` outside
+    /// transactions.
+    pub order: Option<(u64, u64)>,
 }
 
 impl<'a> Origin<'a> {
@@ -55,7 +67,17 @@ impl<'a> Origin<'a> {
             index,
             source_ms,
             built_ms: crate::sink::rocketmq::client::now_ms(),
+            event: None,
+            row: 0,
+            thread: None,
+            begin: 0,
+            order: None,
         }
+    }
+
+    /// The same origin, in `event` at row `row`.
+    pub fn in_event(self, event: Option<&'a EventInfo>, row: u32) -> Origin<'a> {
+        Origin { event, row, ..self }
     }
 
     /// The same origin, naming the transaction's GTID.
@@ -100,6 +122,9 @@ pub struct DdlEvent<'a> {
     /// The first table it names, if any.
     pub table: Option<&'a str>,
     pub statement: &'a str,
+    /// The table's definition after the statement, when it names one that exists
+    /// (Debezium's `tableChanges`).
+    pub definition: Option<&'a tidemark_core::TableDef>,
     pub origin: Origin<'a>,
 }
 
@@ -147,16 +172,44 @@ impl Encoder {
     pub fn ddl(&self, ev: &DdlEvent<'_>) -> Vec<u8> {
         match self.format {
             MessageFormat::CanalJson => canal::ddl(ev),
-            MessageFormat::DebeziumJson => debezium::ddl(ev, &self.task),
+            MessageFormat::DebeziumJson => debezium::ddl(ev, &self.task, &self.debezium),
             MessageFormat::Avro => avro::ddl(ev),
             MessageFormat::DtsAvro => dts_avro::ddl(ev),
         }
     }
 }
 
-/// The destination names of a table's copied columns, with their definitions.
+/// Positions (in the table's definition) of the columns a message carries: every
+/// selected column in table order, generated ones too, since Canal and Debezium send
+/// the binlog's value of a generated column (alibaba/canal `LogEventConvert.parseOneRow`
+/// takes every column the row image holds; MySQL and MariaDB log generated columns'
+/// values with `binlog_row_image = FULL`).
+pub fn sent(t: &TablePlan) -> Vec<usize> {
+    t.def()
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| t.columns.contains_key(&c.name))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The same table planned to read the columns messages carry ([`sent`]).
+pub fn sent_plan(t: &TablePlan) -> Cow<'_, TablePlan> {
+    let s = sent(t);
+    if s == t.copied {
+        return Cow::Borrowed(t);
+    }
+    let mut p = t.clone();
+    p.copied = s;
+    Cow::Owned(p)
+}
+
+/// The destination names of the columns a message carries, with their definitions.
 pub fn columns(t: &TablePlan) -> Vec<(&str, &ColumnDef)> {
-    t.copied_columns()
+    sent(t)
+        .into_iter()
+        .map(|i| &t.def().columns[i])
         .map(|c| (t.columns[&c.name].as_str(), c))
         .collect()
 }
