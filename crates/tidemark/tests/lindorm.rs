@@ -534,11 +534,13 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     let r = verified(&report, "lin_verify.t");
+    assert!(r["chunks"].as_u64() > Some(1), "one chunk only: {r}");
     assert_eq!(keys(&r["missing"]), vec!["7"], "{r}");
     assert_eq!(keys(&r["extra"]), vec!["999999"], "{r}");
     assert_eq!(keys(&r["differing"]), vec!["5"], "{r}");
     assert_eq!(r["differing"][0]["columns"], serde_json::json!(["name"]), "{r}");
     let r = verified(&report, "lin_verify.k2");
+    assert!(r["chunks"].as_u64() > Some(1), "one chunk only: {r}");
     assert_eq!(keys(&r["extra"]), vec!["'zz',9"], "{r}");
     assert_eq!(keys(&r["differing"]), vec!["'A1Q',1"], "{r}");
     assert_eq!(r["differing"][0]["columns"], serde_json::json!(["c"]), "{r}");
@@ -562,7 +564,10 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     let q = format!("SELECT id, name FROM `{db}`.`t` WHERE id IN (5, 7, 999999) ORDER BY id");
     assert_eq!(
         dump(&mut lconn(), &q),
-        vec![vec!["5".to_string(), "'n5 ✓'".into()], vec!["7".into(), "'n7 ✓'".into()]]
+        vec![
+            vec!["'5'".to_string(), "'n5 ✓'".into()],
+            vec!["'7'".into(), "'n7 ✓'".into()]
+        ]
     );
 }
 
@@ -588,7 +593,7 @@ fn rows_over_the_limit_are_skipped_and_counted_with_the_option() {
     ));
     let q = format!("SELECT id FROM `{db}`.`t` ORDER BY id");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while dump(&mut lconn(), &q) != vec![vec!["1"], vec!["3"], vec!["5"]] {
+    while dump(&mut lconn(), &q) != vec![vec!["'1'"], vec!["'3'"], vec!["'5'"]] {
         if Instant::now() > deadline {
             panic!("the rows around the large ones never arrived:\n{}", stop(child));
         }
