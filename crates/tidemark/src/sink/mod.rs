@@ -212,11 +212,13 @@ pub trait RowSide: Send {
     /// place, into the values the destination holds for them after the type mapping.
     fn stored(&self, t: &TablePlan, rows: &mut [Row]) -> Result<()>;
     /// The destination's rows in a chunk of the source's key ranges (copied columns,
-    /// stored values), in batches, in any order.
+    /// stored values), in batches, in any order. `row_bytes`: the largest source row of
+    /// the chunk, for engines that limit the bytes of one read.
     fn read(
         &mut self,
         t: &TablePlan,
         chunk: &Chunk,
+        row_bytes: u64,
         out: &mut dyn FnMut(Vec<Row>) -> Result<()>,
     ) -> Result<()>;
     /// One row by its key (stored values, in key order).

@@ -176,7 +176,7 @@ fn compare_chunk(
     // Source: key identity → (source key, hash of the stored row).
     let mut a: HashMap<Vec<u8>, (Row, u64)> = HashMap::new();
     let mut batch: Vec<Row> = Vec::with_capacity(BATCH_ROWS);
-    let mut bytes = 0u64;
+    let (mut bytes, mut largest) = (0u64, 0u64);
     let mut convert = |batch: &mut Vec<Row>| -> Result<()> {
         let keys: Vec<Row> = batch
             .iter()
@@ -189,7 +189,9 @@ fn compare_chunk(
         Ok(())
     };
     snapshot::read_chunk(src, t, chunk, |row| {
-        bytes += row.iter().map(|v| v.wire_size() as u64).sum::<u64>();
+        let size = row.iter().map(|v| v.wire_size() as u64).sum::<u64>();
+        largest = largest.max(size);
+        bytes += size;
         batch.push(row);
         if batch.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
             convert(&mut batch)?;
@@ -200,7 +202,7 @@ fn compare_chunk(
     convert(&mut batch)?;
     r.rows_compared += a.len() as u64;
     let (mut extra, mut differing) = (Pending::new(), Vec::new());
-    side.read(t, chunk, &mut |rows| {
+    side.read(t, chunk, largest, &mut |rows| {
         for row in rows {
             let id = key_id(&row, key);
             let h = hash_row(&row);

@@ -1,8 +1,10 @@
 //! The Lindorm destination's side of `tidemark verify` ([`RowStore`]): LindormTable
 //! computes no checksums, so its rows are read back by the source's key ranges
-//! (`SELECT … WHERE key > … AND key <= …`, tuple comparisons for a composite key, as
-//! Lindorm SQL's WHERE takes them; no ORDER BY, which the engine limits on large
-//! results) and turned into the values the type mapping makes of the source's
+//! (`SELECT … WHERE key > … AND key <= … LIMIT n`, tuple comparisons for a composite
+//! key, as Lindorm SQL's WHERE takes them), in pages under the engine's read limits
+//! (2 000 rows, 16 MB), each continuing after the last key read (rows come in key
+//! order; no ORDER BY, which the engine limits on large results), and turned into the
+//! values the type mapping makes of the source's
 //! ([`types::stored`], [`types::read_stored`]). Repairs go through the writer: UPSERT
 //! of the source's rows, DELETE by key.
 
@@ -20,6 +22,11 @@ use tidemark_core::{Row, Value};
 
 /// Rows handed to verify at once.
 const BATCH: usize = 500;
+
+/// One read's rows and bytes at most: LindormTable answers at most 2 000 rows or
+/// 16 MB per read ("Quotas and limits"), so a chunk is read in pages under both.
+const READ_ROWS: usize = 2_000;
+const READ_BYTES: u64 = 8 << 20;
 
 impl RowStore for Lindorm {
     fn open(&self) -> Result<Box<dyn RowSide + '_>> {
@@ -78,11 +85,33 @@ impl Reader<'_> {
             .collect()
     }
 
+    /// `key op key` over stored key values (a key read back).
+    fn compare_stored(&self, t: &TablePlan, op: &str, key: &[Value]) -> Result<String> {
+        let positions = Self::key_positions(t)?;
+        let types = self.types_of(t)?;
+        let names = t.target_columns();
+        let (mut cols, mut values) = (String::new(), String::new());
+        for (n, (&i, v)) in positions.iter().zip(key).enumerate() {
+            if n > 0 {
+                cols.push_str(", ");
+                values.push_str(", ");
+            }
+            push_ident(&mut cols, &names[i]);
+            types::push_stored(&mut values, &types[i], v)?;
+        }
+        Ok(if positions.len() == 1 {
+            format!("{cols} {op} {values}")
+        } else {
+            format!("({cols}) {op} ({values})")
+        })
+    }
+
     /// `SELECT <copied columns> FROM t` and the rows it answers, as stored values.
     fn select(
         &mut self,
         t: &TablePlan,
         cond: &str,
+        limit: Option<usize>,
         out: &mut dyn FnMut(Vec<Row>) -> Result<()>,
     ) -> Result<()> {
         let types = self.types_of(t)?.clone();
@@ -98,6 +127,9 @@ impl Reader<'_> {
         if !cond.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(cond);
+        }
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {n}"));
         }
         let result = self
             .conn
@@ -210,20 +242,38 @@ impl RowSide for Reader<'_> {
         Ok(())
     }
 
+    /// In pages under the engine's read limits, each starting after the last key of
+    /// the one before (the engine answers a key range in key order).
     fn read(
         &mut self,
         t: &TablePlan,
         chunk: &Chunk,
+        row_bytes: u64,
         out: &mut dyn FnMut(Vec<Row>) -> Result<()>,
     ) -> Result<()> {
-        let mut conds = Vec::new();
-        if let Some(l) = &chunk.lower {
-            conds.push(compare(t, ">", l)?);
+        let page = usize::try_from(READ_BYTES / row_bytes.max(1))
+            .unwrap_or(READ_ROWS)
+            .clamp(1, READ_ROWS);
+        let positions = Self::key_positions(t)?;
+        let upper = chunk.upper.as_ref().map(|u| compare(t, "<=", u)).transpose()?;
+        let mut after = chunk.lower.as_ref().map(|l| compare(t, ">", l)).transpose()?;
+        loop {
+            let cond: Vec<&str> = [after.as_deref(), upper.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let (mut n, mut last) = (0usize, None::<Row>);
+            self.select(t, &cond.join(" AND "), Some(page), &mut |rows| {
+                n += rows.len();
+                last = rows.last().cloned();
+                out(rows)
+            })?;
+            let Some(last) = last.filter(|_| n >= page) else {
+                return Ok(());
+            };
+            let key: Row = positions.iter().map(|&i| last[i].clone()).collect();
+            after = Some(self.compare_stored(t, ">", &key)?);
         }
-        if let Some(u) = &chunk.upper {
-            conds.push(compare(t, "<=", u)?);
-        }
-        self.select(t, &conds.join(" AND "), out)
     }
 
     fn fetch(&mut self, t: &TablePlan, key: &[Value]) -> Result<Option<Row>> {
@@ -240,7 +290,7 @@ impl RowSide for Reader<'_> {
             types::push_stored(&mut cond, &types[i], v)?;
         }
         let mut found = None;
-        self.select(t, &cond, &mut |rows| {
+        self.select(t, &cond, Some(1), &mut |rows| {
             found = rows.into_iter().next();
             Ok(())
         })?;
