@@ -10,6 +10,7 @@
 //! | full-copy chunk writer ([`FullCopy`], [`ChunkWriter`]) | `full.rs` (via `writer.rs`) | `full.rs` | `full.rs` (via `write.rs`) |
 //! | change applier ([`ChangeApplier`]) | `applier.rs` (via `apply.rs`) | `applier.rs` | `applier.rs` (via `write.rs`) |
 //! | capabilities ([`Capabilities`]) | `mod.rs` | `mod.rs` | `mod.rs` |
+//! | verification ([`Kind::verification`]) | server-side checksums (`verify/`) | none | rows read back ([`RowStore`]: `verify.rs`) |
 //!
 //! [`KINDS`] names them; `config.rs` hands the `[destination]` table to the kind its
 //! `type` names and keeps the [`Destination`] it returns. `task/` drives every kind

@@ -11,6 +11,9 @@
 //! `--repair` then writes the source's rows over missing and differing ones and deletes
 //! extra ones; `--emit-sql FILE` writes the same statements to a file for review.
 //!
+//! A destination without server-side checksums (`sink::Verification::Rows`, Lindorm) is
+//! compared by `rows.rs` instead: rows of both ends hashed here, same report and repair.
+//!
 //! JSON columns are compared in a normal form (`JSON_NORMALIZE` on MariaDB 10.7+, the
 //! JSON type's own on MySQL), so key order and spacing are not differences.
 
