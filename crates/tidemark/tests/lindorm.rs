@@ -514,9 +514,18 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     assert!(out.status.success(), "{}", text(&out));
     let out = t.tidemark(&["verify", "--no-progress"]);
     let log = text(&out);
-    assert!(out.status.success(), "not clean after the migration:\n{log}");
-    assert!(log.contains("lin_verify.t → lin_verify.t: equal, 12000 rows compared"), "{log}");
-    assert!(log.contains("lin_verify.k2 → lin_verify.k2: equal, 11000 rows compared"), "{log}");
+    assert!(
+        out.status.success(),
+        "not clean after the migration:\n{log}"
+    );
+    assert!(
+        log.contains("lin_verify.t → lin_verify.t: equal, 12000 rows compared"),
+        "{log}"
+    );
+    assert!(
+        log.contains("lin_verify.k2 → lin_verify.k2: equal, 11000 rows compared"),
+        "{log}"
+    );
 
     // Planted on the stand-in: a changed value, a missing row, an extra row (and in the
     // composite-key table, a changed value and an extra row).
@@ -532,19 +541,27 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     }
     let out = t.tidemark(&["verify", "--json"]);
     assert!(!out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     let r = verified(&report, "lin_verify.t");
     assert!(r["chunks"].as_u64() > Some(1), "one chunk only: {r}");
     assert_eq!(keys(&r["missing"]), vec!["7"], "{r}");
     assert_eq!(keys(&r["extra"]), vec!["999999"], "{r}");
     assert_eq!(keys(&r["differing"]), vec!["5"], "{r}");
-    assert_eq!(r["differing"][0]["columns"], serde_json::json!(["name"]), "{r}");
+    assert_eq!(
+        r["differing"][0]["columns"],
+        serde_json::json!(["name"]),
+        "{r}"
+    );
     let r = verified(&report, "lin_verify.k2");
     assert!(r["chunks"].as_u64() > Some(1), "one chunk only: {r}");
     assert_eq!(keys(&r["extra"]), vec!["'zz',9"], "{r}");
     assert_eq!(keys(&r["differing"]), vec!["'A1Q',1"], "{r}");
-    assert_eq!(r["differing"][0]["columns"], serde_json::json!(["c"]), "{r}");
+    assert_eq!(
+        r["differing"][0]["columns"],
+        serde_json::json!(["c"]),
+        "{r}"
+    );
     assert_eq!(keys(&r["missing"]), Vec::<String>::new(), "{r}");
 
     // The fix as a file of Lindorm statements.
@@ -553,15 +570,31 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     assert!(!out.status.success(), "{}", text(&out));
     let sql = std::fs::read_to_string(&file).unwrap();
     assert!(sql.contains("UPSERT INTO `lin_verify`.`t`"), "{sql}");
-    assert!(sql.contains("DELETE FROM `lin_verify`.`t` WHERE `id` = 999999;"), "{sql}");
-    assert!(sql.contains("DELETE FROM `lin_verify`.`k2` WHERE `a` = 'zz' AND `b` = 9;"), "{sql}");
-    assert!(!sql.contains("START TRANSACTION") && !sql.contains("COMMIT"), "{sql}");
+    assert!(
+        sql.contains("DELETE FROM `lin_verify`.`t` WHERE `id` = 999999;"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("DELETE FROM `lin_verify`.`k2` WHERE `a` = 'zz' AND `b` = 9;"),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("START TRANSACTION") && !sql.contains("COMMIT"),
+        "{sql}"
+    );
 
     let out = t.tidemark(&["verify", "--repair", "--no-progress"]);
     let log = text(&out);
-    assert!(log.contains("3 rows repaired") && log.contains("2 rows repaired"), "{log}");
+    assert!(
+        log.contains("3 rows repaired") && log.contains("2 rows repaired"),
+        "{log}"
+    );
     let out = t.tidemark(&["verify", "--no-progress"]);
-    assert!(out.status.success(), "not clean after --repair:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "not clean after --repair:\n{}",
+        text(&out)
+    );
     let q = format!("SELECT id, name FROM `{db}`.`t` WHERE id IN (5, 7, 999999) ORDER BY id");
     assert_eq!(
         dump(&mut lconn(), &q),
@@ -596,14 +629,20 @@ fn rows_over_the_limit_are_skipped_and_counted_with_the_option() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while dump(&mut lconn(), &q) != vec![vec!["'1'"], vec!["'3'"], vec!["'5'"]] {
         if Instant::now() > deadline {
-            panic!("the rows around the large ones never arrived:\n{}", stop(child));
+            panic!(
+                "the rows around the large ones never arrived:\n{}",
+                stop(child)
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
     }
     let s = status(&t);
     assert_eq!(s["lindorm"]["skipped_large"].as_u64(), Some(2), "{s}");
     let shown = text(&t.tidemark(&["status"]));
-    assert!(shown.contains("rows over LindormTable's limits skipped: 2"), "{shown}");
+    assert!(
+        shown.contains("rows over LindormTable's limits skipped: 2"),
+        "{shown}"
+    );
     let log = stop(child);
     for key in ["(2)", "(4)"] {
         assert!(

@@ -306,8 +306,7 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
                         None => {
                             let e = task.destination.verification_server()?;
                             let mut dst = connect_for_reads(e, Side::Destination)?;
-                            let infos =
-                                (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+                            let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
                             End::Server(dst, infos)
                         }
                     };

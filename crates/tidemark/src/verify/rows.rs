@@ -308,9 +308,7 @@ pub(super) fn verify_one(
         let mut guard = sh
             .sql_out
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
-        let out = guard
-            .as_deref_mut()
-            .map(|w| w as &mut dyn std::io::Write);
+        let out = guard.as_deref_mut().map(|w| w as &mut dyn std::io::Write);
         r.repaired = side
             .repair(t, &rows, &keys, out)
             .with_context(|| format!("repairing {}", r.target))?;
@@ -326,7 +324,11 @@ mod tests {
     #[test]
     fn rows_that_differ_hash_apart_and_keys_identify() {
         let a = vec![Value::Int(1), Value::Bytes(b"ab".to_vec()), Value::Null];
-        let b = vec![Value::Int(1), Value::Bytes(b"a".to_vec()), Value::Bytes(b"b".to_vec())];
+        let b = vec![
+            Value::Int(1),
+            Value::Bytes(b"a".to_vec()),
+            Value::Bytes(b"b".to_vec()),
+        ];
         assert_ne!(hash_row(&a), hash_row(&b));
         assert_eq!(hash_row(&a), hash_row(&a.clone()));
         // An empty string is not NULL, and 1 as Int is not 1 as UInt.
@@ -334,7 +336,10 @@ mod tests {
             hash_row(&[Value::Bytes(Vec::new())]),
             hash_row(&[Value::Null])
         );
-        assert_ne!(key_id(&[Value::Int(1)], &[0]), key_id(&[Value::UInt(1)], &[0]));
+        assert_ne!(
+            key_id(&[Value::Int(1)], &[0]),
+            key_id(&[Value::UInt(1)], &[0])
+        );
         assert_eq!(key_id(&a, &[0]), key_id(&b, &[0]));
     }
 }

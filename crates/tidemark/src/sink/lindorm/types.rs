@@ -484,7 +484,12 @@ pub fn read_stored(ty: &str, v: mysql::Value) -> Result<Value> {
         other => other.as_sql(true).trim_matches('\'').as_bytes().to_vec(),
     };
     let s = || std::str::from_utf8(&text).map(str::trim);
-    let bad = || anyhow::anyhow!("Lindorm returned {:?} for a {ty} column", String::from_utf8_lossy(&text));
+    let bad = || {
+        anyhow::anyhow!(
+            "Lindorm returned {:?} for a {ty} column",
+            String::from_utf8_lossy(&text)
+        )
+    };
     Ok(match base.as_str() {
         "BOOLEAN" => match s().map_err(|_| bad())?.to_ascii_lowercase().as_str() {
             "true" => Value::Int(1),

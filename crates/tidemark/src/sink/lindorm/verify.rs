@@ -255,8 +255,16 @@ impl RowSide for Reader<'_> {
             .unwrap_or(READ_ROWS)
             .clamp(1, READ_ROWS);
         let positions = Self::key_positions(t)?;
-        let upper = chunk.upper.as_ref().map(|u| compare(t, "<=", u)).transpose()?;
-        let mut after = chunk.lower.as_ref().map(|l| compare(t, ">", l)).transpose()?;
+        let upper = chunk
+            .upper
+            .as_ref()
+            .map(|u| compare(t, "<=", u))
+            .transpose()?;
+        let mut after = chunk
+            .lower
+            .as_ref()
+            .map(|l| compare(t, ">", l))
+            .transpose()?;
         loop {
             let cond: Vec<&str> = [after.as_deref(), upper.as_deref()]
                 .into_iter()
