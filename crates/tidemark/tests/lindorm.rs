@@ -490,7 +490,7 @@ fn keys(list: &serde_json::Value) -> Vec<String> {
 }
 
 /// `tidemark verify` reads the rows back and compares them under the type mapping:
-/// clean after a migration (every mapped type, a generated column, several chunks, a
+/// clean after a migration (and `[verification] mode = "after-full"` says so) (every mapped type, a generated column, several chunks, a
 /// composite text key whose case-insensitive source order differs from the engine's
 /// byte order); a changed value, a missing row and an extra row planted on the
 /// stand-in are each reported; `--emit-sql` writes the fix as Lindorm statements;
@@ -508,10 +508,16 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     );
     let t = task(
         "create_tables = true",
-        &format!("[migration]\ntypes = [\"schema\", \"full\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+        &format!("[migration]\ntypes = [\"schema\", \"full\"]\n[verification]\nmode = \"after-full\"\n[[objects]]\ndatabase = \"{db}\"\n"),
     );
     let out = t.tidemark(&["run", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
+    // The task verified by itself after the copy.
+    let shown = text(&t.tidemark(&["status"]));
+    assert!(
+        shown.contains("verification: equal (2 tables, 23000 rows compared)"),
+        "{shown}"
+    );
     let out = t.tidemark(&["verify", "--no-progress"]);
     let log = text(&out);
     assert!(
