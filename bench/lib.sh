@@ -1,5 +1,5 @@
 # Shared helpers of the benchmark scripts in bench/ (full.sh, incremental.sh, verify.sh,
-# soak.sh, rocketmq.sh). Not run on its own: a script sources it first thing after
+# soak.sh, rocketmq.sh, lindorm.sh). Not run on its own: a script sources it first thing after
 # `set -euo pipefail`, with
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

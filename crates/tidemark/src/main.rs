@@ -316,8 +316,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
 }
 
 fn verify(task: &Task, json: bool, opts: tidemark::verify::Options) -> Result<ExitCode> {
-    // A destination without tables to compare says why.
-    task.destination.verification_server()?;
+    // A destination that cannot be compared says why.
+    task.destination.verification()?;
     let store = Store::open_existing(&task.state_dir)?;
     let checked = precheck::run(task, store.as_ref());
     let Some(plan) = checked.plan else {
@@ -466,6 +466,9 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
     let messages: Option<serde_json::Value> = store
         .get(tidemark::sink::rocketmq::COUNTERS)?
         .and_then(|s| serde_json::from_str(&s).ok());
+    let lindorm: Option<serde_json::Value> = store
+        .get(tidemark::sink::lindorm::COUNTERS)?
+        .and_then(|s| serde_json::from_str(&s).ok());
     if json {
         let verification: Option<serde_json::Value> = store
             .get("verification")?
@@ -477,6 +480,7 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             "status_pid": status_pid,
             "updated_at": updated, "error": error, "tables": tables, "retrying": retrying,
             "incremental": incremental, "verification": verification, "messages": messages,
+            "lindorm": lindorm,
         });
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -535,6 +539,12 @@ fn status(task: &Task, json: bool) -> Result<ExitCode> {
             m["messages"],
             m["bytes"].as_f64().unwrap_or(0.0) / 1e6,
             m["skipped_large"]
+        );
+    }
+    if let Some(l) = lindorm {
+        out!(
+            "rows over LindormTable's limits skipped: {}",
+            l["skipped_large"]
         );
     }
     if let Some(i) = incremental {

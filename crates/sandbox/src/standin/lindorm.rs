@@ -44,6 +44,8 @@
 //! - Empty VARBINARY/BINARY values are stored as NULL (seed document "Migrate data from
 //!   RDS MySQL to Lindorm": "Empty strings of the VARBINARY type are treated as null by
 //!   both DTS and Lindorm").
+//! - FLOAT is a 4-byte float ("Basic data types"): values are rounded to one and read
+//!   back exactly (kept in a DOUBLE: MariaDB's FLOAT prints 6 digits).
 //! - Table names keep their case (column names compare case-insensitively here, as in
 //!   MariaDB, unlike Lindorm); the default namespace is `default`.
 //!
@@ -340,6 +342,8 @@ impl Column {
             ("VARBINARY" | "BINARY", Some(bytes)) => format!("VARBINARY({})", bytes.max(1)),
             ("VARBINARY" | "BINARY", None) => "MEDIUMBLOB".into(),
             ("DECIMAL", _) => format!("DECIMAL{}", self.args),
+            // Rounded to a float on the way in (`round_float`): exact when read back.
+            ("FLOAT", _) => "DOUBLE".into(),
             ("TIME", _) => "TIME(3)".into(),
             // Lindorm's TIMESTAMP is a millisecond instant with no session time zone
             // applied by storage; DATETIME keeps MariaDB from converting or bounding it.
@@ -703,6 +707,19 @@ fn value(p: &mut P) -> Result<Val, SqlError> {
     Ok(v)
 }
 
+/// A FLOAT column keeps a 4-byte float: the literal is rounded to the nearest one, and
+/// stored (in a DOUBLE) as that float's shortest decimal, so it reads back exactly
+/// (MariaDB's own FLOAT would print only 6 digits).
+fn round_float(c: &Column, v: &mut Val) {
+    if c.base == "FLOAT" && v.number.is_some() {
+        if let Ok(f) = v.sql.parse::<f32>() {
+            if f.is_finite() {
+                v.sql = format!("{f:e}");
+            }
+        }
+    }
+}
+
 /// Refuses a DOUBLE column's value not in scientific notation.
 fn check_double(c: &Column, v: &Val) -> Result<(), SqlError> {
     if c.base == "DOUBLE" {
@@ -983,10 +1000,11 @@ impl LindormSession {
                 if i > 0 {
                     p.expect_sym(",")?;
                 }
-                let v = value(&mut p)?;
+                let mut v = value(&mut p)?;
                 if !self.prepared {
                     check_double(c, &v)?;
                 }
+                round_float(c, &mut v);
                 if t.is_key(&c.name) {
                     if v.null {
                         return Err(refused(format!("key column `{}` cannot be NULL", c.name)));
@@ -1104,10 +1122,11 @@ impl LindormSession {
                 return Err(rule());
             }
             let def = t.column(&c).cloned().ok_or_else(rule)?;
-            let v = value(&mut p)?;
+            let mut v = value(&mut p)?;
             if !self.prepared {
                 check_double(&def, &v)?;
             }
+            round_float(&def, &mut v);
             if !t.is_key(&c) || conds.iter().any(|(x, _)| x == &c) {
                 return Err(rule());
             }

@@ -10,6 +10,7 @@
 //! | full-copy chunk writer ([`FullCopy`], [`ChunkWriter`]) | `full.rs` (via `writer.rs`) | `full.rs` | `full.rs` (via `write.rs`) |
 //! | change applier ([`ChangeApplier`]) | `applier.rs` (via `apply.rs`) | `applier.rs` | `applier.rs` (via `write.rs`) |
 //! | capabilities ([`Capabilities`]) | `mod.rs` | `mod.rs` | `mod.rs` |
+//! | verification ([`Kind::verification`]) | server-side checksums (`verify/`) | none | rows read back ([`RowStore`]: `verify.rs`) |
 //!
 //! [`KINDS`] names them; `config.rs` hands the `[destination]` table to the kind its
 //! `type` names and keeps the [`Destination`] it returns. `task/` drives every kind
@@ -161,8 +162,14 @@ pub trait Kind: Send + Sync {
     fn describe(&self) -> String;
     fn capabilities(&self) -> Capabilities;
     /// The MySQL-protocol server whose tables `tidemark verify` compares with the
-    /// source; an error saying why when the kind has none.
+    /// source by server-side checksums; an error saying why when the kind has none.
     fn verification_server(&self) -> Result<&Endpoint>;
+    /// How `tidemark verify` compares this destination with the source: by the
+    /// checksums of [`Kind::verification_server`] unless the kind reads its rows back
+    /// itself ([`RowStore`]).
+    fn verification(&self) -> Result<Verification<'_>> {
+        self.verification_server().map(Verification::Checksums)
+    }
     /// The precheck's destination side; connecting is its first item.
     fn precheck<'a>(&'a self, task: &'a Task) -> Box<dyn Precheck + 'a>;
     /// The schema phase and post-load step, if the kind has tables to create.
@@ -172,6 +179,61 @@ pub trait Kind: Send + Sync {
     /// `tidemark reset --table`: forgets the copy of one table (a MySQL destination
     /// empties it). Returns what happened, for the operator.
     fn forget_table(&self, target: &str) -> Result<&'static str>;
+}
+
+/// How `tidemark verify` reads a destination.
+pub enum Verification<'a> {
+    /// The server computes chunk checksums itself over tables that hold the source's
+    /// values unchanged (MySQL): verify connects to it and compares checksums.
+    Checksums(&'a Endpoint),
+    /// The engine computes no checksum, or holds values under its own type mapping:
+    /// verify reads both sides by key range and compares row hashes itself.
+    Rows(&'a dyn RowStore),
+}
+
+/// A destination whose rows `tidemark verify` reads back: by the source's key ranges,
+/// as the [`Value`](tidemark_core::Value)s its type mapping makes of the source's, so
+/// that a source row converted by [`RowSide::stored`] equals the row read back.
+pub trait RowStore: Sync {
+    /// One verify worker's connection.
+    fn open(&self) -> Result<Box<dyn RowSide + '_>>;
+    /// `--emit-sql`: the file's first lines (how to apply it, as comments) and its
+    /// last ones.
+    fn sql_file(&self) -> (String, String);
+}
+
+/// One connection of [`RowStore`]. Calls are per table, per chunk or per batch of
+/// rows; the row loops are the kind's.
+pub trait RowSide: Send {
+    /// Before a table's rows: how its definition there differs from what the source's
+    /// maps to (one line each); an error when its rows cannot be compared (no such
+    /// table, a copied column missing).
+    fn table(&mut self, t: &TablePlan) -> Result<Vec<String>>;
+    /// Source rows (copied columns, as the snapshot reader produces them) turned, in
+    /// place, into the values the destination holds for them after the type mapping.
+    fn stored(&self, t: &TablePlan, rows: &mut [Row]) -> Result<()>;
+    /// The destination's rows in a chunk of the source's key ranges (copied columns,
+    /// stored values), in batches, in any order. `row_bytes`: the largest source row of
+    /// the chunk, for engines that limit the bytes of one read.
+    fn read(
+        &mut self,
+        t: &TablePlan,
+        chunk: &Chunk,
+        row_bytes: u64,
+        out: &mut dyn FnMut(Vec<Row>) -> Result<()>,
+    ) -> Result<()>;
+    /// One row by its key (stored values, in key order).
+    fn fetch(&mut self, t: &TablePlan, key: &[tidemark_core::Value]) -> Result<Option<Row>>;
+    /// Writes `rows` (source rows, copied columns) and deletes the rows of `keys`
+    /// (stored values) through the kind's writer; with `sql_out`, writes the statements
+    /// there instead. Returns how many rows were written or deleted.
+    fn repair(
+        &mut self,
+        t: &TablePlan,
+        rows: &[Row],
+        keys: &[Row],
+        sql_out: Option<&mut dyn std::io::Write>,
+    ) -> Result<u64>;
 }
 
 /// The destination side of the precheck.

@@ -102,7 +102,7 @@ fn key_placeholders(t: &TablePlan) -> Vec<&'static str> {
 /// the invalid-value index 0, a set holding `''` loses it), and their text does not sort
 /// like the column (ORDER BY and `>` on a number follow the member order, `>` on text
 /// does not). A number written back selects exactly the same members.
-fn read_expr(c: &ColumnDef) -> String {
+pub fn read_expr(c: &ColumnDef) -> String {
     let q = quote_ident(&c.name);
     match c.kind {
         ColumnKind::Enum | ColumnKind::Set => format!("{q}+0"),

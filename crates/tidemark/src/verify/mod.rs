@@ -11,12 +11,16 @@
 //! `--repair` then writes the source's rows over missing and differing ones and deletes
 //! extra ones; `--emit-sql FILE` writes the same statements to a file for review.
 //!
+//! A destination without server-side checksums (`sink::Verification::Rows`, Lindorm) is
+//! compared by `rows.rs` instead: rows of both ends hashed here, same report and repair.
+//!
 //! JSON columns are compared in a normal form (`JSON_NORMALIZE` on MariaDB 10.7+, the
 //! JSON type's own on MySQL), so key order and spacing are not differences.
 
 use crate::config::Task;
 use crate::connect::{connect, connect_for_reads, ServerInfo, Side};
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
+use crate::sink::Verification;
 use crate::source::catalog;
 use crate::source::snapshot::{self, Chunk};
 use crate::transform::mapping::{Plan, TablePlan};
@@ -30,6 +34,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 use tidemark_core::sql::{push_literal, quote_ident};
 use tidemark_core::{ColumnKind, Row, Value};
+
+mod rows;
 
 /// Chunk size for verification (rows per checksum query).
 const CHUNK_ROWS: u64 = 10_000;
@@ -82,15 +88,24 @@ pub fn verify_table_with(
     sync: &mut dyn ChunkSync,
 ) -> Result<TableReport> {
     let mut src = connect(&task.source, Side::Source)?;
-    let mut dst = connect_for_reads(task.destination.verification_server()?, Side::Destination)?;
-    let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
     let started = Instant::now();
     let mut r = TableReport {
         source: t.def().name.to_string(),
         target: t.target.to_string(),
         ..Default::default()
     };
-    if let Err(e) = verify_table(&mut src, &mut dst, (&infos.0, &infos.1), t, &mut r, sync) {
+    let compared = match task.destination.verification()? {
+        Verification::Checksums(e) => {
+            let mut dst = connect_for_reads(e, Side::Destination)?;
+            let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+            verify_table(&mut src, &mut dst, (&infos.0, &infos.1), t, &mut r, sync)
+        }
+        Verification::Rows(store) => {
+            let mut side = store.open()?;
+            rows::verify_table(&mut src, &mut *side, t, &mut r, sync)
+        }
+    };
+    if let Err(e) = compared {
         r.problem = Some(format!("{e:#}"));
     }
     r.seconds = started.elapsed().as_secs_f64();
@@ -217,20 +232,33 @@ pub fn summary(r: &Report) -> String {
     )
 }
 
+/// A verify worker's destination end.
+enum End<'a> {
+    /// A server that checksums its tables, and both servers' facts.
+    Server(mysql::Conn, (ServerInfo, ServerInfo)),
+    /// A kind that reads its rows back.
+    Rows(Box<dyn crate::sink::RowSide + 'a>),
+}
+
 /// Verifies every table of the plan, and the objects of databases selected whole.
 pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
-    let mut dst = connect_for_reads(task.destination.verification_server()?, Side::Destination)?;
+    let (mut dst, rows_store) = match task.destination.verification()? {
+        Verification::Checksums(e) => (Some(connect_for_reads(e, Side::Destination)?), None),
+        Verification::Rows(store) => (None, Some(store)),
+    };
     let mut dst_dbs: BTreeMap<String, Option<catalog::DatabaseInfo>> = BTreeMap::new();
-    for t in &plan.tables {
-        if !dst_dbs.contains_key(&t.target.database) {
-            let info = catalog::read_database(&mut dst, &t.target.database)?;
-            dst_dbs.insert(t.target.database.clone(), info);
+    if let Some(dst) = dst.as_mut() {
+        for t in &plan.tables {
+            if !dst_dbs.contains_key(&t.target.database) {
+                let info = catalog::read_database(dst, &t.target.database)?;
+                dst_dbs.insert(t.target.database.clone(), info);
+            }
         }
-    }
-    for db in plan.databases.iter().filter(|d| d.whole) {
-        if !dst_dbs.contains_key(&db.target) {
-            let info = catalog::read_database(&mut dst, &db.target)?;
-            dst_dbs.insert(db.target.clone(), info);
+        for db in plan.databases.iter().filter(|d| d.whole) {
+            if !dst_dbs.contains_key(&db.target) {
+                let info = catalog::read_database(dst, &db.target)?;
+                dst_dbs.insert(db.target.clone(), info);
+            }
         }
     }
     let sql_out = match &opts.emit_sql {
@@ -239,7 +267,10 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
                 std::fs::File::create(p)
                     .with_context(|| format!("cannot write {}", p.display()))?,
             );
-            write_sql_header(&mut w)?;
+            match rows_store {
+                Some(store) => write!(w, "{}", store.sql_file().0)?,
+                None => write_sql_header(&mut w)?,
+            }
             Some(Mutex::new(w))
         }
         None => None,
@@ -269,21 +300,31 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let mut src = connect(&task.source, Side::Source)?;
-                    let mut dst = connect_for_reads(
-                        task.destination.verification_server()?,
-                        Side::Destination,
-                    )?;
-                    let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+                    // One end or the other: the destination's server, or its kind's rows.
+                    let mut end = match rows_store {
+                        Some(store) => End::Rows(store.open()?),
+                        None => {
+                            let e = task.destination.verification_server()?;
+                            let mut dst = connect_for_reads(e, Side::Destination)?;
+                            let infos = (ServerInfo::read(&mut src)?, ServerInfo::read(&mut dst)?);
+                            End::Server(dst, infos)
+                        }
+                    };
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(t) = plan.tables.get(i) else {
                             return Ok(());
                         };
-                        let dst_table = dst_dbs[&t.target.database]
-                            .as_ref()
-                            .and_then(|d| d.table(&t.target.table));
                         progress.table_started(&t.target.to_string(), t.source.rows);
-                        let r = verify_one(&mut src, &mut dst, &infos, t, dst_table, &shared)?;
+                        let r = match &mut end {
+                            End::Server(dst, infos) => {
+                                let dst_table = dst_dbs[&t.target.database]
+                                    .as_ref()
+                                    .and_then(|d| d.table(&t.target.table));
+                                verify_one(&mut src, dst, infos, t, dst_table, &shared)?
+                            }
+                            End::Rows(side) => rows::verify_one(&mut src, &mut **side, t, &shared)?,
+                        };
                         progress.table_done(&t.target.to_string());
                         let n = finished.fetch_add(1, Ordering::Relaxed) + 1;
                         tracing::info!(
@@ -315,7 +356,10 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
     if let Some(w) = sql_out {
         // Only a complete file ends with COMMIT: one cut short applies nothing.
         let mut w = w.into_inner().unwrap_or_else(|e| e.into_inner());
-        writeln!(w, "COMMIT;")?;
+        match rows_store {
+            Some(store) => write!(w, "{}", store.sql_file().1)?,
+            None => writeln!(w, "COMMIT;")?,
+        }
         w.flush()?;
     }
     let tables = results
@@ -324,12 +368,20 @@ pub fn run(task: &Task, plan: &Plan, opts: &Options) -> Result<Report> {
         .into_iter()
         .flatten()
         .collect();
+    // Views, routines and triggers are compared where a server holds them; a kind
+    // read back by rows has none (its precheck says they are not migrated).
+    let Some(dst) = dst.as_mut() else {
+        return Ok(Report {
+            tables,
+            databases: Vec::new(),
+        });
+    };
     let mut src = connect(&task.source, Side::Source)?;
     let grants = crate::precheck::show_grants(&mut src)?;
     let mut databases = Vec::new();
     for db in plan.databases.iter().filter(|d| d.whole) {
         let missing = missing_objects(&db.source, dst_dbs[&db.target].as_ref());
-        let differing = differing_objects(&mut src, &mut dst, &db.source.name, &db.target)?;
+        let differing = differing_objects(&mut src, dst, &db.source.name, &db.target)?;
         // No source view lists objects a user may not see: say so rather than call
         // an empty list equal.
         let not_compared = grants

@@ -31,6 +31,7 @@ use tidemark_core::{Change, TableName};
 pub(super) struct Applier<'a> {
     kind: &'a Lindorm,
     task: &'a Task,
+    counters: &'a super::Counters,
     batch: Coalescer,
     conns: Vec<mysql::Conn>,
     /// Definitions after DDL come from the source (the engine's are not MySQL's).
@@ -42,7 +43,11 @@ pub(super) struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub(super) fn new(kind: &'a Lindorm, task: &'a Task) -> Result<Applier<'a>> {
+    pub(super) fn new(
+        kind: &'a Lindorm,
+        task: &'a Task,
+        counters: &'a super::Counters,
+    ) -> Result<Applier<'a>> {
         let threads = task.incremental.threads.max(1);
         let conns = (0..threads)
             .map(|_| kind.connect())
@@ -50,6 +55,7 @@ impl<'a> Applier<'a> {
         Ok(Applier {
             kind,
             task,
+            counters,
             batch: Coalescer::new(threads, false),
             conns,
             source: connect(&task.source, Side::Source)?,
@@ -226,7 +232,7 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         (f.in_flight)()?;
         let shares = self.batch.take();
         let (kind, task) = (self.kind, self.task);
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let results: Vec<Result<u64>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .conns
                 .iter_mut()
@@ -242,8 +248,15 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                 })
                 .collect()
         });
+        let mut skipped = 0;
         for r in results {
-            r?;
+            skipped += r?;
+        }
+        if skipped > 0 {
+            self.counters
+                .skipped_large
+                .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+            self.counters.save(f.store)?;
         }
         Ok(Some((rows, bytes)))
     }
@@ -385,12 +398,12 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         }
         let mut rows = 0u64;
         let config = &self.kind.config;
-        let mut upserts = Upserts::new(plan, config.batch_rows, config.batch_bytes)?;
+        let mut upserts = Upserts::new(plan, config.batch_rows, config.batch_bytes)?
+            .filtering(config.filter_large_messages);
         let conn = &mut self.conns[0];
         crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
             rows += 1;
-            let copied: Vec<_> = plan.copied.iter().map(|&i| row[i].clone()).collect();
-            if let Some((sql, _)) = upserts.push(&copied)? {
+            if let Some((sql, _)) = upserts.push(&row)? {
                 conn.query_drop(sql)?;
             }
             Ok(())
@@ -398,6 +411,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         if let Some((sql, _)) = upserts.take() {
             conn.query_drop(sql)?;
         }
+        self.counters
+            .skipped_large
+            .fetch_add(upserts.skipped, std::sync::atomic::Ordering::Relaxed);
         Ok(rows)
     }
 
@@ -405,17 +421,18 @@ impl crate::sink::ChangeApplier for Applier<'_> {
 }
 
 /// Writes one share: deletes by key, then upserts (its keys are distinct, so the order
-/// between them does not matter); sent again whole after a lost connection.
+/// between them does not matter); sent again whole after a lost connection. Returns
+/// the rows skipped for their size (`filter_large_messages`).
 fn apply_with_retry(
     kind: &Lindorm,
     task: &Task,
     conn: &mut mysql::Conn,
     work: &Work,
-) -> Result<()> {
+) -> Result<u64> {
     let started = Instant::now();
     loop {
         match apply(kind, conn, work) {
-            Ok(()) => return Ok(()),
+            Ok(skipped) => return Ok(skipped),
             Err(Failed::Sql(e, sql)) => match transient(&e) {
                 Some(k) if started.elapsed() < window(task, k) => {
                     tracing::warn!(
@@ -443,7 +460,8 @@ enum Failed {
     Other(anyhow::Error),
 }
 
-fn apply(kind: &Lindorm, conn: &mut mysql::Conn, work: &Work) -> Result<(), Failed> {
+fn apply(kind: &Lindorm, conn: &mut mysql::Conn, work: &Work) -> Result<u64, Failed> {
+    let mut skipped = 0;
     let mut send = |sql: String| conn.query_drop(&sql).map_err(|e| Failed::Sql(e, sql));
     for (plan, tw) in work {
         if !tw.ordered.is_empty() {
@@ -456,7 +474,8 @@ fn apply(kind: &Lindorm, conn: &mut mysql::Conn, work: &Work) -> Result<(), Fail
             send(delete(plan, key).map_err(Failed::Other)?)?;
         }
         let mut upserts = Upserts::new(plan, kind.config.batch_rows, kind.config.batch_bytes)
-            .map_err(Failed::Other)?;
+            .map_err(Failed::Other)?
+            .filtering(kind.config.filter_large_messages);
         for row in tw.upserts.iter().chain(&tw.inserts) {
             if let Some((sql, _)) = upserts.push(row).map_err(Failed::Other)? {
                 send(sql)?;
@@ -465,8 +484,9 @@ fn apply(kind: &Lindorm, conn: &mut mysql::Conn, work: &Work) -> Result<(), Fail
         if let Some((sql, _)) = upserts.take() {
             send(sql)?;
         }
+        skipped += upserts.skipped;
     }
-    Ok(())
+    Ok(skipped)
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub struct ConfigFile {
     /// Bytes of SQL per UPSERT request (64 KB – 64 MB, the engine's limit).
     #[serde(default = "default_bytes")]
     batch_bytes: usize,
+    /// Skip (log and count) rows over the engine's limits (2 MB of non-key values, a
+    /// 2 KB key) instead of failing the task; the RocketMQ destination's key.
+    #[serde(default)]
+    filter_large_messages: bool,
 }
 
 fn default_rows() -> usize {
@@ -59,6 +63,7 @@ pub struct Config {
     pub create_tables: bool,
     pub batch_rows: usize,
     pub batch_bytes: usize,
+    pub filter_large_messages: bool,
 }
 
 /// Reads `[destination]` for [`crate::sink::KINDS`].
@@ -91,6 +96,7 @@ pub fn parse(table: toml::Table, r: &Resolver) -> Result<Destination> {
             create_tables: d.create_tables,
             batch_rows: d.batch_rows,
             batch_bytes: d.batch_bytes,
+            filter_large_messages: d.filter_large_messages,
         },
     }))
 }

@@ -10,6 +10,7 @@ use crate::sink::{Batch, ChunkJob, ChunkRows, ChunkWriter, WriteError};
 use crate::transform::mapping::Plan;
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// One UPSERT request and its rows.
@@ -20,6 +21,8 @@ struct Request {
 pub(super) struct Copy<'a> {
     pub(super) kind: &'a Lindorm,
     pub(super) plan: &'a Plan,
+    /// Rows skipped for their size (`filter_large_messages`).
+    pub(super) skipped: &'a AtomicU64,
 }
 
 impl crate::sink::FullCopy for Copy<'_> {
@@ -32,15 +35,16 @@ impl crate::sink::FullCopy for Copy<'_> {
         let t = &self.plan.tables[job.table];
         let throttle = rows.throttle();
         let config = &self.kind.config;
-        let mut upserts = Upserts::new(t, config.batch_rows, config.batch_bytes)?;
+        let mut upserts = Upserts::new(t, config.batch_rows, config.batch_bytes)?
+            .filtering(config.filter_large_messages);
         let mut bytes = 0u64;
         let mut send = |(sql, n): (String, usize), bytes: &mut u64| -> Result<()> {
             throttle.rows(n as u64, std::mem::take(bytes));
             out(Batch::new(Request { sql }))
         };
+        // The reader's rows are the copied columns already.
         rows.read(|row, size| {
-            let copied: Vec<_> = t.copied.iter().map(|&i| row[i].clone()).collect();
-            if let Some(full) = upserts.push(&copied)? {
+            if let Some(full) = upserts.push(&row)? {
                 send(full, &mut bytes)?;
             }
             bytes += size;
@@ -49,6 +53,7 @@ impl crate::sink::FullCopy for Copy<'_> {
         if let Some(last) = upserts.take() {
             send(last, &mut bytes)?;
         }
+        self.skipped.fetch_add(upserts.skipped, Ordering::Relaxed);
         Ok(())
     }
 

@@ -246,11 +246,11 @@ impl crate::sink::Precheck for Check<'_> {
                 "add \"schema\" to `migration.types`",
             );
         }
-        if task.verification.mode != crate::config::VerificationMode::Off {
+        if task.verification.mode == crate::config::VerificationMode::Continuous {
             r.fail(
                 "verification",
-                "verification is not supported for a Lindorm destination yet",
-                "set `[verification] mode = \"off\"`",
+                "continuous verification is not offered for a Lindorm destination yet (`tidemark verify` and `mode = \"after-full\"` are)",
+                "set `[verification] mode = \"after-full\"` or \"off\", and run `tidemark verify` when the stream is quiet",
             );
         }
         for t in &plan.tables {

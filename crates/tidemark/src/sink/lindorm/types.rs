@@ -259,6 +259,24 @@ pub fn members(column_type: &str) -> Vec<String> {
     out
 }
 
+/// The text of an ENUM (member index) or SET (member bits) value.
+fn member_text(c: &ColumnDef, u: u64) -> String {
+    let m = members(&c.column_type);
+    if c.kind == ColumnKind::Enum {
+        return match (u as usize).checked_sub(1).and_then(|i| m.get(i)) {
+            Some(s) => s.clone(),
+            None => String::new(),
+        };
+    }
+    let s: Vec<&str> = m
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 64 && u & (1u64 << i) != 0)
+        .map(|(_, s)| s.as_str())
+        .collect();
+    s.join(",")
+}
+
 /// Source text bytes as a Rust string: UTF-8 charsets as they are, latin1 (MySQL's
 /// cp1252 differs only in 0x80–0x9F, read here as ISO-8859-1) widened.
 fn text_of(c: &ColumnDef, b: &[u8]) -> Result<String> {
@@ -316,24 +334,8 @@ pub fn push_value(out: &mut String, c: &ColumnDef, v: &Value) -> Result<usize> {
             8
         }
         Value::UInt(u) => match c.kind {
-            ColumnKind::Enum => {
-                let m = members(&c.column_type);
-                let s = match (*u as usize).checked_sub(1).and_then(|i| m.get(i)) {
-                    Some(s) => s.as_str(),
-                    None => "",
-                };
-                push_str(out, s);
-                s.len()
-            }
-            ColumnKind::Set => {
-                let m = members(&c.column_type);
-                let s: Vec<&str> = m
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i < 64 && u & (1u64 << i) != 0)
-                    .map(|(_, s)| s.as_str())
-                    .collect();
-                let s = s.join(",");
+            ColumnKind::Enum | ColumnKind::Set => {
+                let s = member_text(c, *u);
                 push_str(out, &s);
                 s.len()
             }
@@ -412,6 +414,208 @@ pub fn push_value(out: &mut String, c: &ColumnDef, v: &Value) -> Result<usize> {
             8
         }
     })
+}
+
+/// The value LindormTable holds for source value `v` of column `c` (the mapping
+/// `push_value` writes): what `tidemark verify` compares with the value read back by
+/// [`read_stored`]. Integers are `Int` (`UInt` for BIGINT UNSIGNED), text and
+/// ENUM/SET/JSON are UTF-8 `Bytes`, an empty VARBINARY outside the key is NULL,
+/// TIMESTAMP and TIME keep milliseconds.
+pub fn stored(c: &ColumnDef, v: Value, key: bool) -> Result<Value> {
+    let ms = |micros: u32| micros / 1000 * 1000;
+    Ok(match (c.kind, v) {
+        (_, Value::Null) => Value::Null,
+        (ColumnKind::Bit, _) => bail!(
+            "column {}: BIT has no LindormTable type, so its values cannot be compared",
+            c.name
+        ),
+        (ColumnKind::Enum | ColumnKind::Set, Value::UInt(u)) => {
+            Value::Bytes(member_text(c, u).into_bytes())
+        }
+        (ColumnKind::Int { unsigned: true }, Value::UInt(u)) => {
+            if lindorm_type(c).as_deref() == Ok("BIGINT UNSIGNED") {
+                Value::UInt(u)
+            } else {
+                Value::Int(i64::try_from(u).unwrap_or(i64::MAX))
+            }
+        }
+        (_, Value::UInt(u)) => Value::Int(i64::try_from(u).unwrap_or(i64::MAX)),
+        (ColumnKind::Text, Value::Bytes(b)) => Value::Bytes(text_of(c, &b)?.into_bytes()),
+        (_, Value::Json(b)) => Value::Bytes(String::from_utf8_lossy(&b).into_owned().into_bytes()),
+        (ColumnKind::Json, Value::Bytes(b)) => {
+            Value::Bytes(String::from_utf8_lossy(&b).into_owned().into_bytes())
+        }
+        (_, Value::Bytes(b)) if b.is_empty() && !key => Value::Null,
+        (_, Value::DateTime(mut d)) => {
+            d.micros = ms(d.micros);
+            Value::DateTime(d)
+        }
+        (_, Value::Time(mut t)) => {
+            t.micros = ms(t.micros);
+            Value::Time(t)
+        }
+        (_, Value::Bit(b)) => Value::Int(i64::try_from(b).unwrap_or(i64::MAX)),
+        (_, v) => v,
+    })
+}
+
+/// The base of a Lindorm type as `SHOW CREATE TABLE` prints it (`DECIMAL(12,2)` →
+/// `DECIMAL`, `BIGINT UNSIGNED` kept whole).
+fn base_of(ty: &str) -> String {
+    let up = ty.trim().to_ascii_uppercase();
+    if up.replace(' ', "") == "BIGINTUNSIGNED" {
+        return "BIGINT UNSIGNED".into();
+    }
+    up.split(['(', ' ']).next().unwrap_or("").to_string()
+}
+
+/// A value of a Lindorm column of type `ty` as a client reads it (text, or typed), as
+/// the value [`stored`] makes of the source's.
+pub fn read_stored(ty: &str, v: mysql::Value) -> Result<Value> {
+    use mysql::Value as M;
+    let base = base_of(ty);
+    let text = match v {
+        M::NULL => return Ok(Value::Null),
+        M::Bytes(b) => b,
+        M::Int(i) => i.to_string().into_bytes(),
+        M::UInt(u) => u.to_string().into_bytes(),
+        M::Float(f) => f.to_string().into_bytes(),
+        M::Double(d) => d.to_string().into_bytes(),
+        other => other.as_sql(true).trim_matches('\'').as_bytes().to_vec(),
+    };
+    let s = || std::str::from_utf8(&text).map(str::trim);
+    let bad = || {
+        anyhow::anyhow!(
+            "Lindorm returned {:?} for a {ty} column",
+            String::from_utf8_lossy(&text)
+        )
+    };
+    Ok(match base.as_str() {
+        "BOOLEAN" => match s().map_err(|_| bad())?.to_ascii_lowercase().as_str() {
+            "true" => Value::Int(1),
+            "false" => Value::Int(0),
+            n => Value::Int(n.parse().map_err(|_| bad())?),
+        },
+        "TINYINT" | "SMALLINT" | "INTEGER" | "INT" | "BIGINT" => {
+            Value::Int(s().map_err(|_| bad())?.parse().map_err(|_| bad())?)
+        }
+        "BIGINT UNSIGNED" => Value::UInt(s().map_err(|_| bad())?.parse().map_err(|_| bad())?),
+        "FLOAT" => Value::Float(s().map_err(|_| bad())?.parse().map_err(|_| bad())?),
+        "DOUBLE" => Value::Double(s().map_err(|_| bad())?.parse().map_err(|_| bad())?),
+        "DECIMAL" => Value::Decimal(s().map_err(|_| bad())?.to_string()),
+        "DATE" => Value::Date(parse_datetime(s().map_err(|_| bad())?).ok_or_else(bad)?),
+        "TIMESTAMP" => Value::DateTime(parse_datetime(s().map_err(|_| bad())?).ok_or_else(bad)?),
+        "TIME" => Value::Time(parse_time(s().map_err(|_| bad())?).ok_or_else(bad)?),
+        _ => Value::Bytes(text),
+    })
+}
+
+/// `YYYY-MM-DD[ HH:MM:SS[.frac]]`.
+fn parse_datetime(s: &str) -> Option<tidemark_core::DateTime> {
+    let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, ""));
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<u32>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let t = if time.is_empty() {
+        parse_time("00:00:00")?
+    } else {
+        parse_time(time)?
+    };
+    if t.negative || t.hours > 23 {
+        return None;
+    }
+    Some(tidemark_core::DateTime {
+        year: u16::try_from(year).ok()?,
+        month: u8::try_from(month).ok()?,
+        day: u8::try_from(day).ok()?,
+        hour: t.hours as u8,
+        minute: t.minutes,
+        second: t.seconds,
+        micros: t.micros,
+    })
+}
+
+/// `[-]H…H:MM:SS[.frac]`.
+fn parse_time(s: &str) -> Option<tidemark_core::Time> {
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut p = whole.splitn(3, ':').map(|x| x.parse::<u32>().ok());
+    let (hours, minutes, seconds) = (p.next()??, p.next()??, p.next()??);
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micros = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().ok()?
+    };
+    Some(tidemark_core::Time {
+        negative,
+        hours,
+        minutes: u8::try_from(minutes).ok().filter(|m| *m < 60)?,
+        seconds: u8::try_from(seconds).ok().filter(|m| *m < 60)?,
+        micros,
+    })
+}
+
+/// Appends a stored value (as [`stored`] and [`read_stored`] give them) as the literal
+/// of a Lindorm column of type `ty`: for a key read back from the engine.
+pub fn push_stored(out: &mut String, ty: &str, v: &Value) -> Result<()> {
+    let base = base_of(ty);
+    match v {
+        Value::Null => out.push_str("NULL"),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::UInt(u) | Value::Bit(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Float(f) if f.is_finite() => {
+            let _ = write!(out, "{f:e}");
+        }
+        Value::Double(d) if d.is_finite() => {
+            let _ = write!(out, "{d:e}");
+        }
+        Value::Float(_) | Value::Double(_) => bail!("NaN or infinity cannot be written"),
+        Value::Decimal(s) => out.push_str(s),
+        Value::Bytes(b) | Value::Json(b) => match base.as_str() {
+            "VARCHAR" | "CHAR" => match std::str::from_utf8(b) {
+                Ok(s) => push_str(out, s),
+                Err(_) => bail!("a {ty} value that is not UTF-8"),
+            },
+            _ => push_hex(out, b),
+        },
+        Value::Date(d) => {
+            let _ = write!(out, "'{:04}-{:02}-{:02}'", d.year, d.month, d.day);
+        }
+        Value::DateTime(d) => {
+            let _ = write!(
+                out,
+                "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
+                d.year,
+                d.month,
+                d.day,
+                d.hour,
+                d.minute,
+                d.second,
+                d.micros / 1000
+            );
+        }
+        Value::Time(t) => {
+            let _ = write!(
+                out,
+                "'{}{:02}:{:02}:{:02}.{:03}'",
+                if t.negative { "-" } else { "" },
+                t.hours,
+                t.minutes,
+                t.seconds,
+                t.micros / 1000
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

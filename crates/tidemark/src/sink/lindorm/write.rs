@@ -22,6 +22,11 @@ pub struct Upserts<'a> {
     rows: usize,
     max_rows: usize,
     max_bytes: usize,
+    /// `filter_large_messages`: a row over the engine's limits is skipped (logged and
+    /// counted in `skipped`) instead of failing.
+    filter: bool,
+    /// Rows skipped for their size.
+    pub skipped: u64,
 }
 
 impl<'a> Upserts<'a> {
@@ -61,7 +66,15 @@ impl<'a> Upserts<'a> {
             rows: 0,
             max_rows,
             max_bytes,
+            filter: false,
+            skipped: 0,
         })
+    }
+
+    /// Skips rows over the engine's limits instead of failing (`filter_large_messages`).
+    pub fn filtering(mut self, on: bool) -> Self {
+        self.filter = on;
+        self
     }
 
     /// Adds one row (copied columns, in order); returns a full request to send first
@@ -82,8 +95,17 @@ impl<'a> Upserts<'a> {
         }
         values.push(')');
         if other_bytes > MAX_ROW_VALUE_BYTES || key_bytes > MAX_KEY_BYTES {
+            if self.filter {
+                self.skipped += 1;
+                tracing::warn!(
+                    "lindorm: skipped a row of {} with key {}: {other_bytes} bytes of non-key values and a {key_bytes}-byte key, over LindormTable's limits of {MAX_ROW_VALUE_BYTES} bytes per row and {MAX_KEY_BYTES} bytes per key (`filter_large_messages`)",
+                    self.table.def().name,
+                    self.key_text(row)
+                );
+                return Ok(None);
+            }
             bail!(
-                "a row of {} with key {} has {other_bytes} bytes of non-key values and a {key_bytes}-byte key: over LindormTable's limits of {MAX_ROW_VALUE_BYTES} bytes per row and {MAX_KEY_BYTES} bytes per key; shorten the row on the source or leave the table out of the task",
+                "a row of {} with key {} has {other_bytes} bytes of non-key values and a {key_bytes}-byte key: over LindormTable's limits of {MAX_ROW_VALUE_BYTES} bytes per row and {MAX_KEY_BYTES} bytes per key; shorten the row on the source, leave the large column out with `columns`, or set `destination.filter_large_messages = true` to skip such rows (they are counted and logged)",
                 self.table.def().name,
                 self.key_text(row)
             );
