@@ -523,7 +523,11 @@ fn validate_advanced(a: &Advanced) -> Result<()> {
         }
     }
     let hb = &a.heartbeat_database;
-    if hb.is_empty() || hb.chars().count() > 64 || hb.ends_with(' ') || hb.contains(['/', '\\', '.', '\0']) {
+    if hb.is_empty()
+        || hb.chars().count() > 64
+        || hb.ends_with(' ')
+        || hb.contains(['/', '\\', '.', '\0'])
+    {
         bail!("`advanced.heartbeat_database` {hb:?} is not a usable database name: 1–64 characters, no `/`, `\\`, `.`, NUL or trailing space (e.g. \"dts\")");
     }
     if !(10..=1440).contains(&a.retry_connection_minutes) {
@@ -866,15 +870,27 @@ database = "shop"
 
     #[test]
     fn heartbeat_database_is_checked() {
-        let with = |keys: &str| parse(&MIN.replace("[migration]", &format!("[advanced]\n{keys}\n[migration]")));
+        let with = |keys: &str| {
+            parse(&MIN.replace("[migration]", &format!("[advanced]\n{keys}\n[migration]")))
+        };
         let t = with("heartbeat = true\nheartbeat_database = \"dts\"").unwrap();
         assert_eq!(t.advanced.heartbeat_database, "dts");
-        assert_eq!(parse(MIN).unwrap().advanced.heartbeat_database, "tidemark_heartbeat");
+        assert_eq!(
+            parse(MIN).unwrap().advanced.heartbeat_database,
+            "tidemark_heartbeat"
+        );
         for bad in ["", "a.b", "x ", "a/b"] {
-            let err = with(&format!("heartbeat_database = {bad:?}")).unwrap_err().to_string();
-            assert!(err.contains("`advanced.heartbeat_database`") && err.contains("dts"), "{bad:?}: {err}");
+            let err = with(&format!("heartbeat_database = {bad:?}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`advanced.heartbeat_database`") && err.contains("dts"),
+                "{bad:?}: {err}"
+            );
         }
-        let err = with("heartbeat = true\nheartbeat_database = \"shop\"").unwrap_err().to_string();
+        let err = with("heartbeat = true\nheartbeat_database = \"shop\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("also selected"), "{err}");
     }
 

@@ -562,14 +562,15 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     let db = "g_big";
     // 200 000 rows of 1 000 bytes: a 200 MB table, about 200 times the write-set limit,
     // inserted on the source in parts so that the source's binlog cache stays small.
+    // Their keys start at 1 000 001, clear of the source transaction's below.
     env().src_sql(&format!(
         "CREATE DATABASE {db}; USE {db};
          CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(1000));"
     ));
     for part in 0..10 {
         env().src_sql(&format!(
-            "INSERT INTO {db}.t SELECT {} + seq, REPEAT(CHAR(97 + seq % 26), 1000) FROM seq_1_to_20000",
-            part * 20_000
+            "USE {db}; INSERT INTO t SELECT {} + seq, REPEAT(CHAR(97 + seq % 26), 1000) FROM seq_1_to_20000",
+            1_000_000 + part * 20_000
         ));
     }
     let bytes: u64 = env()
@@ -862,11 +863,10 @@ fn conflicting_writes_on_another_node_are_retried_and_the_final_state_is_exact()
             while !stop_other.load(std::sync::atomic::Ordering::Relaxed) {
                 let id: u32 = rng.gen_range(1..=10);
                 // Its own transactions lose conflicts too: those are simply dropped.
-                if c
-                    .query_drop(format!(
-                        "UPDATE g_conflict.hot SET n = n + 1000, who = 'node2' WHERE id = {id}"
-                    ))
-                    .is_ok()
+                if c.query_drop(format!(
+                    "UPDATE g_conflict.hot SET n = n + 1000, who = 'node2' WHERE id = {id}"
+                ))
+                .is_ok()
                 {
                     committed += 1;
                 }
@@ -880,7 +880,9 @@ fn conflicting_writes_on_another_node_are_retried_and_the_final_state_is_exact()
     let mut rng = rand::rngs::StdRng::seed_from_u64(22);
     let started = Instant::now();
     let mut txns = 0;
-    while txns < 300 || (conflicts_on(n1) == conflicts_before && started.elapsed() < Duration::from_secs(60)) {
+    while txns < 300
+        || (conflicts_on(n1) == conflicts_before && started.elapsed() < Duration::from_secs(60))
+    {
         src.query_drop("START TRANSACTION").unwrap();
         for _ in 0..3 {
             let id: u32 = rng.gen_range(1..=10);
@@ -896,7 +898,8 @@ fn conflicting_writes_on_another_node_are_retried_and_the_final_state_is_exact()
     let committed_on_node2 = other.join().expect("node 2's client");
     let conflicts = conflicts_on(n1) - conflicts_before;
     // The last word on every row is the source's.
-    src.query_drop("UPDATE hot SET n = n + 1, who = 'source'").unwrap();
+    src.query_drop("UPDATE hot SET n = n + 1, who = 'source'")
+        .unwrap();
     let equal = wait_equal_everywhere(db, db, &["hot"], Duration::from_secs(120));
     let log = stop(child);
     if let Err(differ) = equal {
@@ -931,6 +934,7 @@ fn rows_on_node1(db: &str, table: &str) -> u64 {
 /// `rate` rows/s after `since` (plus one second of burst and `in_flight` rows written
 /// at once); returns when the last sample below `want` and the first at it were taken.
 fn watch_rate(
+    child: &mut std::process::Child,
     db: &str,
     table: &str,
     since: Instant,
@@ -954,10 +958,15 @@ fn watch_rate(
         if n >= want {
             return elapsed - first_row.unwrap_or_default();
         }
-        assert!(
-            elapsed < Duration::from_secs(180),
-            "only {n} of {want} rows after {elapsed:?}"
-        );
+        if elapsed > Duration::from_secs(180) || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("only {n} of {want} rows after {elapsed:?}:\n{err}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -979,7 +988,7 @@ fn the_full_copy_and_the_changes_into_the_cluster_are_throttled() {
         &c.node(0).url(),
         &format!(
             "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
-             [full]\nchunk_rows = 500\nthreads = 2\nrows_per_second = 2000\n\
+             [full]\nchunk_rows = 1000\nthreads = 2\nrows_per_second = 2000\n\
              [incremental]\nbatch_rows = 100\nrows_per_second = 1000\n\
              [[objects]]\ndatabase = \"{db}\"\n"
         ),
@@ -987,7 +996,7 @@ fn the_full_copy_and_the_changes_into_the_cluster_are_throttled() {
     let started = Instant::now();
     let mut child = spawn(&t, &[]);
     // 12 000 rows at 2 000 rows/s: about 6 s, never faster than the rate allows.
-    let took = watch_rate(db, "t", started, 0, 12_000, 2000, 1000);
+    let took = watch_rate(&mut child, db, "t", started, 0, 12_000, 2000, 2000);
     assert!(
         took >= Duration::from_secs(4),
         "12 000 rows copied in {took:?} at 2 000 rows/s"
@@ -997,11 +1006,11 @@ fn the_full_copy_and_the_changes_into_the_cluster_are_throttled() {
     let since = Instant::now();
     for part in 0..50 {
         env().src_sql(&format!(
-            "INSERT INTO {db}.t SELECT {} + seq, 'change' FROM seq_1_to_100",
+            "USE {db}; INSERT INTO t SELECT {} + seq, 'change' FROM seq_1_to_100",
             100_000 + part * 100
         ));
     }
-    let took = watch_rate(db, "t", since, 12_000, 5_000, 1000, 200);
+    let took = watch_rate(&mut child, db, "t", since, 12_000, 5_000, 1000, 200);
     let log = stop(child);
     assert!(
         took >= Duration::from_secs(3),
@@ -1068,7 +1077,10 @@ fn the_heartbeat_is_off_by_default_and_writes_into_its_database_when_on() {
     wait_value(c.node(0), "SELECT COUNT(*) FROM g_hb_off.t", "2");
     let status = incremental_status(&off);
     let log = stop(child);
-    assert_eq!(before, after, "the source's binlog moved with the heartbeat off\n{log}");
+    assert_eq!(
+        before, after,
+        "the source's binlog moved with the heartbeat off\n{log}"
+    );
     assert!(
         status["transactions"].as_u64().unwrap_or(0) >= 1
             && status["latency_seconds"].as_f64().is_some_and(|l| l < 60.0),
@@ -1081,10 +1093,15 @@ fn the_heartbeat_is_off_by_default_and_writes_into_its_database_when_on() {
     );
 
     // On, in `dts`.
-    let on = task("[advanced]\nheartbeat = true\nheartbeat_database = \"dts\"\n", "g_hb_on");
+    let on = task(
+        "[advanced]\nheartbeat = true\nheartbeat_database = \"dts\"\n",
+        "g_hb_on",
+    );
     let mut child = spawn(&on, &[]);
     wait_incremental(&on, &mut child);
-    let first = incremental_status(&on)["transactions"].as_u64().unwrap_or(0);
+    let first = incremental_status(&on)["transactions"]
+        .as_u64()
+        .unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         let s = incremental_status(&on);
@@ -1099,9 +1116,7 @@ fn the_heartbeat_is_off_by_default_and_writes_into_its_database_when_on() {
     };
     let row: Option<(String, i64)> = env()
         .src()
-        .query_first(
-            "SELECT task, TIMESTAMPDIFF(SECOND, ts, UTC_TIMESTAMP(6)) FROM dts.heartbeat",
-        )
+        .query_first("SELECT task, TIMESTAMPDIFF(SECOND, ts, UTC_TIMESTAMP(6)) FROM dts.heartbeat")
         .unwrap();
     let log = stop(child);
     let latency = status["latency_seconds"].as_f64().unwrap_or(f64::MAX);
