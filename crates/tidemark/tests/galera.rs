@@ -930,13 +930,12 @@ fn rows_on_node1(db: &str, table: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples the rows on node 1 until `want`, checking that they never arrive faster than
+/// Samples the rows of `db`.`t` on node 1 until `want`, checking that they never arrive faster than
 /// `rate` rows/s after `since` (plus one second of burst and `in_flight` rows written
 /// at once); returns when the last sample below `want` and the first at it were taken.
 fn watch_rate(
     child: &mut std::process::Child,
     db: &str,
-    table: &str,
     since: Instant,
     base: u64,
     want: u64,
@@ -945,7 +944,7 @@ fn watch_rate(
 ) -> Duration {
     let mut first_row = None;
     loop {
-        let n = rows_on_node1(db, table).saturating_sub(base);
+        let n = rows_on_node1(db, "t").saturating_sub(base);
         let elapsed = since.elapsed();
         if n > 0 && first_row.is_none() {
             first_row = Some(elapsed);
@@ -996,7 +995,7 @@ fn the_full_copy_and_the_changes_into_the_cluster_are_throttled() {
     let started = Instant::now();
     let mut child = spawn(&t, &[]);
     // 12 000 rows at 2 000 rows/s: about 6 s, never faster than the rate allows.
-    let took = watch_rate(&mut child, db, "t", started, 0, 12_000, 2000, 2000);
+    let took = watch_rate(&mut child, db, started, 0, 12_000, 2000, 2000);
     assert!(
         took >= Duration::from_secs(4),
         "12 000 rows copied in {took:?} at 2 000 rows/s"
@@ -1010,7 +1009,7 @@ fn the_full_copy_and_the_changes_into_the_cluster_are_throttled() {
             100_000 + part * 100
         ));
     }
-    let took = watch_rate(&mut child, db, "t", since, 12_000, 5_000, 1000, 200);
+    let took = watch_rate(&mut child, db, since, 12_000, 5_000, 1000, 200);
     let log = stop(child);
     assert!(
         took >= Duration::from_secs(3),
