@@ -1,6 +1,9 @@
 //! Cluster destinations against a real 3-node MariaDB Galera cluster (one per test
 //! binary, shared): topology detection, a read-only node, a cut and re-pointed cluster
-//! endpoint, the write-set size limit, and a whole migration into the cluster.
+//! endpoint, the write-set size limit (a 200 MB table and a 100 000-row transaction
+//! under 1 MB), a whole migration into the cluster (checked on every node and by
+//! `tidemark verify` against a node that took no writes), certification conflicts with
+//! another node's writer, throttles, and the source heartbeat.
 //!
 //! Tests run in parallel on the shared cluster, so each keeps node settings it changes
 //! to its own node: node 1 takes the migration, node 2 the size limit, node 3 the
