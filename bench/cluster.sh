@@ -7,8 +7,10 @@
 #   catchup  a sysbench oltp_write_only binlog written on the source while nothing
 #            replicates, then applied into the cluster (node 1) from the same start
 #            position over identical copies of the data: tidemark against MariaDB's own
-#            replication with node 1 as the source's replica (serial SQL thread, and
-#            slave_parallel_threads = --threads).
+#            replication with node 1 as the source's replica (serial SQL thread; with
+#            --tools ...,mariadb-replica-parallel also slave_parallel_threads = --threads in
+#            conservative mode: in optimistic mode it hung on MariaDB 10.11 / Galera 26.4,
+#            workers "Waiting for certification" / "for prior transaction to commit").
 #
 # Every run is verified with CHECKSUM TABLE read on every node (wsrep_sync_wait = 1).
 #
@@ -22,7 +24,8 @@
 #   --threads N       tidemark [full] and [incremental] threads, slave_parallel_threads [4]
 #   --dump-threads N  mydumper/myloader --threads [2]
 #   --sb-threads N    sysbench client threads generating the catch-up workload [4]
-#   --tools LIST      comma list of tidemark,mydumper,mariadb-replica,mariadb-replica-parallel [all]
+#   --tools LIST      comma list of tidemark,mydumper,mariadb-replica,mariadb-replica-parallel
+#                     [tidemark,mydumper,mariadb-replica]
 #   --out FILE        also write the results (markdown) to FILE
 #   --logs DIR        keep the tools' logs, /usr/bin/time reports and task files in DIR
 #
@@ -42,7 +45,7 @@ EVENTS=20000
 THREADS=4
 DUMP_THREADS=2
 SB_THREADS=4
-TOOLS="tidemark,mydumper,mariadb-replica,mariadb-replica-parallel"
+TOOLS="tidemark,mydumper,mariadb-replica"
 SECTIONS="full,catchup"
 OUT=""
 LOGS=""
@@ -111,10 +114,10 @@ NODE_OPTS=(--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --innodb-f
 NODES=3
 NODE_PORT=(); NODE_PID=(); GCOMM=()
 for i in $(seq 1 $NODES); do
-    take_port p; NODE_PORT[$i]=$p
-    take_port g; GC_PORT[$i]=$g
-    take_port s; IST_PORT[$i]=$s
-    take_port r; SST_PORT[$i]=$r
+    take_port PORT_C; NODE_PORT[$i]=$PORT_C
+    take_port PORT_G; GC_PORT[$i]=$PORT_G
+    take_port PORT_I; IST_PORT[$i]=$PORT_I
+    take_port PORT_S; SST_PORT[$i]=$PORT_S
     GCOMM+=("127.0.0.1:${GC_PORT[$i]}")
 done
 CLUSTER_ADDRESS="gcomm://$(IFS=,; echo "${GCOMM[*]}")"
@@ -329,12 +332,12 @@ catchup_replica() { # label parallel-threads (0 = serial)
     rep_sql 'STOP SLAVE; RESET SLAVE ALL' >/dev/null 2>&1 || true
     load_initial "catchup-$label"
     rep_sql "SET GLOBAL gtid_slave_pos = ''; SET GLOBAL slave_parallel_threads = $par;
-        SET GLOBAL slave_parallel_mode = 'optimistic';
+        SET GLOBAL slave_parallel_mode = 'conservative';
         CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $SRC_PORT, MASTER_USER = 'root',
             MASTER_PASSWORD = '', MASTER_LOG_FILE = '$START_FILE', MASTER_LOG_POS = $START_POS,
             MASTER_USE_GTID = no"
     local how="serial SQL thread"
-    [ "$par" -eq 0 ] || how="slave_parallel_threads = $par, optimistic"
+    [ "$par" -eq 0 ] || how="slave_parallel_threads = $par, conservative"
     log "catchup: $label: node 1 replicates from $START_FILE:$START_POS ($how)"
     local s0 n0 m0 t0 t1
     s0=$(cpu_s "$SRC_PID"); n0=$(nodes_cpu); m0=$(machine_cpu); t0=$(now)
