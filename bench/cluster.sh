@@ -9,8 +9,9 @@
 #            position over identical copies of the data: tidemark against MariaDB's own
 #            replication with node 1 as the source's replica (serial SQL thread; with
 #            --tools ...,mariadb-replica-parallel also slave_parallel_threads = --threads in
-#            conservative mode: in optimistic mode it hung on MariaDB 10.11 / Galera 26.4,
-#            workers "Waiting for certification" / "for prior transaction to commit").
+#            conservative mode; on MariaDB 10.11 / Galera 4.23 it hung in both optimistic
+#            and conservative mode, workers "Waiting for certification" / "for prior
+#            transaction to commit", see docs/benchmarks.md).
 #
 # Every run is verified with CHECKSUM TABLE read on every node (wsrep_sync_wait = 1).
 #
