@@ -211,6 +211,9 @@ impl Default for FullOptions {
     }
 }
 
+/// `[advanced] heartbeat_database` unless set.
+pub const DEFAULT_HEARTBEAT_DATABASE: &str = "tidemark_heartbeat";
+
 /// `[advanced]`: how long transient failures are retried before the task fails.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,8 +230,13 @@ pub struct Advanced {
     /// Names of the tool's other tables (changelog, the old table after the swap).
     pub online_ddl_other_tables: Vec<String>,
     /// Write a heartbeat row on the source every second, so latency is measured even
-    /// when the source is quiet (needs CREATE, INSERT and DELETE on `tidemark_heartbeat`).
+    /// when the source is quiet (needs CREATE, INSERT and DELETE on the
+    /// `heartbeat_database`). Off by default: latency then comes from the commit times of
+    /// the source's own transactions, and nothing is written to the source.
     pub heartbeat: bool,
+    /// The source database of the heartbeat table (`heartbeat`), e.g. `dts` as the
+    /// reference names it; created when missing, never migrated.
+    pub heartbeat_database: String,
     /// Seconds a connection may wait for the network (connect, each read, each write)
     /// before it counts as lost and is reopened (1–3600).
     pub network_timeout_seconds: u64,
@@ -264,6 +272,7 @@ impl Default for Advanced {
                 "_{table}_old".into(),
             ],
             heartbeat: false,
+            heartbeat_database: DEFAULT_HEARTBEAT_DATABASE.into(),
             network_timeout_seconds: DEFAULT_NETWORK_TIMEOUT_SECONDS,
             long_statement_timeout_minutes: crate::endpoint::DEFAULT_LONG_STATEMENT_TIMEOUT_MINUTES,
         }
@@ -412,6 +421,12 @@ impl Task {
         validate_advanced(&file.advanced)?;
         validate_incremental(&file.incremental)?;
         validate_objects(&file.objects)?;
+        if file.advanced.heartbeat {
+            let hb = &file.advanced.heartbeat_database;
+            if let Some(o) = file.objects.iter().find(|o| o.database == *hb) {
+                bail!("`advanced.heartbeat_database` {hb:?} is also selected in [[objects]] (database {:?}): the heartbeat's rows would be migrated; choose another `heartbeat_database`", o.database);
+            }
+        }
         let state_dir = match file.state.dir {
             Some(d) if d.is_absolute() => d,
             Some(d) => base.join(d),
@@ -506,6 +521,14 @@ fn validate_advanced(a: &Advanced) -> Result<()> {
         if p.matches("{table}").count() != 1 {
             bail!("`advanced.online_ddl_*_tables`: {p:?} must contain `{{table}}` once, e.g. \"_{{table}}_gho\"");
         }
+    }
+    let hb = &a.heartbeat_database;
+    if hb.is_empty()
+        || hb.chars().count() > 64
+        || hb.ends_with(' ')
+        || hb.contains(['/', '\\', '.', '\0'])
+    {
+        bail!("`advanced.heartbeat_database` {hb:?} is not a usable database name: 1–64 characters, no `/`, `\\`, `.`, NUL or trailing space (e.g. \"dts\")");
     }
     if !(10..=1440).contains(&a.retry_connection_minutes) {
         bail!(
@@ -843,6 +866,32 @@ database = "shop"
             .map(|c| c.0)
             .collect();
         assert_eq!(again, [1, 0]);
+    }
+
+    #[test]
+    fn heartbeat_database_is_checked() {
+        let with = |keys: &str| {
+            parse(&MIN.replace("[migration]", &format!("[advanced]\n{keys}\n[migration]")))
+        };
+        let t = with("heartbeat = true\nheartbeat_database = \"dts\"").unwrap();
+        assert_eq!(t.advanced.heartbeat_database, "dts");
+        assert_eq!(
+            parse(MIN).unwrap().advanced.heartbeat_database,
+            "tidemark_heartbeat"
+        );
+        for bad in ["", "a.b", "x ", "a/b"] {
+            let err = with(&format!("heartbeat_database = {bad:?}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`advanced.heartbeat_database`") && err.contains("dts"),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = with("heartbeat = true\nheartbeat_database = \"shop\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("also selected"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Cluster destinations against a real 3-node MariaDB Galera cluster (one per test
 //! binary, shared): topology detection, a read-only node, a cut and re-pointed cluster
-//! endpoint, the write-set size limit, and a whole migration into the cluster.
+//! endpoint, the write-set size limit (a 200 MB table and a 100 000-row transaction
+//! under 1 MB), a whole migration into the cluster (checked on every node and by
+//! `tidemark verify` against a node that took no writes), certification conflicts with
+//! another node's writer, throttles, and the source heartbeat.
 //!
 //! Tests run in parallel on the shared cluster, so each keeps node settings it changes
 //! to its own node: node 1 takes the migration, node 2 the size limit, node 3 the
@@ -427,6 +430,19 @@ fn schema_full_and_incremental_into_the_cluster_under_concurrent_writes() {
         endpoint.accepted() > 0,
         "the task did not go through the endpoint"
     );
+    // Node 3 took none of the task's writes (they went to node 1): `tidemark verify`
+    // pointed at it finds both ends equal.
+    let v = TaskDir::with_urls(
+        &env().pair.source.url(),
+        &c.node(2).url(),
+        &format!("[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n[[objects]]\ndatabase = \"{db}\"\n"),
+    );
+    let out = v.tidemark(&["verify"]);
+    let report = common::text(&out);
+    assert!(
+        out.status.success(),
+        "verify against node 3 found differences:\n{report}"
+    );
 }
 
 /// Starts a killed node again, and waits for the whole cluster, even when an assertion
@@ -547,11 +563,25 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     let c = cluster();
     let n1 = c.node(0);
     let db = "g_big";
+    // 200 000 rows of 1 000 bytes: a 200 MB table, about 200 times the write-set limit,
+    // inserted on the source in parts so that the source's binlog cache stays small.
+    // Their keys start at 1 000 001, clear of the source transaction's below.
     env().src_sql(&format!(
         "CREATE DATABASE {db}; USE {db};
-         CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100));
-         INSERT INTO t SELECT seq, REPEAT('b', 100) FROM seq_1_to_30000;"
+         CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(1000));"
     ));
+    for part in 0..10 {
+        env().src_sql(&format!(
+            "USE {db}; INSERT INTO t SELECT {} + seq, REPEAT(CHAR(97 + seq % 26), 1000) FROM seq_1_to_20000",
+            1_000_000 + part * 20_000
+        ));
+    }
+    let bytes: u64 = env()
+        .src()
+        .query_first(format!("SELECT SUM(LENGTH(id) + LENGTH(v)) FROM {db}.t"))
+        .unwrap()
+        .unwrap();
+    assert!(bytes >= 200_000_000, "the table has {bytes} bytes");
     let endpoint = Proxy::start(&n1.address()).unwrap();
     let t = TaskDir::with_urls(
         &env().pair.source.url(),
@@ -564,8 +594,10 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     let before: u64 = one(n1, "SELECT @@wsrep_max_ws_size");
     let _back = WsSizeBack(before);
     sql(n1, "SET GLOBAL wsrep_max_ws_size = 1048576");
+    let copy = Instant::now();
     let mut child = spawn(&t, &[]);
-    wait_incremental(&t, &mut child);
+    wait_incremental_within(&t, &mut child, Duration::from_secs(600));
+    eprintln!("the 200 MB table was copied in {:?}", copy.elapsed());
     // One source transaction of 100 000 rows, several MB as a write-set.
     env().src_sql(&format!(
         "USE {db}; START TRANSACTION;
@@ -577,6 +609,29 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     if let Err(differ) = equal {
         panic!("the large transaction did not arrive: {differ}\n{log}");
     }
+}
+
+/// As `common::wait_incremental`, with a longer limit for a long full copy.
+fn wait_incremental_within(t: &TaskDir, child: &mut std::process::Child, limit: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().expect("try_wait").is_some() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the task ended before the incremental phase:\n{err}");
+        }
+        let out = t.tidemark(&["status", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if v["status"] == "incremental" && v["status_pid"] == child.id() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("the task never reached the incremental phase within {limit:?}");
 }
 
 /// Ends node 3's isolation and waits for the whole cluster; restarts node 3 (it then
@@ -753,4 +808,338 @@ fn the_written_node_killed_mid_copy_the_task_goes_on_through_the_failover_list()
     if let Err(differ) = survivors.and(all) {
         panic!("the cluster differs from the source after the written node died mid-copy: {differ}\n{log}");
     }
+}
+
+/// The certification conflicts node 1 counted so far: its local transactions aborted by
+/// a conflicting write-set from another node, or failing certification at commit.
+fn conflicts_on(n: &Node) -> u64 {
+    let mut c = n.conn().expect("node connection");
+    let rows: Vec<(String, String)> = c
+        .query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_bf_aborts', 'wsrep_local_cert_failures')",
+        )
+        .expect("wsrep status");
+    rows.iter().filter_map(|(_, v)| v.parse::<u64>().ok()).sum()
+}
+
+/// Another client updates, on node 2, the very rows the task is applying changes to on
+/// node 1. Galera certifies both nodes' transactions in one order: the task's lose as
+/// deadlocks (1213, brute-force aborts or failed certification) and must be retried.
+///
+/// The final state is well defined because node 2's client only UPDATEs rows that exist
+/// (it never inserts or deletes, which would make the task's exact-mode inserts collide)
+/// and stops before the source's last transaction, which writes every row: the task
+/// applies an update as the row's whole after-image (REPLACE), and Galera orders that
+/// after node 2's last commit, so each row ends as the source has it.
+#[test]
+fn conflicting_writes_on_another_node_are_retried_and_the_final_state_is_exact() {
+    let _alone = exclusive();
+    let c = cluster();
+    let (n1, n2) = (c.node(0), c.node(1));
+    let db = "g_conflict";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE hot (id INT PRIMARY KEY, n INT NOT NULL, who VARCHAR(20) NOT NULL);
+         INSERT INTO hot SELECT seq, 0, 'source' FROM seq_1_to_10;"
+    ));
+    let t = TaskDir::with_urls(
+        &env().pair.source.url(),
+        &n1.url(),
+        &format!(
+            "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+             [incremental]\nbatch_rows = 20\nthreads = 2\n\
+             [advanced]\nretry_other_minutes = 5\n\
+             [[objects]]\ndatabase = \"{db}\"\n"
+        ),
+    );
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let conflicts_before = conflicts_on(n1);
+
+    let stop_other = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let (stop_other, url) = (stop_other.clone(), n2.url());
+        std::thread::spawn(move || {
+            let mut c = mysql::Conn::new(mysql::Opts::from_url(&url).unwrap()).unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+            let mut committed = 0u64;
+            while !stop_other.load(std::sync::atomic::Ordering::Relaxed) {
+                let id: u32 = rng.gen_range(1..=10);
+                // Its own transactions lose conflicts too: those are simply dropped.
+                if c.query_drop(format!(
+                    "UPDATE g_conflict.hot SET n = n + 1000, who = 'node2' WHERE id = {id}"
+                ))
+                .is_ok()
+                {
+                    committed += 1;
+                }
+            }
+            committed
+        })
+    };
+    // The source keeps changing the same rows until node 1 counted conflicts (or 60 s).
+    let mut src = env().src();
+    src.query_drop(format!("USE {db}")).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+    let started = Instant::now();
+    let mut txns = 0;
+    while txns < 300
+        || (conflicts_on(n1) == conflicts_before && started.elapsed() < Duration::from_secs(60))
+    {
+        src.query_drop("START TRANSACTION").unwrap();
+        for _ in 0..3 {
+            let id: u32 = rng.gen_range(1..=10);
+            src.query_drop(format!(
+                "UPDATE hot SET n = n + 1, who = 'source' WHERE id = {id}"
+            ))
+            .unwrap();
+        }
+        src.query_drop("COMMIT").unwrap();
+        txns += 1;
+    }
+    stop_other.store(true, std::sync::atomic::Ordering::Relaxed);
+    let committed_on_node2 = other.join().expect("node 2's client");
+    let conflicts = conflicts_on(n1) - conflicts_before;
+    // The last word on every row is the source's.
+    src.query_drop("UPDATE hot SET n = n + 1, who = 'source'")
+        .unwrap();
+    let equal = wait_equal_everywhere(db, db, &["hot"], Duration::from_secs(120));
+    let log = stop(child);
+    if let Err(differ) = equal {
+        panic!("the cluster differs from the source after the conflicts: {differ}\n{log}");
+    }
+    assert!(committed_on_node2 > 0, "node 2's client never committed");
+    assert!(
+        conflicts > 0,
+        "node 1 counted no certification conflict in {txns} source transactions\n{log}"
+    );
+    assert!(
+        log.contains("applying a batch failed") && log.contains("1213"),
+        "the task did not log a retried deadlock (node 1 counted {conflicts} conflicts):\n{log}"
+    );
+}
+
+/// Rows of `db`.`table` on node 1, or 0 while the table does not exist yet.
+fn rows_on_node1(db: &str, table: &str) -> u64 {
+    cluster()
+        .node(0)
+        .conn()
+        .ok()
+        .and_then(|mut c| {
+            c.query_first(format!("SELECT COUNT(*) FROM {db}.{table}"))
+                .ok()
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Samples the rows of `db`.`t` on node 1 until `want`, checking that they never arrive faster than
+/// `rate` rows/s after `since` (plus one second of burst and `in_flight` rows written
+/// at once); returns when the last sample below `want` and the first at it were taken.
+fn watch_rate(
+    child: &mut std::process::Child,
+    db: &str,
+    since: Instant,
+    base: u64,
+    want: u64,
+    rate: u64,
+    in_flight: u64,
+) -> Duration {
+    let mut first_row = None;
+    loop {
+        let n = rows_on_node1(db, "t").saturating_sub(base);
+        let elapsed = since.elapsed();
+        if n > 0 && first_row.is_none() {
+            first_row = Some(elapsed);
+        }
+        let allowed = (rate as f64 * (elapsed.as_secs_f64() + 1.0)) as u64 + in_flight;
+        assert!(
+            n <= allowed,
+            "{n} rows on the cluster after {elapsed:?}: faster than {rate} rows/s (at most {allowed})"
+        );
+        if n >= want {
+            return elapsed - first_row.unwrap_or_default();
+        }
+        if elapsed > Duration::from_secs(180) || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("only {n} of {want} rows after {elapsed:?}:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `[full] rows_per_second` and `[incremental] rows_per_second` hold into the cluster
+/// (the reference cannot throttle a full migration into PolarDB).
+#[test]
+fn the_full_copy_and_the_changes_into_the_cluster_are_throttled() {
+    let _shared = shared();
+    let c = cluster();
+    let db = "g_throttle";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(50));
+         INSERT INTO t SELECT seq, CONCAT('row ', seq) FROM seq_1_to_12000;"
+    ));
+    let t = TaskDir::with_urls(
+        &env().pair.source.url(),
+        &c.node(0).url(),
+        &format!(
+            "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+             [full]\nchunk_rows = 1000\nthreads = 2\nrows_per_second = 2000\n\
+             [incremental]\nbatch_rows = 100\nrows_per_second = 1000\n\
+             [[objects]]\ndatabase = \"{db}\"\n"
+        ),
+    );
+    let started = Instant::now();
+    let mut child = spawn(&t, &[]);
+    // 12 000 rows at 2 000 rows/s: about 6 s, never faster than the rate allows.
+    let took = watch_rate(&mut child, db, started, 0, 12_000, 2000, 2000);
+    assert!(
+        took >= Duration::from_secs(4),
+        "12 000 rows copied in {took:?} at 2 000 rows/s"
+    );
+    wait_incremental(&t, &mut child);
+    // 5 000 rows in 50 source transactions, applied at 1 000 rows/s.
+    let since = Instant::now();
+    for part in 0..50 {
+        env().src_sql(&format!(
+            "USE {db}; INSERT INTO t SELECT {} + seq, 'change' FROM seq_1_to_100",
+            100_000 + part * 100
+        ));
+    }
+    let took = watch_rate(&mut child, db, since, 12_000, 5_000, 1000, 200);
+    let log = stop(child);
+    assert!(
+        took >= Duration::from_secs(3),
+        "5 000 row changes applied in {took:?} at 1 000 rows/s\n{log}"
+    );
+    let equal = wait_equal_everywhere(db, db, &["t"], Duration::from_secs(60));
+    if let Err(differ) = equal {
+        panic!("{differ}\n{log}");
+    }
+}
+
+fn incremental_status(t: &TaskDir) -> serde_json::Value {
+    serde_json::from_slice::<serde_json::Value>(&t.tidemark(&["status", "--json"]).stdout)
+        .map(|v| v["incremental"].clone())
+        .unwrap_or_default()
+}
+
+fn source_databases() -> Vec<String> {
+    common::strings(&mut env().src(), "SHOW DATABASES")
+}
+
+/// `[advanced] heartbeat`: off by default, the task writes nothing to the source (its
+/// binlog does not move while the task runs) and still reports latency from the source's
+/// own commits; on, with `heartbeat_database = "dts"` as the reference names it, the row
+/// appears in `dts`.`heartbeat` on the source, its transactions keep the applied
+/// position and latency fresh on a quiet source, and `dts` is not migrated.
+#[test]
+fn the_heartbeat_is_off_by_default_and_writes_into_its_database_when_on() {
+    let _alone = exclusive();
+    let c = cluster();
+    let db = "g_hb";
+    env().src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);"
+    ));
+    let task = |extra: &str, rename: &str| {
+        TaskDir::with_urls(
+            &env().pair.source.url(),
+            &c.node(0).url(),
+            &format!(
+                "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n{extra}\
+                 [[objects]]\ndatabase = \"{db}\"\nrename = \"{rename}\"\n"
+            ),
+        )
+    };
+    let binlog_at = || -> Vec<mysql::Value> {
+        common::rows(&mut env().src(), "SHOW MASTER STATUS")
+            .into_iter()
+            .next()
+            .expect("the source logs binlogs")
+            .into_iter()
+            .take(2)
+            .collect()
+    };
+
+    // Off (the default).
+    let off = task("", "g_hb_off");
+    let mut child = spawn(&off, &[]);
+    wait_incremental(&off, &mut child);
+    let before = binlog_at();
+    // Watching for something not to happen takes time: 4 s, four heartbeat periods.
+    std::thread::sleep(Duration::from_secs(4));
+    let after = binlog_at();
+    env().src_sql(&format!("INSERT INTO {db}.t VALUES (2)"));
+    wait_value(c.node(0), "SELECT COUNT(*) FROM g_hb_off.t", "2");
+    let status = incremental_status(&off);
+    let log = stop(child);
+    assert_eq!(
+        before, after,
+        "the source's binlog moved with the heartbeat off\n{log}"
+    );
+    assert!(
+        status["transactions"].as_u64().unwrap_or(0) >= 1
+            && status["latency_seconds"].as_f64().is_some_and(|l| l < 60.0),
+        "no latency from the source's own commit: {status}"
+    );
+    let dbs = source_databases();
+    assert!(
+        !dbs.iter().any(|d| d == "tidemark_heartbeat" || d == "dts"),
+        "the heartbeat's database was created with the heartbeat off: {dbs:?}"
+    );
+
+    // On, in `dts`.
+    let on = task(
+        "[advanced]\nheartbeat = true\nheartbeat_database = \"dts\"\n",
+        "g_hb_on",
+    );
+    let mut child = spawn(&on, &[]);
+    wait_incremental(&on, &mut child);
+    let first = incremental_status(&on)["transactions"]
+        .as_u64()
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = incremental_status(&on);
+        if s["transactions"].as_u64().unwrap_or(0) >= first + 3 {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let log = stop(child);
+            panic!("no heartbeat transactions reached the task on a quiet source: {s}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let row: Option<(String, i64)> = env()
+        .src()
+        .query_first("SELECT task, TIMESTAMPDIFF(SECOND, ts, UTC_TIMESTAMP(6)) FROM dts.heartbeat")
+        .unwrap();
+    let log = stop(child);
+    let latency = status["latency_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        latency < 3.0,
+        "latency {latency} on a quiet source with heartbeats: {status}\n{log}"
+    );
+    match row {
+        Some((task, age)) => assert!(
+            task == "task" && age < 5,
+            "the heartbeat row is ({task}, {age} s old)"
+        ),
+        None => panic!("no heartbeat row in `dts`.`heartbeat` on the source\n{log}"),
+    }
+    assert!(
+        !source_databases().iter().any(|d| d == "tidemark_heartbeat"),
+        "the default heartbeat database was used"
+    );
+    let migrated: u64 = one(
+        c.node(0),
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'dts'",
+    );
+    assert_eq!(migrated, 0, "the heartbeat database was migrated");
 }

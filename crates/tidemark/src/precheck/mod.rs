@@ -17,9 +17,6 @@ use mysql::Conn;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The database of the heartbeat table (`[advanced] heartbeat`).
-const HEARTBEAT_DATABASE: &str = "tidemark_heartbeat";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -332,10 +329,12 @@ fn source_privileges(
         }
         if task.advanced.heartbeat {
             // The heartbeat creates its table and writes it with REPLACE.
+            let hb = &task.advanced.heartbeat_database;
             for p in ["CREATE", "INSERT", "DELETE"] {
-                if !g.has(p, Some(HEARTBEAT_DATABASE), None) {
+                if !g.has(p, Some(hb), None) {
                     missing.push(format!(
-                        "{p} on `{HEARTBEAT_DATABASE}`.* (`advanced.heartbeat`)"
+                        "{p} on {}.* (`advanced.heartbeat`)",
+                        tidemark_core::sql::quote_ident(hb)
                     ));
                 }
             }

@@ -44,6 +44,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tidemark_core::sql::quote_ident;
 use tidemark_core::{Change, Position, Row};
 use tracker::Tracker;
 
@@ -302,24 +303,29 @@ fn live_verification(
     Ok(())
 }
 
-/// The heartbeat table on the source (`[advanced] heartbeat`).
-pub const HEARTBEAT_TABLE: &str = "`tidemark_heartbeat`.`heartbeat`";
+/// The heartbeat table on the source (`[advanced] heartbeat`), in the
+/// `heartbeat_database`.
+pub fn heartbeat_table(database: &str) -> String {
+    format!("{}.`heartbeat`", quote_ident(database))
+}
 
 /// Writes the task's heartbeat row on the source every second, until `stop`. Its
 /// transactions reach the stream like any other, so the latency of a quiet source is
 /// measured rather than guessed.
 fn start_heartbeat(task: &Task, stop: Arc<AtomicBool>) -> Result<()> {
+    let db = &task.advanced.heartbeat_database;
+    let table = heartbeat_table(db);
     let mut c = connect(&task.source, Side::Source)?;
-    c.query_drop("CREATE DATABASE IF NOT EXISTS `tidemark_heartbeat`")
+    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(db)))
         .and_then(|_| {
             c.query_drop(format!(
-                "CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (task VARCHAR(64) PRIMARY KEY, ts DATETIME(6) NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS {table} (task VARCHAR(64) PRIMARY KEY, ts DATETIME(6) NOT NULL)"
             ))
         })
-        .context("creating the heartbeat table on the source (`advanced.heartbeat`): grant CREATE, INSERT and DELETE on `tidemark_heartbeat`.* or turn the heartbeat off")?;
+        .with_context(|| format!("creating the heartbeat table {table} on the source (`advanced.heartbeat`): grant CREATE, INSERT and DELETE on {}.* or turn the heartbeat off", quote_ident(db)))?;
     let (name, ep) = (task.name.clone(), task.source.clone());
     std::thread::spawn(move || {
-        let sql = format!("REPLACE INTO {HEARTBEAT_TABLE} VALUES (?, UTC_TIMESTAMP(6))");
+        let sql = format!("REPLACE INTO {table} VALUES (?, UTC_TIMESTAMP(6))");
         while !stop.load(Ordering::Relaxed) {
             if let Err(e) = c.exec_drop(&sql, (&name,)) {
                 tracing::warn!("incremental: heartbeat failed ({e}); reconnecting");
