@@ -17,11 +17,14 @@ use tidemark::sink::rocketmq::client::{send_all, Client, Message, Outbox, Pulled
 use tidemark_sandbox::rocketmq::{skip_unless_installed, Options, RocketMq};
 
 fn mq() -> &'static RocketMq {
-    static MQ: OnceLock<RocketMq> = OnceLock::new();
-    MQ.get_or_init(|| {
-        RocketMq::start(&Options::default())
-            .expect("start RocketMQ (run `cargo install rocketmq-namesrv rocketmq-broker`)")
-    })
+    // A failed start is kept too: every test reports it at once instead of trying again.
+    static MQ: OnceLock<Result<RocketMq, String>> = OnceLock::new();
+    match MQ.get_or_init(|| RocketMq::start(&Options::default()).map_err(|e| format!("{e:#}"))) {
+        Ok(mq) => mq,
+        Err(e) => {
+            panic!("start RocketMQ (run `cargo install rocketmq-namesrv rocketmq-broker`): {e}")
+        }
+    }
 }
 
 /// Creates `topic`, and its default DDL topic `<topic>_ddl` (one queue) that every task
