@@ -157,7 +157,18 @@ fn process_state(dir: &Path) -> String {
 }
 
 impl RocketMq {
+    /// Starts a name server and a broker. A start that fails is tried once more on new
+    /// ports and directories (a port taken between our check and the broker's bind);
+    /// the error names both attempts' causes.
     pub fn start(opts: &Options) -> Result<RocketMq> {
+        match Self::start_once(opts) {
+            Ok(mq) => Ok(mq),
+            Err(first) => Self::start_once(opts)
+                .with_context(|| format!("a first attempt failed too: {first:#}")),
+        }
+    }
+
+    fn start_once(opts: &Options) -> Result<RocketMq> {
         let namesrv_bin = tool("rocketmq-namesrv-rust")?;
         let broker_bin = tool("rocketmq-broker-rust")?;
         let namesrv_dir = tempfile::Builder::new()
@@ -165,9 +176,8 @@ impl RocketMq {
             .tempdir()?;
         let ns_port = free_port()?;
         let ns = namesrv_dir.path();
-        let cmd = vec![
-            "/usr/bin/env".to_string(),
-            format!("ROCKETMQ_HOME={}", ns.display()),
+        let mut cmd = clean_env(ns);
+        cmd.extend([
             "bash".into(),
             "-c".into(),
             format!(
@@ -177,10 +187,13 @@ impl RocketMq {
                 ns.join("kv.json").display(),
                 ns.join("out.log").display()
             ),
-        ];
-        let namesrv = watch(&cmd, ns).context("starting the RocketMQ name server")?;
+        ]);
+        let mut namesrv = watch(&cmd, ns).context("starting the RocketMQ name server")?;
         let name_server = format!("127.0.0.1:{ns_port}");
-        wait_port(&name_server, "the RocketMQ name server", ns)?;
+        if let Err(e) = wait_port(&name_server, "the RocketMQ name server", ns) {
+            stop_watched(ns, &mut namesrv);
+            return Err(e);
+        }
 
         let broker_dir = tempfile::Builder::new()
             .prefix("tidemark-broker-")
@@ -202,7 +215,8 @@ impl RocketMq {
             ));
         }
         std::fs::write(b.join("broker.properties"), props)?;
-        let cmd = vec![
+        let mut cmd = clean_env(b);
+        cmd.extend([
             "bash".to_string(),
             "-c".into(),
             format!(
@@ -211,7 +225,7 @@ impl RocketMq {
                 b.join("broker.properties").display(),
                 b.join("out.log").display()
             ),
-        ];
+        ]);
         let broker_watchdog = watch(&cmd, b).context("starting the RocketMQ broker")?;
         let broker = format!("127.0.0.1:{port}");
         let mq = RocketMq {
@@ -263,21 +277,37 @@ impl RocketMq {
 
 impl Drop for RocketMq {
     fn drop(&mut self) {
-        for (dir, child) in [
-            (self.broker_dir.path(), &mut self.broker_watchdog),
-            (self.namesrv_dir.path(), &mut self.namesrv),
-        ] {
-            let _ = std::fs::write(dir.join("quit"), b"");
-            let _ = signal_watched(dir, "KILL");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        stop_watched(self.broker_dir.path(), &mut self.broker_watchdog);
+        stop_watched(self.namesrv_dir.path(), &mut self.namesrv);
+    }
+}
+
+/// Stops the process watched in `dir` and waits for its watchdog (which removes `dir`).
+fn stop_watched(dir: &Path, watchdog: &mut Child) {
+    let _ = std::fs::write(dir.join("quit"), b"");
+    let _ = signal_watched(dir, "KILL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = watchdog.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = watchdog.kill();
+    let _ = watchdog.wait();
+}
+
+/// `env -i` with the few variables the servers need: whatever else the caller's
+/// environment holds (an `OTEL_EXPORTER_OTLP_ENDPOINT`, `RUST_LOG`, `ROCKETMQ_*`
+/// settings) must not change how they start. An OTLP endpoint, for one, makes the
+/// broker exit before it prints anything.
+fn clean_env(home: &Path) -> Vec<String> {
+    let mut cmd = vec!["/usr/bin/env".to_string(), "-i".into()];
+    for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.push(format!("{var}={}", v.to_string_lossy()));
         }
     }
+    cmd.push(format!("ROCKETMQ_HOME={}", home.display()));
+    cmd
 }
