@@ -323,6 +323,34 @@ fn push_hex(out: &mut String, b: &[u8]) {
 
 /// Appends `v` (a value of source column `c`) as the Lindorm literal of its mapped type;
 /// returns the bytes it stands for (for the row limits).
+/// A DATE, DATETIME or TIME as a Lindorm literal, fractions in milliseconds (truncated).
+fn push_temporal(out: &mut String, v: &Value) {
+    let _ = match v {
+        Value::Date(d) => write!(out, "'{:04}-{:02}-{:02}'", d.year, d.month, d.day),
+        Value::DateTime(d) => write!(
+            out,
+            "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
+            d.year,
+            d.month,
+            d.day,
+            d.hour,
+            d.minute,
+            d.second,
+            d.micros / 1000
+        ),
+        Value::Time(t) => write!(
+            out,
+            "'{}{:02}:{:02}:{:02}.{:03}'",
+            if t.negative { "-" } else { "" },
+            t.hours,
+            t.minutes,
+            t.seconds,
+            t.micros / 1000
+        ),
+        _ => Ok(()),
+    };
+}
+
 pub fn push_value(out: &mut String, c: &ColumnDef, v: &Value) -> Result<usize> {
     Ok(match v {
         Value::Null => {
@@ -381,36 +409,10 @@ pub fn push_value(out: &mut String, c: &ColumnDef, v: &Value) -> Result<usize> {
             push_str(out, &s);
             s.len()
         }
-        Value::Date(d) => {
-            let _ = write!(out, "'{:04}-{:02}-{:02}'", d.year, d.month, d.day);
-            8
-        }
-        Value::DateTime(d) => {
-            // Milliseconds, truncated: what the engine's TIMESTAMP keeps (the precheck
-            // warns about finer source columns).
-            let _ = write!(
-                out,
-                "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
-                d.year,
-                d.month,
-                d.day,
-                d.hour,
-                d.minute,
-                d.second,
-                d.micros / 1000
-            );
-            8
-        }
-        Value::Time(t) => {
-            let _ = write!(
-                out,
-                "'{}{:02}:{:02}:{:02}.{:03}'",
-                if t.negative { "-" } else { "" },
-                t.hours,
-                t.minutes,
-                t.seconds,
-                t.micros / 1000
-            );
+        Value::Date(_) | Value::DateTime(_) | Value::Time(_) => {
+            // DATETIME and TIME in milliseconds, truncated: what the engine's TIMESTAMP
+            // keeps (the precheck warns about finer source columns).
+            push_temporal(out, v);
             8
         }
     })
@@ -587,33 +589,7 @@ pub fn push_stored(out: &mut String, ty: &str, v: &Value) -> Result<()> {
             },
             _ => push_hex(out, b),
         },
-        Value::Date(d) => {
-            let _ = write!(out, "'{:04}-{:02}-{:02}'", d.year, d.month, d.day);
-        }
-        Value::DateTime(d) => {
-            let _ = write!(
-                out,
-                "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
-                d.year,
-                d.month,
-                d.day,
-                d.hour,
-                d.minute,
-                d.second,
-                d.micros / 1000
-            );
-        }
-        Value::Time(t) => {
-            let _ = write!(
-                out,
-                "'{}{:02}:{:02}:{:02}.{:03}'",
-                if t.negative { "-" } else { "" },
-                t.hours,
-                t.minutes,
-                t.seconds,
-                t.micros / 1000
-            );
-        }
+        Value::Date(_) | Value::DateTime(_) | Value::Time(_) => push_temporal(out, v),
     }
     Ok(())
 }
