@@ -52,7 +52,7 @@ fn tool(name: &str) -> Result<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .with_context(|| {
-            format!("{name} is not installed: run `cargo install rocketmq-namesrv rocketmq-broker` (about 30 minutes on 2 cores), or `.ci/run`, which installs it when missing")
+            format!("{name} is not installed: run `cargo install rocketmq-namesrv rocketmq-broker` (30 to 70 minutes on 2 cores), or `.ci/run`, which installs it when missing")
         })
 }
 
@@ -85,7 +85,7 @@ pub fn skip_unless_installed(test: &str) -> bool {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "SKIPPED {test}: rocketmq-namesrv-rust / rocketmq-broker-rust are not installed (`cargo install rocketmq-namesrv rocketmq-broker`, about 30 minutes on 2 cores)"
+        "SKIPPED {test}: rocketmq-namesrv-rust / rocketmq-broker-rust are not installed (`cargo install rocketmq-namesrv rocketmq-broker`, 30 to 70 minutes on 2 cores)"
     );
     true
 }
