@@ -412,3 +412,149 @@ fn statements_stay_within_adbs_16_mb_even_when_batches_may_be_larger() {
     }
     stop(child);
 }
+
+/// The JSON report of `tidemark verify` for one destination table.
+fn verified<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+    report["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["target"] == target))
+        .unwrap_or_else(|| panic!("no {target} in {report}"))
+}
+
+/// The keys of a report's list, each as its literals joined by commas.
+fn keys(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .map(|d| {
+                    d["key"]
+                        .as_array()
+                        .map(|k| {
+                            k.iter()
+                                .map(|x| x.as_str().unwrap_or("").to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `tidemark verify` on an ADB destination reads the rows back and compares them under
+/// the type mapping: clean after a migration (every mapped type, several chunks, a
+/// table whose ADB key extends the source's with its partition column), also when the
+/// task verifies by itself after the copy; a changed value, a missing row and an extra
+/// row planted on the stand-in are each reported (and a row left under an old partition
+/// value); `--emit-sql` writes the fix as REPLACE INTO / DELETE; `--repair` fixes them
+/// and verify is clean again.
+#[test]
+fn verify_finds_planted_differences_and_repair_fixes_them() {
+    env().src_sql(
+        "SET SESSION sql_mode = ''; \
+         DROP DATABASE IF EXISTS adb_verify; CREATE DATABASE adb_verify; USE adb_verify; \
+         CREATE TABLE t (id INT UNSIGNED PRIMARY KEY, tiny TINYINT UNSIGNED, big BIGINT UNSIGNED, \
+           med MEDIUMINT, b BIT(5), y YEAR, e ENUM('a','b'), s SET('x','y','z'), name VARCHAR(40) NOT NULL, \
+           bin VARBINARY(8), d DATE, dt DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(3), f FLOAT, dd DOUBLE, \
+           amount DECIMAL(12,3), js JSON) CHARSET utf8mb4; \
+         INSERT INTO t SELECT seq, seq % 256, 18446744073709551615 - seq, CAST(seq AS SIGNED) * 7 - 8000000, seq % 32, \
+           1901 + seq % 254, 1 + seq % 2, seq % 8, CONCAT('n', seq, ' ✓'), IF(seq % 5 = 0, X'', X'0A0B'), \
+           IF(seq % 97 = 0, '0000-00-00', '2024-01-01' + INTERVAL seq % 400 DAY), \
+           '2024-03-04 05:06:07.123456' + INTERVAL seq SECOND, '2024-05-06 07:08:09.123' + INTERVAL seq MINUTE, \
+           SEC_TO_TIME(seq % 86400) + INTERVAL 0.25 SECOND, seq / 3, seq / 7, seq / 8, \
+           IF(seq % 5 = 0, NULL, CONCAT('{\"n\":  ', seq, '}')) FROM seq_1_to_12000; \
+         CREATE TABLE events (id INT PRIMARY KEY, day DATE NOT NULL, v INT) CHARSET utf8mb4; \
+         INSERT INTO events SELECT seq, '2024-06-01' + INTERVAL seq % 60 DAY, seq FROM seq_1_to_500; \
+         ANALYZE TABLE t, events;",
+    );
+    let t = task(
+        "[[destination.tables]]\ndatabase = \"adb_verify\"\ntable = \"events\"\nprimary_key = [\"id\", \"day\"]\n\
+         distribution_key = [\"id\"]\npartition_key = \"day\"\npartition_rule = \"%Y%m%d\"\nlifecycle = 90\n",
+        "[migration]\ntypes = [\"schema\", \"full\"]\n[verification]\nmode = \"after-full\"\n[[objects]]\ndatabase = \"adb_verify\"\n",
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&t.tidemark(&["status"]));
+    assert!(
+        shown.contains("verification: equal (2 tables, 12500 rows compared)"),
+        "{shown}"
+    );
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    let log = text(&out);
+    assert!(
+        out.status.success(),
+        "not clean after the migration:\n{log}"
+    );
+    assert!(
+        log.contains("adb_verify.t → adb_verify.t: equal, 12000 rows compared"),
+        "{log}"
+    );
+
+    // Planted on the stand-in: a changed value, a missing row, an extra row, and in the
+    // partitioned table a row under another partition value than its source row's.
+    let mut a = adb_conn();
+    for sql in [
+        "UPDATE adb_verify.t SET name = 'planted' WHERE id = 5",
+        "DELETE FROM adb_verify.t WHERE id = 7",
+        "REPLACE INTO adb_verify.t (id, name) VALUES (999999, 'extra')",
+        "REPLACE INTO adb_verify.events (id, day, v) VALUES (3, '2030-01-01', 3)",
+    ] {
+        a.query_drop(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+    let out = t.tidemark(&["verify", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let r = verified(&report, "adb_verify.t");
+    assert!(r["chunks"].as_u64() > Some(1), "one chunk only: {r}");
+    assert_eq!(keys(&r["missing"]), vec!["7"], "{r}");
+    assert_eq!(keys(&r["extra"]), vec!["999999"], "{r}");
+    assert_eq!(keys(&r["differing"]), vec!["5"], "{r}");
+    assert_eq!(
+        r["differing"][0]["columns"],
+        serde_json::json!(["name"]),
+        "{r}"
+    );
+    let r = verified(&report, "adb_verify.events");
+    assert!(keys(&r["extra"]).contains(&"3".to_string()), "{r}");
+
+    // The fix as a file of ADB statements.
+    let file = t.dir.path().join("fix.sql");
+    let out = t.tidemark(&["verify", "--emit-sql", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("REPLACE INTO `adb_verify`.`t`"), "{sql}");
+    assert!(
+        sql.contains("DELETE FROM `adb_verify`.`t` WHERE `id` = 999999;"),
+        "{sql}"
+    );
+
+    let out = t.tidemark(&["verify", "--repair", "--no-progress"]);
+    let log = text(&out);
+    // In the partitioned table: the row under the old partition value deleted, its
+    // source row written again.
+    assert!(
+        log.contains("3 rows repaired") && log.contains("2 rows repaired"),
+        "{log}"
+    );
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    assert!(
+        out.status.success(),
+        "not clean after --repair:\n{}",
+        text(&out)
+    );
+    let q = "SELECT CAST(id AS CHAR), name FROM adb_verify.t WHERE id IN (5, 7, 999999)";
+    assert_eq!(
+        text_rows(&mut adb_conn(), q),
+        vec![
+            vec![Some("5".to_string()), Some("n5 ✓".into())],
+            vec![Some("7".into()), Some("n7 ✓".into())]
+        ]
+    );
+    let q = "SELECT CAST(id AS CHAR), CAST(day AS CHAR) FROM adb_verify.events WHERE id = 3";
+    assert_eq!(
+        text_rows(&mut adb_conn(), q),
+        vec![vec![Some("3".to_string()), Some("2024-06-04".into())]]
+    );
+}
