@@ -558,3 +558,29 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
         vec![vec![Some("3".to_string()), Some("2024-06-04".into())]]
     );
 }
+
+/// Two source tables renamed onto one ADB table would overwrite each other's rows by
+/// key: the precheck refuses it, naming both, before anything is written.
+#[test]
+fn two_source_tables_onto_one_adb_table_are_refused() {
+    env().src_sql(
+        "DROP DATABASE IF EXISTS adb_two; CREATE DATABASE adb_two; USE adb_two; \
+         CREATE TABLE a1 (id INT PRIMARY KEY, v INT); CREATE TABLE a2 (id INT PRIMARY KEY, v INT); \
+         INSERT INTO a1 VALUES (1, 1); INSERT INTO a2 VALUES (1, 2);",
+    );
+    let t = task(
+        "",
+        "[migration]\ntypes = [\"schema\", \"full\"]\n\
+         [[objects]]\ndatabase = \"adb_two\"\ntable = \"a1\"\nrename = \"m\"\n\
+         [[objects]]\ndatabase = \"adb_two\"\ntable = \"a2\"\nrename = \"m\"\n",
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("adb_two.a1, adb_two.a2 are all renamed to the ADB table adb_two.m"),
+        "{log}"
+    );
+    let dbs: Vec<String> = adb_conn().query("SHOW DATABASES").expect("SHOW DATABASES");
+    assert!(!dbs.iter().any(|d| d == "adb_two"), "{dbs:?}");
+}

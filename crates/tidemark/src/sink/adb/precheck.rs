@@ -83,6 +83,28 @@ impl crate::sink::Precheck for Check<'_> {
                 }
             }
         }
+        // Several source tables renamed onto one ADB table would overwrite each other's
+        // rows by key: merging them (with a column naming each row's source) is not
+        // built, so it is refused before anything is written.
+        let mut targets: Vec<(String, Vec<String>)> = Vec::new();
+        for t in &plan.tables {
+            let target = t.target.to_string().to_lowercase();
+            match targets.iter_mut().find(|(n, _)| *n == target) {
+                Some((_, sources)) => sources.push(t.def().name.to_string()),
+                None => targets.push((target, vec![t.def().name.to_string()])),
+            }
+        }
+        for (target, sources) in targets.iter().filter(|(_, s)| s.len() > 1) {
+            ok = false;
+            r.fail(
+                "adb-table-layout",
+                format!(
+                    "{} are all renamed to the ADB table {target}: their rows would overwrite each other by key (merging source tables into one is not supported yet)",
+                    sources.join(", ")
+                ),
+                "give each source table its own destination table in `[[objects]]`, or run a task per table",
+            );
+        }
         for s in &self.kind.tables {
             let planned = plan.tables.iter().any(|t| {
                 t.target.database.eq_ignore_ascii_case(&s.database)
