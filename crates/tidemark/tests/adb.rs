@@ -559,10 +559,11 @@ fn verify_finds_planted_differences_and_repair_fixes_them() {
     );
 }
 
-/// Two source tables renamed onto one ADB table would overwrite each other's rows by
-/// key: the precheck refuses it, naming both, before anything is written.
+/// Two source tables renamed onto one ADB table without `merge = true` would overwrite
+/// each other's rows by key: the precheck still refuses it, naming both, before
+/// anything is written (merging is only done when asked).
 #[test]
-fn two_source_tables_onto_one_adb_table_are_refused() {
+fn two_source_tables_onto_one_adb_table_need_merge() {
     env().src_sql(
         "DROP DATABASE IF EXISTS adb_two; CREATE DATABASE adb_two; USE adb_two; \
          CREATE TABLE a1 (id INT PRIMARY KEY, v INT); CREATE TABLE a2 (id INT PRIMARY KEY, v INT); \
@@ -578,9 +579,124 @@ fn two_source_tables_onto_one_adb_table_are_refused() {
     let log = text(&out);
     assert!(!out.status.success(), "{log}");
     assert!(
-        log.contains("adb_two.a1, adb_two.a2 are all renamed to the ADB table adb_two.m"),
+        log.contains("adb_two.a1 and adb_two.a2 → adb_two.m"),
         "{log}"
     );
     let dbs: Vec<String> = adb_conn().query("SHOW DATABASES").expect("SHOW DATABASES");
     assert!(!dbs.iter().any(|d| d == "adb_two"), "{dbs:?}");
+}
+
+/// Merge tables: three source tables (keys overlapping) renamed onto one ADB table with
+/// `merge = true` land in it with `__dts_data_source` naming each row's source and
+/// extending the key; full copy, then inserts, updates (of a key two sources share, and
+/// of a key) and deletes on each are applied to their own source's rows only; compared
+/// row by row, and by `tidemark verify`. Tables whose columns differ are refused.
+#[test]
+fn merged_tables_full_and_incremental() {
+    env().src_sql(
+        "DROP DATABASE IF EXISTS adb_merge; CREATE DATABASE adb_merge; USE adb_merge; \
+         CREATE TABLE a (id INT PRIMARY KEY, name VARCHAR(20), v INT UNSIGNED, e ENUM('x','y')); \
+         CREATE TABLE b LIKE a; CREATE TABLE c LIKE a; \
+         CREATE TABLE d (id INT PRIMARY KEY, name VARCHAR(20), other DATE); \
+         INSERT INTO a SELECT seq, CONCAT('a', seq), seq, 1 + seq % 2 FROM seq_1_to_200; \
+         INSERT INTO b SELECT seq, CONCAT('b', seq), seq * 2, 1 FROM seq_100_to_300; \
+         INSERT INTO c SELECT seq, CONCAT('c', seq), NULL, 2 FROM seq_1_to_50;",
+    );
+    let dest =
+        "[[destination.tables]]\ndatabase = \"adb_merge\"\ntable = \"merged\"\nmerge = true\n";
+    let objects = |tables: &[&str]| {
+        let mut s = "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n".to_string();
+        for t in tables {
+            s.push_str(&format!(
+                "[[objects]]\ndatabase = \"adb_merge\"\ntable = \"{t}\"\nrename = \"merged\"\n"
+            ));
+        }
+        s
+    };
+    // Columns that differ: refused, naming both tables, before anything is written.
+    let bad = task(dest, &objects(&["a", "d"]));
+    let out = bad.tidemark(&["run", "--no-progress"]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "adb_merge.a and adb_merge.d are merged into adb_merge.merged but their columns differ"
+        ),
+        "{log}"
+    );
+    let dbs: Vec<String> = adb_conn().query("SHOW DATABASES").expect("SHOW DATABASES");
+    assert!(!dbs.iter().any(|d| d == "adb_merge"), "{dbs:?}");
+
+    let t = task(dest, &objects(&["a", "b", "c"]));
+    let pre = t.tidemark(&["precheck"]);
+    assert!(pre.status.success(), "{}", text(&pre));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let show: Option<(String, String)> = adb_conn()
+        .query_first("SHOW CREATE TABLE adb_merge.merged")
+        .expect("SHOW CREATE TABLE");
+    let show = show.map(|r| r.1.to_ascii_lowercase()).unwrap_or_default();
+    assert!(
+        show.contains("`__dts_data_source` varchar not null")
+            && show.contains("primary key (`id`,`__dts_data_source`)"),
+        "{show}"
+    );
+    let source = "SELECT 'adb_merge.a', CAST(id AS CHAR), name, CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_merge.a \
+        UNION ALL SELECT 'adb_merge.b', CAST(id AS CHAR), name, CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_merge.b \
+        UNION ALL SELECT 'adb_merge.c', CAST(id AS CHAR), name, CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_merge.c";
+    let merged = "SELECT __dts_data_source, CAST(id AS CHAR), name, CAST(v AS CHAR), e FROM adb_merge.merged";
+    let same = || {
+        let (a, b) = (
+            text_rows(&mut env().src(), source),
+            text_rows(&mut adb_conn(), merged),
+        );
+        (
+            a == b,
+            format!("{} source rows, {} merged", a.len(), b.len()),
+        )
+    };
+    let converge = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (ok, why) = same();
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: never matched ({why})");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    converge("full copy");
+    assert_eq!(
+        text_rows(&mut adb_conn(), "SELECT COUNT(*) FROM adb_merge.merged"),
+        vec![vec![Some("451".to_string())]]
+    );
+    // Keys 100..200 are in both a and b: each change reaches its own source's row only.
+    env().src_sql(
+        "INSERT INTO adb_merge.a VALUES (1000, 'new a', 1, 'y'); \
+         INSERT INTO adb_merge.b VALUES (1000, 'new b', 2, 'x'); \
+         INSERT INTO adb_merge.c VALUES (150, 'new c', 3, 'x'); \
+         UPDATE adb_merge.a SET name = 'a150 changed', v = 7 WHERE id = 150; \
+         UPDATE adb_merge.b SET id = 5000 WHERE id = 120; \
+         UPDATE adb_merge.c SET e = 'y', v = 9 WHERE id <= 10; \
+         DELETE FROM adb_merge.b WHERE id = 150; \
+         DELETE FROM adb_merge.c WHERE id BETWEEN 20 AND 29; \
+         DELETE FROM adb_merge.a WHERE id = 199;",
+    );
+    converge("incremental");
+    let r = text_rows(
+        &mut adb_conn(),
+        "SELECT __dts_data_source, name FROM adb_merge.merged WHERE id = 150",
+    );
+    assert_eq!(
+        r,
+        vec![
+            vec![Some("adb_merge.a".to_string()), Some("a150 changed".into())],
+            vec![Some("adb_merge.c".into()), Some("new c".into())]
+        ]
+    );
+    let log = stop(child);
+    assert!(!log.contains("ERROR"), "{log}");
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    assert!(out.status.success(), "verify:\n{}", text(&out));
 }

@@ -181,6 +181,11 @@ pub trait Kind: Send + Sync {
     fn schema(&self) -> Option<&dyn SchemaStep>;
     /// Opens the destination for one run (producers, counters continued from `store`).
     fn open<'a>(&'a self, task: &'a Task, store: &'a Store) -> Result<Box<dyn Session + 'a>>;
+    /// Several source tables renamed onto `target` are merged there on purpose (ADB's
+    /// `merge = true`: a column names each row's source), not a collision.
+    fn merges_into(&self, _target: &TableName) -> bool {
+        false
+    }
     /// `tidemark reset --table`: forgets the copy of one table (a MySQL destination
     /// empties it). Returns what happened, for the operator.
     fn forget_table(&self, target: &str) -> Result<&'static str>;

@@ -94,6 +94,14 @@ impl Kind for Adb {
         Ok(Box::new(Opened { kind: self, task }))
     }
 
+    fn merges_into(&self, target: &tidemark_core::TableName) -> bool {
+        self.tables.iter().any(|s| {
+            s.merge
+                && s.database.eq_ignore_ascii_case(&target.database)
+                && s.table.eq_ignore_ascii_case(&target.table)
+        })
+    }
+
     fn forget_table(&self, target: &str) -> Result<&'static str> {
         let mut dst = connect(&self.endpoint, Side::Destination)?;
         let found: Vec<(String, String)> = dst.exec(
@@ -122,7 +130,7 @@ impl SchemaStep for Adb {
             dst.query_drop(&sql)
                 .with_context(|| format!("creating database {} on ADB", db.target))?;
         }
-        for (t, l) in plan.tables.iter().zip(&layouts) {
+        for (t, l, _) in &layouts {
             crate::task::check_stop()?;
             let target = t.target.to_string();
             if store.was_created("table", &target)? {
@@ -153,20 +161,23 @@ struct Opened<'a> {
 impl Session for Opened<'_> {
     fn full_copy<'a>(&'a self, plan: &'a Plan) -> Result<Box<dyn FullCopy + 'a>> {
         let layouts = schema::layouts(&self.task.source, &self.kind.tables, &plan.tables)?;
-        let conversions = plan
-            .tables
-            .iter()
-            .zip(&layouts)
-            .map(|(t, l)| {
-                let by_source = schema::conversions(t, l);
-                t.copied.iter().map(|&i| by_source[i].clone()).collect()
+        let tables = layouts
+            .into_iter()
+            .map(|(t, l, data_source)| {
+                let by_source = schema::conversions(&t, &l);
+                let conv = t.copied.iter().map(|&i| by_source[i].clone()).collect();
+                full::Table {
+                    plan: t,
+                    conversions: conv,
+                    data_source,
+                }
             })
             .collect();
         Ok(Box::new(full::Copy::new(
             &self.kind.endpoint,
             &self.task,
             plan,
-            conversions,
+            tables,
         )?))
     }
 

@@ -3,7 +3,7 @@
 //! warning per column whose values change under the type mapping, and what is not
 //! migrated (foreign keys, triggers, routines, views).
 
-use super::schema::{auto_increment, layout, settings_for};
+use super::schema::{auto_increment, for_adb, layout, merge_problems, settings_for};
 use super::Adb;
 use crate::config::Task;
 use crate::connect::{connect_raw, ServerInfo, Side};
@@ -57,8 +57,18 @@ impl crate::sink::Precheck for Check<'_> {
     fn check(&mut self, _store: Option<&Store>, plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
         let mut src = connect_raw(&self.task.source, Side::Source)?;
         let mut ok = true;
+        for p in merge_problems(&plan.tables, &self.kind.tables) {
+            ok = false;
+            r.fail(
+                "adb-table-layout",
+                p,
+                "merge only tables of the same columns, or give each its own destination table",
+            );
+        }
         for t in &plan.tables {
             let ai = auto_increment(&mut src, t)?;
+            let (t, _) = for_adb(t, &self.kind.tables);
+            let t = &t;
             match layout(t, settings_for(&self.kind.tables, t), &ai) {
                 Ok(l) => {
                     for (name, m) in &l.columns {
@@ -82,28 +92,6 @@ impl crate::sink::Precheck for Check<'_> {
                     }
                 }
             }
-        }
-        // Several source tables renamed onto one ADB table would overwrite each other's
-        // rows by key: merging them (with a column naming each row's source) is not
-        // built, so it is refused before anything is written.
-        let mut targets: Vec<(String, Vec<String>)> = Vec::new();
-        for t in &plan.tables {
-            let target = t.target.to_string().to_lowercase();
-            match targets.iter_mut().find(|(n, _)| *n == target) {
-                Some((_, sources)) => sources.push(t.def().name.to_string()),
-                None => targets.push((target, vec![t.def().name.to_string()])),
-            }
-        }
-        for (target, sources) in targets.iter().filter(|(_, s)| s.len() > 1) {
-            ok = false;
-            r.fail(
-                "adb-table-layout",
-                format!(
-                    "{} are all renamed to the ADB table {target}: their rows would overwrite each other by key (merging source tables into one is not supported yet)",
-                    sources.join(", ")
-                ),
-                "give each source table its own destination table in `[[objects]]`, or run a task per table",
-            );
         }
         for s in &self.kind.tables {
             let planned = plan.tables.iter().any(|t| {

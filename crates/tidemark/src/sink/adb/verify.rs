@@ -74,6 +74,9 @@ struct Table {
     /// The key's conversions keep the source's order: chunk bounds cut ADB's rows as
     /// they cut the source's.
     ordered: bool,
+    /// A merged table: the plan with its `__dts_data_source` column, this source
+    /// table's value in it, and the condition that selects this source's rows.
+    merged: Option<(TablePlan, Value, String)>,
 }
 
 struct Reader<'a> {
@@ -196,11 +199,22 @@ impl Reader<'_> {
             .ok_or_else(|| anyhow!("internal: {} read before its definition", t.target))
     }
 
-    fn layout(&self, t: &TablePlan) -> Result<Layout> {
+    fn layout(&self, t: &TablePlan) -> Result<(TablePlan, Layout, Option<Value>)> {
         // AUTO_INCREMENT only widens an INT to BIGINT: no value changes, and
         // `compatible` takes the wider integer.
-        schema::layout(t, schema::settings_for(&self.kind.tables, t), &[])
-            .map_err(|p| anyhow!("{}", p.join("; ")))
+        let (p, value) = schema::for_adb(t, &self.kind.tables);
+        let l = schema::layout(&p, schema::settings_for(&self.kind.tables, t), &[])
+            .map_err(|e| anyhow!("{}", e.join("; ")))?;
+        Ok((p, l, value))
+    }
+
+    /// `cond`, and for a merged table, only this source table's rows.
+    fn only_this_source(&self, t: &TablePlan, cond: String) -> Result<String> {
+        Ok(match &self.info(t)?.merged {
+            Some((_, _, mine)) if cond.is_empty() => mine.clone(),
+            Some((_, _, mine)) => format!("{mine} AND ({cond})"),
+            None => cond,
+        })
     }
 
     /// Source rows converted as the writer converts them (not yet in normal form).
@@ -263,7 +277,7 @@ impl Reader<'_> {
 
 impl RowSide for Reader<'_> {
     fn table(&mut self, t: &TablePlan) -> Result<Vec<String>> {
-        let l = self.layout(t)?;
+        let (merged_plan, l, data_source) = self.layout(t)?;
         let def = t.def();
         let Some(source_key) = def.key.as_ref() else {
             bail!(
@@ -320,11 +334,23 @@ impl RowSide for Reader<'_> {
             );
         }
         for (h, _) in &have {
-            if !names.iter().any(|n| n.eq_ignore_ascii_case(h)) {
+            let added = data_source.is_some() && h.eq_ignore_ascii_case(schema::DATA_SOURCE);
+            if !added && !names.iter().any(|n| n.eq_ignore_ascii_case(h)) {
                 out.push(format!("column {h} exists only on the destination"));
             }
         }
-        let convert: Vec<Convert> = l.columns.iter().map(|(_, m)| m.convert.clone()).collect();
+        let convert: Vec<Convert> = l
+            .columns
+            .iter()
+            .take(t.copied.len())
+            .map(|(_, m)| m.convert.clone())
+            .collect();
+        let merged = data_source.map(|v| {
+            let mut cond = tidemark_core::sql::quote_ident(schema::DATA_SOURCE);
+            cond.push_str(" = ");
+            push_literal(&mut cond, &v);
+            (merged_plan, v, cond)
+        });
         let kinds = t
             .copied_columns()
             .zip(&convert)
@@ -348,6 +374,7 @@ impl RowSide for Reader<'_> {
                 key,
                 key_names,
                 ordered,
+                merged,
             },
         );
         Ok(out)
@@ -385,11 +412,13 @@ impl RowSide for Reader<'_> {
             return Ok(());
         }
         let cond: Vec<String> = cond.into_iter().map(|c| format!("({c})")).collect();
-        self.select(t, &cond.join(" AND "), out)
+        let cond = self.only_this_source(t, cond.join(" AND "))?;
+        self.select(t, &cond, out)
     }
 
     fn fetch(&mut self, t: &TablePlan, key: &[Value]) -> Result<Option<Row>> {
         let cond = self.stored_key(t, key)?;
+        let cond = self.only_this_source(t, cond)?;
         let mut found = None;
         self.select(t, &cond, &mut |rows| {
             found = found.take().or_else(|| rows.into_iter().next());
@@ -408,10 +437,17 @@ impl RowSide for Reader<'_> {
         let mut statements = Vec::new();
         for key in keys {
             let cond = self.stored_key(t, key)?;
+            let cond = self.only_this_source(t, cond)?;
             statements.push(readback::delete_sql(t, &cond));
         }
-        let mut b = InsertBuilder::new(t, InsertMode::Replace, REPAIR_ROWS, REPAIR_BYTES);
-        for row in self.converted(t, rows)? {
+        let info = self.info(t)?;
+        let (written, value) = match &info.merged {
+            Some((p, v, _)) => (p, Some(v.clone())),
+            None => (t, None),
+        };
+        let mut b = InsertBuilder::new(written, InsertMode::Replace, REPAIR_ROWS, REPAIR_BYTES);
+        for mut row in self.converted(t, rows)? {
+            row.extend(value.clone());
             if b.push(&row) {
                 statements.push(b.take().body);
             }
