@@ -699,4 +699,32 @@ fn merged_tables_full_and_incremental() {
     assert!(!log.contains("ERROR"), "{log}");
     let out = t.tidemark(&["verify", "--no-progress"]);
     assert!(out.status.success(), "verify:\n{}", text(&out));
+    // Verify compares each source with its own rows: a row planted under c's name is
+    // extra for c only, and `--repair` removes it alone.
+    adb_conn()
+        .query_drop("REPLACE INTO adb_merge.merged (id, name, __dts_data_source) VALUES (1000, 'planted', 'adb_merge.c')")
+        .expect("plant");
+    let out = t.tidemark(&["verify", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let tables = report["tables"].as_array().cloned().unwrap_or_default();
+    let extra: Vec<(String, Vec<String>)> = tables
+        .iter()
+        .map(|t| {
+            (
+                t["source"].as_str().unwrap_or("").to_string(),
+                keys(&t["extra"]),
+            )
+        })
+        .filter(|(_, k)| !k.is_empty())
+        .collect();
+    assert_eq!(
+        extra,
+        vec![("adb_merge.c".to_string(), vec!["1000".to_string()])],
+        "{report}"
+    );
+    let out = t.tidemark(&["verify", "--repair", "--no-progress"]);
+    assert!(text(&out).contains("1 rows repaired"), "{}", text(&out));
+    assert!(same().0, "{}", same().1);
 }
