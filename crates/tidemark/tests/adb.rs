@@ -412,3 +412,319 @@ fn statements_stay_within_adbs_16_mb_even_when_batches_may_be_larger() {
     }
     stop(child);
 }
+
+/// The JSON report of `tidemark verify` for one destination table.
+fn verified<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+    report["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["target"] == target))
+        .unwrap_or_else(|| panic!("no {target} in {report}"))
+}
+
+/// The keys of a report's list, each as its literals joined by commas.
+fn keys(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .map(|d| {
+                    d["key"]
+                        .as_array()
+                        .map(|k| {
+                            k.iter()
+                                .map(|x| x.as_str().unwrap_or("").to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `tidemark verify` on an ADB destination reads the rows back and compares them under
+/// the type mapping: clean after a migration (every mapped type, several chunks, a
+/// table whose ADB key extends the source's with its partition column), also when the
+/// task verifies by itself after the copy; a changed value, a missing row and an extra
+/// row planted on the stand-in are each reported (and a row left under an old partition
+/// value); `--emit-sql` writes the fix as REPLACE INTO / DELETE; `--repair` fixes them
+/// and verify is clean again.
+#[test]
+fn verify_finds_planted_differences_and_repair_fixes_them() {
+    env().src_sql(
+        "SET SESSION sql_mode = ''; \
+         DROP DATABASE IF EXISTS adb_verify; CREATE DATABASE adb_verify; USE adb_verify; \
+         CREATE TABLE t (id INT UNSIGNED PRIMARY KEY, tiny TINYINT UNSIGNED, big BIGINT UNSIGNED, \
+           med MEDIUMINT, b BIT(5), y YEAR, e ENUM('a','b'), s SET('x','y','z'), name VARCHAR(40) NOT NULL, \
+           bin VARBINARY(8), d DATE, dt DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(3), f FLOAT, dd DOUBLE, \
+           amount DECIMAL(12,3), js JSON) CHARSET utf8mb4; \
+         INSERT INTO t SELECT seq, seq % 256, 18446744073709551615 - seq, CAST(seq AS SIGNED) * 7 - 8000000, seq % 32, \
+           1901 + seq % 254, 1 + seq % 2, seq % 8, CONCAT('n', seq, ' ✓'), IF(seq % 5 = 0, X'', X'0A0B'), \
+           IF(seq % 97 = 0, '0000-00-00', '2024-01-01' + INTERVAL seq % 400 DAY), \
+           '2024-03-04 05:06:07.123456' + INTERVAL seq SECOND, '2024-05-06 07:08:09.123' + INTERVAL seq MINUTE, \
+           SEC_TO_TIME(seq % 86400) + INTERVAL 0.25 SECOND, seq / 3, seq / 7, seq / 8, \
+           IF(seq % 5 = 0, NULL, CONCAT('{\"n\":  ', seq, '}')) FROM seq_1_to_12000; \
+         CREATE TABLE events (id INT PRIMARY KEY, day DATE NOT NULL, v INT) CHARSET utf8mb4; \
+         INSERT INTO events SELECT seq, '2024-06-01' + INTERVAL seq % 60 DAY, seq FROM seq_1_to_500; \
+         ANALYZE TABLE t, events;",
+    );
+    let t = task(
+        "[[destination.tables]]\ndatabase = \"adb_verify\"\ntable = \"events\"\nprimary_key = [\"id\", \"day\"]\n\
+         distribution_key = [\"id\"]\npartition_key = \"day\"\npartition_rule = \"%Y%m%d\"\nlifecycle = 90\n",
+        "[migration]\ntypes = [\"schema\", \"full\"]\n[verification]\nmode = \"after-full\"\n[[objects]]\ndatabase = \"adb_verify\"\n",
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&t.tidemark(&["status"]));
+    assert!(
+        shown.contains("verification: equal (2 tables, 12500 rows compared)"),
+        "{shown}"
+    );
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    let log = text(&out);
+    assert!(
+        out.status.success(),
+        "not clean after the migration:\n{log}"
+    );
+    assert!(
+        log.contains("adb_verify.t → adb_verify.t: equal, 12000 rows compared"),
+        "{log}"
+    );
+
+    // Planted on the stand-in: a changed value, a missing row, an extra row, and in the
+    // partitioned table a row under another partition value than its source row's.
+    let mut a = adb_conn();
+    for sql in [
+        "UPDATE adb_verify.t SET name = 'planted' WHERE id = 5",
+        "DELETE FROM adb_verify.t WHERE id = 7",
+        "REPLACE INTO adb_verify.t (id, name) VALUES (999999, 'extra')",
+        "REPLACE INTO adb_verify.events (id, day, v) VALUES (3, '2030-01-01', 3)",
+    ] {
+        a.query_drop(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+    let out = t.tidemark(&["verify", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let r = verified(&report, "adb_verify.t");
+    assert!(r["chunks"].as_u64() > Some(1), "one chunk only: {r}");
+    assert_eq!(keys(&r["missing"]), vec!["7"], "{r}");
+    assert_eq!(keys(&r["extra"]), vec!["999999"], "{r}");
+    assert_eq!(keys(&r["differing"]), vec!["5"], "{r}");
+    assert_eq!(
+        r["differing"][0]["columns"],
+        serde_json::json!(["name"]),
+        "{r}"
+    );
+    let r = verified(&report, "adb_verify.events");
+    assert!(keys(&r["extra"]).contains(&"3".to_string()), "{r}");
+
+    // The fix as a file of ADB statements.
+    let file = t.dir.path().join("fix.sql");
+    let out = t.tidemark(&["verify", "--emit-sql", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("REPLACE INTO `adb_verify`.`t`"), "{sql}");
+    assert!(
+        sql.contains("DELETE FROM `adb_verify`.`t` WHERE `id` = 999999;"),
+        "{sql}"
+    );
+
+    let out = t.tidemark(&["verify", "--repair", "--no-progress"]);
+    let log = text(&out);
+    // In the partitioned table: the row under the old partition value deleted, its
+    // source row written again.
+    assert!(
+        log.contains("3 rows repaired") && log.contains("2 rows repaired"),
+        "{log}"
+    );
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    assert!(
+        out.status.success(),
+        "not clean after --repair:\n{}",
+        text(&out)
+    );
+    let q = "SELECT CAST(id AS CHAR), name FROM adb_verify.t WHERE id IN (5, 7, 999999)";
+    assert_eq!(
+        text_rows(&mut adb_conn(), q),
+        vec![
+            vec![Some("5".to_string()), Some("n5 ✓".into())],
+            vec![Some("7".into()), Some("n7 ✓".into())]
+        ]
+    );
+    let q = "SELECT CAST(id AS CHAR), CAST(day AS CHAR) FROM adb_verify.events WHERE id = 3";
+    assert_eq!(
+        text_rows(&mut adb_conn(), q),
+        vec![vec![Some("3".to_string()), Some("2024-06-04".into())]]
+    );
+}
+
+/// Two source tables renamed onto one ADB table without `merge = true` would overwrite
+/// each other's rows by key: the precheck still refuses it, naming both, before
+/// anything is written (merging is only done when asked).
+#[test]
+fn two_source_tables_onto_one_adb_table_need_merge() {
+    env().src_sql(
+        "DROP DATABASE IF EXISTS adb_two; CREATE DATABASE adb_two; USE adb_two; \
+         CREATE TABLE a1 (id INT PRIMARY KEY, v INT); CREATE TABLE a2 (id INT PRIMARY KEY, v INT); \
+         INSERT INTO a1 VALUES (1, 1); INSERT INTO a2 VALUES (1, 2);",
+    );
+    let t = task(
+        "",
+        "[migration]\ntypes = [\"schema\", \"full\"]\n\
+         [[objects]]\ndatabase = \"adb_two\"\ntable = \"a1\"\nrename = \"m\"\n\
+         [[objects]]\ndatabase = \"adb_two\"\ntable = \"a2\"\nrename = \"m\"\n",
+    );
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("adb_two.a1 and adb_two.a2 → adb_two.m"),
+        "{log}"
+    );
+    let dbs: Vec<String> = adb_conn().query("SHOW DATABASES").expect("SHOW DATABASES");
+    assert!(!dbs.iter().any(|d| d == "adb_two"), "{dbs:?}");
+}
+
+/// Merge tables: three source tables (keys overlapping) renamed onto one ADB table with
+/// `merge = true` land in it with `__dts_data_source` naming each row's source and
+/// extending the key; full copy, then inserts, updates (of a key two sources share, and
+/// of a key) and deletes on each are applied to their own source's rows only; compared
+/// row by row, and by `tidemark verify`. Tables whose columns differ are refused.
+#[test]
+fn merged_tables_full_and_incremental() {
+    env().src_sql(
+        "DROP DATABASE IF EXISTS adb_merge; CREATE DATABASE adb_merge; USE adb_merge; \
+         CREATE TABLE a (id INT PRIMARY KEY, name VARCHAR(20), v INT UNSIGNED, e ENUM('x','y')); \
+         CREATE TABLE b LIKE a; CREATE TABLE c LIKE a; \
+         CREATE TABLE d (id INT PRIMARY KEY, name VARCHAR(20), other DATE); \
+         INSERT INTO a SELECT seq, CONCAT('a', seq), seq, 1 + seq % 2 FROM seq_1_to_200; \
+         INSERT INTO b SELECT seq, CONCAT('b', seq), seq * 2, 1 FROM seq_100_to_300; \
+         INSERT INTO c SELECT seq, CONCAT('c', seq), NULL, 2 FROM seq_1_to_50;",
+    );
+    let dest =
+        "[[destination.tables]]\ndatabase = \"adb_merge\"\ntable = \"merged\"\nmerge = true\n";
+    let objects = |tables: &[&str]| {
+        let mut s = "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n".to_string();
+        for t in tables {
+            s.push_str(&format!(
+                "[[objects]]\ndatabase = \"adb_merge\"\ntable = \"{t}\"\nrename = \"merged\"\n"
+            ));
+        }
+        s
+    };
+    // Columns that differ: refused, naming both tables, before anything is written.
+    let bad = task(dest, &objects(&["a", "d"]));
+    let out = bad.tidemark(&["run", "--no-progress"]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "adb_merge.a and adb_merge.d are merged into adb_merge.merged but their columns differ"
+        ),
+        "{log}"
+    );
+    let dbs: Vec<String> = adb_conn().query("SHOW DATABASES").expect("SHOW DATABASES");
+    assert!(!dbs.iter().any(|d| d == "adb_merge"), "{dbs:?}");
+
+    let t = task(dest, &objects(&["a", "b", "c"]));
+    let pre = t.tidemark(&["precheck"]);
+    assert!(pre.status.success(), "{}", text(&pre));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    let show: Option<(String, String)> = adb_conn()
+        .query_first("SHOW CREATE TABLE adb_merge.merged")
+        .expect("SHOW CREATE TABLE");
+    let show = show.map(|r| r.1.to_ascii_lowercase()).unwrap_or_default();
+    assert!(
+        show.contains("`__dts_data_source` varchar not null")
+            && show.contains("primary key (`id`,`__dts_data_source`)"),
+        "{show}"
+    );
+    let source = "SELECT 'adb_merge.a', CAST(id AS CHAR), name, CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_merge.a \
+        UNION ALL SELECT 'adb_merge.b', CAST(id AS CHAR), name, CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_merge.b \
+        UNION ALL SELECT 'adb_merge.c', CAST(id AS CHAR), name, CAST(v AS CHAR), CAST(e AS CHAR) FROM adb_merge.c";
+    let merged = "SELECT __dts_data_source, CAST(id AS CHAR), name, CAST(v AS CHAR), e FROM adb_merge.merged";
+    let same = || {
+        let (a, b) = (
+            text_rows(&mut env().src(), source),
+            text_rows(&mut adb_conn(), merged),
+        );
+        (
+            a == b,
+            format!("{} source rows, {} merged", a.len(), b.len()),
+        )
+    };
+    let converge = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (ok, why) = same();
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: never matched ({why})");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    converge("full copy");
+    assert_eq!(
+        text_rows(&mut adb_conn(), "SELECT COUNT(*) FROM adb_merge.merged"),
+        vec![vec![Some("451".to_string())]]
+    );
+    // Keys 100..200 are in both a and b: each change reaches its own source's row only.
+    env().src_sql(
+        "INSERT INTO adb_merge.a VALUES (1000, 'new a', 1, 'y'); \
+         INSERT INTO adb_merge.b VALUES (1000, 'new b', 2, 'x'); \
+         INSERT INTO adb_merge.c VALUES (150, 'new c', 3, 'x'); \
+         UPDATE adb_merge.a SET name = 'a150 changed', v = 7 WHERE id = 150; \
+         UPDATE adb_merge.b SET id = 5000 WHERE id = 120; \
+         UPDATE adb_merge.c SET e = 'y', v = 9 WHERE id <= 10; \
+         DELETE FROM adb_merge.b WHERE id = 150; \
+         DELETE FROM adb_merge.c WHERE id BETWEEN 20 AND 29; \
+         DELETE FROM adb_merge.a WHERE id = 199;",
+    );
+    converge("incremental");
+    let r = text_rows(
+        &mut adb_conn(),
+        "SELECT __dts_data_source, name FROM adb_merge.merged WHERE id = 150",
+    );
+    assert_eq!(
+        r,
+        vec![
+            vec![Some("adb_merge.a".to_string()), Some("a150 changed".into())],
+            vec![Some("adb_merge.c".into()), Some("new c".into())]
+        ]
+    );
+    let log = stop(child);
+    assert!(!log.contains("ERROR"), "{log}");
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    assert!(out.status.success(), "verify:\n{}", text(&out));
+    // Verify compares each source with its own rows: a row planted under c's name is
+    // extra for c only, and `--repair` removes it alone.
+    adb_conn()
+        .query_drop("REPLACE INTO adb_merge.merged (id, name, __dts_data_source) VALUES (1000, 'planted', 'adb_merge.c')")
+        .expect("plant");
+    let out = t.tidemark(&["verify", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let tables = report["tables"].as_array().cloned().unwrap_or_default();
+    let extra: Vec<(String, Vec<String>)> = tables
+        .iter()
+        .map(|t| {
+            (
+                t["source"].as_str().unwrap_or("").to_string(),
+                keys(&t["extra"]),
+            )
+        })
+        .filter(|(_, k)| !k.is_empty())
+        .collect();
+    assert_eq!(
+        extra,
+        vec![("adb_merge.c".to_string(), vec!["1000".to_string()])],
+        "{report}"
+    );
+    let out = t.tidemark(&["verify", "--repair", "--no-progress"]);
+    assert!(text(&out).contains("1 rows repaired"), "{}", text(&out));
+    assert!(same().0, "{}", same().1);
+}

@@ -221,7 +221,7 @@ fn check_all(
     where_filters(task, &plan, src, r);
     source_privileges(task, &plan, src, r)?;
     keys(task, &plan, &s, r);
-    destination_collisions(&plan, r);
+    destination_collisions(&plan, &*task.destination, r);
     unsupported(&plan, r);
     invisible(&plan, &s, r);
     dst.check(store, &plan, r)?;
@@ -459,10 +459,11 @@ fn keys(task: &Task, plan: &Plan, s: &ServerInfo, r: &mut Report) {
 }
 
 /// Two selected tables written to one destination table would mix their rows, and the
-/// second's schema step or copy would fail half-way.
-fn destination_collisions(plan: &Plan, r: &mut Report) {
+/// second's schema step or copy would fail half-way, unless the destination kind merges
+/// them on purpose (`Kind::merges_into`).
+fn destination_collisions(plan: &Plan, kind: &dyn crate::sink::Kind, r: &mut Report) {
     let mut by_target: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for t in &plan.tables {
+    for t in plan.tables.iter().filter(|t| !kind.merges_into(&t.target)) {
         let target = if plan.dest_lower {
             t.target.to_string().to_lowercase()
         } else {

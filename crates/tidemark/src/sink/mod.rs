@@ -12,6 +12,10 @@
 //! | capabilities ([`Capabilities`]) | `mod.rs` | `mod.rs` | `mod.rs` |
 //! | verification ([`Kind::verification`]) | server-side checksums (`verify/`) | none | rows read back ([`RowStore`]: `verify.rs`) |
 //!
+//! ADB (`adb/`) has the same parts, its rows written through `mysql/`'s writer and
+//! applier, verification by rows (`adb/verify.rs`). `readback.rs` is what the
+//! [`RowStore`]s of SQL engines (Lindorm, ADB) share.
+//!
 //! [`KINDS`] names them; `config.rs` hands the `[destination]` table to the kind its
 //! `type` names and keeps the [`Destination`] it returns. `task/` drives every kind
 //! through these traits only: phases, checkpoints, retry windows, safe mode and
@@ -22,6 +26,7 @@
 pub mod adb;
 pub mod lindorm;
 pub mod mysql;
+pub mod readback;
 pub mod rocketmq;
 
 use crate::config::Task;
@@ -176,6 +181,11 @@ pub trait Kind: Send + Sync {
     fn schema(&self) -> Option<&dyn SchemaStep>;
     /// Opens the destination for one run (producers, counters continued from `store`).
     fn open<'a>(&'a self, task: &'a Task, store: &'a Store) -> Result<Box<dyn Session + 'a>>;
+    /// Several source tables renamed onto `target` are merged there on purpose (ADB's
+    /// `merge = true`: a column names each row's source), not a collision.
+    fn merges_into(&self, _target: &TableName) -> bool {
+        false
+    }
     /// `tidemark reset --table`: forgets the copy of one table (a MySQL destination
     /// empties it). Returns what happened, for the operator.
     fn forget_table(&self, target: &str) -> Result<&'static str>;
@@ -224,9 +234,11 @@ pub trait RowSide: Send {
     ) -> Result<()>;
     /// One row by its key (stored values, in key order).
     fn fetch(&mut self, t: &TablePlan, key: &[tidemark_core::Value]) -> Result<Option<Row>>;
-    /// Writes `rows` (source rows, copied columns) and deletes the rows of `keys`
-    /// (stored values) through the kind's writer; with `sql_out`, writes the statements
-    /// there instead. Returns how many rows were written or deleted.
+    /// Deletes the rows of `keys` (stored values), then writes `rows` (source rows,
+    /// copied columns), through the kind's writer (deletes first: a key deleted may
+    /// also be one written, when the destination's key is wider than the source's);
+    /// with `sql_out`, writes the statements there instead. Returns how many rows were
+    /// written or deleted.
     fn repair(
         &mut self,
         t: &TablePlan,

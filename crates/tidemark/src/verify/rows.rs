@@ -4,8 +4,8 @@
 //! as read back. Only (key, hash) pairs of a chunk are held. A key missing from one
 //! chunk and extra in another (a text key whose collation orders rows differently on
 //! the two ends) is matched up at the end of the table. Rows that differ are fetched
-//! whole to name the columns; `--repair` writes the source's rows and deletes extra
-//! ones through the kind's writer. The report is the checksum path's.
+//! whole to name the columns; `--repair` deletes extra ones and then writes the
+//! source's rows through the kind's writer. The report is the checksum path's.
 
 use super::{literals, ChunkSync, Difference, NoSync, Shared, TableReport, CHUNK_ROWS};
 use crate::sink::RowSide;
@@ -302,6 +302,13 @@ pub(super) fn verify_one(
     if (sh.opts.repair || sh.sql_out.is_some()) && r.problem.is_none() && rows_differ {
         let mut rows = Vec::new();
         for d in r.missing.iter().chain(&r.differing) {
+            rows.extend(fetch_source(src, t, &d.values)?);
+        }
+        // An extra row may share the source's key with a row the source has (a
+        // destination key wider than the source's, as ADB's with a partition column):
+        // its delete by that key takes the good row too, so the source's is written
+        // again after the deletes.
+        for d in &r.extra {
             rows.extend(fetch_source(src, t, &d.values)?);
         }
         let keys: Vec<Row> = r.extra.iter().map(|d| d.values.clone()).collect();

@@ -29,10 +29,11 @@ use mysql::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tidemark_core::sql::quote_ident;
-use tidemark_core::{Change, ColumnDef, ColumnKind, Row, TableName};
+use tidemark_core::{Change, ColumnDef, ColumnKind, Row, TableName, Value};
 
-/// A task plan (kept alive), the plan with the destination key, the conversions.
-type Keyed = (Arc<TablePlan>, Arc<TablePlan>, Vec<Convert>);
+/// A task plan (kept alive), the plan with the destination key, the conversions, the
+/// value of a merged table's `__dts_data_source`.
+type Keyed = (Arc<TablePlan>, Arc<TablePlan>, Vec<Convert>, Option<Value>);
 
 pub(super) struct Applier<'a> {
     inner: MysqlApplier<'a>,
@@ -61,9 +62,13 @@ impl<'a> Applier<'a> {
         })
     }
 
-    fn layout(&self, plan: &TablePlan) -> Result<Layout> {
-        schema::layout(plan, schema::settings_for(self.settings, plan), &[])
-            .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))
+    /// `plan` as ADB holds it (merged tables' column added), its layout and the value
+    /// of the merged tables' column.
+    fn layout(&self, plan: &TablePlan) -> Result<(TablePlan, Layout, Option<Value>)> {
+        let (p, value) = schema::for_adb(plan, self.settings);
+        let l = schema::layout(&p, schema::settings_for(self.settings, plan), &[])
+            .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
+        Ok((p, l, value))
     }
 }
 
@@ -82,6 +87,7 @@ impl Applier<'_> {
         };
         let plan = crate::transform::mapping::whole_table(info, name.clone(), Default::default());
         let ai = schema::auto_increment(&mut self.source, &plan)?;
+        let (plan, _) = schema::for_adb(&plan, self.settings);
         let l = match schema::layout(&plan, schema::settings_for(self.settings, &plan), &ai) {
             Ok(l) => l,
             Err(p) => {
@@ -150,12 +156,17 @@ impl ChangeApplier for Applier<'_> {
     fn push(&mut self, plan: &Arc<TablePlan>, changes: Vec<Change>) -> Result<()> {
         let id = Arc::as_ptr(plan) as usize;
         if !self.plans.contains_key(&id) {
-            let l = self.layout(plan)?;
-            let conv = schema::conversions(plan, &l);
+            let (p, l, value) = self.layout(plan)?;
+            let conv = schema::conversions(&p, &l);
             self.plans
-                .insert(id, (plan.clone(), Arc::new(keyed(plan, &l)), conv));
+                .insert(id, (plan.clone(), Arc::new(keyed(&p, &l)), conv, value));
         }
-        let (_, adb_plan, conv) = &self.plans[&id];
+        let (_, adb_plan, conv, value) = &self.plans[&id];
+        let convert_row = |row: Row| {
+            let mut row = convert_row(conv, row);
+            row.extend(value.clone());
+            row
+        };
         let changes = changes
             .into_iter()
             .map(|c| match c {
@@ -165,7 +176,7 @@ impl ChangeApplier for Applier<'_> {
                     snapshot,
                 } => Change::Insert {
                     table,
-                    row: convert_row(conv, row),
+                    row: convert_row(row),
                     snapshot,
                 },
                 Change::Update {
@@ -174,12 +185,12 @@ impl ChangeApplier for Applier<'_> {
                     after,
                 } => Change::Update {
                     table,
-                    before: convert_row(conv, before),
-                    after: convert_row(conv, after),
+                    before: convert_row(before),
+                    after: convert_row(after),
                 },
                 Change::Delete { table, before } => Change::Delete {
                     table,
-                    before: convert_row(conv, before),
+                    before: convert_row(before),
                 },
                 other => other,
             })
@@ -246,6 +257,9 @@ impl ChangeApplier for Applier<'_> {
         chunk: &crate::source::snapshot::Chunk,
     ) -> Result<u64> {
         let ai = schema::auto_increment(src, plan)?;
+        let source_plan = plan;
+        let (plan, value) = schema::for_adb(plan, self.settings);
+        let plan = &plan;
         let l = schema::layout(plan, schema::settings_for(self.settings, plan), &ai)
             .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?;
         let create = schema::create_table(plan, &l);
@@ -257,13 +271,14 @@ impl ChangeApplier for Applier<'_> {
         let mut rows = 0u64;
         let dst = &mut self.dst;
         let mut b = InsertBuilder::new(plan, InsertMode::Replace, 1_000, 8 << 20);
-        crate::source::snapshot::read_chunk(src, plan, chunk, |row| {
+        crate::source::snapshot::read_chunk(src, source_plan, chunk, |row| {
             rows += 1;
-            let row: Row = row
+            let mut row: Row = row
                 .into_iter()
                 .zip(&conv)
                 .map(|(v, c)| convert(c, v))
                 .collect();
+            row.extend(value.clone());
             if b.push(&row) {
                 dst.query_drop(b.take().body)?;
             }

@@ -53,6 +53,10 @@ struct TableFile {
     partition_rule: Option<String>,
     /// How many partitions ADB keeps (the largest partition values).
     lifecycle: Option<u32>,
+    /// Every source table renamed onto this table is merged into it, each row with a
+    /// `__dts_data_source` column naming its source (`db.table`), which extends the key.
+    #[serde(default)]
+    merge: bool,
 }
 
 /// Fact (hash-distributed) or dimension (broadcast) table.
@@ -91,6 +95,8 @@ pub struct TableSettings {
     /// `None`: the primary key (fact tables); always `None` for dimension tables.
     pub distribution_key: Option<Vec<String>>,
     pub partition: Option<Partition>,
+    /// Source tables are merged into this one ([`super::schema::DATA_SOURCE`]).
+    pub merge: bool,
 }
 
 /// Reads `[destination]` for [`crate::sink::KINDS`].
@@ -144,6 +150,24 @@ fn settings(t: TableFile) -> Result<TableSettings> {
         }
     };
     nonempty("primary_key", &t.primary_key)?;
+    let mut t = t;
+    let data_source = super::schema::DATA_SOURCE;
+    for (key, cols) in [
+        ("primary_key", &t.primary_key),
+        ("distribution_key", &t.distribution_key),
+    ] {
+        if !t.merge && cols.iter().flatten().any(|c| same(c, data_source)) {
+            bail!("{name}: `{key}` names `{data_source}`, a column only a merged table has; set `merge = true` or remove it");
+        }
+    }
+    if t.merge {
+        // Rows of different source tables may share the source's key.
+        if let Some(pk) = t.primary_key.as_mut() {
+            if !pk.iter().any(|c| same(c, data_source)) {
+                pk.push(data_source.to_string());
+            }
+        }
+    }
     nonempty("distribution_key", &t.distribution_key)?;
     if t.table_type == TableType::Dimension && t.distribution_key.is_some() {
         bail!("{name}: a dimension table is broadcast to every node and has no `distribution_key`; remove it or set `type = \"fact\"`");
@@ -203,6 +227,7 @@ fn settings(t: TableFile) -> Result<TableSettings> {
         primary_key: t.primary_key,
         distribution_key: t.distribution_key,
         partition,
+        merge: t.merge,
     })
 }
 
@@ -253,6 +278,38 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("must contain the partition key `day`"), "{e}");
+    }
+
+    #[test]
+    fn a_merged_tables_key_holds_the_data_source_column() {
+        let d = parse_text(&format!(
+            "{HEAD}[[tables]]\ndatabase = \"d\"\ntable = \"t\"\nmerge = true\nprimary_key = [\"id\"]\n"
+        ))
+        .unwrap();
+        assert!(d.merges_into(&tidemark_core::TableName::new("d", "t")));
+        assert!(!d.merges_into(&tidemark_core::TableName::new("d", "u")));
+        let t = settings(TableFile {
+            database: "d".into(),
+            table: "t".into(),
+            table_type: TableType::Fact,
+            primary_key: Some(vec!["id".into()]),
+            distribution_key: None,
+            partition_key: None,
+            partition_rule: None,
+            lifecycle: None,
+            merge: true,
+        })
+        .unwrap();
+        assert_eq!(
+            t.primary_key,
+            Some(vec!["id".to_string(), "__dts_data_source".into()])
+        );
+        let e = parse_text(&format!(
+            "{HEAD}[[tables]]\ndatabase = \"d\"\ntable = \"t\"\ndistribution_key = [\"__dts_data_source\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("set `merge = true`"), "{e}");
     }
 
     #[test]

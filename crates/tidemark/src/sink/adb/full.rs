@@ -11,7 +11,7 @@ use crate::endpoint::Endpoint;
 use crate::sink::mysql::full::{Copy as MysqlCopy, Unit};
 use crate::sink::mysql::writer::{InsertBuilder, InsertMode};
 use crate::sink::{Batch, ChunkJob, ChunkRows, ChunkWriter, FullCopy};
-use crate::transform::mapping::Plan;
+use crate::transform::mapping::{Plan, TablePlan};
 use anyhow::{bail, Result};
 use tidemark_core::{Row, Value};
 
@@ -25,11 +25,20 @@ fn literal_size(v: &Value) -> usize {
     v.wire_size() * 2 + 8
 }
 
+/// A planned table as ADB holds it.
+pub(super) struct Table {
+    /// With the merged tables' `__dts_data_source` column.
+    pub(super) plan: TablePlan,
+    /// Per copied column (of the source).
+    pub(super) conversions: Vec<Convert>,
+    /// The value appended to each row of a merged table.
+    pub(super) data_source: Option<Value>,
+}
+
 pub(super) struct Copy<'a> {
     inner: MysqlCopy<'a>,
-    plan: &'a Plan,
-    /// Per table, per copied column.
-    conversions: Vec<Vec<Convert>>,
+    /// Per table of the plan.
+    tables: Vec<Table>,
     rows: usize,
     bytes: usize,
 }
@@ -39,14 +48,13 @@ impl<'a> Copy<'a> {
         endpoint: &'a Endpoint,
         task: &'a Task,
         plan: &'a Plan,
-        conversions: Vec<Vec<Convert>>,
+        tables: Vec<Table>,
     ) -> Result<Copy<'a>> {
         let mut dst = connect(endpoint, Side::Destination)?;
         let packet = ServerInfo::read(&mut dst)?.max_allowed_packet as usize;
         Ok(Copy {
             inner: MysqlCopy::new(endpoint, task, plan)?,
-            plan,
-            conversions,
+            tables,
             rows: task.full.batch_rows.max(MIN_ROWS),
             // Room for the statement's head and the last row's separators.
             bytes: task
@@ -65,8 +73,8 @@ impl FullCopy for Copy<'_> {
         rows: &mut ChunkRows<'_>,
         out: &mut dyn FnMut(Batch) -> Result<()>,
     ) -> Result<()> {
-        let t = &self.plan.tables[job.table];
-        let conv = &self.conversions[job.table];
+        let table = &self.tables[job.table];
+        let (t, conv) = (&table.plan, &table.conversions);
         let throttle = rows.throttle();
         // REPLACE always: ADB's INSERT keeps a row already there, and a chunk copied
         // again must overwrite what an earlier attempt wrote.
@@ -83,11 +91,12 @@ impl FullCopy for Copy<'_> {
             }))
         };
         rows.read(|row, row_wire| {
-            let row: Row = row
+            let mut row: Row = row
                 .into_iter()
                 .zip(conv)
                 .map(|(v, c)| convert(c, v))
                 .collect();
+            row.extend(table.data_source.clone());
             let row_size: usize = row.iter().map(literal_size).sum::<usize>() + 4;
             if row_size > self.bytes {
                 bail!(

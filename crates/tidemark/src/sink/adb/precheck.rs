@@ -3,7 +3,7 @@
 //! warning per column whose values change under the type mapping, and what is not
 //! migrated (foreign keys, triggers, routines, views).
 
-use super::schema::{auto_increment, layout, settings_for};
+use super::schema::{auto_increment, for_adb, layout, merge_problems, settings_for};
 use super::Adb;
 use crate::config::Task;
 use crate::connect::{connect_raw, ServerInfo, Side};
@@ -57,8 +57,18 @@ impl crate::sink::Precheck for Check<'_> {
     fn check(&mut self, _store: Option<&Store>, plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
         let mut src = connect_raw(&self.task.source, Side::Source)?;
         let mut ok = true;
+        for p in merge_problems(&plan.tables, &self.kind.tables) {
+            ok = false;
+            r.fail(
+                "adb-table-layout",
+                p,
+                "merge only tables of the same columns, or give each its own destination table",
+            );
+        }
         for t in &plan.tables {
             let ai = auto_increment(&mut src, t)?;
+            let (t, _) = for_adb(t, &self.kind.tables);
+            let t = &t;
             match layout(t, settings_for(&self.kind.tables, t), &ai) {
                 Ok(l) => {
                     for (name, m) in &l.columns {

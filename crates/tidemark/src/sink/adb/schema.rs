@@ -13,6 +13,7 @@ use crate::transform::mapping::TablePlan;
 use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
 use tidemark_core::sql::quote_ident;
+use tidemark_core::{ColumnDef, ColumnKind, Value};
 
 /// How one source table lands in ADB.
 #[derive(Clone, Debug)]
@@ -27,6 +28,106 @@ pub struct Layout {
     /// Source column positions of the destination primary key (rows are identified by
     /// it on the destination, so changes are coalesced by it).
     pub key_positions: Vec<usize>,
+}
+
+/// The column of a merged table that names each row's source table (`db.table`), as
+/// the reference names it.
+pub const DATA_SOURCE: &str = "__dts_data_source";
+
+/// `t` as ADB holds it: for a merged table (`merge = true`), with [`DATA_SOURCE`]
+/// appended to its columns (copied, after the source's) and to its key; and the value
+/// every row of `t` has in it. Rows of `t` (source columns) get the value appended.
+pub fn for_adb(t: &TablePlan, settings: &[TableSettings]) -> (TablePlan, Option<Value>) {
+    let merged = settings_for(settings, t).is_some_and(|s| s.merge);
+    if !merged || t.columns.contains_key(DATA_SOURCE) {
+        return (t.clone(), None);
+    }
+    let mut p = t.clone();
+    let def = &mut p.source.def;
+    def.columns.push(ColumnDef {
+        name: DATA_SOURCE.to_string(),
+        column_type: "varchar(255)".into(),
+        kind: ColumnKind::Text,
+        nullable: false,
+        generated: false,
+        invisible: false,
+        charset: Some("utf8mb4".into()),
+    });
+    let at = def.columns.len() - 1;
+    if let Some(k) = def.key.as_mut() {
+        k.push(at);
+    }
+    p.copied.push(at);
+    p.columns
+        .insert(DATA_SOURCE.to_string(), DATA_SOURCE.to_string());
+    let name = format!("{}.{}", t.def().name.database, t.def().name.table);
+    (p, Some(Value::Bytes(name.into_bytes())))
+}
+
+/// Merged tables: what makes them unmergeable (a source column already named
+/// [`DATA_SOURCE`], columns that differ between the tables merged into one), as
+/// operator messages.
+pub fn merge_problems(tables: &[TablePlan], settings: &[TableSettings]) -> Vec<String> {
+    let mut problems = Vec::new();
+    // Per merged destination table: its first source table and that one's columns.
+    type Columns = Vec<(String, String)>;
+    let mut first: Vec<(String, &TablePlan, Columns)> = Vec::new();
+    for t in tables {
+        if !settings_for(settings, t).is_some_and(|s| s.merge) {
+            continue;
+        }
+        if t.def()
+            .columns
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(DATA_SOURCE))
+        {
+            problems.push(format!(
+                "{}: the source table has a column `{DATA_SOURCE}`, the column a merged table adds; rename it on the source or leave it out of the selection",
+                t.def().name
+            ));
+            continue;
+        }
+        let cols: Vec<(String, String)> = t
+            .copied_columns()
+            .map(|c| {
+                let ty = types::map(c, false)
+                    .map(|m| m.adb_type)
+                    .unwrap_or_else(|e| e);
+                (t.columns[&c.name].to_ascii_lowercase(), ty)
+            })
+            .collect();
+        let target = t.target.to_string().to_ascii_lowercase();
+        let key: Vec<String> = t
+            .def()
+            .key
+            .iter()
+            .flatten()
+            .map(|&i| t.def().columns[i].name.to_ascii_lowercase())
+            .collect();
+        let mut cols_key = cols.clone();
+        cols_key.push(("(key)".into(), key.join(",")));
+        match first.iter().find(|(n, _, _)| *n == target) {
+            None => first.push((target, t, cols_key)),
+            Some((_, f, want)) if *want != cols_key => {
+                let show = |c: &[(String, String)]| {
+                    c.iter()
+                        .map(|(n, ty)| format!("{n} {ty}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                problems.push(format!(
+                    "{} and {} are merged into {} but their columns differ ({} / {}); merged tables must have the same columns, types and key",
+                    f.def().name,
+                    t.def().name,
+                    t.target,
+                    show(want),
+                    show(&cols_key)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    problems
 }
 
 /// The settings that name `t`'s destination table.
@@ -213,18 +314,24 @@ pub fn conversions(t: &TablePlan, l: &Layout) -> Vec<Convert> {
     out
 }
 
-/// The layouts of every planned table; the first problems found fail.
+/// Every planned table as ADB holds it ([`for_adb`]) with its layout and the value of
+/// its [`DATA_SOURCE`] column; the first problems found fail.
 pub fn layouts(
     source: &Endpoint,
     settings: &[TableSettings],
     tables: &[TablePlan],
-) -> Result<Vec<Layout>> {
+) -> Result<Vec<(TablePlan, Layout, Option<Value>)>> {
+    let problems = merge_problems(tables, settings);
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
     let mut src = connect_raw(source, Side::Source)?;
     let mut out = Vec::new();
     for t in tables {
         let ai = auto_increment(&mut src, t)?;
-        match layout(t, settings_for(settings, t), &ai) {
-            Ok(l) => out.push(l),
+        let (p, value) = for_adb(t, settings);
+        match layout(&p, settings_for(settings, t), &ai) {
+            Ok(l) => out.push((p, l, value)),
             Err(p) => anyhow::bail!("{}", p.join("; ")),
         }
     }

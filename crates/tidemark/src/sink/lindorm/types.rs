@@ -2,6 +2,7 @@
 //! tables), values as Lindorm SQL literals, and Lindorm table definitions as `SHOW
 //! CREATE TABLE` prints them. The mapping table is repeated in `docs/task-file.md`.
 
+use crate::sink::readback::{parse_datetime, parse_time};
 use anyhow::{bail, Result};
 use std::fmt::Write;
 use tidemark_core::schema::{ColumnDef, ColumnKind};
@@ -509,56 +510,6 @@ pub fn read_stored(ty: &str, v: mysql::Value) -> Result<Value> {
         "TIMESTAMP" => Value::DateTime(parse_datetime(s().map_err(|_| bad())?).ok_or_else(bad)?),
         "TIME" => Value::Time(parse_time(s().map_err(|_| bad())?).ok_or_else(bad)?),
         _ => Value::Bytes(text),
-    })
-}
-
-/// `YYYY-MM-DD[ HH:MM:SS[.frac]]`.
-fn parse_datetime(s: &str) -> Option<tidemark_core::DateTime> {
-    let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, ""));
-    let mut d = date.splitn(3, '-').map(|x| x.parse::<u32>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let t = if time.is_empty() {
-        parse_time("00:00:00")?
-    } else {
-        parse_time(time)?
-    };
-    if t.negative || t.hours > 23 {
-        return None;
-    }
-    Some(tidemark_core::DateTime {
-        year: u16::try_from(year).ok()?,
-        month: u8::try_from(month).ok()?,
-        day: u8::try_from(day).ok()?,
-        hour: t.hours as u8,
-        minute: t.minutes,
-        second: t.seconds,
-        micros: t.micros,
-    })
-}
-
-/// `[-]H…H:MM:SS[.frac]`.
-fn parse_time(s: &str) -> Option<tidemark_core::Time> {
-    let (negative, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut p = whole.splitn(3, ':').map(|x| x.parse::<u32>().ok());
-    let (hours, minutes, seconds) = (p.next()??, p.next()??, p.next()??);
-    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let micros = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}").parse().ok()?
-    };
-    Some(tidemark_core::Time {
-        negative,
-        hours,
-        minutes: u8::try_from(minutes).ok().filter(|m| *m < 60)?,
-        seconds: u8::try_from(seconds).ok().filter(|m| *m < 60)?,
-        micros,
     })
 }
 

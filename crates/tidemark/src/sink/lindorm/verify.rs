@@ -5,23 +5,21 @@
 //! (2 000 rows, 16 MB), each continuing after the last key read (rows come in key
 //! order; no ORDER BY, which the engine limits on large results), and turned into the
 //! values the type mapping makes of the source's
-//! ([`types::stored`], [`types::read_stored`]). Repairs go through the writer: UPSERT
-//! of the source's rows, DELETE by key.
+//! ([`types::stored`], [`types::read_stored`]). Repairs go through the writer: DELETE
+//! by key, then UPSERT of the source's rows. The SQL around the values is `sink/readback.rs`'s,
+//! shared with ADB.
 
 use super::types::{self, LindormTable};
 use super::write::Upserts;
 use super::Lindorm;
+use crate::sink::readback::{self, KeyForm};
 use crate::sink::{RowSide, RowStore};
 use crate::source::snapshot::Chunk;
 use crate::transform::mapping::TablePlan;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use mysql::prelude::Queryable;
 use std::collections::HashMap;
-use tidemark_core::sql::push_ident;
 use tidemark_core::{Row, Value};
-
-/// Rows handed to verify at once.
-const BATCH: usize = 500;
 
 /// One read's rows and bytes at most: LindormTable answers at most 2 000 rows or
 /// 16 MB per read ("Quotas and limits"), so a chunk is read in pages under both.
@@ -90,19 +88,9 @@ impl Reader<'_> {
         let positions = Self::key_positions(t)?;
         let types = self.types_of(t)?;
         let names = t.target_columns();
-        let (mut cols, mut values) = (String::new(), String::new());
-        for (n, (&i, v)) in positions.iter().zip(key).enumerate() {
-            if n > 0 {
-                cols.push_str(", ");
-                values.push_str(", ");
-            }
-            push_ident(&mut cols, &names[i]);
-            types::push_stored(&mut values, &types[i], v)?;
-        }
-        Ok(if positions.len() == 1 {
-            format!("{cols} {op} {values}")
-        } else {
-            format!("({cols}) {op} ({values})")
+        let names: Vec<String> = positions.iter().map(|&i| names[i].clone()).collect();
+        readback::key_compare(&names, key, op, KeyForm::Tuple, &mut |out, n, v| {
+            types::push_stored(out, &types[positions[n]], v)
         })
     }
 
@@ -115,45 +103,16 @@ impl Reader<'_> {
         out: &mut dyn FnMut(Vec<Row>) -> Result<()>,
     ) -> Result<()> {
         let types = self.types_of(t)?.clone();
-        let mut sql = String::from("SELECT ");
-        for (i, name) in t.target_columns().iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            push_ident(&mut sql, name);
-        }
-        sql.push_str(" FROM ");
-        sql.push_str(&t.target.quoted());
-        if !cond.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(cond);
-        }
-        if let Some(n) = limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
-        let result = self
-            .conn
-            .query_iter(&sql)
-            .with_context(|| format!("reading {} on Lindorm: {sql}", t.target))?;
-        let mut batch = Vec::with_capacity(BATCH);
-        for row in result {
-            let row = row.with_context(|| format!("reading {} on Lindorm", t.target))?;
-            let values = row
-                .unwrap()
-                .into_iter()
-                .zip(&types)
-                .map(|(v, ty)| types::read_stored(ty, v))
-                .collect::<Result<Row>>()
-                .with_context(|| format!("reading {} on Lindorm", t.target))?;
-            batch.push(values);
-            if batch.len() >= BATCH {
-                out(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))?;
-            }
-        }
-        if !batch.is_empty() {
-            out(batch)?;
-        }
-        Ok(())
+        let sql = readback::select_sql(t, cond, limit);
+        readback::select_rows(
+            &mut self.conn,
+            "Lindorm",
+            t,
+            &sql,
+            false,
+            &mut |i, v| types::read_stored(&types[i], v),
+            out,
+        )
     }
 }
 
@@ -161,20 +120,15 @@ impl Reader<'_> {
 fn compare(t: &TablePlan, op: &str, bound: &[Value]) -> Result<String> {
     let def = t.def();
     let key: Vec<usize> = def.key.clone().unwrap_or_default();
-    let (mut names, mut values) = (String::new(), String::new());
-    for (n, (&i, v)) in key.iter().zip(bound).enumerate() {
-        if n > 0 {
-            names.push_str(", ");
-            values.push_str(", ");
-        }
-        let c = &def.columns[i];
-        push_ident(&mut names, t.columns.get(&c.name).unwrap_or(&c.name));
-        types::push_value(&mut values, c, v)?;
-    }
-    Ok(if key.len() == 1 {
-        format!("{names} {op} {values}")
-    } else {
-        format!("({names}) {op} ({values})")
+    let names: Vec<String> = key
+        .iter()
+        .map(|&i| {
+            let c = &def.columns[i];
+            t.columns.get(&c.name).unwrap_or(&c.name).clone()
+        })
+        .collect();
+    readback::key_compare(&names, bound, op, KeyForm::Tuple, &mut |out, n, v| {
+        types::push_value(out, &def.columns[key[n]], v).map(|_| ())
     })
 }
 
@@ -285,18 +239,7 @@ impl RowSide for Reader<'_> {
     }
 
     fn fetch(&mut self, t: &TablePlan, key: &[Value]) -> Result<Option<Row>> {
-        let positions = Self::key_positions(t)?;
-        let types = self.types_of(t)?;
-        let names = t.target_columns();
-        let mut cond = String::new();
-        for (n, (&i, v)) in positions.iter().zip(key).enumerate() {
-            if n > 0 {
-                cond.push_str(" AND ");
-            }
-            push_ident(&mut cond, &names[i]);
-            cond.push_str(" = ");
-            types::push_stored(&mut cond, &types[i], v)?;
-        }
+        let cond = self.compare_stored(t, "=", key)?;
         let mut found = None;
         self.select(t, &cond, Some(1), &mut |rows| {
             found = rows.into_iter().next();
@@ -310,12 +253,13 @@ impl RowSide for Reader<'_> {
         t: &TablePlan,
         rows: &[Row],
         keys: &[Row],
-        mut sql_out: Option<&mut dyn std::io::Write>,
+        sql_out: Option<&mut dyn std::io::Write>,
     ) -> Result<u64> {
-        let positions = Self::key_positions(t)?;
-        let types = self.types_of(t)?.clone();
-        let names = t.target_columns();
         let mut statements = Vec::new();
+        for key in keys {
+            let cond = self.compare_stored(t, "=", key)?;
+            statements.push(readback::delete_sql(t, &cond));
+        }
         let config = &self.kind.config;
         let mut upserts = Upserts::new(t, config.batch_rows, config.batch_bytes)?;
         for row in rows {
@@ -324,36 +268,7 @@ impl RowSide for Reader<'_> {
             }
         }
         statements.extend(upserts.take().map(|(sql, _)| sql));
-        for key in keys {
-            let mut sql = String::from("DELETE FROM ");
-            sql.push_str(&t.target.quoted());
-            sql.push_str(" WHERE ");
-            for (n, (&i, v)) in positions.iter().zip(key).enumerate() {
-                if n > 0 {
-                    sql.push_str(" AND ");
-                }
-                push_ident(&mut sql, &names[i]);
-                sql.push_str(" = ");
-                types::push_stored(&mut sql, &types[i], v)?;
-            }
-            statements.push(sql);
-        }
-        match sql_out.as_mut() {
-            Some(w) => {
-                writeln!(w, "-- {} → {}", t.def().name, t.target)?;
-                for s in &statements {
-                    writeln!(w, "{s};")?;
-                }
-            }
-            None => {
-                for s in &statements {
-                    let head: String = s.chars().take(160).collect();
-                    self.conn
-                        .query_drop(s)
-                        .with_context(|| format!("repairing {} on Lindorm: {head}", t.target))?;
-                }
-            }
-        }
+        readback::apply(&mut self.conn, "Lindorm", t, &statements, sql_out)?;
         Ok((rows.len() + keys.len()) as u64)
     }
 }
