@@ -110,14 +110,14 @@ fn read(c: &mut Conn, db: &str, table: Option<&str>) -> Result<Option<DatabaseIn
     );
     type StatRow = (String, String, u32, Option<String>, Option<u64>);
     let tables: Vec<TableRow> = c.exec(
-        &format!(
+        format!(
             "SELECT TABLE_NAME, TABLE_TYPE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES \
          WHERE TABLE_SCHEMA = ? {only} ORDER BY TABLE_NAME"
         ),
         &params,
     )?;
     let columns: Vec<ColumnRow> = c.exec(
-        &format!(
+        format!(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA, CHARACTER_SET_NAME \
          FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? {only} \
          ORDER BY TABLE_NAME, ORDINAL_POSITION"
@@ -125,7 +125,7 @@ fn read(c: &mut Conn, db: &str, table: Option<&str>) -> Result<Option<DatabaseIn
         &params,
     )?;
     let stats: Vec<StatRow> = c.exec(
-        &format!(
+        format!(
             "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
          WHERE TABLE_SCHEMA = ? {only} ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
         ),
