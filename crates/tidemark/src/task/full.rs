@@ -91,6 +91,13 @@ pub fn copy(
         plan.tables.len()
     );
 
+    // One pass over the jobs: a scan of them per table would grow with tables × chunks.
+    let remaining: Vec<AtomicUsize> = (0..plan.tables.len())
+        .map(|_| AtomicUsize::new(0))
+        .collect();
+    for j in &jobs {
+        remaining[j.table].fetch_add(1, Ordering::Relaxed);
+    }
     let shared = Shared {
         task,
         plan,
@@ -104,9 +111,7 @@ pub fn copy(
         ),
         failed: AtomicBool::new(false),
         exact_keyless: task.destination.capabilities().exact_keyless_handoff,
-        remaining: (0..plan.tables.len())
-            .map(|i| AtomicUsize::new(jobs.iter().filter(|j| j.table == i).count()))
-            .collect(),
+        remaining,
     };
     let (tx, rx) = bounded::<ChunkJob>(jobs.len().max(1));
     for j in jobs {

@@ -278,6 +278,7 @@ fn run_phases(
     let Some(plan) = checked.plan else {
         bail!("the precheck produced no plan")
     };
+    tracing::info!("precheck: done, {} table(s) selected", plan.tables.len());
     if task.has(Phase::Incremental)
         && incremental::load_position(store, incremental::START)?.is_none()
     {
