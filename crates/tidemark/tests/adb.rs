@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{env, spawn, stop, text, wait_incremental, TaskDir};
+use common::{env, keys, spawn, stop, text, verified, wait_incremental, TaskDir};
 use mysql::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -411,35 +411,6 @@ fn statements_stay_within_adbs_16_mb_even_when_batches_may_be_larger() {
         std::thread::sleep(Duration::from_millis(500));
     }
     stop(child);
-}
-
-/// The JSON report of `tidemark verify` for one destination table.
-fn verified<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
-    report["tables"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["target"] == target))
-        .unwrap_or_else(|| panic!("no {target} in {report}"))
-}
-
-/// The keys of a report's list, each as its literals joined by commas.
-fn keys(list: &serde_json::Value) -> Vec<String> {
-    list.as_array()
-        .map(|l| {
-            l.iter()
-                .map(|d| {
-                    d["key"]
-                        .as_array()
-                        .map(|k| {
-                            k.iter()
-                                .map(|x| x.as_str().unwrap_or("").to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `tidemark verify` on an ADB destination reads the rows back and compares them under

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{checksum, env, spawn, stop, wait_incremental, TaskDir};
+use common::{checksum, env, spawn, stop, wait_incremental, wait_incremental_within, TaskDir};
 use mysql::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -609,29 +609,6 @@ fn a_large_source_transaction_is_split_under_wsrep_max_ws_size() {
     if let Err(differ) = equal {
         panic!("the large transaction did not arrive: {differ}\n{log}");
     }
-}
-
-/// As `common::wait_incremental`, with a longer limit for a long full copy.
-fn wait_incremental_within(t: &TaskDir, child: &mut std::process::Child, limit: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if child.try_wait().expect("try_wait").is_some() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the task ended before the incremental phase:\n{err}");
-        }
-        let out = t.tidemark(&["status", "--json"]);
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            if v["status"] == "incremental" && v["status_pid"] == child.id() {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("the task never reached the incremental phase within {limit:?}");
 }
 
 /// Ends node 3's isolation and waits for the whole cluster; restarts node 3 (it then

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{env, spawn, stop, text, wait_incremental, TaskDir};
+use common::{env, keys, spawn, stop, text, verified, wait_incremental, TaskDir};
 use mysql::prelude::Queryable;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -459,34 +459,6 @@ fn precreated_tables_sigkill_mid_copy_big_transactions_and_large_rows() {
         log.contains("lin_pre_ok.t with key (7000009)") && log.contains("2097152"),
         "{log}"
     );
-}
-
-/// The JSON report of `tidemark verify` for one destination table.
-fn verified<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
-    report["tables"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["target"] == target))
-        .unwrap_or_else(|| panic!("no {target} in {report}"))
-}
-
-fn keys(list: &serde_json::Value) -> Vec<String> {
-    list.as_array()
-        .map(|l| {
-            l.iter()
-                .map(|d| {
-                    d["key"]
-                        .as_array()
-                        .map(|k| {
-                            k.iter()
-                                .map(|x| x.as_str().unwrap_or("").to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `tidemark verify` reads the rows back and compares them under the type mapping:

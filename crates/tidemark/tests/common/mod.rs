@@ -233,8 +233,13 @@ pub fn stop(child: Child) -> String {
 
 /// Waits until the task is applying binlog changes.
 pub fn wait_incremental(t: &TaskDir, child: &mut Child) {
+    wait_incremental_within(t, child, Duration::from_secs(90))
+}
+
+/// As [`wait_incremental`], with another limit (a long full copy).
+pub fn wait_incremental_within(t: &TaskDir, child: &mut Child, limit: Duration) {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(90) {
+    while started.elapsed() < limit {
         if child.try_wait().expect("try_wait").is_some() {
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
@@ -252,5 +257,34 @@ pub fn wait_incremental(t: &TaskDir, child: &mut Child) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("the task never reached the incremental phase");
+    panic!("the task never reached the incremental phase within {limit:?}");
+}
+
+/// The JSON report of `tidemark verify` for one destination table.
+pub fn verified<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+    report["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["target"] == target))
+        .unwrap_or_else(|| panic!("no {target} in {report}"))
+}
+
+/// The keys of a verify report's list, each as its literals joined by commas.
+pub fn keys(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .map(|d| {
+                    d["key"]
+                        .as_array()
+                        .map(|k| {
+                            k.iter()
+                                .map(|x| x.as_str().unwrap_or("").to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
