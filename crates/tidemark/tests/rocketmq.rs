@@ -806,12 +806,17 @@ fn avro_rebuilds_the_source() {
     }
 }
 
-/// Decodes Avro bodies with fastavro (`pip install fastavro`; `.ci/run` installs it)
-/// and the published schema: op, column names, before/after (bytes as ISO-8859-1).
-fn fastavro_decode(bodies: &[&Pulled]) -> Vec<serde_json::Value> {
+/// Every Avro body decoded by fastavro (`pip install fastavro`; `.ci/run` installs it)
+/// against `schema`, each record whole as JSON; bytes as their ISO-8859-1 text, or as
+/// `{"bytes": text}` with `bytes_as_objects` (to tell them from strings).
+fn fastavro_records(
+    schema: &str,
+    bodies: &[&Pulled],
+    bytes_as_objects: bool,
+) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
-    let schema = dir.path().join("schema.json");
-    std::fs::write(&schema, tidemark::sink::rocketmq::format::avro::SCHEMA).unwrap();
+    let schema_file = dir.path().join("schema.avsc");
+    std::fs::write(&schema_file, schema).unwrap();
     let data = dir.path().join("bodies.bin");
     let mut all = Vec::new();
     for m in bodies {
@@ -824,24 +829,23 @@ import io, json, struct, sys
 from fastavro import parse_schema, schemaless_reader
 schema = parse_schema(json.load(open(sys.argv[1])))
 data = open(sys.argv[2], "rb").read()
-i = 0
-def plain(v):
-    return {"bytes": v.decode("latin-1")} if isinstance(v, bytes) else v
+as_objects = sys.argv[3] == "1"
+i, out = 0, []
 while i < len(data):
     n = struct.unpack(">I", data[i:i + 4])[0]
     buf = io.BytesIO(data[i + 4:i + 4 + n])
     i += 4 + n
-    r = schemaless_reader(buf, schema)
+    out.append(schemaless_reader(buf, schema))
     assert buf.tell() == n, "trailing bytes"
-    img = lambda k: None if r[k] is None else [plain(v) for v in r[k]]
-    print(json.dumps({"op": r["op"], "columns": [c["name"] for c in r["columns"]],
-                      "before": img("before"), "after": img("after"), "ddl": r["ddl"]}))
+text = lambda b: b.decode("latin-1")
+print(json.dumps(out, default=(lambda b: {"bytes": text(b)}) if as_objects else text))
 "#;
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)
-        .arg(&schema)
+        .arg(&schema_file)
         .arg(&data)
+        .arg(if bytes_as_objects { "1" } else { "0" })
         .output()
         .expect("run python3 (with fastavro: pip install fastavro)");
     assert!(
@@ -849,10 +853,22 @@ while i < len(data):
         "fastavro could not read the records: {}",
         text(&out)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Tidemark Avro bodies decoded by fastavro and the published schema: op, column names,
+/// before/after (bytes as `{"bytes": ISO-8859-1 text}`), ddl.
+fn fastavro_decode(bodies: &[&Pulled]) -> Vec<serde_json::Value> {
+    fastavro_records(tidemark::sink::rocketmq::format::avro::SCHEMA, bodies, true)
+        .into_iter()
+        .map(|r| {
+            let columns: Vec<serde_json::Value> = r["columns"]
+                .as_array()
+                .map(|cs| cs.iter().map(|c| c["name"].clone()).collect())
+                .unwrap_or_default();
+            serde_json::json!({"op": r["op"], "columns": columns,
+                "before": r["before"], "after": r["after"], "ddl": r["ddl"]})
+        })
         .collect()
 }
 
@@ -1868,39 +1884,12 @@ fn dts_avro_records_rebuild_the_source() {
         std::thread::sleep(Duration::from_millis(300));
     };
     stop(child);
-    let dir = tempfile::tempdir().unwrap();
-    let schema = dir.path().join("record.avsc");
-    std::fs::write(&schema, tidemark::sink::rocketmq::format::dts_avro::SCHEMA).unwrap();
-    let data = dir.path().join("bodies.bin");
-    let mut all = Vec::new();
-    for m in &bodies {
-        all.extend_from_slice(&(m.body.len() as u32).to_be_bytes());
-        all.extend_from_slice(&m.body);
-    }
-    std::fs::write(&data, all).unwrap();
-    let script = r#"
-import io, json, struct, sys
-from fastavro import parse_schema, schemaless_reader
-schema = parse_schema(json.load(open(sys.argv[1])))
-data = open(sys.argv[2], "rb").read()
-i, out = 0, []
-while i < len(data):
-    n = struct.unpack(">I", data[i:i + 4])[0]
-    buf = io.BytesIO(data[i + 4:i + 4 + n])
-    i += 4 + n
-    out.append(schemaless_reader(buf, schema))
-    assert buf.tell() == n, "trailing bytes"
-print(json.dumps(out, default=lambda b: b.decode("latin-1")))
-"#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&schema)
-        .arg(&data)
-        .output()
-        .expect("run python3 (with fastavro: pip install fastavro)");
-    assert!(out.status.success(), "fastavro: {}", text(&out));
-    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let bodies: Vec<&Pulled> = bodies.iter().collect();
+    let records = fastavro_records(
+        tidemark::sink::rocketmq::format::dts_avro::SCHEMA,
+        &bodies,
+        false,
+    );
     // Queue by queue, as a subscription consumer applies them.
     type Row = (Option<String>, Option<String>);
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
@@ -2192,40 +2181,18 @@ fn dts_avro_control_records_frame_each_transaction() {
         "BEGIN; INSERT INTO {db}.t VALUES (1, 1), (2, 2), (3, 3), (4, 4); COMMIT;"
     ));
     let decode = |queue: &[Pulled]| -> Vec<serde_json::Value> {
-        let dir = tempfile::tempdir().unwrap();
-        let schema = dir.path().join("record.avsc");
-        std::fs::write(&schema, tidemark::sink::rocketmq::format::dts_avro::SCHEMA).unwrap();
-        let data = dir.path().join("bodies.bin");
-        let mut all = Vec::new();
-        for m in queue {
-            all.extend_from_slice(&(m.body.len() as u32).to_be_bytes());
-            all.extend_from_slice(&m.body);
-        }
-        std::fs::write(&data, all).unwrap();
-        let script = r#"
-import io, json, struct, sys
-from fastavro import parse_schema, schemaless_reader
-schema = parse_schema(json.load(open(sys.argv[1])))
-data = open(sys.argv[2], "rb").read()
-i, out = 0, []
-while i < len(data):
-    n = struct.unpack(">I", data[i:i + 4])[0]
-    buf = io.BytesIO(data[i + 4:i + 4 + n])
-    i += 4 + n
-    r = schemaless_reader(buf, schema)
-    assert buf.tell() == n, "trailing bytes"
-    out.append({"op": r["operation"], "txid": r["sourceTxid"], "id": r["id"], "object": r["objectName"]})
-print(json.dumps(out))
-"#;
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .arg(&schema)
-            .arg(&data)
-            .output()
-            .expect("run python3 (with fastavro: pip install fastavro)");
-        assert!(out.status.success(), "fastavro: {}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
+        let bodies: Vec<&Pulled> = queue.iter().collect();
+        fastavro_records(
+            tidemark::sink::rocketmq::format::dts_avro::SCHEMA,
+            &bodies,
+            false,
+        )
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({"op": r["operation"], "txid": r["sourceTxid"],
+                    "id": r["id"], "object": r["objectName"]})
+        })
+        .collect()
     };
     // Every queue with inserts: BEGIN, its inserts, COMMIT; every queue ends with a
     // heartbeat.
