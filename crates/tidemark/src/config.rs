@@ -44,6 +44,9 @@ struct TaskFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointFile {
+    /// What the source is: `mysql` (MySQL, MariaDB and compatibles) or `adb-mysql`.
+    #[serde(rename = "type", default)]
+    kind: SourceKind,
     url: String,
     #[serde(default)]
     tls: TlsMode,
@@ -59,6 +62,18 @@ struct EndpointFile {
     /// A client certificate (PEM) and its private key, for accounts that `REQUIRE X509`.
     tls_cert: Option<String>,
     tls_key: Option<String>,
+}
+
+/// `[source] type`: how the source's schema, rows and changes are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// MySQL, MariaDB and servers compatible with them: one binary log for the server.
+    #[default]
+    Mysql,
+    /// AnalyticDB for MySQL 3.0: ADB's `SHOW CREATE TABLE`, one binary log per table
+    /// (`source/adb/`).
+    AdbMysql,
 }
 
 /// `migration.types` entries.
@@ -339,6 +354,8 @@ pub struct Task {
     pub name: String,
     pub file: PathBuf,
     pub source: Endpoint,
+    /// `[source] type`.
+    pub source_kind: SourceKind,
     /// `[destination]`, read by its kind.
     pub destination: crate::sink::Destination,
     pub migration: Migration,
@@ -415,6 +432,14 @@ impl Task {
             env,
             timeouts,
         };
+        if file.source.kind == SourceKind::AdbMysql {
+            validate_adb_source(
+                &file.source,
+                &file.migration,
+                &file.advanced,
+                &file.verification,
+            )?;
+        }
         let destination = crate::sink::parse(file.destination, &resolver)?;
         validate_migration(&file.migration)?;
         validate_full(&file.full)?;
@@ -450,6 +475,7 @@ impl Task {
             name,
             file: path.to_path_buf(),
             source,
+            source_kind: file.source.kind,
             destination,
             migration: file.migration,
             full: file.full,
@@ -462,6 +488,29 @@ impl Task {
             objects: file.objects,
         })
     }
+}
+
+/// What an AnalyticDB source cannot do: it has one binary log per table, no GTIDs, and
+/// takes no writes from the task.
+fn validate_adb_source(
+    source: &EndpointFile,
+    m: &Migration,
+    advanced: &Advanced,
+    verification: &VerificationOptions,
+) -> Result<()> {
+    if m.start_position.is_some() || m.start_gtid.is_some() {
+        bail!("`migration.start_position` and `start_gtid` name one binlog of one server, but an `adb-mysql` source (`source.type`) has one binlog per table: leave them out (the task starts at each table's current position, `SHOW MASTER STATUS FOR t`)");
+    }
+    if !source.failover.is_empty() {
+        bail!("`source.failover` is for a MySQL primary's other addresses; an `adb-mysql` source is one cluster endpoint: leave it out");
+    }
+    if advanced.heartbeat {
+        bail!("`advanced.heartbeat` writes a heartbeat table on the source, which an `adb-mysql` source would have to log per table: set `heartbeat = false` (idle tables are told apart from a dead connection by the binlog connections' own heartbeats)");
+    }
+    if verification.mode == VerificationMode::Continuous {
+        bail!("`verification.mode = \"continuous\"` needs a snapshot at an exact binlog position, which an `adb-mysql` source cannot give: use `tidemark verify` once the task has caught up");
+    }
+    Ok(())
 }
 
 fn validate_migration(m: &Migration) -> Result<()> {

@@ -6,7 +6,7 @@
 
 pub(crate) mod grants;
 
-use crate::config::{Phase, Task};
+use crate::config::{Phase, SourceKind, Task};
 use crate::connect::{connect_raw, ServerInfo, Side};
 use crate::source::catalog;
 use crate::state::Store;
@@ -199,8 +199,12 @@ fn check_all(
 
     // Objects.
     let mut dbs = BTreeMap::new();
+    let adb = task.source_kind == SourceKind::AdbMysql;
     for o in &task.objects {
-        if let Some(info) = catalog::read_database(src, &o.database)? {
+        if let Some(mut info) = catalog::read_database(src, &o.database)? {
+            if adb {
+                crate::source::adb::refine(src, &mut info)?;
+            }
             dbs.insert(o.database.clone(), info);
         }
     }
@@ -225,7 +229,9 @@ fn check_all(
     unsupported(&plan, r);
     invisible(&plan, &s, r);
     dst.check(store, &plan, r)?;
-    if task.has(Phase::Incremental) {
+    if adb {
+        crate::source::adb::precheck::check(task, &plan, src, store, r)?;
+    } else if task.has(Phase::Incremental) {
         binlog(task, src, r)?;
         server_id(task, src, r)?;
         checkpoint_binlog(store, src, r)?;

@@ -21,6 +21,9 @@ pub struct TableInfo {
     pub bytes: u64,
     /// Every index by name.
     pub indexes: BTreeMap<String, Index>,
+    /// An AnalyticDB source's own definition of the table (its types, distribution and
+    /// partition), for a destination that keeps them.
+    pub adb: Option<crate::source::adb::ddl::AdbTable>,
 }
 
 /// One database and everything in it.
@@ -181,6 +184,7 @@ fn read(c: &mut Conn, db: &str, table: Option<&str>) -> Result<Option<DatabaseIn
                     rows: rows.unwrap_or(0),
                     bytes: data.unwrap_or(0) + index.unwrap_or(0),
                     indexes,
+                    adb: None,
                 });
             }
             // SYSTEM VERSIONED and SEQUENCE tables: not migrated yet; the precheck says so.

@@ -490,6 +490,7 @@ mod tests {
                 rows: 0,
                 bytes: 0,
                 indexes: BTreeMap::new(),
+                adb: None,
             },
             target: TableName::new("d", "t"),
             columns: [("e", "e"), ("n", "n"), ("s", "s")]

@@ -14,8 +14,10 @@ use crate::config::{Phase, Task};
 use crate::connect::{connect_raw, Side};
 use crate::precheck;
 use crate::progress::Progress;
-use crate::source::binlog::client::{current_position, StartAt};
+use crate::source::binlog::client::StartAt;
+use crate::source::current_position;
 use crate::state::{Store, TaskStatus};
+use crate::transform::mapping::Plan;
 use anyhow::{bail, Result};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -236,13 +238,13 @@ pub fn run(task: &Task, opts: RunOptions) -> Result<Outcome> {
 
 /// Where an incremental task starts reading: the task's `start_position` or
 /// `start_gtid`, else the source's current position.
-fn start_position(task: &Task) -> Result<Position> {
+fn start_position(task: &Task, plan: &Plan) -> Result<Position> {
     if let Some(p) = &task.migration.start_position {
         if let StartAt::File { file, position } = StartAt::parse_file_position(p)? {
             return Ok(Position {
                 file,
                 offset: position,
-                gtid: None,
+                ..Default::default()
             });
         }
     }
@@ -251,10 +253,11 @@ fn start_position(task: &Task) -> Result<Position> {
             file: String::new(),
             offset: 4,
             gtid: Some(g.clone()),
+            ..Default::default()
         });
     }
     let mut src = connect_raw(&task.source, Side::Source)?;
-    current_position(&mut src)
+    current_position(task, &plan.source_tables(), &mut src)
 }
 
 fn run_phases(
@@ -283,7 +286,7 @@ fn run_phases(
         && incremental::load_position(store, incremental::START)?.is_none()
     {
         // Captured before the copy reads anything: every change from here on is replayed.
-        let start = start_position(task)?;
+        let start = start_position(task, &plan)?;
         tracing::info!("incremental: changes will be read from {start}");
         incremental::save_position(store, incremental::START, &start)?;
     }
@@ -335,7 +338,8 @@ fn run_phases(
     {
         // Until the stream passes this point it may meet rows the copy already holds.
         let mut src = connect_raw(&task.source, Side::Source)?;
-        incremental::save_position(store, incremental::SAFE_UNTIL, &current_position(&mut src)?)?;
+        let now = current_position(task, &plan.source_tables(), &mut src)?;
+        incremental::save_position(store, incremental::SAFE_UNTIL, &now)?;
     }
     if task.has(Phase::Schema) && !done("post_load")? {
         check_stop()?;

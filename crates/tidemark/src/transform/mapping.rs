@@ -121,6 +121,14 @@ impl Plan {
     pub fn table(&self, source: &TableName) -> Option<&TablePlan> {
         self.tables.iter().find(|t| &t.source.def.name == source)
     }
+
+    /// The source names of every selected table.
+    pub fn source_tables(&self) -> Vec<TableName> {
+        self.tables
+            .iter()
+            .map(|t| t.source.def.name.clone())
+            .collect()
+    }
 }
 
 /// Applies the `name_case` policy; `dest_lower` is the destination's

@@ -75,6 +75,9 @@ pub enum PartitionRule {
     Value,
     /// `PARTITION BY VALUE(DATE_FORMAT(col, fmt))`.
     DateFormat(String),
+    /// `PARTITION BY VALUE(FROM_UNIXTIME(col, fmt))` (an integer column of epoch
+    /// seconds; taken from an ADB source's own definition).
+    FromUnixtime(String),
 }
 
 /// A partition clause.
@@ -82,6 +85,7 @@ pub enum PartitionRule {
 pub struct Partition {
     pub column: String,
     pub rule: PartitionRule,
+    /// 0: no `LIFECYCLE` (an ADB source's partitioned table without one).
     pub lifecycle: u32,
 }
 

@@ -5,14 +5,14 @@
 //! views are not migrated (the precheck says so), secondary indexes neither (ADB indexes
 //! every column by default, `INDEX_ALL='Y'`).
 
-use super::config::{PartitionRule, TableSettings, TableType};
+use super::config::{Partition, PartitionRule, TableSettings, TableType};
 use super::types::{self, Convert, Mapped};
 use crate::connect::{connect_raw, Side};
 use crate::endpoint::Endpoint;
 use crate::transform::mapping::TablePlan;
 use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
-use tidemark_core::sql::quote_ident;
+use tidemark_core::sql::{quote_ident, quote_str};
 use tidemark_core::{ColumnDef, ColumnKind, Value};
 
 /// How one source table lands in ADB.
@@ -158,11 +158,19 @@ pub fn layout(
     let name = &t.target;
     let mut problems = Vec::new();
     let mut columns = Vec::new();
+    // An ADB source's tables keep their layout unless the task file sets one.
+    let from_source = settings.is_none().then(|| source_settings(t)).flatten();
+    let settings = settings.or(from_source.as_ref());
     for c in t.copied_columns() {
         let ai = auto_increment
             .iter()
             .any(|a| a.eq_ignore_ascii_case(&c.name));
-        match types::map(c, ai) {
+        let shown = t.source.adb.as_ref().and_then(|a| a.column(&c.name));
+        let mapped = match shown {
+            Some(shown) => types::map_adb(shown),
+            None => types::map(c, ai),
+        };
+        match mapped {
             Ok(m) => columns.push((t.columns[&c.name].clone(), m)),
             Err(why) => problems.push(format!("{name}: column `{}` {why}", c.name)),
         }
@@ -239,18 +247,23 @@ pub fn layout(
                         p.column
                     ));
                 }
-                let temporal = columns
-                    .get(i)
-                    .is_some_and(|(_, m)| matches!(m.convert, Convert::Temporal));
-                if matches!(p.rule, PartitionRule::DateFormat(_)) && !temporal {
-                    problems.push(format!(
-                        "{name}: `partition_rule` {:?} needs a DATE, DATETIME or TIMESTAMP column; `{}` is not one (use \"value\")",
-                        match &p.rule {
-                            PartitionRule::DateFormat(f) => f.as_str(),
-                            PartitionRule::Value => "value",
-                        },
+                let kind = t.copied_columns().nth(i).map(|c| c.kind);
+                let temporal = matches!(
+                    kind,
+                    Some(ColumnKind::Date | ColumnKind::DateTime | ColumnKind::Timestamp)
+                );
+                match &p.rule {
+                    PartitionRule::DateFormat(f) if !temporal => problems.push(format!(
+                        "{name}: `partition_rule` {f:?} needs a DATE, DATETIME or TIMESTAMP column; `{}` is not one (use \"value\")",
                         p.column
-                    ));
+                    )),
+                    PartitionRule::FromUnixtime(_) if !kind.is_some_and(ColumnKind::is_integer) => {
+                        problems.push(format!(
+                            "{name}: FROM_UNIXTIME partitioning needs an integer column; `{}` is not one",
+                            p.column
+                        ))
+                    }
+                    _ => {}
                 }
             }
         }
@@ -264,6 +277,41 @@ pub fn layout(
         distribution,
         settings: settings.cloned(),
         key_positions,
+    })
+}
+
+/// The layout an ADB source gives `t` (its table type, distribution and partition),
+/// as settings; `None` for other sources.
+fn source_settings(t: &TablePlan) -> Option<TableSettings> {
+    use crate::source::adb::ddl::{Distribution, PartitionExpr};
+    let adb = t.source.adb.as_ref()?;
+    // Source column names → destination names (renames in [[objects]]).
+    let renamed = |c: &str| t.columns.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let (table_type, distribution_key) = match &adb.distribution {
+        Some(Distribution::Broadcast) => (TableType::Dimension, None),
+        Some(Distribution::Hash(cols)) => (
+            TableType::Fact,
+            Some(cols.iter().map(|c| renamed(c)).collect()),
+        ),
+        None => (TableType::Fact, None),
+    };
+    let partition = adb.partition.as_ref().map(|(expr, lifecycle)| Partition {
+        column: renamed(expr.column()),
+        rule: match expr {
+            PartitionExpr::Value(_) => PartitionRule::Value,
+            PartitionExpr::DateFormat(_, f) => PartitionRule::DateFormat(f.clone()),
+            PartitionExpr::FromUnixtime(_, f) => PartitionRule::FromUnixtime(f.clone()),
+        },
+        lifecycle: lifecycle.unwrap_or(0),
+    });
+    Some(TableSettings {
+        database: t.target.database.clone(),
+        table: t.target.table.clone(),
+        table_type,
+        primary_key: None,
+        distribution_key,
+        partition,
+        merge: false,
     })
 }
 
@@ -295,12 +343,13 @@ pub fn create_table(t: &TablePlan, l: &Layout) -> String {
         let col = quote_ident(&p.column);
         let value = match &p.rule {
             PartitionRule::Value => col,
-            PartitionRule::DateFormat(f) => format!("DATE_FORMAT({col}, '{f}')"),
+            PartitionRule::DateFormat(f) => format!("DATE_FORMAT({col}, {})", quote_str(f)),
+            PartitionRule::FromUnixtime(f) => format!("FROM_UNIXTIME({col}, {})", quote_str(f)),
         };
-        sql.push_str(&format!(
-            " PARTITION BY VALUE({value}) LIFECYCLE {}",
-            p.lifecycle
-        ));
+        sql.push_str(&format!(" PARTITION BY VALUE({value})"));
+        if p.lifecycle > 0 {
+            sql.push_str(&format!(" LIFECYCLE {}", p.lifecycle));
+        }
     }
     sql
 }

@@ -94,6 +94,23 @@ fn numbers(column_type: &str) -> (Option<u32>, Option<u32>) {
     (it.next().flatten(), it.next().flatten())
 }
 
+/// The ADB column for a column of an ADB source: the same type, unchanged.
+pub fn map_adb(shown: &crate::source::adb::ddl::Column) -> Result<Mapped, Refusal> {
+    let base = shown.base();
+    if matches!(base.as_str(), "ARRAY" | "MAP") {
+        return Err(format!(
+            "{}: ARRAY and MAP columns are not migrated yet; leave the column out of the selection",
+            shown.ty
+        ));
+    }
+    Ok(Mapped {
+        adb_type: shown.ty.to_ascii_uppercase(),
+        force_nullable: false,
+        note: None,
+        convert: Convert::Keep,
+    })
+}
+
 /// The ADB column for a source column. `auto_increment`: the source column is
 /// AUTO_INCREMENT (ADB takes it only on BIGINT).
 pub fn map(c: &ColumnDef, auto_increment: bool) -> Result<Mapped, Refusal> {

@@ -655,6 +655,7 @@ mod tests {
             rows: 0,
             bytes: 0,
             indexes: Default::default(),
+            adb: None,
         };
         let db = DatabaseInfo {
             name: "Src".into(),
@@ -749,6 +750,7 @@ mod tests {
                 rows: 0,
                 bytes: 0,
                 indexes: Default::default(),
+                adb: None,
             },
             target: TableName::new("d", "q"),
             columns: [("id", "id"), ("a", "x")]

@@ -837,6 +837,7 @@ topic = "orders"
             rows: 0,
             bytes: 0,
             indexes: Default::default(),
+            adb: None,
         };
         whole_table(
             info,
@@ -853,7 +854,7 @@ topic = "orders"
         let p = tidemark_core::Position {
             file: "binlog.000003".into(),
             offset: 1234,
-            gtid: None,
+            ..Default::default()
         };
         let ev = RowEvent {
             table: &t,

@@ -64,7 +64,12 @@ pub fn current_position(c: &mut Conn) -> Result<Position> {
         .get(1)
         .ok_or_else(|| anyhow!("SHOW MASTER STATUS returned no position"))?;
     let gtid = gtid_state(c)?;
-    Ok(Position { file, offset, gtid })
+    Ok(Position {
+        file,
+        offset,
+        gtid,
+        ..Default::default()
+    })
 }
 
 /// MariaDB: the binlog position of the connection's consistent snapshot.
@@ -83,7 +88,7 @@ pub fn snapshot_position(c: &mut mysql::Conn) -> Result<Option<Position>> {
                 pos.parse().ok().map(|offset| Position {
                     file,
                     offset,
-                    gtid: None,
+                    ..Default::default()
                 })
             }
             _ => None,
@@ -257,7 +262,7 @@ impl Reader {
             Position {
                 file: self.file.clone(),
                 offset: self.offset,
-                gtid: None,
+                ..Default::default()
             },
         )))
     }

@@ -346,6 +346,13 @@ fn read_from(
                 if let Some(mut t) = txn.take() {
                     t.timestamp = event.header.timestamp;
                     finish(t, pos, resume)?;
+                } else if pos.file == resume.file && pos.offset > resume.offset {
+                    // A transaction with nothing for this task (rows of tables not
+                    // read): a reconnect may start after it, and the next heartbeat
+                    // reports the stream this far.
+                    gtid = None;
+                    gtid_at = None;
+                    resume.offset = pos.offset;
                 }
             }
             Body::Heartbeat if txn.is_none() => {

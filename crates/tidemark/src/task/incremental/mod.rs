@@ -118,7 +118,7 @@ pub fn copied_as_of(store: &Store, table: &str, at: &Position) -> Result<()> {
 }
 
 fn after(a: &Position, b: &Position) -> bool {
-    (a.file.as_str(), a.offset) >= (b.file.as_str(), b.offset)
+    a.reached(b)
 }
 
 /// Runs the incremental phase from the last checkpoint (or `start`).
@@ -173,6 +173,7 @@ pub fn run(
         endpoints.extend(task.source_failover.iter().cloned());
         let identity = store.get(SOURCE_IDENTITY)?.filter(|s| !s.is_empty());
         let (server_id, retry_window) = (task.server_id, task.advanced.connection_window());
+        let (kind, tables) = (task.source_kind, plan.source_tables());
         std::thread::spawn(move || {
             let source = stream::Source {
                 endpoints: &endpoints,
@@ -181,7 +182,7 @@ pub fn run(
                 server_id,
                 retry_window,
             };
-            stream::read(&source, start, &stop, tx)
+            crate::source::read_changes(kind, &source, &tables, start, &stop, tx)
         })
     };
     let heartbeat_stop = Arc::new(AtomicBool::new(false));
@@ -457,9 +458,7 @@ fn coordinate(
             Ok(Item::Txn(txn)) => {
                 // Held at a position this transaction goes past: stop before it.
                 if let (Some(ctl), Some((p, _))) = (control, &hold) {
-                    let beyond =
-                        (txn.end.file.as_str(), txn.end.offset) > (p.file.as_str(), p.offset);
-                    if beyond {
+                    if txn.end.beyond(p) {
                         applier.flush(tracker)?;
                         if let Some((_, ack)) = hold.take() {
                             let _ = ack.send(applier.checkpoint.clone());
@@ -492,7 +491,7 @@ fn coordinate(
                 applier.flush(tracker)?;
                 applier.idle(&position)?;
                 read_to = position.clone();
-                if opts.stop_when_caught_up && caught_up(&mut src, &position)? {
+                if opts.stop_when_caught_up && caught_up(task, plan, &mut src, &position)? {
                     tracing::info!("incremental: caught up at {position}");
                     return Ok(());
                 }
@@ -503,7 +502,7 @@ fn coordinate(
                     && last_caught_up_check.elapsed() > Duration::from_millis(500)
                 {
                     last_caught_up_check = Instant::now();
-                    if caught_up(&mut src, &applier.checkpoint)? {
+                    if caught_up(task, plan, &mut src, &applier.checkpoint)? {
                         tracing::info!("incremental: caught up at {}", applier.checkpoint);
                         return Ok(());
                     }
@@ -599,7 +598,7 @@ impl Report {
     }
 }
 
-fn caught_up(src: &mut mysql::Conn, at: &Position) -> Result<bool> {
-    let now = crate::source::binlog::client::current_position(src)?;
+fn caught_up(task: &Task, plan: &Plan, src: &mut mysql::Conn, at: &Position) -> Result<bool> {
+    let now = crate::source::current_position(task, &plan.source_tables(), src)?;
     Ok(after(at, &now))
 }

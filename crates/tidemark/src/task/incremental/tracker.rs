@@ -89,6 +89,7 @@ impl Tracker {
                     rows: 0,
                     bytes: 0,
                     indexes: Default::default(),
+                    adb: None,
                 };
                 let plan = match planned.get(&key) {
                     Some(old) if !old.whole_database => {
@@ -296,8 +297,12 @@ impl Tracker {
         let mut n = 0;
         if !self.skip_until.is_empty() {
             let before = self.skip_until.len();
-            self.skip_until.retain(|_, at| {
-                (txn.end.file.as_str(), txn.end.offset) <= (at.file.as_str(), at.offset)
+            // Each table against its own log (one log per table on a per-table source).
+            self.skip_until.retain(|table, at| {
+                match (txn.end.of_table(table), at.of_table(table)) {
+                    (Some(end), Some(at)) => !end.beyond(at),
+                    _ => true,
+                }
             });
             self.changed |= self.skip_until.len() != before;
         }

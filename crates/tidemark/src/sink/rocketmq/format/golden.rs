@@ -180,6 +180,7 @@ fn every_type() -> (TablePlan, Vec<Value>) {
         rows: 0,
         bytes: 0,
         indexes: Default::default(),
+        adb: None,
     };
     let plan = whole_table(info, TableName::new("shop", "every"), Operations::default());
     (plan, values)
@@ -190,6 +191,7 @@ fn position() -> Position {
         file: "mysql-bin.000003".into(),
         offset: 1234,
         gtid: Some("0-1-42,1-1-3".into()),
+        ..Default::default()
     }
 }
 
@@ -924,6 +926,7 @@ fn generated_table() -> (TablePlan, Vec<Value>) {
         rows: 0,
         bytes: 0,
         indexes: Default::default(),
+        adb: None,
     };
     let plan = whole_table(info, TableName::new("shop", "gen"), Operations::default());
     let row = vec![
