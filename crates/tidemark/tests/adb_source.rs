@@ -297,6 +297,13 @@ fn adb_to_adb_many_tables_full_and_incremental_survive_sigkill() {
     }
     let log = stop(child);
     assert!(!log.contains("panicked"), "{log}");
+    // `tidemark verify` reads both ADB ends (the reference cannot verify at all).
+    let out = t.tidemark(&["verify", "--no-progress"]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for (table, _) in TABLES {
+        assert!(log.contains(&format!("a2a.{table} → a2a.{table}: equal")), "{log}");
+    }
 }
 
 #[test]

@@ -33,7 +33,7 @@ use crate::transform::mapping::TablePlan;
 use anyhow::{anyhow, bail, Result};
 use mysql::prelude::Queryable;
 use std::collections::HashMap;
-use tidemark_core::sql::{push_literal, take_ident};
+use tidemark_core::sql::push_literal;
 use tidemark_core::{ColumnKind, Row, Value};
 
 /// Repair statements: ADB's advice (≥ 1 000 rows, ≤ 16 MB) with room for the head.
@@ -136,40 +136,19 @@ fn read_back(kind: ColumnKind, v: mysql::Value) -> Result<Value> {
     Ok(normal(v))
 }
 
-/// The `type` of each column line of ADB's `SHOW CREATE TABLE`, and its primary key.
+/// The `type` of each column of ADB's `SHOW CREATE TABLE` (upper-case), and its
+/// primary key; nothing when the text is not a table definition.
 fn shown_columns(ddl: &str) -> (Vec<(String, String)>, Vec<String>) {
-    let (mut cols, mut key) = (Vec::new(), Vec::new());
-    for line in ddl.lines().map(str::trim) {
-        if line.starts_with('`') {
-            if let Some((name, rest)) = take_ident(line) {
-                let mut depth = 0;
-                let ty: String = rest
-                    .trim_start()
-                    .chars()
-                    .take_while(|&c| {
-                        match c {
-                            '(' => depth += 1,
-                            ')' => depth -= 1,
-                            _ => {}
-                        }
-                        depth > 0 || !(c.is_whitespace() || c == ',')
-                    })
-                    .collect();
-                cols.push((name, ty.to_ascii_uppercase()));
-            }
-        } else if let Some(rest) = line
-            .to_ascii_uppercase()
-            .starts_with("PRIMARY KEY")
-            .then(|| &line["PRIMARY KEY".len()..])
-        {
-            let mut rest = rest.trim_start().trim_start_matches('(');
-            while let Some((name, after)) = take_ident(rest.trim_start()) {
-                key.push(name);
-                rest = after.trim_start().trim_start_matches(',');
-            }
-        }
+    match crate::source::adb::ddl::parse(ddl) {
+        Ok(t) => (
+            t.columns
+                .into_iter()
+                .map(|c| (c.name, c.ty.to_ascii_uppercase()))
+                .collect(),
+            t.primary_key,
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
     }
-    (cols, key)
 }
 
 /// ADB holds the mapping's type `want` in a column shown as `have`: the same type, or
