@@ -302,7 +302,10 @@ fn adb_to_adb_many_tables_full_and_incremental_survive_sigkill() {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     for (table, _) in TABLES {
-        assert!(log.contains(&format!("a2a.{table} → a2a.{table}: equal")), "{log}");
+        assert!(
+            log.contains(&format!("a2a.{table} → a2a.{table}: equal")),
+            "{log}"
+        );
     }
 }
 

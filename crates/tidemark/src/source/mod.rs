@@ -50,3 +50,17 @@ pub fn read_changes(
         SourceKind::AdbMysql => adb::binlog::read(src, tables, start, stop, out),
     }
 }
+
+/// One table's definition, or `None` when it is gone: `information_schema`'s, with an
+/// AnalyticDB source's own definition laid over it.
+pub fn read_table(
+    kind: SourceKind,
+    c: &mut mysql::Conn,
+    name: &TableName,
+) -> Result<Option<catalog::TableInfo>> {
+    let mut info = catalog::read_table(c, name)?;
+    if let (SourceKind::AdbMysql, Some(t)) = (kind, info.as_mut()) {
+        adb::refine_table(c, t)?;
+    }
+    Ok(info)
+}

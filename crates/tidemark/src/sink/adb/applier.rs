@@ -40,6 +40,7 @@ pub(super) struct Applier<'a> {
     settings: &'a [TableSettings],
     /// Definitions are read from the source (the destination's types are ADB's).
     source: mysql::Conn,
+    source_kind: crate::config::SourceKind,
     /// For tables copied in mid-stream.
     dst: mysql::Conn,
     /// By the address of the task's plan (kept alive here, so the address is not reused):
@@ -57,6 +58,7 @@ impl<'a> Applier<'a> {
             inner: MysqlApplier::new(task, endpoint)?,
             settings,
             source: connect(&task.source, Side::Source)?,
+            source_kind: task.source_kind,
             dst: connect_raw(endpoint, Side::Destination)?,
             plans: HashMap::new(),
         })
@@ -79,7 +81,8 @@ impl Applier<'_> {
         let Some(name) = created_table(d.sql, d.use_db) else {
             return Ok(DdlOutcome::Rejected(d.sql.to_string()));
         };
-        let Some(info) = catalog::read_table(&mut self.source, &name)? else {
+        let Some(info) = crate::source::read_table(self.source_kind, &mut self.source, &name)?
+        else {
             return Ok(DdlOutcome::Rejected(format!(
                 "{name} is not on the source any more: {}",
                 d.sql
@@ -245,7 +248,7 @@ impl ChangeApplier for Applier<'_> {
         source: &TableName,
         _target: &TableName,
     ) -> Result<Option<catalog::TableInfo>> {
-        catalog::read_table(&mut self.source, source)
+        crate::source::read_table(self.source_kind, &mut self.source, source)
     }
 
     /// A table renamed into the selection: created in ADB's dialect, then its rows

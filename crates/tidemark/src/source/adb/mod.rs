@@ -13,7 +13,7 @@ pub mod binlog;
 pub mod ddl;
 pub mod precheck;
 
-use crate::source::catalog::DatabaseInfo;
+use crate::source::catalog::{DatabaseInfo, TableInfo};
 use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
 use tidemark_core::{ColumnKind, TableName};
@@ -33,6 +33,14 @@ pub fn show_create(c: &mut mysql::Conn, table: &TableName) -> Result<ddl::AdbTab
 /// for a destination that keeps distribution and partition.
 pub fn refine(c: &mut mysql::Conn, db: &mut DatabaseInfo) -> Result<()> {
     for t in &mut db.tables {
+        refine_table(c, t)?;
+    }
+    Ok(())
+}
+
+/// [`refine`] for one table.
+pub fn refine_table(c: &mut mysql::Conn, t: &mut TableInfo) -> Result<()> {
+    {
         let adb = show_create(c, &t.def.name)?;
         for col in &mut t.def.columns {
             let Some(shown) = adb.column(&col.name) else {
