@@ -74,7 +74,11 @@
 //! storage types, e.g. `mediumtext` for a non-key VARCHAR).
 
 use super::sql::{lit, q, syntax, Tok, P};
-use super::wire::{Col, Greeting, Reply, Session, SqlError};
+use super::adb_binlog::{parse_table_file, table_file, Feed};
+use super::wire::{
+    Col, Greeting, Replication, Reply, Session, SqlError, COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID,
+    COM_REGISTER_SLAVE,
+};
 use super::{forward, storage_conn, Engine, Listener};
 use anyhow::{Context, Result};
 use mysql::prelude::Queryable;
@@ -131,7 +135,9 @@ pub struct AdbStandIn {
 impl AdbStandIn {
     pub fn start(opts: &Options) -> Result<AdbStandIn> {
         let storage = crate::Server::start(&crate::Options {
-            binlog: false,
+            // Row images for the per-table binary logs; no checksums, so events the
+            // stand-in rewrites (ROTATE, HEARTBEAT) need none.
+            binlog: true,
             server_id: 90,
             time_zone: Some("+00:00".into()),
             extra_args: vec![
@@ -140,6 +146,7 @@ impl AdbStandIn {
                 "--max-allowed-packet=1G".into(),
                 "--explicit-defaults-for-timestamp=ON".into(),
                 format!("--version={SERVER_VERSION}"),
+                "--binlog-checksum=NONE".into(),
             ],
         })
         .context("starting the ADB stand-in's storage server")?;
@@ -147,7 +154,9 @@ impl AdbStandIn {
         c.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {m}.`adb_standin_tables` \
              (db VARCHAR(64) NOT NULL, name VARCHAR(128) NOT NULL, ddl MEDIUMTEXT NOT NULL, \
-             PRIMARY KEY (db, name)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+             id BIGINT NOT NULL AUTO_INCREMENT, binlog_file VARCHAR(255) NULL, \
+             binlog_pos BIGINT NULL, PRIMARY KEY (db, name), UNIQUE KEY (id)) \
+             DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             m = q(META_DB)
         ))
         .context("creating the ADB stand-in's catalog")?;
@@ -222,6 +231,7 @@ impl Engine for AdbEngine {
         }
         Ok(Box::new(AdbSession {
             conn: storage_conn(self.storage_port, db)?,
+            storage_port: self.storage_port,
             db: db.map(str::to_string),
             opts: self.opts.clone(),
         }))
@@ -234,6 +244,7 @@ impl Engine for AdbEngine {
 
 struct AdbSession {
     conn: mysql::Conn,
+    storage_port: u16,
     db: Option<String>,
     opts: Options,
 }
@@ -305,6 +316,23 @@ impl Session for AdbSession {
             Ok(()) => Reply::ok(),
             Err(e) => Reply::Err(super::my_err(e)),
         }
+    }
+
+    fn replication(&mut self, cmd: u8, body: &[u8]) -> Option<Replication> {
+        Some(match cmd {
+            COM_REGISTER_SLAVE => Replication::Reply(Reply::ok()),
+            COM_BINLOG_DUMP => match self.binlog_dump(body) {
+                Ok(feed) => Replication::Stream(Box::new(feed)),
+                Err(e) => Replication::Reply(Reply::Err(e)),
+            },
+            COM_BINLOG_DUMP_GTID => Replication::Reply(Reply::Err(SqlError::new(
+                1236,
+                "HY000",
+                "COM_BINLOG_DUMP_GTID is not supported by the stand-in: use file and position \
+                 (SHOW MASTER STATUS FOR t)",
+            ))),
+            _ => return None,
+        })
     }
 }
 
@@ -415,7 +443,9 @@ impl AdbSession {
 
     fn save(&mut self, db: &str, t: &Table) -> Result<(), SqlError> {
         self.meta_exec(&format!(
-            "REPLACE INTO {}.`adb_standin_tables` (db, name, ddl) VALUES ({}, {}, {})",
+            // Not REPLACE: that would give the table a new id.
+            "INSERT INTO {}.`adb_standin_tables` (db, name, ddl) VALUES ({}, {}, {}) \
+             ON DUPLICATE KEY UPDATE ddl = VALUES(ddl)",
             q(META_DB),
             lit(db),
             lit(&t.name),
@@ -433,6 +463,15 @@ impl AdbSession {
                 format!("Unknown database '{db}'"),
             ));
         }
+        if t.binlog {
+            check_binlog_engine(&t)?;
+        }
+        // Taken before the storage DDL so that the table's stream starts with it.
+        let start = if t.binlog {
+            Some(self.master_status()?)
+        } else {
+            None
+        };
         let r = forward(&mut self.conn, &t.storage_ddl(&db));
         if let Some(Reply::Err(e)) = r.first() {
             if e.code == 1050 && info.if_not_exists {
@@ -441,6 +480,9 @@ impl AdbSession {
             return Ok(r);
         }
         self.save(&db, &t)?;
+        if let Some(start) = start {
+            self.set_stream_start(&db, &t.name, Some(start))?;
+        }
         Ok(r)
     }
 
@@ -501,9 +543,7 @@ impl AdbSession {
             }]);
         }
         if p.is_kw("MASTER") || p.is_kw("BINARY") {
-            return Err(not_implemented(
-                "The per-table binary log (SHOW MASTER STATUS FOR / SHOW BINARY LOGS FOR)",
-            ));
+            return self.show_binlog(p);
         }
         let listing_dbs = p.is_kw("DATABASES") || p.is_kw("SCHEMAS");
         let mut r = forward(&mut self.conn, s);
@@ -620,6 +660,7 @@ impl AdbSession {
         let (db, name) = p.table_ref()?;
         let db = self.db_of(db)?;
         let mut t = self.load(&db, &name)?;
+        let was_on = t.binlog;
         let mut clauses = Vec::new();
         loop {
             alter_spec(&mut p, &mut t, &mut clauses)?;
@@ -639,8 +680,240 @@ impl AdbSession {
                 return Ok(r);
             }
         }
-        self.save(&db, &t)?;
+        if t.binlog && !was_on {
+            check_binlog_engine(&t)?;
+            let start = self.master_status()?;
+            self.save(&db, &t)?;
+            self.set_stream_start(&db, &t.name, Some(start))?;
+        } else {
+            self.save(&db, &t)?;
+            if was_on && !t.binlog {
+                self.set_stream_start(&db, &t.name, None)?;
+            }
+        }
         Ok(vec![Reply::ok()])
+    }
+
+    /// The storage server's current binlog file and position.
+    fn master_status(&mut self) -> Result<(String, u64), SqlError> {
+        let row: Option<(String, u64)> = self
+            .conn
+            .query_first("SHOW MASTER STATUS")
+            .map_err(super::my_err)?;
+        row.ok_or_else(|| rejected("the stand-in's storage server has no binary log"))
+    }
+
+    fn set_stream_start(
+        &mut self,
+        db: &str,
+        name: &str,
+        start: Option<(String, u64)>,
+    ) -> Result<(), SqlError> {
+        let (file, pos) = match start {
+            Some((f, p)) => (lit(&f), p.to_string()),
+            None => ("NULL".to_string(), "NULL".to_string()),
+        };
+        self.meta_exec(&format!(
+            "UPDATE {}.`adb_standin_tables` SET binlog_file = {file}, binlog_pos = {pos} \
+             WHERE db = {} AND name = {}",
+            q(META_DB),
+            lit(db),
+            lit(name)
+        ))
+    }
+
+    /// Table id and stream start of `db`.`name`, whose BINLOG must be on.
+    fn binlog_of(&mut self, db: &str, name: &str) -> Result<(u64, String, u64), SqlError> {
+        let row: Option<(u64, Option<String>, Option<u64>)> = self
+            .conn
+            .query_first(format!(
+                "SELECT id, binlog_file, binlog_pos FROM {}.`adb_standin_tables` \
+                 WHERE db = {} AND name = {}",
+                q(META_DB),
+                lit(db),
+                lit(name)
+            ))
+            .map_err(super::my_err)?;
+        match row {
+            None => Err(SqlError::new(
+                1146,
+                "42S02",
+                format!("Table '{db}.{name}' doesn't exist"),
+            )),
+            Some((id, Some(f), Some(p))) => Ok((id, f, p)),
+            Some(_) => Err(SqlError::new(
+                1235,
+                "42000",
+                format!(
+                    "binlog is not enabled for table {db}.{name}: turn it on with ALTER TABLE \
+                     {}.{} BINLOG=true",
+                    q(db),
+                    q(name)
+                ),
+            )),
+        }
+    }
+
+    /// `SHOW MASTER STATUS FOR t` / `SHOW BINARY LOGS FOR t`, after `SHOW`.
+    fn show_binlog(&mut self, mut p: P) -> Result<Vec<Reply>, SqlError> {
+        let master = p.eat_kws(&["MASTER", "STATUS"]);
+        if !master && !p.eat_kws(&["BINARY", "LOGS"]) {
+            return Err(p.unexpected("MASTER STATUS FOR t or BINARY LOGS FOR t"));
+        }
+        if !p.eat_kw("FOR") {
+            return Err(not_implemented(
+                "A binary log of the whole cluster (AnalyticDB's binary logs are per table: \
+                 use SHOW MASTER STATUS FOR t / SHOW BINARY LOGS FOR t)",
+            ));
+        }
+        let (db, name) = p.table_ref()?;
+        if !p.done() {
+            return Err(p.unexpected("the end of the statement"));
+        }
+        let db = self.db_of(db)?;
+        let (id, start_file, _) = self.binlog_of(&db, &name)?;
+        if master {
+            let (file, pos) = self.master_status()?;
+            return Ok(vec![Reply::Rows {
+                cols: vec![
+                    Col::text("File"),
+                    Col::text("Position"),
+                    Col::text("Binlog_Do_DB"),
+                    Col::text("Binlog_Ignore_DB"),
+                ],
+                rows: vec![vec![
+                    Some(table_file(id, &file).into_bytes()),
+                    Some(pos.to_string().into_bytes()),
+                    Some(Vec::new()),
+                    Some(Vec::new()),
+                ]],
+            }]);
+        }
+        let logs: Vec<mysql::Row> = self
+            .conn
+            .query("SHOW BINARY LOGS")
+            .map_err(super::my_err)?;
+        let mut rows = Vec::new();
+        for row in logs {
+            let file: Option<String> = row.get(0);
+            let size: Option<u64> = row.get(1);
+            if let (Some(file), Some(size)) = (file, size) {
+                // Storage files are `binlog.NNNNNN`: the names sort as the files do.
+                if file >= start_file {
+                    rows.push(vec![
+                        Some(table_file(id, &file).into_bytes()),
+                        Some(size.to_string().into_bytes()),
+                    ]);
+                }
+            }
+        }
+        Ok(vec![Reply::Rows {
+            cols: vec![Col::text("Log_name"), Col::text("File_size")],
+            rows,
+        }])
+    }
+
+    /// COM_BINLOG_DUMP: position u32, flags u16, server id u32, file name.
+    fn binlog_dump(&mut self, body: &[u8]) -> Result<Feed, SqlError> {
+        let head = body
+            .get(..10)
+            .ok_or_else(|| SqlError::new(1236, "HY000", "COM_BINLOG_DUMP packet too short"))?;
+        let pos = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let flags = u16::from_le_bytes([head[4], head[5]]);
+        let file = String::from_utf8_lossy(&body[10..]).into_owned();
+        let not_ours = || {
+            SqlError::new(
+                1236,
+                "HY000",
+                format!(
+                    "'{file}' is not a binary log of a table with BINLOG=true: AnalyticDB's \
+                     binary logs are per table; take the file name from SHOW MASTER STATUS \
+                     FOR db.t"
+                ),
+            )
+        };
+        let (id, storage_file) = parse_table_file(&file).ok_or_else(not_ours)?;
+        let row: Option<(String, String, Option<String>, Option<u64>)> = self
+            .conn
+            .query_first(format!(
+                "SELECT db, name, binlog_file, binlog_pos FROM {}.`adb_standin_tables` \
+                 WHERE id = {id}",
+                q(META_DB)
+            ))
+            .map_err(super::my_err)?;
+        let Some((db, name, Some(start_file), Some(start_pos))) = row else {
+            return Err(not_ours());
+        };
+        let storage_file = storage_file.to_string();
+        if (storage_file.as_str(), pos as u64) < (start_file.as_str(), start_pos) {
+            return Err(SqlError::new(
+                1236,
+                "HY000",
+                format!(
+                    "position {file}:{pos} is before the binary log of table {db}.{name}, \
+                     which starts at {}:{start_pos}",
+                    table_file(id, &start_file)
+                ),
+            ));
+        }
+        Feed::open(
+            self.storage_port,
+            id,
+            &db,
+            &name,
+            &storage_file,
+            pos,
+            flags,
+        )
+    }
+}
+
+/// "XUANWU_V2 tables do not support binary logging" on the engine versions the
+/// subscription documents cover.
+fn check_binlog_engine(t: &Table) -> Result<(), SqlError> {
+    if t.engine.as_deref() == Some("XUANWU_V2") {
+        return Err(rejected(format!(
+            "table `{}`: tables of the XUANWU_V2 engine do not support the binary log \
+             (BINLOG=true); use ENGINE='XUANWU'",
+            t.name
+        )));
+    }
+    Ok(())
+}
+
+/// A `binlog_ttl` value: plain digits are milliseconds, or `Ns`, `Nh`, `Nd`; at most
+/// 365 days. Returned in lower case.
+fn parse_ttl(v: &str) -> Result<String, SqlError> {
+    let v = v.trim().to_ascii_lowercase();
+    let (digits, unit_ms): (&str, u64) = match v.chars().last() {
+        Some('s') => (&v[..v.len() - 1], 1_000),
+        Some('h') => (&v[..v.len() - 1], 3_600_000),
+        Some('d') => (&v[..v.len() - 1], 86_400_000),
+        _ => (v.as_str(), 1),
+    };
+    let bad = || {
+        rejected(format!(
+            "binlog_ttl='{v}' is not a retention period: write milliseconds ('60000') or a \
+             number of seconds, hours or days ('60s', '6h', '7d'), at most 365d"
+        ))
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
+    if ms == 0 || ms > 365 * 86_400_000 {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+fn parse_bool_option(p: &mut P, what: &str) -> Result<bool, SqlError> {
+    let v = option_value(p)?;
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(rejected(format!("{what}={v}: the value is true or false"))),
     }
 }
 
@@ -791,10 +1064,13 @@ fn alter_spec(p: &mut P, t: &mut Table, clauses: &mut Vec<String>) -> Result<(),
             return Err(not_implemented(&format!("ALTER TABLE ... {k}")));
         }
     }
-    if p.is_kw("BINLOG") || p.is_kw("BINLOG_TTL") {
-        return Err(not_implemented(
-            "The per-table binary log (ALTER TABLE ... BINLOG)",
-        ));
+    if p.eat_kw("BINLOG") {
+        t.binlog = parse_bool_option(p, "BINLOG")?;
+        return Ok(());
+    }
+    if p.eat_kw("BINLOG_TTL") {
+        t.binlog_ttl = Some(parse_ttl(&option_value(p)?)?);
+        return Ok(());
     }
     if p.is_kw("CHANGE") {
         return Err(syntax(
@@ -926,6 +1202,8 @@ struct Table {
     rt_engine: Option<String>,
     table_properties: Option<String>,
     comment: Option<String>,
+    binlog: bool,
+    binlog_ttl: Option<String>,
 }
 
 struct CreateInfo {
@@ -1025,6 +1303,12 @@ impl Table {
                 .as_deref()
                 .unwrap_or(r#"{"format":"columnstore"}"#))
         ));
+        if self.binlog {
+            s.push_str(&format!(
+                " BINLOG=true binlog_ttl={}",
+                lit(self.binlog_ttl.as_deref().unwrap_or("6h"))
+            ));
+        }
         if let Some(c) = &self.comment {
             s.push_str(&format!(" COMMENT={}", lit(c)));
         }
@@ -1377,6 +1661,8 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
         rt_engine: None,
         table_properties: None,
         comment: None,
+        binlog: false,
+        binlog_ttl: None,
     };
     let mut distribution = None;
     while !p.done() {
@@ -1468,14 +1754,17 @@ fn parse_create(s: &str) -> Result<(Table, CreateInfo), SqlError> {
         } else if p.eat_kw("COMMENT") {
             p.eat_sym("=");
             t.comment = Some(p.string()?);
-        } else if p.is_kw("BINLOG") || p.is_kw("BINLOG_TTL") {
-            return Err(not_implemented("The per-table binary log (BINLOG=…)"));
+        } else if p.eat_kw("BINLOG") {
+            t.binlog = parse_bool_option(&mut p, "BINLOG")?;
+        } else if p.eat_kw("BINLOG_TTL") {
+            t.binlog_ttl = Some(parse_ttl(&option_value(&mut p)?)?);
         } else if p.is_kw("AS") || p.is_kw("SELECT") {
             return Err(not_implemented("CREATE TABLE ... AS SELECT"));
         } else {
             return Err(syntax(format!(
                 "{} is not an AnalyticDB table option (DISTRIBUTED BY, PARTITION BY VALUE, \
-                 INDEX_ALL, STORAGE_POLICY, BLOCK_SIZE, ENGINE, TABLE_PROPERTIES, COMMENT)",
+                 INDEX_ALL, STORAGE_POLICY, BLOCK_SIZE, ENGINE, TABLE_PROPERTIES, BINLOG, binlog_ttl, \
+                 COMMENT)",
                 p.near()
             )));
         }

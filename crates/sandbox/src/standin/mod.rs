@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub mod adb;
+pub(crate) mod adb_binlog;
 pub mod lindorm;
 pub(crate) mod sql;
 pub mod wire;

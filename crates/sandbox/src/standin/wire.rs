@@ -154,6 +154,72 @@ pub trait Session: Send {
     fn init_db(&mut self, db: &str) -> Reply;
     /// COM_RESET_CONNECTION.
     fn reset(&mut self) -> Reply;
+    /// Replication commands (COM_REGISTER_SLAVE, COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID);
+    /// `None` answers "Unknown command".
+    fn replication(&mut self, _cmd: u8, _body: &[u8]) -> Option<Replication> {
+        None
+    }
+}
+
+pub const COM_BINLOG_DUMP: u8 = 0x12;
+pub const COM_REGISTER_SLAVE: u8 = 0x15;
+pub const COM_BINLOG_DUMP_GTID: u8 = 0x1e;
+
+/// The answer to a replication command.
+pub enum Replication {
+    Reply(Reply),
+    /// The connection becomes a binlog stream: each item is one event (sent as `0x00` +
+    /// event bytes), an error ends it with an ERR packet, the end with an EOF packet.
+    /// The connection closes after the stream.
+    Stream(Box<dyn BinlogFeed>),
+}
+
+/// The events of a binlog stream, and a way to stop it from another thread (the stream
+/// usually blocks waiting for the next event when the client goes away).
+pub trait BinlogFeed: Send {
+    fn next_event(&mut self) -> Option<std::result::Result<Vec<u8>, SqlError>>;
+    fn canceller(&self) -> Box<dyn FnOnce() + Send>;
+}
+
+/// Sends the events of `feed` until it ends or the client goes away. A second thread
+/// watches the socket: a replica sends nothing while streaming, so any packet
+/// (COM_QUIT) or a closed socket means the client is gone and the feed is cancelled.
+fn stream(s: &TcpStream, w: &mut Writer, mut feed: Box<dyn BinlogFeed>) -> Result<()> {
+    let mut watch = s.try_clone()?;
+    let cancel = feed.canceller();
+    let watcher = std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        let _ = watch.read(&mut b);
+        cancel();
+    });
+    let _ = w.flush();
+    loop {
+        match feed.next_event() {
+            Some(Ok(ev)) => {
+                let mut p = Vec::with_capacity(ev.len() + 1);
+                p.push(0);
+                p.extend_from_slice(&ev);
+                w.packet(&p);
+                if w.flush().is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                w.packet(&err_packet(&e));
+                let _ = w.flush();
+                break;
+            }
+            None => {
+                w.packet(&eof_packet(STATUS_AUTOCOMMIT));
+                let _ = w.flush();
+                break;
+            }
+        }
+    }
+    drop(feed);
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = watcher.join();
+    Ok(())
 }
 
 /// What the engine says in its handshake and how it checks logins.
@@ -603,6 +669,17 @@ pub fn serve(
                 continue;
             }
             COM_STMT_RESET => w.packet(&ok_packet(0, 0, STATUS_AUTOCOMMIT, "")),
+            COM_REGISTER_SLAVE | COM_BINLOG_DUMP | COM_BINLOG_DUMP_GTID => {
+                match session.replication(cmd, body) {
+                    Some(Replication::Reply(r)) => write_reply(&mut w, &r, false),
+                    Some(Replication::Stream(feed)) => return stream(&s, &mut w, feed),
+                    None => w.packet(&err_packet(&SqlError::new(
+                        1047,
+                        "08S01",
+                        format!("Unknown command: {} ({cmd:#04x})", command_name(cmd)),
+                    ))),
+                }
+            }
             COM_RESET_CONNECTION if allow_reset => {
                 let r = session.reset();
                 write_reply(&mut w, &r, false);
@@ -791,6 +868,9 @@ fn command_name(c: u8) -> &'static str {
         0x19 => "COM_STMT_CLOSE",
         0x04 => "COM_FIELD_LIST",
         0x09 => "COM_STATISTICS",
+        0x12 => "COM_BINLOG_DUMP",
+        0x15 => "COM_REGISTER_SLAVE",
+        0x1e => "COM_BINLOG_DUMP_GTID",
         _ => "command",
     }
 }
