@@ -73,8 +73,8 @@
 //! is forwarded to MariaDB, so its answers are MariaDB's (information_schema shows the
 //! storage types, e.g. `mediumtext` for a non-key VARCHAR).
 
-use super::sql::{lit, q, syntax, Tok, P};
 use super::adb_binlog::{parse_table_file, table_file, Feed};
+use super::sql::{lit, q, syntax, Tok, P};
 use super::wire::{
     Col, Greeting, Replication, Reply, Session, SqlError, COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID,
     COM_REGISTER_SLAVE,
@@ -696,11 +696,16 @@ impl AdbSession {
 
     /// The storage server's current binlog file and position.
     fn master_status(&mut self) -> Result<(String, u64), SqlError> {
-        let row: Option<(String, u64)> = self
+        let row: Option<mysql::Row> = self
             .conn
             .query_first("SHOW MASTER STATUS")
             .map_err(super::my_err)?;
-        row.ok_or_else(|| rejected("the stand-in's storage server has no binary log"))
+        let none = || rejected("the stand-in's storage server has no binary log");
+        let row = row.ok_or_else(none)?;
+        match (row.get::<String, _>(0), row.get::<u64, _>(1)) {
+            (Some(f), Some(p)) => Ok((f, p)),
+            _ => Err(none()),
+        }
     }
 
     fn set_stream_start(
@@ -789,10 +794,7 @@ impl AdbSession {
                 ]],
             }]);
         }
-        let logs: Vec<mysql::Row> = self
-            .conn
-            .query("SHOW BINARY LOGS")
-            .map_err(super::my_err)?;
+        let logs: Vec<mysql::Row> = self.conn.query("SHOW BINARY LOGS").map_err(super::my_err)?;
         let mut rows = Vec::new();
         for row in logs {
             let file: Option<String> = row.get(0);
@@ -856,15 +858,7 @@ impl AdbSession {
                 ),
             ));
         }
-        Feed::open(
-            self.storage_port,
-            id,
-            &db,
-            &name,
-            &storage_file,
-            pos,
-            flags,
-        )
+        Feed::open(self.storage_port, id, &db, &name, &storage_file, pos, flags)
     }
 }
 
