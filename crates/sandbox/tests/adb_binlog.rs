@@ -198,6 +198,7 @@ fn ddl_options_and_errors() {
     c.query_drop("ALTER TABLE t BINLOG=false").unwrap();
     let ddl: (String, String) = c.query_first("SHOW CREATE TABLE t").unwrap().unwrap();
     assert!(!ddl.1.contains("BINLOG"), "{}", ddl.1);
+    assert!(!ddl.1.contains("binlog_ttl"), "{}", ddl.1);
 
     // A stream for a table whose binlog is off, or a storage file name, is refused.
     for name in [id_file.as_str(), "binlog.000001"] {
@@ -222,6 +223,12 @@ fn ddl_options_and_errors() {
     c.query_drop("ALTER TABLE t BINLOG=true").unwrap();
     let (file, pos) = master_status(&mut c, "t");
     assert_eq!(file, id_file, "the table keeps its id");
+    let ddl: (String, String) = c.query_first("SHOW CREATE TABLE t").unwrap().unwrap();
+    assert!(
+        ddl.1.contains("binlog_ttl='12h'"),
+        "kept while off: {}",
+        ddl.1
+    );
     let s = conn(&adb)
         .get_binlog_stream(
             mysql::BinlogRequest::new(78)

@@ -462,6 +462,11 @@ impl AdbSession {
     }
 
     fn save(&mut self, db: &str, t: &Table) -> Result<(), SqlError> {
+        let mut ddl = t.render(Spelling::Distributed);
+        // SHOW CREATE TABLE leaves binlog_ttl out while BINLOG is off; the catalog keeps it.
+        if let (false, Some(ttl)) = (t.binlog, &t.binlog_ttl) {
+            ddl.push_str(&format!(" binlog_ttl={}", lit(ttl)));
+        }
         self.meta_exec(&format!(
             // Not REPLACE: that would give the table a new id.
             "INSERT INTO {}.`adb_standin_tables` (db, name, ddl) VALUES ({}, {}, {}) \
@@ -469,7 +474,7 @@ impl AdbSession {
             q(META_DB),
             lit(db),
             lit(&t.name),
-            lit(&t.render(Spelling::Distributed))
+            lit(&ddl)
         ))
     }
 
