@@ -299,8 +299,18 @@ fn stream_ends_when_the_client_goes_or_the_listener_stops() {
         s.next().unwrap().unwrap(); // the stream is up
         s
     };
-    let s = open();
+    let mut s = open();
     wait_for(&adb, 1);
+    // An idle stream carries heartbeats (every 5 s) naming the per-table file.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        assert!(Instant::now() < deadline, "no heartbeat");
+        let ev = s.next().unwrap().unwrap();
+        if ev.header().event_type_raw() == 27 {
+            assert_eq!(String::from_utf8_lossy(ev.data()), file);
+            break;
+        }
+    }
     drop(s);
     wait_for(&adb, 0);
 
