@@ -44,8 +44,27 @@
 //!   columns can be neither dropped, modified nor renamed ("modify column type is not
 //!   supported, col=… is primary key"); clauses outside the grammar (`CHANGE`, `ADD
 //!   PRIMARY KEY`, `ALTER COLUMN`, `ENGINE=`, `CONVERT TO`, …) are rejected. Index,
-//!   partition, storage-policy and binlog clauses of the grammar are answered "not
-//!   implemented by the stand-in" (error 1235), never silently accepted.
+//!   partition and storage-policy clauses of the grammar are answered "not implemented
+//!   by the stand-in" (error 1235), never silently accepted.
+//! - Per-table binary logs ("Use DTS to subscribe to AnalyticDB for MySQL binary logs",
+//!   …/user-guide/use-dts-to-subscribe-to-analyticdb-for-mysql-binary-logs, and
+//!   "Subscribe to binary logs by using Flink", help.aliyun.com/zh/analyticdb/
+//!   analyticdb-for-mysql/…/flink-subscribes-binlog): enabled per table with the
+//!   `CREATE TABLE … BINLOG=true` option or `ALTER TABLE t BINLOG=true` (and off with
+//!   `BINLOG=false`); retention `ALTER TABLE t binlog_ttl='…'` in milliseconds (plain
+//!   digits) or `Ns`/`Nh`/`Nd`, default 6h, at most 365d, read back with `SHOW CREATE
+//!   TABLE`; positions with `SHOW MASTER STATUS FOR t` and `SHOW BINARY LOGS FOR t`;
+//!   engine 3.2.1.0 or later (the default [`Options::adb_version`]); XUANWU_V2 tables
+//!   cannot enable it on the versions those pages cover, so `BINLOG=true` on an
+//!   `ENGINE='XUANWU_V2'` table is refused.
+//!   **The stand-in's own assumptions**, because ADB's subscription wire protocol is
+//!   not publicly documented: the per-table file names `adb-binlog.<table id>.<storage
+//!   binlog file>` (the id is the stand-in catalog's); serving the stream through
+//!   MySQL replication (`COM_REGISTER_SLAVE`, then `COM_BINLOG_DUMP` with such a name
+//!   and a position; `COM_BINLOG_DUMP_GTID` refused) with MariaDB's events and the
+//!   storage server's positions, filtered to the table (see `standin/adb_binlog.rs`);
+//!   the error texts and numbers (1236 for a bad dump request, 1235 when BINLOG is off).
+//!   Retention is not enforced (nothing expires).
 //! - `SHOW CREATE TABLE` answers in ADB's form: `DISTRIBUTED BY HASH(…)` (or
 //!   `BROADCAST`), `PARTITION BY VALUE(…) LIFECYCLE N`, `INDEX_ALL='Y'`,
 //!   `STORAGE_POLICY='HOT'`, `ENGINE='XUANWU'`, `TABLE_PROPERTIES='{"format":"columnstore"}'`
@@ -66,15 +85,16 @@
 //!   `@@version` and `VERSION()` answer [`SERVER_VERSION`], a MySQL 5.7 form chosen by
 //!   the stand-in (the documents do not give ADB's).
 //! - Wire protocol: MySQL's, with COM_QUERY, COM_INIT_DB, COM_PING, COM_QUIT,
-//!   COM_RESET_CONNECTION and server-side prepared statements; `mysql_native_password`
+//!   COM_RESET_CONNECTION, server-side prepared statements, COM_REGISTER_SLAVE and
+//!   COM_BINLOG_DUMP; `mysql_native_password`
 //!   logins.
 //!
 //! Everything else that is SQL (SELECT, UPDATE, DELETE, SHOW, SET, information_schema)
 //! is forwarded to MariaDB, so its answers are MariaDB's (information_schema shows the
 //! storage types, e.g. `mediumtext` for a non-key VARCHAR).
 
-use super::sql::{lit, q, syntax, Tok, P};
 use super::adb_binlog::{parse_table_file, table_file, Feed};
+use super::sql::{lit, q, syntax, Tok, P};
 use super::wire::{
     Col, Greeting, Replication, Reply, Session, SqlError, COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID,
     COM_REGISTER_SLAVE,
@@ -442,6 +462,11 @@ impl AdbSession {
     }
 
     fn save(&mut self, db: &str, t: &Table) -> Result<(), SqlError> {
+        let mut ddl = t.render(Spelling::Distributed);
+        // SHOW CREATE TABLE leaves binlog_ttl out while BINLOG is off; the catalog keeps it.
+        if let (false, Some(ttl)) = (t.binlog, &t.binlog_ttl) {
+            ddl.push_str(&format!(" binlog_ttl={}", lit(ttl)));
+        }
         self.meta_exec(&format!(
             // Not REPLACE: that would give the table a new id.
             "INSERT INTO {}.`adb_standin_tables` (db, name, ddl) VALUES ({}, {}, {}) \
@@ -449,7 +474,7 @@ impl AdbSession {
             q(META_DB),
             lit(db),
             lit(&t.name),
-            lit(&t.render(Spelling::Distributed))
+            lit(&ddl)
         ))
     }
 
@@ -696,11 +721,16 @@ impl AdbSession {
 
     /// The storage server's current binlog file and position.
     fn master_status(&mut self) -> Result<(String, u64), SqlError> {
-        let row: Option<(String, u64)> = self
+        let row: Option<mysql::Row> = self
             .conn
             .query_first("SHOW MASTER STATUS")
             .map_err(super::my_err)?;
-        row.ok_or_else(|| rejected("the stand-in's storage server has no binary log"))
+        let none = || rejected("the stand-in's storage server has no binary log");
+        let row = row.ok_or_else(none)?;
+        match (row.get::<String, _>(0), row.get::<u64, _>(1)) {
+            (Some(f), Some(p)) => Ok((f, p)),
+            _ => Err(none()),
+        }
     }
 
     fn set_stream_start(
@@ -789,10 +819,7 @@ impl AdbSession {
                 ]],
             }]);
         }
-        let logs: Vec<mysql::Row> = self
-            .conn
-            .query("SHOW BINARY LOGS")
-            .map_err(super::my_err)?;
+        let logs: Vec<mysql::Row> = self.conn.query("SHOW BINARY LOGS").map_err(super::my_err)?;
         let mut rows = Vec::new();
         for row in logs {
             let file: Option<String> = row.get(0);
@@ -856,15 +883,7 @@ impl AdbSession {
                 ),
             ));
         }
-        Feed::open(
-            self.storage_port,
-            id,
-            &db,
-            &name,
-            &storage_file,
-            pos,
-            flags,
-        )
+        Feed::open(self.storage_port, id, &db, &name, &storage_file, pos, flags)
     }
 }
 

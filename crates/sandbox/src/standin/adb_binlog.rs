@@ -7,8 +7,8 @@
 
 use super::wire::{BinlogFeed, SqlError};
 use super::{my_err, storage_conn};
-use mysql::binlog::BinlogVersion;
 use mysql::binlog::events::{Event, QueryEvent, TableMapEvent};
+use mysql::binlog::BinlogVersion;
 use mysql::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -105,7 +105,7 @@ impl Feed {
             ROTATE => {
                 let data = ev.data();
                 let (pos, file) = data.split_at_checked(8).ok_or_else(|| bad("ROTATE"))?;
-                let file = String::from_utf8_lossy(file);
+                let file = storage_name(file).ok_or_else(|| bad("ROTATE"))?;
                 let mut body = pos.to_vec();
                 body.extend_from_slice(table_file(self.id, &file).as_bytes());
                 return Ok(Some(rebuild(ev, &body)));
@@ -148,6 +148,29 @@ impl Feed {
             .map_err(|e| bad_io("an event", e))?;
         Ok(Some(out))
     }
+}
+
+/// The storage file name a ROTATE event carries. The artificial first ROTATE comes
+/// before the FORMAT_DESCRIPTION event, so the reader cannot know whether it carries a
+/// checksum; MariaDB adds one there whenever `@master_binlog_checksum` is set to
+/// something other than NONE (the `mysql` crate sets it to 'ALL'). Storage file names
+/// are `binlog.NNNNNN`, so trailing bytes that are not part of such a name are it.
+fn storage_name(b: &[u8]) -> Option<String> {
+    let plain = |b: &[u8]| {
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+    };
+    let name = if plain(b) {
+        b
+    } else {
+        let cut = b.get(..b.len().checked_sub(4)?)?;
+        if !plain(cut) {
+            return None;
+        }
+        cut
+    };
+    String::from_utf8(name.to_vec()).ok()
 }
 
 fn bad(what: &str) -> SqlError {

@@ -3,7 +3,9 @@
 //! results for a multi-statement query), COM_INIT_DB, COM_PING, COM_QUIT, prepared
 //! statements (COM_STMT_PREPARE/EXECUTE/CLOSE/RESET: the parameters are written into
 //! the text as literals and the statement runs as a query) and, when the engine allows
-//! it, COM_RESET_CONNECTION. Everything else (COM_CHANGE_USER, COM_STMT_SEND_LONG_DATA,
+//! it, COM_RESET_CONNECTION; replication commands (COM_REGISTER_SLAVE, COM_BINLOG_DUMP)
+//! when the session serves them, the connection then becoming an event stream.
+//! Everything else (COM_CHANGE_USER, COM_STMT_SEND_LONG_DATA,
 //! …) gets an ERR packet naming the command.
 //!
 //! Sources: the MySQL protocol documentation (dev.mysql.com/doc/internals/en/ and
