@@ -132,6 +132,8 @@ pub fn map(c: &ColumnDef, auto_increment: bool) -> Result<Mapped, Refusal> {
     let m = match c.kind {
         ColumnKind::Int { .. } if auto_increment => keep("BIGINT"),
         ColumnKind::Int { .. } => match (base.as_str(), unsigned) {
+            // An ADB source's own type (its definitions spell ADB's types).
+            ("boolean" | "bool", _) => keep("BOOLEAN"),
             ("tinyint", false) => keep("TINYINT"),
             ("tinyint", true) | ("smallint", false) => keep("SMALLINT"),
             ("smallint", true) | ("mediumint", _) | ("int" | "integer", false) => keep("INT"),
