@@ -214,7 +214,7 @@ fn create_tables(
         }
         let n = &t.def().name;
         let (text, _) = show_create(&mut src, "TABLE", &n.database, &n.table, 1)?;
-        let ddl = table_ddl(&text, t, plan, task.full.defer_secondary_indexes)?;
+        let ddl = table_ddl(&text, t, plan, task.full.defers_indexes_of(t.source.rows))?;
         dst.query_drop(&ddl.create).with_context(|| {
             format!(
                 "the destination rejected the table definition of {target}:\n{}",
