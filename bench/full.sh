@@ -169,13 +169,13 @@ EOF
     t1=$(now)
     local wall; wall=$(sub "$t1" "$t0")
     log "  $label: $wall s"
-    # Phase split from the log: the copy's own line ("... in X s", stamped when the
-    # copy ended) splits the run into precheck + schema, copy, and post-load (deferred
-    # indexes, triggers).
+    # Phase split from the log: the copy's own line ("... in X s (N rows/s)", stamped
+    # when the copy ended) splits the run into precheck + schema, copy, and post-load
+    # (deferred indexes, triggers).
     local line copy_s copy_end phases="phases: ?"
-    line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -E ' in [0-9.]+ s$' | tail -1 || true)
+    line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -E ' in [0-9.]+ s( \([0-9]+ rows/s\))?$' | tail -1 || true)
     if [ -n "$line" ]; then
-        copy_s=$(sed -n 's/.* in \([0-9.]*\) s$/\1/p' <<<"$line")
+        copy_s=$(sed -n 's/.* in \([0-9.]*\) s\( ([0-9]* rows\/s)\)\{0,1\}$/\1/p' <<<"$line")
         copy_end=$(date -d "$(awk '{ print $1 }' <<<"$line")" +%s.%N)
         phases="precheck+schema $(awk -v e="$copy_end" -v c="$copy_s" -v t="$t0" 'BEGIN { d = e - c - t; printf "%.1f", (d < 0 ? 0 : d) }') s, copy $copy_s s, post-load $(awk -v e="$copy_end" -v t="$t1" 'BEGIN { printf "%.1f", t - e }') s"
     fi
