@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark of the full data migration (schema + full copy) of sysbench-shaped tables:
-# tidemark (plain and with defer_secondary_indexes), mydumper+myloader, and
+# tidemark (default settings, and with defer_secondary_indexes = true), mydumper+myloader, and
 # mariadb-dump | mariadb, each into a freshly emptied destination, each verified with
-# CHECKSUM TABLE against the source.
+# CHECKSUM TABLE against the source; and the destination's ingest floor: the destination
+# server alone creating the tables and loading the same rows from files on its own disk
+# (LOAD DATA INFILE, --floor-threads tables at a time), which no tool writing through the
+# server can beat. Every tidemark time is printed as a ratio to the others and the floor.
 #
 #   bash bench/full.sh [--tables N] [--rows N] [--threads N] [options]
 #
@@ -13,7 +16,9 @@
 #   --dump-threads N  mydumper/myloader --threads [2]
 #   --load-method M   tidemark [full] load_method: auto, insert or load-data
 #                     [not set: tidemark's default]
-#   --tools LIST      comma list of tidemark,tidemark-defer,mydumper,mariadb-dump [all]
+#   --tools LIST      comma list of tidemark,tidemark-defer,mydumper,mariadb-dump,floor
+#                     [all]
+#   --floor-threads N tables loaded at a time by the floor [2]
 #   --repeat N        rounds; each round runs every tool once, in the order above; the
 #                     table shows each tool's median-time round (all times listed) [1]
 #   --rss-limit-mb N  fail (exit 3, after the results) if a tidemark run's peak RSS is
@@ -31,13 +36,14 @@
 # is stopped and removed on exit. Missing tools are installed with apt-get.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-USAGE_LAST_LINE=29
+USAGE_LAST_LINE=33
 
 TABLES=8
 ROWS=250000
 THREADS=4
 DUMP_THREADS=2
-TOOLS="tidemark,tidemark-defer,mydumper,mariadb-dump"
+TOOLS="tidemark,tidemark-defer,mydumper,mariadb-dump,floor"
+FLOOR_THREADS=2
 RSS_LIMIT_MB=256
 OUT=""
 LOGS=""
@@ -51,6 +57,7 @@ while [ $# -gt 0 ]; do
         --threads) THREADS="${2:?}"; shift 2 ;;
         --dump-threads) DUMP_THREADS="${2:?}"; shift 2 ;;
         --tools) TOOLS="${2:?}"; shift 2 ;;
+        --floor-threads) FLOOR_THREADS="${2:?}"; shift 2 ;;
         --rss-limit-mb) RSS_LIMIT_MB="${2:?}"; shift 2 ;;
         --out) OUT="${2:?}"; shift 2 ;;
         --logs) LOGS="${2:?}"; shift 2 ;;
@@ -60,13 +67,14 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-whole_numbers TABLES ROWS THREADS DUMP_THREADS RSS_LIMIT_MB REPEAT
+whole_numbers TABLES ROWS THREADS DUMP_THREADS RSS_LIMIT_MB REPEAT FLOOR_THREADS
 [ "$TABLES" -ge 1 ] && [ "$ROWS" -ge 1 ] && [ "$THREADS" -ge 1 ] && [ "$REPEAT" -ge 1 ] \
-    || die "--tables, --rows, --threads and --repeat must be at least 1"
+    && [ "$FLOOR_THREADS" -ge 1 ] \
+    || die "--tables, --rows, --threads, --repeat and --floor-threads must be at least 1"
 want() { [[ ",$TOOLS," == *",$1,"* ]]; }
 case "$LOAD_METHOD" in ""|auto|insert|load-data) ;; *) die "--load-method must be auto, insert or load-data" ;; esac
 for t in ${TOOLS//,/ }; do
-    case "$t" in tidemark|tidemark-defer|mydumper|mariadb-dump) ;; *) die "--tools: unknown tool '$t'" ;; esac
+    case "$t" in tidemark|tidemark-defer|mydumper|mariadb-dump|floor) ;; *) die "--tools: unknown tool '$t'" ;; esac
 done
 
 # ---------------------------------------------------------------- tools -----------
@@ -131,17 +139,17 @@ timed() {
 }
 
 # ---------------------------------------------------------------- tidemark --------
-run_tidemark() { # label defer(true|false)
+run_tidemark() { # label defer(true|default)
     local label=$1 defer=$2 dir="$RUN_DIR/$1"
-    local method=""
+    local method="" defer_line=""
     [ -z "$LOAD_METHOD" ] || method=$'\n'"load_method = \"$LOAD_METHOD\""
+    [ "$defer" = default ] || defer_line=$'\n'"defer_secondary_indexes = $defer"
     mkdir -p "$dir"
     { mysql_task_header bench; cat <<EOF
 [migration]
 types = ["schema", "full"]
 [full]
-threads = $THREADS
-defer_secondary_indexes = $defer$method
+threads = $THREADS$defer_line$method
 [state]
 dir = "$dir/state"
 [[objects]]
@@ -161,13 +169,13 @@ EOF
     t1=$(now)
     local wall; wall=$(sub "$t1" "$t0")
     log "  $label: $wall s"
-    # Phase split from the log: the copy's own line ("... in X s", stamped when the
-    # copy ended) splits the run into precheck + schema, copy, and post-load (deferred
-    # indexes, triggers).
+    # Phase split from the log: the copy's own line ("... in X s (N rows/s)", stamped
+    # when the copy ended) splits the run into precheck + schema, copy, and post-load
+    # (deferred indexes, triggers).
     local line copy_s copy_end phases="phases: ?"
-    line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -E ' in [0-9.]+ s$' | tail -1 || true)
+    line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/tidemark.log" | grep -E ' in [0-9.]+ s( \([0-9]+ rows/s\))?$' | tail -1 || true)
     if [ -n "$line" ]; then
-        copy_s=$(sed -n 's/.* in \([0-9.]*\) s$/\1/p' <<<"$line")
+        copy_s=$(sed -n 's/.* in \([0-9.]*\) s\( ([0-9]* rows\/s)\)\{0,1\}$/\1/p' <<<"$line")
         copy_end=$(date -d "$(awk '{ print $1 }' <<<"$line")" +%s.%N)
         phases="precheck+schema $(awk -v e="$copy_end" -v c="$copy_s" -v t="$t0" 'BEGIN { d = e - c - t; printf "%.1f", (d < 0 ? 0 : d) }') s, copy $copy_s s, post-load $(awk -v e="$copy_end" -v t="$t1" 'BEGIN { printf "%.1f", t - e }') s"
     fi
@@ -241,14 +249,51 @@ run_mariadb_dump() {
     verify mariadb-dump
 }
 
+# ---------------------------------------------------------------- floor -----------
+# The rows as files on the destination's disk, once: the source writes them (same machine)
+# with SELECT ... INTO OUTFILE, in LOAD DATA's default format.
+export_floor_files() {
+    FLOOR_DIR="$WORK/floor-files"
+    mkdir -p "$FLOOR_DIR"
+    chmod 777 "$FLOOR_DIR"
+    local t
+    for t in "${TABLE_NAMES[@]}"; do
+        src_sql "SELECT * INTO OUTFILE '$FLOOR_DIR/$t.tsv' FROM sbtest.\`$t\`" \
+            || die "floor: SELECT ... INTO OUTFILE failed on the source (secure_file_priv?)"
+        src_sql "SHOW CREATE TABLE sbtest.\`$t\`" | cut -f2- | sed 's/\\n/\n/g' >"$FLOOR_DIR/$t.sql"
+    done
+}
+
+run_floor() {
+    local dir="$RUN_DIR/floor"
+    mkdir -p "$dir"
+    [ -n "${FLOOR_DIR:-}" ] || export_floor_files
+    reset_destination
+    log "floor: the destination alone, CREATE TABLE + LOAD DATA INFILE, $FLOOR_THREADS table(s) at a time"
+    local s0 d0 m0 t0 t1
+    s0=$(cpu_s "$SRC_PID"); d0=$(cpu_s "$DST_PID"); m0=$(machine_cpu); t0=$(now)
+    dst_sql 'CREATE DATABASE sbtest'
+    printf '%s\n' "${TABLE_NAMES[@]}" | xargs -P "$FLOOR_THREADS" -I{} \
+        "$MARIADB" --no-defaults -h127.0.0.1 -P"$DST_PORT" -uroot sbtest \
+        -e "source $FLOOR_DIR/{}.sql; LOAD DATA INFILE '$FLOOR_DIR/{}.tsv' INTO TABLE \`{}\`" \
+        >"$dir/floor.log" 2>&1 || { cat "$dir/floor.log" >&2; die "floor: LOAD DATA INFILE failed"; }
+    t1=$(now)
+    log "  floor: $(sub "$t1" "$t0") s"
+    record floor "$(sub "$t1" "$t0")" 0 0 "$(sub "$(cpu_s "$SRC_PID")" "$s0")" \
+        "$(sub "$(cpu_s "$DST_PID")" "$d0")" "$(sub "$(machine_cpu)" "$m0")" \
+        "LOAD DATA INFILE, $FLOOR_THREADS at a time"
+    verify floor
+}
+
 for ROUND in $(seq 1 "$REPEAT"); do
     RUN_DIR="$WORK/round$ROUND"
     mkdir -p "$RUN_DIR"
     [ "$REPEAT" -eq 1 ] || log "round $ROUND of $REPEAT"
-    if want tidemark; then run_tidemark tidemark false; fi
+    if want tidemark; then run_tidemark tidemark default; fi
     if want tidemark-defer; then run_tidemark tidemark-defer true; fi
     if want mydumper; then run_mydumper; fi
     if want mariadb-dump; then run_mariadb_dump; fi
+    if want floor; then run_floor; fi
 done
 
 # ---------------------------------------------------------------- report ----------
@@ -285,11 +330,17 @@ END {
     }
     print ""
     split("tidemark tidemark-defer", tm, " ")
-    nb = split("mydumper+myloader|mariadb-dump | mariadb", base, "|")
-    base[2] = base[2] "|" base[3]; nb = 2
+    base[1] = "mydumper+myloader"; base[2] = "mariadb-dump | mariadb"; base[3] = "floor"; nb = 3
     for (a = 1; a <= 2; a++) for (b = 1; b <= nb; b++)
         if ((tm[a] in med) && (base[b] in med))
-            printf "- %s / %s time: %.2f\n", tm[a], base[b], med[tm[a]] / med[base[b]]
+            printf "- %s / %s time: %.2f%s\n", tm[a], base[b], med[tm[a]] / med[base[b]], \
+                (b == 3 ? " (goal: at most 1.25)" : "")
+    for (a = 1; a <= 2; a++)
+        if ((tm[a] in med) && (base[1] in med))
+            printf "- %s / %s time (speed-up): %.2f (goal: at least 1.3)\n", base[1], tm[a], med[base[1]] / med[tm[a]]
+    for (b = 1; b <= 2; b++)
+        if ((base[b] in med) && ("floor" in med))
+            printf "- %s / floor time: %.2f\n", base[b], med[base[b]] / med["floor"]
 }'
 report() {
     echo "## Full migration: $TABLES table(s) x $ROWS rows (sysbench shape)"

@@ -147,17 +147,22 @@ pub(crate) fn in_parallel(threads: usize, work: impl Fn() -> Result<()> + Sync) 
     }
 }
 
-/// The chunks still to copy, largest tables first, as (table index, chunk): planned on
-/// the first run and saved, so a restart skips the chunks already done.
+/// The chunks still to copy, as (table index, chunk): planned on the first run and
+/// saved, so a restart skips the chunks already done.
+///
+/// Dealt round-robin over the tables, largest first (the first chunk of every table,
+/// then the second of each, ...), so parallel pipelines write different tables rather
+/// than all the same one: on the destination they then contend for neither a table's
+/// AUTO-INC lock (held for a whole LOAD DATA statement) nor the same index pages.
 pub(crate) fn pending_chunks(
     task: &Task,
     plan: &Plan,
     store: &Store,
     src: &mut mysql::Conn,
 ) -> Result<Vec<(usize, crate::state::ChunkState)>> {
-    let mut out = Vec::new();
     let mut order: Vec<usize> = (0..plan.tables.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(plan.tables[i].source.rows));
+    let mut per_table = Vec::new();
     for &i in &order {
         let t = &plan.tables[i];
         let key = t.def().name.to_string();
@@ -168,13 +173,31 @@ pub(crate) fn pending_chunks(
             let chunks = snapshot::plan_chunks(src, t, task.full.chunk_rows)?;
             store.save_chunks(&key, &t.target.to_string(), t.source.rows, &chunks)?;
         }
-        for c in store.chunks(&key)? {
-            if !c.done {
-                out.push((i, c));
-            }
+        let pending: Vec<_> = store
+            .chunks(&key)?
+            .into_iter()
+            .filter(|c| !c.done)
+            .collect();
+        if !pending.is_empty() {
+            per_table.push((i, pending.into_iter()));
         }
     }
-    Ok(out)
+    Ok(round_robin(per_table))
+}
+
+/// One item of each list in turn, until all are empty.
+fn round_robin<T>(mut lists: Vec<(usize, std::vec::IntoIter<T>)>) -> Vec<(usize, T)> {
+    let mut out = Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).sum());
+    while !lists.is_empty() {
+        lists.retain_mut(|(i, l)| match l.next() {
+            Some(item) => {
+                out.push((*i, item));
+                true
+            }
+            None => false,
+        });
+    }
+    out
 }
 
 /// Marks the tables whose chunks are all done as copied.
@@ -484,4 +507,21 @@ fn fail_chunk(
 /// Total rows the plan expects (from the source's estimates).
 pub fn estimate(plan: &Plan) -> u64 {
     plan.tables.iter().map(|t| t.source.rows).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_dealt_across_tables() {
+        let lists = vec![
+            (2, vec!['a', 'b', 'c'].into_iter()),
+            (0, vec!['x'].into_iter()),
+            (1, vec!['p', 'q'].into_iter()),
+        ];
+        let dealt: Vec<(usize, char)> = super::round_robin(lists);
+        assert_eq!(
+            dealt,
+            [(2, 'a'), (0, 'x'), (1, 'p'), (2, 'b'), (1, 'q'), (2, 'c')]
+        );
+    }
 }

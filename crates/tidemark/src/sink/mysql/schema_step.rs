@@ -214,7 +214,7 @@ fn create_tables(
         }
         let n = &t.def().name;
         let (text, _) = show_create(&mut src, "TABLE", &n.database, &n.table, 1)?;
-        let ddl = table_ddl(&text, t, plan, task.full.defer_secondary_indexes)?;
+        let ddl = table_ddl(&text, t, plan, task.full.defers_indexes_of(t.source.rows))?;
         dst.query_drop(&ddl.create).with_context(|| {
             format!(
                 "the destination rejected the table definition of {target}:\n{}",
@@ -258,8 +258,27 @@ pub fn post_load(
             "{target}: creating {} secondary index(es) after the load",
             clauses.len()
         );
-        dst.query_drop(&sql)
-            .with_context(|| format!("creating the deferred indexes of {target}"))?;
+        match dst.query_drop(&sql) {
+            Ok(()) => {}
+            // ER_DUP_KEYNAME: a run killed after this ALTER but before the state store
+            // noted it (the ALTER is atomic: all or none of them exist). Each clause on
+            // its own, those that exist skipped, so a resumed run completes.
+            Err(mysql::Error::MySqlError(e)) if e.code == 1061 => {
+                tracing::info!("{target}: deferred index(es) already created by an earlier run");
+                for clause in &clauses {
+                    let one = format!("ALTER TABLE {} {clause}", t.target.quoted());
+                    match dst.query_drop(&one) {
+                        Err(mysql::Error::MySqlError(e)) if e.code == 1061 => {}
+                        done => done.with_context(|| {
+                            format!("creating the deferred indexes of {target}")
+                        })?,
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating the deferred indexes of {target}"))
+            }
+        }
         store.set(&key, "[]")?;
     }
     for db in plan.databases.iter().filter(|d| d.whole) {
