@@ -366,12 +366,15 @@ pub fn from_mysql(v: mysql::Value, kind: ColumnKind) -> Value {
         M::UInt(u) => Value::UInt(u),
         M::Float(f) => Value::Float(f),
         M::Double(d) => Value::Double(d),
-        M::Bytes(b) => match kind {
-            ColumnKind::Decimal => Value::Decimal(String::from_utf8_lossy(&b).into_owned()),
-            ColumnKind::Json => Value::Json(b),
-            ColumnKind::Bit => Value::Bit(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
-            _ => Value::Bytes(b),
-        },
+        // Numbers and times as text: the text protocol, or a server (AnalyticDB's
+        // stand-in, some proxies) that answers prepared statements with strings.
+        M::Bytes(b) if !matches!(kind, ColumnKind::Text | ColumnKind::Binary) => {
+            match typed_text(&b, kind) {
+                Some(v) => v,
+                None => from_bytes(b, kind),
+            }
+        }
+        M::Bytes(b) => from_bytes(b, kind),
         M::Date(year, month, day, hour, minute, second, micros) => {
             let d = DateTime {
                 year,
@@ -396,6 +399,33 @@ pub fn from_mysql(v: mysql::Value, kind: ColumnKind) -> Value {
             micros,
         }),
     }
+}
+
+/// Bytes as the kind's own value type (no parsing): DECIMAL text, JSON, BIT bytes.
+fn from_bytes(b: Vec<u8>, kind: ColumnKind) -> Value {
+    match kind {
+        ColumnKind::Decimal => Value::Decimal(String::from_utf8_lossy(&b).into_owned()),
+        ColumnKind::Json => Value::Json(b),
+        ColumnKind::Bit => Value::Bit(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
+        _ => Value::Bytes(b),
+    }
+}
+
+/// A number or a time written as text, as the typed value; `None` when `kind` is not
+/// one or the text does not read as one (then it is kept as it came).
+fn typed_text(b: &[u8], kind: ColumnKind) -> Option<Value> {
+    use crate::sink::readback::{parse_datetime, parse_time};
+    let s = std::str::from_utf8(b).ok()?.trim();
+    Some(match kind {
+        ColumnKind::Int { unsigned: true } => Value::UInt(s.parse().ok()?),
+        ColumnKind::Int { .. } | ColumnKind::Year => Value::Int(s.parse().ok()?),
+        ColumnKind::Float => Value::Float(s.parse().ok()?),
+        ColumnKind::Double => Value::Double(s.parse().ok()?),
+        ColumnKind::Date => Value::Date(parse_datetime(s)?),
+        ColumnKind::DateTime | ColumnKind::Timestamp => Value::DateTime(parse_datetime(s)?),
+        ColumnKind::Time => Value::Time(parse_time(s)?),
+        _ => return None,
+    })
 }
 
 /// Converts a value back to a statement parameter (chunk bounds).
@@ -459,6 +489,40 @@ mod tests {
     use crate::source::catalog::TableInfo;
     use std::collections::BTreeMap;
     use tidemark_core::{TableDef, TableName};
+
+    #[test]
+    fn numbers_and_times_sent_as_text_read_as_their_kind() {
+        let b = |s: &str| mysql::Value::Bytes(s.as_bytes().to_vec());
+        assert_eq!(
+            from_mysql(b("-7"), ColumnKind::Int { unsigned: false }),
+            Value::Int(-7)
+        );
+        assert_eq!(
+            from_mysql(
+                b("18446744073709551615"),
+                ColumnKind::Int { unsigned: true }
+            ),
+            Value::UInt(u64::MAX)
+        );
+        assert_eq!(from_mysql(b("0.5"), ColumnKind::Double), Value::Double(0.5));
+        assert!(matches!(
+            from_mysql(b("2026-12-02 10:11:12.345"), ColumnKind::DateTime),
+            Value::DateTime(d) if d.micros == 345_000 && d.second == 12
+        ));
+        // Text stays text, and what does not read as its kind is kept as it came.
+        assert_eq!(
+            from_mysql(b("42"), ColumnKind::Text),
+            Value::Bytes(b"42".to_vec())
+        );
+        assert_eq!(
+            from_mysql(b("x"), ColumnKind::Int { unsigned: false }),
+            Value::Bytes(b"x".to_vec())
+        );
+        assert_eq!(
+            from_mysql(b("1.50"), ColumnKind::Decimal),
+            Value::Decimal("1.50".into())
+        );
+    }
 
     fn column(name: &str, kind: ColumnKind) -> ColumnDef {
         ColumnDef {
