@@ -265,6 +265,11 @@ fn adb_to_adb_many_tables_full_and_incremental_survive_sigkill() {
     wait_ops(&done, 300);
     halt.store(true, Ordering::Relaxed);
     w.join().expect("writer");
+    // ADD COLUMN on the source reaches the destination; its values follow.
+    run(
+        &mut src(),
+        "ALTER TABLE a2a.orders ADD COLUMN extra BIGINT;\nUPDATE a2a.orders SET extra = id * 2 WHERE id < 50",
+    );
     if let Err(e) = converge_within(Duration::from_secs(30)) {
         let status = text(&t.tidemark(&["status"]));
         let _ = child.kill();
