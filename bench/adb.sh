@@ -203,6 +203,9 @@ t0=$(now)
     || { tail -n 40 "$WORK/mydumper.log" >&2; die "mydumper failed"; }
 DUMP_WALL=$(sub "$(now)" "$t0")
 log "  dumped in $DUMP_WALL s ($(ls "$WORK/dump" | wc -l) files)"
+content_sum() { # database table: a query summing a hash of every row's values
+    echo "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, k, c, pad))) FROM \`$1\`.\`$2\`"
+}
 ML_WALL=(); ML_RPS=(); ML_ROWS=(); ML_RATIO=(); ML_RSS=(); ML_CPU=()
 for n in "${LOADER_LIST[@]}"; do
     adb_sql "DROP DATABASE IF EXISTS \`$ML_DB\`"
@@ -223,6 +226,10 @@ for n in "${LOADER_LIST[@]}"; do
         die "myloader --threads $n failed (exit $ML_EXIT; errors above, $rows of $TOTAL_ROWS rows loaded)"
     fi
     [ "$rows" -eq "$TOTAL_ROWS" ] || die "myloader --threads $n loaded $rows rows, the source has $TOTAL_ROWS"
+    for t in "${TABLE_NAMES[@]}"; do # the same values as tidemark's copy (nothing changed since)
+        [ "$(adb_sql "$(content_sum "$ML_DB" "$t")")" = "$(adb_sql "$(content_sum sbtest "$t")")" ] \
+            || die "myloader --threads $n loaded other values into $t than tidemark's copy holds"
+    done
     ML_WALL+=("$wall"); ML_ROWS+=("$rows")
     ML_RPS+=("$(awk -v n="$rows" -v s="$wall" 'BEGIN { printf "%.0f", n / s }')")
     ML_RATIO+=("$(awk -v a="$FULL_RPS" -v b="${ML_RPS[-1]}" 'BEGIN { printf "%.2f", a / b }')")
@@ -285,7 +292,7 @@ report() {
     echo "|---|---|---|---|---|---|---|"
     echo "| tidemark full copy | $FULL_ROWS rows, $FULL_MB MB | $FULL_S (whole run with schema: $FULL_WALL) | **$FULL_RPS rows/s** | $FULL_RSS | $FULL_CPU | $FULL_ON_STANDIN rows on the stand-in |"
     for i in "${!LOADER_LIST[@]}"; do
-        echo "| myloader --threads ${LOADER_LIST[$i]} | ${ML_ROWS[$i]} rows (dump by mydumper --no-schemas: $DUMP_WALL s, not counted) | ${ML_WALL[$i]} | **${ML_RPS[$i]} rows/s** (tidemark: ${ML_RATIO[$i]}x) | ${ML_RSS[$i]} | ${ML_CPU[$i]} | ${ML_ROWS[$i]} rows on the stand-in |"
+        echo "| myloader --threads ${LOADER_LIST[$i]} | ${ML_ROWS[$i]} rows (dump by mydumper --no-schemas: $DUMP_WALL s, not counted) | ${ML_WALL[$i]} | **${ML_RPS[$i]} rows/s** (tidemark: ${ML_RATIO[$i]}x) | ${ML_RSS[$i]} | ${ML_CPU[$i]} | ${ML_ROWS[$i]} rows on the stand-in, values equal to tidemark's copy |"
     done
     echo "| tidemark catch-up | $ROW_CHANGES row changes in $TRANSACTIONS transactions (oltp_write_only) | $CATCHUP_WALL | **$CATCHUP_RPS row changes/s** ($CATCHUP_TPS transactions/s) | $CATCHUP_RSS | $CATCHUP_CPU | caught up |"
     echo "| tidemark verify | $SOURCE_ROWS rows read back and hashed | $VERIFY_WALL | $VERIFY_RPS rows/s | $VERIFY_RSS | $(cpu_of "$WORK/verify.time") | $VERIFY_VERDICT |"
