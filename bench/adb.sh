@@ -203,6 +203,10 @@ t0=$(now)
     || { tail -n 40 "$WORK/mydumper.log" >&2; die "mydumper failed"; }
 DUMP_WALL=$(sub "$(now)" "$t0")
 log "  dumped in $DUMP_WALL s ($(ls "$WORK/dump" | wc -l) files)"
+# What a data file starts with (its session statements), kept with --logs.
+first_dump=$(find "$WORK/dump" -name 'sbtest.*.sql' | sort | head -n1)
+[ -n "$first_dump" ] || die "mydumper wrote no data file for sbtest into $WORK/dump"
+grep -v '^INSERT\|^(' "$first_dump" | head -n 20 >"$WORK/dump-head.log" || true
 content_sum() { # database table: a query summing a hash of every row's values
     echo "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, k, c, pad))) FROM \`$1\`.\`$2\`"
 }
