@@ -95,45 +95,20 @@ MYLOADER="$(find_tool myloader)" || die "myloader not found"
 # ---------------------------------------------------------------- build -----------
 build_tidemark
 built_from
-if [ -n "${STANDIN_BIN:-}" ]; then
-    STANDIN="$STANDIN_BIN"
-else
-    TARGET_DIR="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}"
-    log "building the ADB stand-in (release) into $TARGET_DIR"
-    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p tidemark-sandbox --example adb_standin >&2
-    STANDIN="$TARGET_DIR/release/examples/adb_standin"
-fi
-[ -x "$STANDIN" ] || die "the stand-in $STANDIN is not an executable"
+build_standin adb_standin
 
 # ---------------------------------------------------------------- servers ---------
 KEEP_NAMES=('*.log' '*.time' '*.toml' '*.ddl')
 KEEP_NOT_PATH='./dump/*'
-STANDIN_PID=""
-cleanup_first() { # the stand-in stops (and stops its storage server) when its stdin closes
-    local i
-    exec 7>&- 2>/dev/null || true
-    if [ -n "$STANDIN_PID" ]; then
-        for i in $(seq 1 300); do kill -0 "$STANDIN_PID" 2>/dev/null || break; sleep 0.1; done
-        kill "$STANDIN_PID" 2>/dev/null || true
-    fi
-}
+cleanup_first() { stop_standin; }
 make_work adb
 take_port SRC_PORT
 log "starting the source (127.0.0.1:$SRC_PORT, binlog ROW/FULL) in $WORK"
 start_source
 wait_ready source "$SRC_PORT" "$SRC_PID"
-mkfifo "$WORK/standin.in"
-"$STANDIN" <"$WORK/standin.in" >"$WORK/standin.url" 2>"$WORK/standin.log" &
-STANDIN_PID=$!
-exec 7>"$WORK/standin.in"
-for _ in $(seq 1 1200); do
-    [ -s "$WORK/standin.url" ] && break
-    kill -0 "$STANDIN_PID" 2>/dev/null || { cat "$WORK/standin.log" >&2; die "the stand-in exited"; }
-    sleep 0.1
-done
-ADB_URL=$(head -n1 "$WORK/standin.url")
-[ -n "$ADB_URL" ] || die "the stand-in printed no URL in 120 s"
-ADB_PORT=${ADB_URL##*:}
+start_standin
+ADB_URL=$STANDIN_URL
+ADB_PORT=$STANDIN_PORT
 log "ADB stand-in at $ADB_URL"
 adb_sql() { sql_at "$ADB_PORT" "$1"; }
 

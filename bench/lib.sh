@@ -1,5 +1,5 @@
 # Shared helpers of the benchmark scripts in bench/ (full.sh, incremental.sh, verify.sh,
-# soak.sh, rocketmq.sh, lindorm.sh). Not run on its own: a script sources it first thing after
+# soak.sh, rocketmq.sh, lindorm.sh, adb.sh, …). Not run on its own: a script sources it first thing after
 # `set -euo pipefail`, with
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,6 +38,9 @@
 #                                      free TCP ports, never the same one twice
 #   start_server, wait_ready           mariadb-install-db + mariadbd in $WORK/NAME
 #   start_source, start_destination, start_replica
+#   build_standin EXAMPLE, start_standin, stop_standin
+#                                      tidemark-sandbox's stand-ins (STANDIN, STANDIN_URL,
+#                                      STANDIN_PORT); stop_standin belongs in cleanup_first
 #                                      the usual three servers, on SRC_PORT/DST_PORT/REP_PORT
 #                                      (setting SRC_PID/DST_PID/REP_PID)
 #   start_source_and_destination [SOURCE_ARGS...] [-- DESTINATION_ARGS...]
@@ -414,4 +417,48 @@ emit_report() { # print the output of the script's `report`, and write it to $OU
     REPORT="$(report)"
     echo "$REPORT"
     [ -z "$OUT" ] || { mkdir -p "$(dirname "$OUT")"; echo "$REPORT" >"$OUT"; log "results written to $OUT"; }
+}
+
+# ---------------------------------------------------------------- stand-ins -------
+# tidemark-sandbox's stand-ins run as examples (`lindorm_standin`, `adb_standin`): each
+# prints its URL and stops, with its storage server, when its stdin closes.
+STANDIN_PID=""
+
+# build_standin EXAMPLE: sets STANDIN to $STANDIN_BIN, or to a release build of EXAMPLE.
+build_standin() {
+    if [ -n "${STANDIN_BIN:-}" ]; then
+        STANDIN="$STANDIN_BIN"
+    else
+        local target_dir="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}"
+        log "building the stand-in $1 (release) into $target_dir"
+        CARGO_TARGET_DIR="$target_dir" cargo build --release -p tidemark-sandbox --example "$1" >&2
+        STANDIN="$target_dir/release/examples/$1"
+    fi
+    [ -x "$STANDIN" ] || die "the stand-in $STANDIN is not an executable"
+}
+
+# start_standin: starts $STANDIN in $WORK; sets STANDIN_URL and STANDIN_PORT.
+start_standin() {
+    mkfifo "$WORK/standin.in"
+    "$STANDIN" <"$WORK/standin.in" >"$WORK/standin.url" 2>"$WORK/standin.log" &
+    STANDIN_PID=$!
+    exec 7>"$WORK/standin.in"
+    for _ in $(seq 1 1200); do
+        [ -s "$WORK/standin.url" ] && break
+        kill -0 "$STANDIN_PID" 2>/dev/null || { cat "$WORK/standin.log" >&2; die "the stand-in exited"; }
+        sleep 0.1
+    done
+    STANDIN_URL=$(head -n1 "$WORK/standin.url")
+    [ -n "$STANDIN_URL" ] || die "the stand-in printed no URL in 120 s"
+    STANDIN_PORT=${STANDIN_URL##*:}
+}
+
+# stop_standin: closes the stand-in's stdin and waits for it (up to 30 s); for cleanup_first.
+stop_standin() {
+    local i
+    exec 7>&- 2>/dev/null || true
+    if [ -n "$STANDIN_PID" ]; then
+        for i in $(seq 1 300); do kill -0 "$STANDIN_PID" 2>/dev/null || break; sleep 0.1; done
+        kill "$STANDIN_PID" 2>/dev/null || true
+    fi
 }
