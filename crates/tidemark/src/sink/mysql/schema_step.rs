@@ -29,6 +29,55 @@ fn ddl_conn(destination: &Endpoint) -> Result<Conn> {
     Ok(c)
 }
 
+/// Runs `work` on up to `threads` threads (no more than `items`), each taking the next
+/// item from the shared counter until none are left or another has failed (the flag);
+/// their results, or the first real error (a stop seen because another failed is not
+/// the cause).
+fn on_workers<T: Send>(
+    threads: usize,
+    items: usize,
+    work: impl Fn(&AtomicUsize, &AtomicBool) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let workers = threads.min(items).max(1);
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let mut out = Vec::new();
+    let mut first_error = None;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = work(&next, &failed);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(Ok(v)) => out.push(v),
+                Ok(Err(e)) => {
+                    if first_error.is_none()
+                        || first_error.as_ref().is_some_and(crate::task::is_stop)
+                    {
+                        first_error = Some(e);
+                    }
+                }
+                Err(_) => {
+                    first_error.get_or_insert_with(|| {
+                        anyhow::anyhow!("internal: a schema thread panicked")
+                    });
+                }
+            }
+        }
+    });
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 /// Creates databases, tables, routines and views. Returns notes for the operator
 /// (objects not migrated and why).
 pub fn migrate(
@@ -68,45 +117,13 @@ pub fn migrate(
     // Each CREATE TABLE is a round trip the destination spends mostly creating files:
     // with thousands of tables, several connections at once take a fraction of the time.
     // Order does not matter: `ddl_conn` turns foreign key checks off.
-    let workers = task.full.threads.min(pending.len()).max(1);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let mut table_notes: Vec<(usize, Vec<String>)> = Vec::new();
-    let mut first_error = None;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = create_tables(destination, task, plan, store, &pending, &next, &failed);
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(Ok(n)) => table_notes.extend(n),
-                Ok(Err(e)) => {
-                    // A stop seen by one worker because another failed is not the cause.
-                    if first_error.is_none()
-                        || first_error.as_ref().is_some_and(crate::task::is_stop)
-                    {
-                        first_error = Some(e);
-                    }
-                }
-                Err(_) => {
-                    first_error.get_or_insert_with(|| {
-                        anyhow::anyhow!("internal: a schema thread panicked")
-                    });
-                }
-            }
-        }
-    });
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    let mut table_notes: Vec<(usize, Vec<String>)> =
+        on_workers(task.full.threads, pending.len(), |next, failed| {
+            create_tables(destination, task, plan, store, &pending, next, failed)
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
     table_notes.sort_by_key(|(i, _)| *i);
     notes.extend(table_notes.into_iter().flat_map(|(_, n)| n));
     for db in plan.databases.iter().filter(|d| d.whole) {
@@ -232,18 +249,24 @@ fn create_tables(
     }
 }
 
-/// After the load: deferred indexes, then triggers.
-pub fn post_load(
+/// One post-load worker: the deferred indexes of the next tables, each table's in one
+/// ALTER TABLE, recorded as done in the state store.
+fn build_deferred_indexes(
     destination: &Endpoint,
-    task: &Task,
     plan: &Plan,
     store: &Store,
-) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    let mut src = connect_raw(&task.source, Side::Source)?;
-    let mut dst = ddl_conn(destination)?;
-    for t in &plan.tables {
+    next: &AtomicUsize,
+    failed: &AtomicBool,
+) -> Result<()> {
+    let mut dst: Option<Conn> = None;
+    loop {
         crate::task::check_stop()?;
+        if failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(t) = plan.tables.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            return Ok(());
+        };
         let target = t.target.to_string();
         let key = format!("deferred-indexes:{target}");
         let Some(json) = store.get(&key)? else {
@@ -253,6 +276,11 @@ pub fn post_load(
         if clauses.is_empty() {
             continue;
         }
+        // Opened on the first table with work: most tables have none.
+        let dst = match &mut dst {
+            Some(c) => c,
+            None => dst.insert(ddl_conn(destination)?),
+        };
         let sql = format!("ALTER TABLE {} {}", t.target.quoted(), clauses.join(", "));
         tracing::info!(
             "{target}: creating {} secondary index(es) after the load",
@@ -281,6 +309,23 @@ pub fn post_load(
         }
         store.set(&key, "[]")?;
     }
+}
+
+/// After the load: deferred indexes (tables in parallel), then triggers.
+pub fn post_load(
+    destination: &Endpoint,
+    task: &Task,
+    plan: &Plan,
+    store: &Store,
+) -> Result<Vec<String>> {
+    // Index builds of different tables on connections of their own: each is one long
+    // statement, mostly sorting, and the destination has cores to spare meanwhile.
+    on_workers(task.full.threads, plan.tables.len(), |next, failed| {
+        build_deferred_indexes(destination, plan, store, next, failed)
+    })?;
+    let mut notes = Vec::new();
+    let mut src = connect_raw(&task.source, Side::Source)?;
+    let mut dst = ddl_conn(destination)?;
     for db in plan.databases.iter().filter(|d| d.whole) {
         for (name, table) in &db.source.triggers {
             let id = format!("{}.{name}", db.target);

@@ -10,7 +10,7 @@
 //! ADB has no transactions across tables, so no order between tables is lost.
 //!
 //! How a subscriber asks ADB for one table's log is not publicly documented; Tidemark
-//! asks for the table's file (from `SHOW MASTER STATUS FOR t`) with `COMM_BINLOG_DUMP`,
+//! asks for the table's file (from `SHOW MASTER STATUS FOR t`) with `COM_BINLOG_DUMP`,
 //! files being per table. docs/standins.md says what the stand-in assumes likewise.
 
 use crate::source::binlog::stream::{self, Item, Source};
@@ -128,10 +128,9 @@ pub fn read(
     let result = merge(&mut readers, &mut reached, stop, &out);
     own_stop.store(true, Ordering::Relaxed);
     drop(out);
-    // Readers blocked on a quiet table notice the stop at their next heartbeat; their
-    // channels are dropped with them, so none can block on a send meanwhile.
-    let handles: Vec<_> = readers.into_iter().map(|(_, rx, h)| (rx, h)).collect();
-    drop(handles);
+    // Not joined: a reader blocked on a quiet table notices the stop at its next
+    // heartbeat. Its channel is dropped here, so it cannot block on a send meanwhile.
+    drop(readers);
     result
 }
 
