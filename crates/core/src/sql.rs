@@ -91,23 +91,36 @@ pub fn push_literal(out: &mut String, value: &Value) {
         },
         // JSON columns refuse binary strings on MySQL 8: say the text is utf8mb4.
         Value::Json(b) => push_text_literal(out, b),
-        Value::Date(d) => {
-            let _ = write!(out, "'{:04}-{:02}-{:02}'", d.year, d.month, d.day);
+        Value::Date(_) | Value::DateTime(_) | Value::Time(_) => {
+            let _ = write!(out, "'{}'", Temporal(value));
         }
-        Value::DateTime(d) => {
-            let _ = write!(
-                out,
-                "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}'",
+    }
+}
+
+/// A DATE, DATETIME or TIME value as MySQL reads it (`2024-01-02 03:04:05.000006`,
+/// `-838:59:59.000000`), without quotes: inside a literal, or as a LOAD DATA field.
+/// Other values write nothing.
+pub struct Temporal<'a>(pub &'a Value);
+
+impl std::fmt::Display for Temporal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Value::Date(d) => write!(f, "{:04}-{:02}-{:02}", d.year, d.month, d.day),
+            Value::DateTime(d) => write!(
+                f,
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
                 d.year, d.month, d.day, d.hour, d.minute, d.second, d.micros
-            );
-        }
-        Value::Time(t) => {
-            let sign = if t.negative { "-" } else { "" };
-            let _ = write!(
-                out,
-                "'{sign}{:02}:{:02}:{:02}.{:06}'",
-                t.hours, t.minutes, t.seconds, t.micros
-            );
+            ),
+            Value::Time(t) => write!(
+                f,
+                "{}{:02}:{:02}:{:02}.{:06}",
+                if t.negative { "-" } else { "" },
+                t.hours,
+                t.minutes,
+                t.seconds,
+                t.micros
+            ),
+            _ => Ok(()),
         }
     }
 }

@@ -368,13 +368,10 @@ pub fn from_mysql(v: mysql::Value, kind: ColumnKind) -> Value {
         M::Double(d) => Value::Double(d),
         // Numbers and times as text: the text protocol, or a server (AnalyticDB's
         // stand-in, some proxies) that answers prepared statements with strings.
-        M::Bytes(b) if !matches!(kind, ColumnKind::Text | ColumnKind::Binary) => {
-            match typed_text(&b, kind) {
-                Some(v) => v,
-                None => from_bytes(b, kind),
-            }
-        }
-        M::Bytes(b) => from_bytes(b, kind),
+        M::Bytes(b) => match typed_text(&b, kind) {
+            Some(v) => v,
+            None => from_bytes(b, kind),
+        },
         M::Date(year, month, day, hour, minute, second, micros) => {
             let d = DateTime {
                 year,
@@ -415,6 +412,21 @@ fn from_bytes(b: Vec<u8>, kind: ColumnKind) -> Value {
 /// one or the text does not read as one (then it is kept as it came).
 fn typed_text(b: &[u8], kind: ColumnKind) -> Option<Value> {
     use crate::sink::readback::{parse_datetime, parse_time};
+    // Per value of the full copy: text, JSON or DECIMAL bytes are never looked at.
+    let numeric_or_time = matches!(
+        kind,
+        ColumnKind::Int { .. }
+            | ColumnKind::Year
+            | ColumnKind::Float
+            | ColumnKind::Double
+            | ColumnKind::Date
+            | ColumnKind::DateTime
+            | ColumnKind::Timestamp
+            | ColumnKind::Time
+    );
+    if !numeric_or_time {
+        return None;
+    }
     let s = std::str::from_utf8(b).ok()?.trim();
     Some(match kind {
         ColumnKind::Int { unsigned: true } => Value::UInt(s.parse().ok()?),

@@ -7,7 +7,7 @@
 
 use crate::source::snapshot::text_typed;
 use crate::transform::mapping::TablePlan;
-use tidemark_core::sql::{push_ident, push_literal, push_text_literal};
+use tidemark_core::sql::{push_ident, push_literal, push_text_literal, Temporal};
 use tidemark_core::{Row, Value};
 
 /// The warnings of the last statement on `dst` that mean the destination changed or
@@ -463,23 +463,8 @@ pub fn push_field(out: &mut Vec<u8>, v: &Value) {
         }
         // As the literals, without their quotes (no String per value: DATETIME columns
         // are common).
-        Value::Date(d) => {
-            let _ = write!(out, "{:04}-{:02}-{:02}", d.year, d.month, d.day);
-        }
-        Value::DateTime(d) => {
-            let _ = write!(
-                out,
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-                d.year, d.month, d.day, d.hour, d.minute, d.second, d.micros
-            );
-        }
-        Value::Time(t) => {
-            let sign = if t.negative { "-" } else { "" };
-            let _ = write!(
-                out,
-                "{sign}{:02}:{:02}:{:02}.{:06}",
-                t.hours, t.minutes, t.seconds, t.micros
-            );
+        Value::Date(_) | Value::DateTime(_) | Value::Time(_) => {
+            let _ = write!(out, "{}", Temporal(v));
         }
         _ => {
             // Numbers and temporal values: the SQL literal without its quotes.

@@ -40,41 +40,38 @@ pub fn refine(c: &mut mysql::Conn, db: &mut DatabaseInfo) -> Result<()> {
 
 /// [`refine`] for one table.
 pub fn refine_table(c: &mut mysql::Conn, t: &mut TableInfo) -> Result<()> {
-    {
-        let adb = show_create(c, &t.def.name)?;
-        for col in &mut t.def.columns {
-            let Some(shown) = adb.column(&col.name) else {
-                continue;
-            };
+    let adb = show_create(c, &t.def.name)?;
+    for col in &mut t.def.columns {
+        let Some(shown) = adb.column(&col.name) else {
+            continue;
+        };
+        // The rows arrive as the server stores them: its own kind wins where known.
+        if col.kind == ColumnKind::Other {
             let base = shown.base().to_ascii_lowercase();
-            let kind = match base.as_str() {
+            col.kind = match base.as_str() {
                 "boolean" | "bool" => ColumnKind::Int { unsigned: false },
                 _ => ColumnKind::from_data_type(&base, &shown.ty),
             };
-            // The rows arrive as the server stores them: its own kind wins where known.
-            if col.kind == ColumnKind::Other {
-                col.kind = kind;
-            }
-            col.column_type = shown.ty.clone();
         }
-        let key: Option<Vec<usize>> = adb
-            .primary_key
-            .iter()
-            .map(|k| {
-                t.def
-                    .columns
-                    .iter()
-                    .position(|c| c.name.eq_ignore_ascii_case(k))
-            })
-            .collect();
-        if let Some(key) = key.filter(|k| !k.is_empty()) {
-            for &i in &key {
-                t.def.columns[i].nullable = false;
-            }
-            t.def.key = Some(key);
-            t.def.key_name = Some("PRIMARY".into());
-        }
-        t.adb = Some(adb);
+        col.column_type = shown.ty.clone();
     }
+    let key: Option<Vec<usize>> = adb
+        .primary_key
+        .iter()
+        .map(|k| {
+            t.def
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(k))
+        })
+        .collect();
+    if let Some(key) = key.filter(|k| !k.is_empty()) {
+        for &i in &key {
+            t.def.columns[i].nullable = false;
+        }
+        t.def.key = Some(key);
+        t.def.key_name = Some("PRIMARY".into());
+    }
+    t.adb = Some(adb);
     Ok(())
 }
