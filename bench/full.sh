@@ -11,6 +11,8 @@
 #
 # Options (defaults in brackets):
 #   --tables N        sysbench tables [8]
+#   --shape S         sysbench (as sysbench makes them, ~190 bytes a row), wide (plus a
+#                     TEXT column of ~2 KB a row) or indexed (4 secondary indexes) [sysbench]
 #   --rows N          rows per table [250000]
 #   --threads N       tidemark [full] threads [4]
 #   --dump-threads N  mydumper/myloader --threads [2]
@@ -36,7 +38,7 @@
 # is stopped and removed on exit. Missing tools are installed with apt-get.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-USAGE_LAST_LINE=33
+USAGE_LAST_LINE=35
 
 TABLES=8
 ROWS=250000
@@ -49,10 +51,12 @@ OUT=""
 LOGS=""
 REPEAT=1
 LOAD_METHOD=""
+SHAPE=sysbench
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --tables) TABLES="${2:?}"; shift 2 ;;
+        --shape) SHAPE="${2:?}"; shift 2 ;;
         --rows) ROWS="${2:?}"; shift 2 ;;
         --threads) THREADS="${2:?}"; shift 2 ;;
         --dump-threads) DUMP_THREADS="${2:?}"; shift 2 ;;
@@ -72,6 +76,7 @@ whole_numbers TABLES ROWS THREADS DUMP_THREADS RSS_LIMIT_MB REPEAT FLOOR_THREADS
     && [ "$FLOOR_THREADS" -ge 1 ] \
     || die "--tables, --rows, --threads, --repeat and --floor-threads must be at least 1"
 want() { [[ ",$TOOLS," == *",$1,"* ]]; }
+case "$SHAPE" in sysbench|wide|indexed) ;; *) die "--shape must be sysbench, wide or indexed" ;; esac
 case "$LOAD_METHOD" in ""|auto|insert|load-data) ;; *) die "--load-method must be auto, insert or load-data" ;; esac
 for t in ${TOOLS//,/ }; do
     case "$t" in tidemark|tidemark-defer|mydumper|mariadb-dump|floor) ;; *) die "--tools: unknown tool '$t'" ;; esac
@@ -343,7 +348,7 @@ END {
             printf "- %s / floor time: %.2f\n", base[b], med[base[b]] / med["floor"]
 }'
 report() {
-    echo "## Full migration: $TABLES table(s) x $ROWS rows (sysbench shape)"
+    echo "## Full migration: $TABLES table(s) x $ROWS rows ($SHAPE shape)"
     echo
     echo "MariaDB $SERVER_VERSION, $(nproc) CPU(s), $(machine_ram) RAM;"
     echo "$BUILT_FROM; tidemark threads = $THREADS${LOAD_METHOD:+, load_method = $LOAD_METHOD}; mydumper/myloader --threads $DUMP_THREADS; $REPEAT round(s)."

@@ -347,6 +347,29 @@ log_stamp() { # log-file message t0 -> seconds since t0 at the time stamp of the
 # then: SERVER_VERSION, TABLE_NAMES, QUALIFIED (sbtest.t1,sbtest.t2,...), TOTAL_ROWS,
 # RAW_BYTES, DATA_BYTES, INDEX_BYTES, DATA_MB, RAW_MB, INDEX_MB, and
 # $WORK/source.checksums; the source settled.
+# SHAPE (set by the caller; default sysbench) changes the generated tables:
+#   sysbench  sysbench's own: id, k (indexed), c CHAR(120), pad CHAR(60), about 190 bytes a row
+#   wide      plus doc TEXT of about 2 KB a row (c and pad repeated)
+#   indexed   plus 3 secondary indexes, 4 in all: k, c, pad, (k, c)
+shape_sbtest() {
+    RAW_EXTRA=""
+    local t t0; t0=$(now)
+    case "${SHAPE:-sysbench}" in
+        sysbench) return 0 ;;
+        wide)
+            RAW_EXTRA=" + LENGTH(doc)"
+            for t in $(src_sql "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'"); do
+                src_sql "ALTER TABLE sbtest.\`$t\` ADD COLUMN doc TEXT NOT NULL; UPDATE sbtest.\`$t\` SET doc = REPEAT(CONCAT(c, pad), 11)"
+            done ;;
+        indexed)
+            for t in $(src_sql "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'"); do
+                src_sql "ALTER TABLE sbtest.\`$t\` ADD INDEX c_1 (c), ADD INDEX pad_1 (pad), ADD INDEX k_c_1 (k, c)"
+            done ;;
+        *) die "unknown shape '${SHAPE}' (sysbench, wide or indexed)" ;;
+    esac
+    log "  shaped ($SHAPE) in $(sub "$(now)" "$t0") s"
+}
+
 generate_sbtest() { # test
     SERVER_VERSION=$(src_sql 'SELECT VERSION()')
     log "MariaDB $SERVER_VERSION; generating $TABLES sysbench table(s) x $ROWS rows on the source"
@@ -358,6 +381,7 @@ generate_sbtest() { # test
         --mysql-db=sbtest prepare >"$WORK/sysbench.log" 2>&1 \
         || { cat "$WORK/sysbench.log" >&2; die "sysbench prepare failed"; }
     log "  generated in $(sub "$(now)" "$t0") s"
+    shape_sbtest
 
     mapfile -t TABLE_NAMES < <(src_sql "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest' ORDER BY TABLE_NAME")
     [ "${#TABLE_NAMES[@]}" -eq "$TABLES" ] || die "expected $TABLES tables on the source, found ${#TABLE_NAMES[@]}"
@@ -366,7 +390,7 @@ generate_sbtest() { # test
     TOTAL_ROWS=0
     RAW_BYTES=0
     for t in "${TABLE_NAMES[@]}"; do
-        read -r n b < <(src_sql "SELECT COUNT(*), COALESCE(SUM(8 + LENGTH(c) + LENGTH(pad)), 0) FROM sbtest.\`$t\`")
+        read -r n b < <(src_sql "SELECT COUNT(*), COALESCE(SUM(8 + LENGTH(c) + LENGTH(pad)$RAW_EXTRA), 0) FROM sbtest.\`$t\`")
         TOTAL_ROWS=$(( TOTAL_ROWS + n ))
         RAW_BYTES=$(( RAW_BYTES + b ))
     done

@@ -369,6 +369,11 @@ pub trait FullCopy: Sync {
     ) -> Result<()>;
     /// Opens one pipeline's writer.
     fn writer(&self) -> Result<Box<dyn ChunkWriter + '_>>;
+    /// How many pipelines to run, given `[full] threads`: fewer where more would only
+    /// contend on the destination.
+    fn pipelines(&self, threads: usize) -> usize {
+        threads
+    }
 }
 
 /// Writes chunks: each one whole (a transaction, or every message acknowledged) or not

@@ -119,7 +119,9 @@ pub fn copy(
             .map_err(|_| anyhow!("internal: job queue closed"))?;
     }
     drop(tx);
-    in_parallel(task.full.threads, || pipeline(&shared, rx.clone()))?;
+    in_parallel(sink.pipelines(task.full.threads), || {
+        pipeline(&shared, rx.clone())
+    })?;
     mark_copied(plan, store)?;
     // Chunks no pipeline took: a stop was requested.
     if !rx.is_empty() {

@@ -17,10 +17,9 @@ use crate::config::{ConflictMode, LoadMethod, Task};
 use crate::connect::{connect, describe, reconnect, transient, ServerInfo, Side, Transient};
 use crate::endpoint::Endpoint;
 use crate::sink::mysql::cluster::{self, Failure, Topology};
-use crate::sink::mysql::writer::{self, InsertBuilder, InsertMode, LoadBuilder};
+use crate::sink::mysql::writer::{self, InsertMode, LoadBuilder, PreparedBuilder};
 use crate::sink::{Batch, ChunkJob, ChunkRows, ChunkWriter, WriteError};
-use crate::source::snapshot;
-use crate::transform::mapping::{Plan, TablePlan};
+use crate::transform::mapping::Plan;
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,8 +42,13 @@ pub(crate) enum Unit {
         rows: usize,
         error_values: writer::ErrorValues,
     },
-    /// One row too large for a text statement: a prepared INSERT and its values.
-    Prepared { sql: String, row: Row },
+    /// A multi-row prepared INSERT and its values, row after row.
+    Rows {
+        sql: Arc<str>,
+        params: Vec<mysql::Value>,
+        rows: usize,
+        error_values: writer::ErrorValues,
+    },
 }
 
 pub(crate) struct Copy<'a> {
@@ -52,8 +56,10 @@ pub(crate) struct Copy<'a> {
     task: &'a Task,
     plan: &'a Plan,
     batch_bytes: usize,
-    /// Rows go through LOAD DATA LOCAL INFILE rather than INSERT.
-    load_data: bool,
+    /// Per table of the plan: how its rows are written.
+    methods: Vec<Method>,
+    /// The most pipelines worth running (see [`pipelines`]).
+    max_pipelines: Option<usize>,
     /// Bytes of statements one destination transaction may carry (`u64::MAX`: no
     /// limit): under the destination's limit, halved each time a transaction is refused
     /// for its size anyway. Shared by every pipeline.
@@ -75,16 +81,8 @@ impl<'a> Copy<'a> {
             .full
             .batch_bytes
             .min((info.max_allowed_packet as usize / 2).max(64 << 10));
-        let load_data = match task.full.load_method {
-            LoadMethod::Insert => false,
-            LoadMethod::LoadData => true,
-            LoadMethod::Auto => {
-                dst.query_first::<u8, _>("SELECT @@local_infile")
-                    .ok()
-                    .flatten()
-                    == Some(1)
-            }
-        };
+        let methods = methods(&mut dst, task, plan);
+        let max_pipelines = pipelines(&mut dst, plan);
         // Read once: the limits are the cluster's settings, not per chunk.
         let limits = match Topology::detect(&mut dst) {
             Ok(t) => t.limits,
@@ -105,20 +103,13 @@ impl<'a> Copy<'a> {
                 txn_rows
             );
         }
-        tracing::info!(
-            "full: writing with {}",
-            if load_data {
-                "LOAD DATA LOCAL INFILE"
-            } else {
-                "multi-row INSERT"
-            }
-        );
         Ok(Copy {
             endpoint,
             task,
             plan,
             batch_bytes,
-            load_data,
+            methods,
+            max_pipelines,
             txn_bytes: AtomicU64::new(txn_bytes),
             txn_rows,
         })
@@ -144,22 +135,17 @@ impl crate::sink::FullCopy for Copy<'_> {
         rows: &mut ChunkRows<'_>,
         out: &mut dyn FnMut(Batch) -> Result<()>,
     ) -> Result<()> {
-        let t = &self.plan.tables[job.table];
         let throttle = rows.throttle();
-        let mut batch = Batcher::new(self, t, self.mode(job));
+        let mut batch = Batcher::new(self, job.table, self.mode(job));
         let mut batch_bytes = 0u64;
         rows.read(|row, size| {
-            if let Some(sql) = batch.prepared_for(&row) {
-                if !batch.is_empty() {
-                    throttle.rows(batch.rows() as u64, batch_bytes);
-                    batch_bytes = 0;
-                    out(batch.take())?;
-                }
-                throttle.rows(1, size);
-                return out(Batch::new(Unit::Prepared { sql, row }));
+            if batch.would_overflow(&row) {
+                throttle.rows(batch.rows() as u64, batch_bytes);
+                batch_bytes = 0;
+                out(batch.take())?;
             }
             batch_bytes += size;
-            if batch.push(&row) {
+            if batch.push(row) {
                 throttle.rows(batch.rows() as u64, batch_bytes);
                 batch_bytes = 0;
                 out(batch.take())?;
@@ -171,6 +157,18 @@ impl crate::sink::FullCopy for Copy<'_> {
             out(batch.take())?;
         }
         Ok(())
+    }
+
+    fn pipelines(&self, threads: usize) -> usize {
+        match self.max_pipelines {
+            Some(most) if most < threads => {
+                tracing::info!(
+                    "full: {most} pipelines rather than `full.threads` = {threads}: one table holds most of the rows, and more writers into it than the destination has CPUs only spin on its index pages"
+                );
+                most
+            }
+            _ => threads,
+        }
     }
 
     fn writer(&self) -> Result<Box<dyn ChunkWriter + '_>> {
@@ -205,7 +203,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn install_infile(&mut self) {
-        if self.copy.load_data {
+        if self.copy.methods.contains(&Method::LoadData) {
             let data = self.slot.clone();
             self.dst
                 .set_local_infile_handler(Some(mysql::LocalInfileHandler::new(
@@ -319,15 +317,19 @@ impl ChunkWriter for Writer<'_> {
                 *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = data;
                 (self.dst.query_drop(&*sql), sql.to_string(), error_values)
             }
-            Unit::Prepared { sql, row } => {
-                let size: u64 = row.iter().map(|v| v.wire_size() as u64).sum();
-                self.make_room(size, 1)?;
-                let params: Vec<mysql::Value> = row.iter().map(snapshot::to_mysql).collect();
-                let error_values = match self.table {
-                    Some(t) => writer::error_values_of(&self.copy.plan.tables[t], &row),
-                    None => writer::ErrorValues::new(),
-                };
-                (self.dst.exec_drop(&sql, params), sql, error_values)
+            Unit::Rows {
+                sql,
+                params,
+                rows,
+                error_values,
+            } => {
+                let size: u64 = params.iter().map(|v| v.bin_len()).sum();
+                self.make_room(size, rows as u64)?;
+                (
+                    self.dst.exec_drop(&*sql, params),
+                    sql.to_string(),
+                    error_values,
+                )
             }
         };
         match result {
@@ -389,14 +391,105 @@ fn check_warnings(
     .context(format!("while running: {head}…")))
 }
 
-/// Rows are batched as INSERT statements or as LOAD DATA input.
+/// How the rows of one table are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    /// LOAD DATA LOCAL INFILE: the cheapest for the destination per row.
+    LoadData,
+    /// Multi-row INSERT as prepared statements (values in the binary protocol).
+    Prepared,
+}
+
+/// Each table's write method. `load-data` and `insert` say it for every table. `auto`
+/// takes LOAD DATA when the destination allows it (`local_infile`), except for a table
+/// with an AUTO_INCREMENT column that holds more than half of the rows, when the
+/// destination's `innodb_autoinc_lock_mode` is below 2 (MariaDB's and MySQL 5.7's
+/// default): there each LOAD DATA statement holds the table's AUTO-INC lock to its end,
+/// so the pipelines that copy that table at once (all of them, most of the time) would
+/// wait for each other, while prepared INSERTs into it run side by side.
+fn methods(dst: &mut mysql::Conn, task: &Task, plan: &Plan) -> Vec<Method> {
+    let all = |m| vec![m; plan.tables.len()];
+    match task.full.load_method {
+        LoadMethod::Insert => return all(Method::Prepared),
+        LoadMethod::LoadData => return all(Method::LoadData),
+        LoadMethod::Auto => {}
+    }
+    let local_infile = dst
+        .query_first::<u8, _>("SELECT @@local_infile")
+        .ok()
+        .flatten()
+        == Some(1);
+    if !local_infile {
+        tracing::info!(
+            "full: writing with prepared multi-row INSERT (the destination's local_infile is OFF)"
+        );
+        return all(Method::Prepared);
+    }
+    let lock_mode = dst
+        .query_first::<u8, _>("SELECT @@innodb_autoinc_lock_mode")
+        .ok()
+        .flatten();
+    let mut methods = all(Method::LoadData);
+    if lock_mode.is_some_and(|m| m < 2) {
+        if let Some(i) = dominant(plan) {
+            let t = &plan.tables[i];
+            if has_auto_increment(dst, &t.target) {
+                tracing::info!(
+                    "full: {}: prepared multi-row INSERT (it holds most of the rows and has an AUTO_INCREMENT column: LOAD DATA statements would wait for each other on its AUTO-INC lock, innodb_autoinc_lock_mode = {})",
+                    t.target,
+                    lock_mode.unwrap_or_default()
+                );
+                methods[i] = Method::Prepared;
+            }
+        }
+    }
+    tracing::info!("full: writing with LOAD DATA LOCAL INFILE");
+    methods
+}
+
+/// The table that holds more than half of the rows (at least 10 000), if one does: for
+/// most of the copy every pipeline writes it.
+fn dominant(plan: &Plan) -> Option<usize> {
+    let total: u64 = plan.tables.iter().map(|t| t.source.rows).sum();
+    plan.tables
+        .iter()
+        .position(|t| t.source.rows > total / 2 && t.source.rows >= 10_000)
+}
+
+/// The most pipelines worth running: when one table holds most of the rows, as many as
+/// the destination has CPUs (at least 2). Writers into one table beyond that spin on its
+/// index pages: one table of 2 M rows on a 2-CPU destination cost it 17.5 CPU-seconds
+/// with 4 writers and 12.1 with 2, in 12.3 s against 9.1 s (docs/benchmarks.md). The CPU
+/// count is MariaDB's `thread_pool_size`, which defaults to it; unknown (MySQL): no limit.
+fn pipelines(dst: &mut mysql::Conn, plan: &Plan) -> Option<usize> {
+    dominant(plan)?;
+    let cpus = dst
+        .query_first::<u64, _>("SELECT @@thread_pool_size")
+        .ok()
+        .flatten()?;
+    Some(usize::try_from(cpus).unwrap_or(usize::MAX).max(2))
+}
+
+/// Whether the destination table has an AUTO_INCREMENT column (unknown: no).
+fn has_auto_increment(dst: &mut mysql::Conn, table: &tidemark_core::TableName) -> bool {
+    dst.exec_first::<u8, _, _>(
+        "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%auto_increment%' LIMIT 1",
+        (&table.database, &table.table),
+    )
+    .ok()
+    .flatten()
+    .is_some()
+}
+
+/// Rows are batched as LOAD DATA input or prepared INSERT statements.
 enum Batcher {
-    Insert(InsertBuilder),
     Load(LoadBuilder),
+    Prepared(PreparedBuilder),
 }
 
 impl Batcher {
-    fn new(c: &Copy<'_>, t: &TablePlan, mode: InsertMode) -> Batcher {
+    fn new(c: &Copy<'_>, table: usize, mode: InsertMode) -> Batcher {
+        let t = &c.plan.tables[table];
         // A batch fits in one destination transaction.
         let rows = c
             .task
@@ -406,57 +499,57 @@ impl Batcher {
         let bytes = c
             .batch_bytes
             .min(usize::try_from(c.txn_bytes()).unwrap_or(usize::MAX));
-        if c.load_data {
-            Batcher::Load(LoadBuilder::new(t, mode, rows, bytes))
-        } else {
-            Batcher::Insert(InsertBuilder::new(t, mode, rows, bytes))
+        match c.methods[table] {
+            Method::LoadData => Batcher::Load(LoadBuilder::new(t, mode, rows, bytes)),
+            Method::Prepared => Batcher::Prepared(PreparedBuilder::new(t, mode, rows, bytes)),
         }
     }
 
-    /// For a row too large for a text statement: the prepared INSERT to send it with.
-    fn prepared_for(&self, row: &Row) -> Option<String> {
+    /// Whether `row` should go into the next batch (this one would grow too large).
+    fn would_overflow(&self, row: &Row) -> bool {
         match self {
-            Batcher::Insert(b) if b.too_large(row) => Some(b.prepared()),
-            _ => None,
+            Batcher::Load(_) => false,
+            Batcher::Prepared(b) => b.would_overflow(row),
         }
     }
 
-    fn push(&mut self, row: &Row) -> bool {
+    fn push(&mut self, row: Row) -> bool {
         match self {
-            Batcher::Insert(b) => b.push(row),
-            Batcher::Load(b) => b.push(row),
+            Batcher::Load(b) => b.push(&row),
+            Batcher::Prepared(b) => b.push(row),
         }
     }
 
     fn is_empty(&self) -> bool {
         match self {
-            Batcher::Insert(b) => b.is_empty(),
             Batcher::Load(b) => b.is_empty(),
+            Batcher::Prepared(b) => b.is_empty(),
         }
     }
 
     fn rows(&self) -> usize {
         match self {
-            Batcher::Insert(b) => b.rows(),
             Batcher::Load(b) => b.rows(),
+            Batcher::Prepared(b) => b.rows(),
         }
     }
 
     fn take(&mut self) -> Batch {
         Batch::new(match self {
-            Batcher::Insert(b) => {
-                let built = b.take();
-                Unit::Statement {
-                    sql: built.body,
-                    rows: built.rows,
-                    error_values: built.error_values,
-                }
-            }
             Batcher::Load(b) => {
                 let built = b.take();
                 Unit::Load {
                     sql: b.statement(),
                     data: built.body,
+                    rows: built.rows,
+                    error_values: built.error_values,
+                }
+            }
+            Batcher::Prepared(b) => {
+                let built = b.take();
+                Unit::Rows {
+                    sql: built.body.0,
+                    params: built.body.1,
                     rows: built.rows,
                     error_values: built.error_values,
                 }

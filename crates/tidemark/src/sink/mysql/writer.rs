@@ -202,30 +202,6 @@ impl InsertBuilder {
         self.rows
     }
 
-    /// Whether `row` is too large for a text statement: hex literals double binary values,
-    /// which could exceed the destination's `max_allowed_packet`. Such rows go through
-    /// [`InsertBuilder::prepared`], which sends values in binary form.
-    pub fn too_large(&self, row: &Row) -> bool {
-        let size: usize = row.iter().map(Value::wire_size).sum();
-        size * 2 + self.prefix.len() >= self.max_bytes
-    }
-
-    /// A one-row INSERT with placeholders, for [`InsertBuilder::too_large`] rows.
-    pub fn prepared(&self) -> String {
-        let marks: Vec<&str> = self
-            .text
-            .iter()
-            .map(|&text| {
-                if text {
-                    "CONVERT(? USING utf8mb4)"
-                } else {
-                    "?"
-                }
-            })
-            .collect();
-        format!("{}({})", self.prefix, marks.join(", "))
-    }
-
     /// Takes the statement built so far, leaving the builder empty.
     pub fn take(&mut self) -> Built<String> {
         Built {
@@ -337,6 +313,141 @@ impl LoadBuilder {
             rows: std::mem::take(&mut self.rows),
             error_values: std::mem::take(&mut self.error_values),
         }
+    }
+}
+
+/// The most placeholders one prepared statement may have (the protocol counts them in
+/// 16 bits).
+const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// Accumulates rows for one multi-row INSERT sent as a prepared statement: the values
+/// travel in the binary protocol, so neither side formats or parses literals. The
+/// destination spends about 15 % less CPU per row than on the same INSERT as text
+/// (docs/benchmarks.md), and unlike LOAD DATA, MariaDB's and MySQL 5.7's default
+/// `innodb_autoinc_lock_mode = 1` does not serialize concurrent statements into one
+/// table on its AUTO-INC lock.
+pub struct PreparedBuilder {
+    /// `INSERT INTO t (cols) VALUES `, and each row's `(?, ...)`.
+    prefix: String,
+    row_marks: String,
+    /// The statement for a full batch, made once.
+    full: Option<std::sync::Arc<str>>,
+    params: Vec<mysql::Value>,
+    rows: usize,
+    bytes: usize,
+    max_rows: usize,
+    max_bytes: usize,
+    enums: Vec<usize>,
+    error_values: ErrorValues,
+}
+
+impl PreparedBuilder {
+    pub fn new(t: &TablePlan, mode: InsertMode, max_rows: usize, max_bytes: usize) -> Self {
+        let prefix = InsertBuilder::new(t, mode, 0, 0).prefix;
+        let marks: Vec<&str> = t
+            .copied_columns()
+            .map(|c| {
+                // Strings travel as binary strings (the session is `SET NAMES binary`);
+                // these columns would take one as their internal form (see `text_typed`;
+                // MySQL 8 refuses a binary string for JSON).
+                if text_typed(c) || c.kind == tidemark_core::ColumnKind::Json {
+                    "CONVERT(? USING utf8mb4)"
+                } else {
+                    "?"
+                }
+            })
+            .collect();
+        let columns = marks.len().max(1);
+        PreparedBuilder {
+            prefix,
+            row_marks: format!("({})", marks.join(", ")),
+            full: None,
+            params: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            max_rows: max_rows.clamp(1, MAX_PLACEHOLDERS / columns),
+            max_bytes,
+            enums: enum_columns(t),
+            error_values: ErrorValues::new(),
+        }
+    }
+
+    /// Whether `row` should start the next statement: this one is not empty, and the row
+    /// would take it over its byte budget (kept under the destination's
+    /// `max_allowed_packet`).
+    pub fn would_overflow(&self, row: &Row) -> bool {
+        self.rows > 0
+            && self.bytes + row.iter().map(Value::wire_size).sum::<usize>() > self.max_bytes
+    }
+
+    /// Adds a row; returns true when the statement is full and should be taken.
+    pub fn push(&mut self, row: Row) -> bool {
+        self.rows += 1;
+        note_error_values(&self.enums, self.rows, &row, &mut self.error_values);
+        if self.params.is_empty() {
+            self.params.reserve(self.max_rows * row.len());
+        }
+        for v in row {
+            self.bytes += v.wire_size();
+            self.params.push(to_param(v));
+        }
+        self.rows >= self.max_rows || self.bytes >= self.max_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Rows added since the last [`Self::take`].
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Takes the statement and its values, leaving the builder empty.
+    pub fn take(&mut self) -> Built<(std::sync::Arc<str>, Vec<mysql::Value>)> {
+        let rows = std::mem::take(&mut self.rows);
+        let sql = match &self.full {
+            Some(sql) if rows == self.max_rows => sql.clone(),
+            _ => {
+                let sql: std::sync::Arc<str> = self.statement(rows).into();
+                if rows == self.max_rows {
+                    self.full = Some(sql.clone());
+                }
+                sql
+            }
+        };
+        self.bytes = 0;
+        Built {
+            body: (sql, std::mem::take(&mut self.params)),
+            rows,
+            error_values: std::mem::take(&mut self.error_values),
+        }
+    }
+
+    fn statement(&self, rows: usize) -> String {
+        let mut sql = String::with_capacity(self.prefix.len() + rows * (self.row_marks.len() + 1));
+        sql.push_str(&self.prefix);
+        for i in 0..rows {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&self.row_marks);
+        }
+        sql
+    }
+}
+
+/// A value as a statement parameter, moved rather than copied.
+fn to_param(v: Value) -> mysql::Value {
+    use mysql::Value as M;
+    match v {
+        Value::Bytes(b) | Value::Json(b) => M::Bytes(b),
+        Value::Decimal(s) => M::Bytes(s.into_bytes()),
+        // MySQL cannot store NaN or infinity: as text, the server rejects the statement
+        // with a clear error, as it does for the literal (`push_literal`).
+        Value::Float(f) if !f.is_finite() => M::Bytes(b"invalid-float".to_vec()),
+        Value::Double(d) if !d.is_finite() => M::Bytes(b"invalid-float".to_vec()),
+        other => crate::source::snapshot::to_mysql(&other),
     }
 }
 
@@ -630,5 +741,113 @@ mod warning_tests {
         ] {
             assert_eq!(warned_column(message).as_deref(), column, "{message}");
         }
+    }
+}
+
+#[cfg(test)]
+mod prepared_tests {
+    use super::*;
+    use crate::source::catalog::TableInfo;
+    use tidemark_core::{ColumnDef, ColumnKind, TableDef, TableName};
+
+    fn plan(columns: &[(&str, &str, ColumnKind)]) -> TablePlan {
+        let def = TableDef {
+            name: TableName::new("d", "t"),
+            columns: columns
+                .iter()
+                .map(|(name, ty, kind)| ColumnDef {
+                    name: name.to_string(),
+                    column_type: ty.to_string(),
+                    kind: *kind,
+                    nullable: true,
+                    generated: false,
+                    invisible: false,
+                    charset: None,
+                })
+                .collect(),
+            key: Some(vec![0]),
+            key_name: Some("PRIMARY".into()),
+        };
+        let info = TableInfo {
+            def,
+            rows: 0,
+            bytes: 0,
+            indexes: Default::default(),
+            adb: None,
+        };
+        crate::transform::mapping::whole_table(info, TableName::new("d", "t"), Default::default())
+    }
+
+    #[test]
+    fn rows_become_one_statement_with_placeholders_and_moved_values() {
+        let t = plan(&[
+            ("id", "int", ColumnKind::Int { unsigned: false }),
+            ("j", "json", ColumnKind::Json),
+            ("u", "uuid", ColumnKind::Other),
+            ("f", "double", ColumnKind::Double),
+        ]);
+        let mut b = PreparedBuilder::new(&t, InsertMode::Replace, 2, 1 << 20);
+        let row = |i: i64, f: f64| {
+            vec![
+                Value::Int(i),
+                Value::Json(b"{}".to_vec()),
+                Value::Bytes(b"u".to_vec()),
+                Value::Double(f),
+            ]
+        };
+        assert!(!b.push(row(1, 0.5)));
+        assert!(b.push(row(2, f64::NAN)), "full at max_rows");
+        let built = b.take();
+        assert_eq!(built.rows, 2);
+        let marks = "(?, CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), ?)";
+        assert_eq!(
+            &*built.body.0,
+            format!("REPLACE INTO `d`.`t` (`id`, `j`, `u`, `f`) VALUES {marks},{marks}")
+        );
+        assert_eq!(built.body.1.len(), 8);
+        assert_eq!(built.body.1[3], mysql::Value::Double(0.5));
+        // NaN cannot be stored: sent as text, so the server refuses it rather than
+        // storing something else.
+        assert_eq!(
+            built.body.1[7],
+            mysql::Value::Bytes(b"invalid-float".to_vec())
+        );
+        // A shorter last batch gets its own statement; the full one is kept.
+        b.push(row(3, 1.0));
+        let last = b.take();
+        assert_eq!(last.rows, 1);
+        assert!(last.body.0.ends_with(&format!("VALUES {marks}")));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn statements_stay_under_the_placeholder_and_byte_limits() {
+        let cols: Vec<(String, ColumnKind)> = (0..1000)
+            .map(|i| (format!("c{i}"), ColumnKind::Int { unsigned: false }))
+            .collect();
+        let named: Vec<(&str, &str, ColumnKind)> =
+            cols.iter().map(|(n, k)| (n.as_str(), "int", *k)).collect();
+        let wide = plan(&named);
+        let mut b = PreparedBuilder::new(&wide, InsertMode::Insert, 1000, usize::MAX);
+        let row: Row = (0..1000).map(Value::Int).collect();
+        let mut pushed = 0;
+        while !b.push(row.clone()) {
+            pushed += 1;
+        }
+        assert_eq!(
+            pushed + 1,
+            MAX_PLACEHOLDERS / 1000,
+            "65 535 placeholders at most"
+        );
+
+        let t = plan(&[
+            ("id", "int", ColumnKind::Int { unsigned: false }),
+            ("b", "blob", ColumnKind::Binary),
+        ]);
+        let mut b = PreparedBuilder::new(&t, InsertMode::Insert, 1000, 100);
+        let big = vec![Value::Int(1), Value::Bytes(vec![0; 60])];
+        assert!(!b.would_overflow(&big), "an empty statement takes any row");
+        assert!(!b.push(big.clone()));
+        assert!(b.would_overflow(&big), "a second row would pass 100 bytes");
     }
 }
