@@ -1,6 +1,8 @@
-//! The MySQL destination's full-copy chunk writer: a chunk's rows as multi-row INSERT
-//! (or REPLACE / INSERT IGNORE) statements or LOAD DATA LOCAL INFILE buffers, built on
-//! the pipeline's reader thread, written in one destination transaction by its writer.
+//! The MySQL destination's full-copy chunk writer: a chunk's rows as LOAD DATA LOCAL
+//! INFILE buffers or prepared multi-row INSERT (or REPLACE / INSERT IGNORE) statements,
+//! built on the pipeline's reader thread, written in one destination transaction by its
+//! writer. Which of the two each table gets, and how many pipelines are worth running,
+//! is decided once when the copy starts ([`methods`], [`pipelines`]).
 //!
 //! A chunk copied again (`ChunkJob::again`) is written with REPLACE, so rows a lost
 //! attempt may have committed cannot collide; a keyless table copied again is emptied
