@@ -167,7 +167,7 @@ fn sigkill_mid_copy_of_one_auto_increment_table_then_resume() {
     );
     let out = text(&t.run_ok());
     assert!(
-        out.contains("crash_ai_dst.t: prepared multi-row INSERT"),
+        out.contains("crash_ai_dst.t: prepared multi-row INSERT instead"),
         "the table should be written with prepared INSERTs:\n{out}"
     );
     // As many pipelines as the destination has CPUs (its thread_pool_size), at least 2.

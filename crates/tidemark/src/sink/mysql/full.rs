@@ -411,9 +411,13 @@ enum Method {
 /// wait for each other, while prepared INSERTs into it run side by side.
 fn methods(dst: &mut mysql::Conn, task: &Task, plan: &Plan) -> Vec<Method> {
     let all = |m| vec![m; plan.tables.len()];
+    let chosen = |m| {
+        tracing::info!("full: writing with {}", describe_method(m));
+        all(m)
+    };
     match task.full.load_method {
-        LoadMethod::Insert => return all(Method::Prepared),
-        LoadMethod::LoadData => return all(Method::LoadData),
+        LoadMethod::Insert => return chosen(Method::Prepared),
+        LoadMethod::LoadData => return chosen(Method::LoadData),
         LoadMethod::Auto => {}
     }
     let local_infile = dst
@@ -422,22 +426,20 @@ fn methods(dst: &mut mysql::Conn, task: &Task, plan: &Plan) -> Vec<Method> {
         .flatten()
         == Some(1);
     if !local_infile {
-        tracing::info!(
-            "full: writing with prepared multi-row INSERT (the destination's local_infile is OFF)"
-        );
-        return all(Method::Prepared);
+        tracing::info!("full: the destination's local_infile is OFF");
+        return chosen(Method::Prepared);
     }
     let lock_mode = dst
         .query_first::<u8, _>("SELECT @@innodb_autoinc_lock_mode")
         .ok()
         .flatten();
-    let mut methods = all(Method::LoadData);
+    let mut methods = chosen(Method::LoadData);
     if lock_mode.is_some_and(|m| m < 2) {
         if let Some(i) = dominant(plan) {
             let t = &plan.tables[i];
             if has_auto_increment(dst, &t.target) {
                 tracing::info!(
-                    "full: {}: prepared multi-row INSERT (it holds most of the rows and has an AUTO_INCREMENT column: LOAD DATA statements would wait for each other on its AUTO-INC lock, innodb_autoinc_lock_mode = {})",
+                    "full: {}: prepared multi-row INSERT instead (it holds most of the rows and has an AUTO_INCREMENT column: LOAD DATA statements would wait for each other on its AUTO-INC lock, innodb_autoinc_lock_mode = {})",
                     t.target,
                     lock_mode.unwrap_or_default()
                 );
@@ -445,8 +447,14 @@ fn methods(dst: &mut mysql::Conn, task: &Task, plan: &Plan) -> Vec<Method> {
             }
         }
     }
-    tracing::info!("full: writing with LOAD DATA LOCAL INFILE");
     methods
+}
+
+fn describe_method(m: Method) -> &'static str {
+    match m {
+        Method::LoadData => "LOAD DATA LOCAL INFILE",
+        Method::Prepared => "prepared multi-row INSERT",
+    }
 }
 
 /// The table that holds more than half of the rows (at least 10 000), if one does: for
