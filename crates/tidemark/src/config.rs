@@ -219,10 +219,7 @@ impl FullOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadMethod {
-    /// `load-data` when the destination allows it (`local_infile = ON`), else `insert`
-    /// (LOAD DATA costs the destination 20-30 % less CPU per row than INSERT); `insert`
-    /// for a table holding most rows that LOAD DATA would serialize on its AUTO-INC
-    /// lock (see `sink/mysql/full.rs`).
+    /// The measured fastest: `insert` (see `sink/mysql/full.rs`).
     #[default]
     Auto,
     /// Multi-row INSERT statements, prepared (values in the binary protocol).

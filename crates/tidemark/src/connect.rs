@@ -41,9 +41,14 @@ pub(crate) const SESSION: &str = "SET NAMES binary, time_zone = '+00:00', \
 pub(crate) const APPLY_SESSION: &str =
     "SET foreign_key_checks = 0, unique_checks = 1, @tidemark_apply = 1";
 
-/// While loading: no foreign key or unique checks, per session only; and every warning
-/// kept (not only the first 64), so that none that changes a value goes unread.
-const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 0, max_error_count = 65535";
+/// While loading: no foreign key checks, per session only; and every warning kept (not
+/// only the first 64), so that none that changes a value goes unread. Unique checks stay
+/// on: with both off, MariaDB 10.6+ writes the first transaction into an empty table as
+/// a "bulk insert" (MDEV-24818) under a table lock that blocks every other pipeline
+/// writing the table until it commits, and for LOAD DATA that costs the destination more
+/// CPU, not less (docs/benchmarks.md: 64 tables of one chunk each). A duplicate in a
+/// unique key is then always an error, never an index that silently holds both.
+const LOADING: &str = "SET foreign_key_checks = 0, unique_checks = 1, max_error_count = 65535";
 
 fn builder_with(ep: &Endpoint, read_timeout: Duration) -> OptsBuilder {
     let network = ep.timeouts.network;

@@ -474,3 +474,43 @@ fn sigint_during_the_schema_phase_stops_between_objects_and_the_resume_completes
     }
     assert_eq!(status(&t)["status"], "completed");
 }
+
+/// `load_method = "load-data"` against a destination with local_infile = OFF is refused
+/// by the precheck, naming the setting and both ways out, before anything is written.
+#[test]
+fn load_data_without_local_infile_is_refused_by_the_precheck() {
+    let e = env();
+    let db = "op_local_infile";
+    e.src_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1);"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\"]\n[full]\nload_method = \"load-data\"\n[[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    // No other test of this binary writes with LOAD DATA, so the switch cannot hurt them.
+    struct Restore<'a>(&'a common::Env);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.dst_sql("SET GLOBAL local_infile = ON");
+        }
+    }
+    e.dst_sql("SET GLOBAL local_infile = OFF");
+    let _restore = Restore(e);
+    let out = t.tidemark(&["run", "--no-progress"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("local-infile")
+            && said.contains("local_infile = OFF")
+            && said.contains("SET GLOBAL local_infile = ON"),
+        "{said}"
+    );
+    let created: Vec<String> = common::strings(
+        &mut e.dst(),
+        &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"),
+    );
+    assert!(
+        created.is_empty(),
+        "nothing is created when the precheck fails"
+    );
+}

@@ -645,20 +645,7 @@ fn more_types_and_character_sets() {
     assert_same("types_more", "more", "types_more", "more");
 }
 
-/// The same zoo through prepared multi-row INSERTs (values in the binary protocol).
-#[test]
-fn type_zoo_through_prepared_insert() {
-    create_zoo();
-    let t = TaskDir::new(
-        "[migration]\ntypes = [\"schema\", \"full\"]\n\
-         [full]\nload_method = \"insert\"\nchunk_rows = 1000\nbatch_rows = 100\nbatch_bytes = 65536\n\
-         [[objects]]\ndatabase = \"types_zoo\"\nrename = \"types_zoo_insert\"\n",
-    );
-    t.run_ok();
-    assert_same("types_zoo", "zoo", "types_zoo_insert", "zoo");
-}
-
-/// The same zoo through LOAD DATA LOCAL INFILE (what `auto` takes for it).
+/// The same zoo through LOAD DATA LOCAL INFILE (the default writes prepared INSERTs).
 #[test]
 fn type_zoo_through_load_data() {
     create_zoo();

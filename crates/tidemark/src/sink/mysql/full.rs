@@ -1,8 +1,8 @@
 //! The MySQL destination's full-copy chunk writer: a chunk's rows as LOAD DATA LOCAL
 //! INFILE buffers or prepared multi-row INSERT (or REPLACE / INSERT IGNORE) statements,
 //! built on the pipeline's reader thread, written in one destination transaction by its
-//! writer. Which of the two each table gets, and how many pipelines are worth running,
-//! is decided once when the copy starts ([`methods`], [`pipelines`]).
+//! writer ([`method`]). How many pipelines are worth running is decided once when the
+//! copy starts ([`pipelines`]).
 //!
 //! A chunk copied again (`ChunkJob::again`) is written with REPLACE, so rows a lost
 //! attempt may have committed cannot collide; a keyless table copied again is emptied
@@ -58,8 +58,8 @@ pub(crate) struct Copy<'a> {
     task: &'a Task,
     plan: &'a Plan,
     batch_bytes: usize,
-    /// Per table of the plan: how its rows are written.
-    methods: Vec<Method>,
+    /// How rows are written.
+    method: Method,
     /// The most pipelines worth running (see [`pipelines`]).
     max_pipelines: Option<usize>,
     /// Bytes of statements one destination transaction may carry (`u64::MAX`: no
@@ -83,7 +83,7 @@ impl<'a> Copy<'a> {
             .full
             .batch_bytes
             .min((info.max_allowed_packet as usize / 2).max(64 << 10));
-        let methods = methods(&mut dst, task, plan);
+        let method = method(task);
         let max_pipelines = pipelines(&mut dst, plan);
         // Read once: the limits are the cluster's settings, not per chunk.
         let limits = match Topology::detect(&mut dst) {
@@ -110,7 +110,7 @@ impl<'a> Copy<'a> {
             task,
             plan,
             batch_bytes,
-            methods,
+            method,
             max_pipelines,
             txn_bytes: AtomicU64::new(txn_bytes),
             txn_rows,
@@ -205,7 +205,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn install_infile(&mut self) {
-        if self.copy.methods.contains(&Method::LoadData) {
+        if self.copy.method == Method::LoadData {
             let data = self.slot.clone();
             self.dst
                 .set_local_infile_handler(Some(mysql::LocalInfileHandler::new(
@@ -402,52 +402,18 @@ enum Method {
     Prepared,
 }
 
-/// Each table's write method. `load-data` and `insert` say it for every table. `auto`
-/// takes LOAD DATA when the destination allows it (`local_infile`), except for a table
-/// with an AUTO_INCREMENT column that holds more than half of the rows, when the
-/// destination's `innodb_autoinc_lock_mode` is below 2 (MariaDB's and MySQL 5.7's
-/// default): there each LOAD DATA statement holds the table's AUTO-INC lock to its end,
-/// so the pipelines that copy that table at once (all of them, most of the time) would
-/// wait for each other, while prepared INSERTs into it run side by side.
-fn methods(dst: &mut mysql::Conn, task: &Task, plan: &Plan) -> Vec<Method> {
-    let all = |m| vec![m; plan.tables.len()];
-    let chosen = |m| {
-        tracing::info!("full: writing with {}", describe_method(m));
-        all(m)
+/// The write method. `auto` is the prepared INSERT: measured against LOAD DATA on the
+/// same build and machine it costs the destination less CPU on every shape
+/// (docs/benchmarks.md), and unlike LOAD DATA its statements into one table do not take
+/// turns on the table's AUTO-INC lock under `innodb_autoinc_lock_mode = 1` (MariaDB's
+/// and MySQL 5.7's default). `load-data` stays available.
+fn method(task: &Task) -> Method {
+    let m = match task.full.load_method {
+        LoadMethod::Auto | LoadMethod::Insert => Method::Prepared,
+        LoadMethod::LoadData => Method::LoadData,
     };
-    match task.full.load_method {
-        LoadMethod::Insert => return chosen(Method::Prepared),
-        LoadMethod::LoadData => return chosen(Method::LoadData),
-        LoadMethod::Auto => {}
-    }
-    let local_infile = dst
-        .query_first::<u8, _>("SELECT @@local_infile")
-        .ok()
-        .flatten()
-        == Some(1);
-    if !local_infile {
-        tracing::info!("full: the destination's local_infile is OFF");
-        return chosen(Method::Prepared);
-    }
-    let lock_mode = dst
-        .query_first::<u8, _>("SELECT @@innodb_autoinc_lock_mode")
-        .ok()
-        .flatten();
-    let mut methods = chosen(Method::LoadData);
-    if lock_mode.is_some_and(|m| m < 2) {
-        if let Some(i) = dominant(plan) {
-            let t = &plan.tables[i];
-            if has_auto_increment(dst, &t.target) {
-                tracing::info!(
-                    "full: {}: prepared multi-row INSERT instead (it holds most of the rows and has an AUTO_INCREMENT column: LOAD DATA statements would wait for each other on its AUTO-INC lock, innodb_autoinc_lock_mode = {})",
-                    t.target,
-                    lock_mode.unwrap_or_default()
-                );
-                methods[i] = Method::Prepared;
-            }
-        }
-    }
-    methods
+    tracing::info!("full: writing with {}", describe_method(m));
+    m
 }
 
 fn describe_method(m: Method) -> &'static str {
@@ -480,17 +446,6 @@ fn pipelines(dst: &mut mysql::Conn, plan: &Plan) -> Option<usize> {
     Some(usize::try_from(cpus).unwrap_or(usize::MAX).max(2))
 }
 
-/// Whether the destination table has an AUTO_INCREMENT column (unknown: no).
-fn has_auto_increment(dst: &mut mysql::Conn, table: &tidemark_core::TableName) -> bool {
-    dst.exec_first::<u8, _, _>(
-        "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%auto_increment%' LIMIT 1",
-        (&table.database, &table.table),
-    )
-    .ok()
-    .flatten()
-    .is_some()
-}
-
 /// Rows are batched as LOAD DATA input or prepared INSERT statements.
 enum Batcher {
     Load(LoadBuilder),
@@ -509,7 +464,7 @@ impl Batcher {
         let bytes = c
             .batch_bytes
             .min(usize::try_from(c.txn_bytes()).unwrap_or(usize::MAX));
-        match c.methods[table] {
+        match c.method {
             Method::LoadData => Batcher::Load(LoadBuilder::new(t, mode, rows, bytes)),
             Method::Prepared => Batcher::Prepared(PreparedBuilder::new(t, mode, rows, bytes)),
         }

@@ -71,6 +71,7 @@ impl crate::sink::Precheck for Check<'_> {
         target_names(plan, r);
         conflicts(task, store, plan, dst, r)?;
         space(destination, plan, dst, r);
+        local_infile(task, dst, r);
         Ok(())
     }
 
@@ -192,6 +193,28 @@ fn source_engines(
         }
     }
     Ok(engines)
+}
+
+/// `load_method = "load-data"` needs the destination to accept LOAD DATA LOCAL.
+fn local_infile(task: &Task, dst: &mut Conn, r: &mut Report) {
+    if task.full.load_method != crate::config::LoadMethod::LoadData
+        || !task.migration.types.contains(&crate::config::Phase::Full)
+    {
+        return;
+    }
+    match dst.query_first::<u8, _>("SELECT @@local_infile") {
+        Ok(Some(1)) => r.pass("local-infile", "the destination accepts LOAD DATA LOCAL INFILE"),
+        Ok(_) => r.fail(
+            "local-infile",
+            "`full.load_method = \"load-data\"` but the destination has local_infile = OFF",
+            "run SET GLOBAL local_infile = ON on the destination, or remove `load_method` (the default writes prepared INSERTs)",
+        ),
+        Err(e) => r.warn(
+            "local-infile",
+            format!("could not read the destination's local_infile: {e}"),
+            "make sure it is ON, or remove `load_method`",
+        ),
+    }
 }
 
 fn versions(s: &ServerInfo, d: &ServerInfo, r: &mut Report) {
