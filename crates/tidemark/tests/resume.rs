@@ -8,6 +8,26 @@ use rand::Rng;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Starts `tidemark run` and SIGKILLs it (no chance to clean up) after a random number
+/// of milliseconds in `wait`, or once it has ended; returns how long it lived.
+fn run_and_kill(t: &TaskDir, wait: std::ops::Range<u64>) -> Duration {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["run", "--no-progress"])
+        .arg(&t.file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tidemark");
+    let wait = Duration::from_millis(rand::thread_rng().gen_range(wait));
+    let started = Instant::now();
+    while started.elapsed() < wait && child.try_wait().expect("wait").is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    started.elapsed()
+}
+
 /// (chunk index, done, attempts) from the task's state store.
 fn chunks(t: &TaskDir, table: &str) -> Vec<(u32, bool, u32)> {
     let db = rusqlite::Connection::open(t.state_db()).expect("open state store");
@@ -41,27 +61,9 @@ fn sigkill_mid_copy_then_resume() {
     let t = TaskDir::new(rest);
 
     // Kill at a random moment while the copy runs (it takes about 8 s at 10000 rows/s).
-    let mut rng = rand::thread_rng();
     for round in 0..3 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["run", "--no-progress"])
-            .arg(&t.file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tidemark");
-        let wait = Duration::from_millis(rng.gen_range(500..1500));
-        let started = Instant::now();
-        while started.elapsed() < wait {
-            if child.try_wait().expect("wait").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SIGKILL: no chance to clean up.
-        let _ = child.kill();
-        let _ = child.wait();
-        eprintln!("round {round}: killed after {:?}", started.elapsed());
+        let lived = run_and_kill(&t, 500..1500);
+        eprintln!("round {round}: killed after {lived:?}");
     }
 
     let before = chunks(&t, "crash_src.big");
@@ -143,22 +145,8 @@ fn sigkill_mid_copy_of_one_auto_increment_table_then_resume() {
          [full]\nchunk_rows = 2000\nrows_per_second = 10000\n\
          [[objects]]\ndatabase = \"crash_ai\"\nrename = \"crash_ai_dst\"\n",
     );
-    let mut rng = rand::thread_rng();
     for _ in 0..2 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["run", "--no-progress"])
-            .arg(&t.file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tidemark");
-        let wait = Duration::from_millis(rng.gen_range(700..1500));
-        let started = Instant::now();
-        while started.elapsed() < wait && child.try_wait().expect("wait").is_none() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        run_and_kill(&t, 700..1500);
     }
     let before = chunks(&t, "crash_ai.t");
     assert!(
