@@ -311,7 +311,10 @@ impl Tracker {
             let Some(plan) = self.tables.get(&key) else {
                 continue;
             };
-            if self.skip_until.contains_key(&plan.def().name.to_string()) {
+            // Per rows event: no table name formatted when nothing is skipped.
+            if !self.skip_until.is_empty()
+                && self.skip_until.contains_key(&plan.def().name.to_string())
+            {
                 continue;
             }
             let ops = plan.operations;
