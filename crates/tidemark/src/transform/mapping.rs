@@ -205,6 +205,21 @@ pub fn build(
     (plan, problems)
 }
 
+/// For unit tests: the plan of `def` (no size estimates, no indexes), written to a table
+/// of the same name with every operation.
+#[cfg(test)]
+pub fn test_plan(def: TableDef) -> TablePlan {
+    let target = def.name.clone();
+    let info = TableInfo {
+        def,
+        rows: 0,
+        bytes: 0,
+        indexes: Default::default(),
+        adb: None,
+    };
+    whole_table(info, target, Operations::default())
+}
+
 /// The plan of a table that a DDL statement created or changed inside a database
 /// selected whole: every column, under the names `t` has (read from the destination),
 /// written to `target`.

@@ -747,7 +747,6 @@ mod warning_tests {
 #[cfg(test)]
 mod prepared_tests {
     use super::*;
-    use crate::source::catalog::TableInfo;
     use tidemark_core::{ColumnDef, ColumnKind, TableDef, TableName};
 
     fn plan(columns: &[(&str, &str, ColumnKind)]) -> TablePlan {
@@ -768,14 +767,7 @@ mod prepared_tests {
             key: Some(vec![0]),
             key_name: Some("PRIMARY".into()),
         };
-        let info = TableInfo {
-            def,
-            rows: 0,
-            bytes: 0,
-            indexes: Default::default(),
-            adb: None,
-        };
-        crate::transform::mapping::whole_table(info, TableName::new("d", "t"), Default::default())
+        crate::transform::mapping::test_plan(def)
     }
 
     #[test]

@@ -652,8 +652,6 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::catalog::TableInfo;
-    use crate::transform::mapping::{whole_table, Operations};
     use tidemark_core::{ColumnDef, ColumnKind, TableDef, TableName};
 
     fn parse(text: &str) -> Result<Config> {
@@ -832,18 +830,7 @@ topic = "orders"
             key: Some(vec![0]),
             key_name: Some("PRIMARY".into()),
         };
-        let info = TableInfo {
-            def,
-            rows: 0,
-            bytes: 0,
-            indexes: Default::default(),
-            adb: None,
-        };
-        whole_table(
-            info,
-            TableName::new("shop", "orders"),
-            Operations::default(),
-        )
+        crate::transform::mapping::test_plan(def)
     }
 
     fn update_json(full: bool) -> serde_json::Value {

@@ -175,14 +175,7 @@ fn every_type() -> (TablePlan, Vec<Value>) {
         key: Some(vec![0]),
         key_name: Some("PRIMARY".into()),
     };
-    let info = TableInfo {
-        def,
-        rows: 0,
-        bytes: 0,
-        indexes: Default::default(),
-        adb: None,
-    };
-    let plan = whole_table(info, TableName::new("shop", "every"), Operations::default());
+    let plan = crate::transform::mapping::test_plan(def);
     (plan, values)
 }
 
