@@ -433,10 +433,16 @@ pub trait ChangeApplier {
     }
     /// Row changes gathered and not yet written.
     fn pending_rows(&self) -> usize;
-    /// Writes what was gathered; returns once the destination acknowledged all of it
-    /// (committed on every connection, acknowledged by the broker), with the rows and
-    /// bytes written (for the throttle), or `None` when there was nothing to write.
+    /// Writes what was gathered, with the rows and bytes written (for the throttle), or
+    /// `None` when there was nothing to write. It may return while this batch is still
+    /// being written, but only once every batch flushed before it is acknowledged
+    /// (committed on every connection, acknowledged by the broker).
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>>;
+    /// Returns once everything flushed is acknowledged. Kinds whose `flush` waits for
+    /// its own batch have nothing to do.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Applies (or forwards) a DDL statement alone, after everything before it.
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome>;
     /// A followed table's definition now, where the kind keeps it (the destination's

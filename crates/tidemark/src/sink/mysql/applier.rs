@@ -1,8 +1,9 @@
 //! The MySQL destination's change applier: a batch is coalesced per key
 //! ([`apply::Coalescer`]) and its shares written by one worker connection each, in
-//! parallel; a flush returns once every share is committed. A share that fails with a
-//! deadlock or a lost connection is retried whole within the task's retry windows.
-//! DDL statements, table definitions read back and tables copied in mid-stream go
+//! parallel. A flush returns once the shares are handed over; the next flush (or
+//! `settle`) waits for them, so one batch is written while the next is gathered. A
+//! share that fails with a deadlock or a lost connection is retried whole within the
+//! task's retry windows. DDL statements, table definitions read back and tables copied in mid-stream go
 //! through a separate connection whose reads may run long.
 //!
 //! Cluster destinations ([`cluster`]): a node that refuses writes (read-only, outside
@@ -40,6 +41,8 @@ pub(crate) struct Applier<'a> {
     ddl_conn: mysql::Conn,
     /// The destination's transaction size limits.
     limits: Limits,
+    /// The workers writing the batch handed over last, not yet waited for.
+    writing: Vec<usize>,
 }
 
 /// A share and the rows one destination transaction may carry.
@@ -79,6 +82,7 @@ impl<'a> Applier<'a> {
             workers: start_workers(task, endpoint)?,
             ddl_conn,
             limits,
+            writing: Vec::new(),
         })
     }
 }
@@ -97,7 +101,11 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         self.batch.rows
     }
 
+    /// Hands the shares to the workers and returns: the coordinator gathers the next
+    /// batch meanwhile. Batches are written one after the other (a key may go to another
+    /// worker in the next batch), so the one before is waited for first.
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
+        self.settle()?;
         if self.batch.is_empty() {
             return Ok(None);
         }
@@ -112,11 +120,16 @@ impl crate::sink::ChangeApplier for Applier<'_> {
             usize::try_from(per).unwrap_or(usize::MAX)
         };
         (f.in_flight)()?;
-        write_shares(&mut self.workers, self.batch.take(), per_txn)?;
+        self.writing = hand_over(&self.workers, self.batch.take(), per_txn)?;
         Ok(Some((rows, bytes)))
     }
 
+    fn settle(&mut self) -> Result<()> {
+        wait_for(&self.workers, std::mem::take(&mut self.writing))
+    }
+
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
+        self.settle()?;
         let (task, sql, use_db) = (self.task, d.sql, d.use_db);
         let ddl_conn = &mut self.ddl_conn;
         if let Some(db) = use_db {
@@ -246,8 +259,8 @@ fn start_workers(task: &Task, endpoint: &Endpoint) -> Result<Vec<Worker>> {
     Ok(workers)
 }
 
-/// Hands each worker its share and waits until every share is committed.
-fn write_shares(workers: &mut [Worker], shares: Vec<Work>, per_txn: usize) -> Result<()> {
+/// Hands each worker its share; returns the workers that got one.
+fn hand_over(workers: &[Worker], shares: Vec<Work>, per_txn: usize) -> Result<Vec<usize>> {
     let mut sent = Vec::new();
     for (w, share) in shares.into_iter().enumerate() {
         if share.is_empty() {
@@ -257,12 +270,20 @@ fn write_shares(workers: &mut [Worker], shares: Vec<Work>, per_txn: usize) -> Re
             .jobs
             .as_ref()
             .ok_or_else(|| anyhow!("internal: apply worker gone"))?;
-        jobs.send((Arc::new(share), per_txn))
-            .map_err(|_| anyhow!("an apply worker stopped"))?;
+        if jobs.send((Arc::new(share), per_txn)).is_err() {
+            // Those already sent are still written: wait for them before failing.
+            let _ = wait_for(workers, sent);
+            return Err(anyhow!("an apply worker stopped"));
+        }
         sent.push(w);
     }
+    Ok(sent)
+}
+
+/// Waits until the shares of these workers are committed; the first error if one failed.
+fn wait_for(workers: &[Worker], writing: Vec<usize>) -> Result<()> {
     let mut first_error = None;
-    for w in sent {
+    for w in writing {
         let r = workers[w]
             .done
             .recv()

@@ -2,6 +2,11 @@
 //! gathered, safe mode, the throttle, checkpoints (after the kind acknowledged the whole
 //! batch: every share committed, every message acknowledged) and DDL outcomes. Where the
 //! batch goes is the kind's [`ChangeApplier`].
+//!
+//! A batch may be *submitted* (handed to the kind, which may still be writing it when
+//! the call returns) while the next one is gathered: decoding and coalescing then run
+//! while the destination writes. At most one batch is in flight: submitting the next
+//! one first waits for it, and only then is its end recorded as the checkpoint.
 
 use super::*;
 use crate::config::Task;
@@ -29,9 +34,26 @@ pub(super) struct Applier<'a> {
     /// End of the batch being gathered.
     pub(super) batch_end: Option<Position>,
     pub(super) safe_until: Option<Position>,
+    /// What is committed (and saved as `incremental.applied`).
     pub(super) stats: Applied,
-    /// When the reader had the last transaction of the batch.
-    pub(super) last_received: Option<Instant>,
+    /// The batch being gathered: transactions, row changes, and when the reader had its
+    /// last transaction and its commit time.
+    gathering: Gathered,
+    /// The batch handed to the kind and not yet known to be committed.
+    submitted: Option<Submitted>,
+}
+
+#[derive(Default)]
+struct Gathered {
+    transactions: u64,
+    rows: u64,
+    source_time: u32,
+    last_received: Option<Instant>,
+}
+
+struct Submitted {
+    end: Position,
+    batch: Gathered,
 }
 
 impl<'a> Applier<'a> {
@@ -68,7 +90,8 @@ impl<'a> Applier<'a> {
             batch_end: None,
             safe_until,
             stats,
-            last_received: None,
+            gathering: Gathered::default(),
+            submitted: None,
         })
     }
 
@@ -95,21 +118,37 @@ impl<'a> Applier<'a> {
     /// Records that `txn` (with `rows` row changes in the batch) belongs to the batch.
     pub(super) fn advance(&mut self, txn: &Txn, rows: usize) {
         self.batch_end = Some(txn.end.clone());
-        self.stats.source_time = txn.timestamp;
-        self.last_received = Some(txn.received);
-        self.stats.transactions += 1;
-        self.stats.rows_applied += rows as u64;
+        let g = &mut self.gathering;
+        g.source_time = txn.timestamp;
+        g.last_received = Some(txn.received);
+        g.transactions += 1;
+        g.rows += rows as u64;
     }
 
-    /// Applies the gathered batch and records its end as the checkpoint.
+    /// Applies the gathered batch and waits until it is committed: the checkpoint is then
+    /// the batch's end.
     pub(super) fn flush(&mut self, tracker: &mut Tracker) -> Result<()> {
+        self.submit(tracker)?;
+        if let Some(batch) = self.submitted.take() {
+            self.target.settle()?;
+            self.committed(tracker, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered batch to the kind, which may still be writing it on return;
+    /// the batch submitted before it is then committed and checkpointed.
+    pub(super) fn submit(&mut self, tracker: &mut Tracker) -> Result<()> {
         let Some(end) = self.batch_end.take() else {
             return Ok(());
         };
+        // Replayed rows are written idempotently until the batches handed over so far
+        // reach the safe point.
+        let handed_over = self.submitted.as_ref().map_or(&self.checkpoint, |s| &s.end);
         let exact = self
             .safe_until
             .as_ref()
-            .is_none_or(|s| after(&self.checkpoint, s));
+            .is_none_or(|s| after(handed_over, s));
         let store = self.store;
         let in_flight = || save_position(store, INFLIGHT, &end);
         let written = self.target.flush(&Flush {
@@ -120,23 +159,36 @@ impl<'a> Applier<'a> {
         if let Some((rows, bytes)) = written {
             self.throttle.rows(rows, bytes);
         }
+        let batch = std::mem::take(&mut self.gathering);
+        if let Some(before) = self.submitted.replace(Submitted { end, batch }) {
+            self.committed(tracker, before)?;
+        }
+        Ok(())
+    }
+
+    /// Records a committed batch: checkpoint (with the tracker's definitions) and status.
+    fn committed(&mut self, tracker: &mut Tracker, done: Submitted) -> Result<()> {
+        let Submitted { end, batch } = done;
         tracker.save_with(self.store, vec![(CHECKPOINT, serde_json::to_string(&end)?)])?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        self.stats.position = end.clone();
+        let stats = &mut self.stats;
+        stats.position = end.clone();
+        stats.transactions += batch.transactions;
+        stats.rows_applied += batch.rows;
+        stats.source_time = batch.source_time;
         // The binlog's commit times have whole seconds: the time since the reader had the
         // transaction is exact, the commit time a lower bound within a second.
-        let received = self
+        let received = batch
             .last_received
             .map_or(0.0, |r| r.elapsed().as_secs_f64());
-        if self.stats.source_time > 0 {
-            let since_commit = now - self.stats.source_time as f64 - 1.0;
-            self.stats.latency_seconds = received.max(since_commit).max(0.0);
+        if stats.source_time > 0 {
+            let since_commit = now - stats.source_time as f64 - 1.0;
+            stats.latency_seconds = received.max(since_commit).max(0.0);
         }
-        self.store
-            .set(APPLIED, &serde_json::to_string(&self.stats)?)?;
+        self.store.set(APPLIED, &serde_json::to_string(stats)?)?;
         self.checkpoint = end;
         Ok(())
     }

@@ -10,8 +10,9 @@
 //!
 //! The coordinator gathers whole transactions into a batch, reduces it to its net
 //! effect per key, lets the workers write their shares in parallel and, once every
-//! share is committed, records the batch's end position as the checkpoint. A restart
-//! reads again from the checkpoint.
+//! share is committed, records the batch's end position as the checkpoint. While the
+//! workers write one batch, the coordinator gathers the next (one batch in flight at
+//! most). A restart reads again from the checkpoint.
 //!
 //! Until the stream has passed the *safe point* it applies idempotently: inserts and
 //! updates as REPLACE of the after-image, deletes by key. The safe point is where the
@@ -479,8 +480,10 @@ fn coordinate(
                 }
                 let rows = tracker.changes(&txn, applier, &mut filter, &task.source)?;
                 applier.advance(&txn, rows);
+                // Handed over without waiting: the next batch is gathered while this
+                // one is written.
                 if applier.pending_rows() >= batch_rows || rx.is_empty() {
-                    applier.flush(tracker)?;
+                    applier.submit(tracker)?;
                 }
             }
             Ok(Item::Connected { endpoint, identity }) => {
