@@ -21,7 +21,8 @@
 #                     nothing replicates; each changes 4 rows (2 updates, 1 delete, 1 insert) [50000]
 #   --sb-threads N    sysbench client threads generating transactions [4]
 #   --threads N       tidemark [incremental] threads, and slave_parallel_threads of
-#                     mariadb-replica-parallel [4]
+#                     mariadb-replica-parallel [tidemark: not set, its default; replica: 4]
+#   --replica-threads N  slave_parallel_threads of mariadb-replica-parallel alone [4]
 #   --batch-rows N    tidemark [incremental] batch_rows [not set: tidemark's default]
 #   --tools LIST      catchup: comma list of tidemark,mariadb-replica,mariadb-replica-parallel [all]
 #   --repeat N        catchup rounds; each round runs every tool once, in the order above, from
@@ -52,7 +53,10 @@ TABLES=4
 ROWS=100000
 EVENTS=50000
 SB_THREADS=4
-THREADS=4
+# tidemark's [incremental] threads (empty: not set, tidemark's default) and the parallel
+# replica's slave_parallel_threads.
+THREADS=""
+REPLICA_THREADS=4
 BATCH_ROWS=""
 TOOLS="tidemark,mariadb-replica,mariadb-replica-parallel"
 RSS_LIMIT_MB=256
@@ -74,7 +78,8 @@ while [ $# -gt 0 ]; do
         --rows) ROWS="${2:?}"; shift 2 ;;
         --events) EVENTS="${2:?}"; shift 2 ;;
         --sb-threads) SB_THREADS="${2:?}"; shift 2 ;;
-        --threads) THREADS="${2:?}"; shift 2 ;;
+        --threads) THREADS="${2:?}"; REPLICA_THREADS="$2"; shift 2 ;;
+        --replica-threads) REPLICA_THREADS="${2:?}"; shift 2 ;;
         --batch-rows) BATCH_ROWS="${2:?}"; shift 2 ;;
         --tools) TOOLS="${2:?}"; shift 2 ;;
         --rss-limit-mb) RSS_LIMIT_MB="${2:?}"; shift 2 ;;
@@ -90,10 +95,10 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-whole_numbers TABLES ROWS EVENTS SB_THREADS THREADS RSS_LIMIT_MB REPEAT DECODE_REPEAT RATE LAT_SECONDS:--latency-seconds
+whole_numbers TABLES ROWS EVENTS SB_THREADS REPLICA_THREADS RSS_LIMIT_MB REPEAT DECODE_REPEAT RATE LAT_SECONDS:--latency-seconds
 whole_numbers_or_empty BATCH_ROWS
 [ "$TABLES" -ge 1 ] && [ "$ROWS" -ge 1 ] && [ "$EVENTS" -ge 1 ] && [ "$SB_THREADS" -ge 1 ] \
-    && [ "$THREADS" -ge 1 ] && [ "$REPEAT" -ge 1 ] && [ "$DECODE_REPEAT" -ge 1 ] && [ "$RATE" -ge 1 ] \
+    && [ "$REPLICA_THREADS" -ge 1 ] && { [ -z "$THREADS" ] || [ "$THREADS" -ge 1 ]; } && [ "$REPEAT" -ge 1 ] && [ "$DECODE_REPEAT" -ge 1 ] && [ "$RATE" -ge 1 ] \
     && [ "$LAT_SECONDS" -ge 1 ] \
     || die "--tables, --rows, --events, --sb-threads, --threads, --repeat, --decode-repeat, --rate and --latency-seconds must be at least 1"
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
@@ -259,15 +264,15 @@ record() { # label applied wall client_cpu rss src_cpu apply_cpu machine_cpu not
 # ---------------------------------------------------------------- tidemark --------
 run_tidemark() {
     local label=tidemark dir="$RUN_DIR/tidemark"
-    local batch=""
-    [ -z "$BATCH_ROWS" ] || batch=$'\n'"batch_rows = $BATCH_ROWS"
+    local settings=""
+    [ -z "$THREADS" ] || settings+=$'\n'"threads = $THREADS"
+    [ -z "$BATCH_ROWS" ] || settings+=$'\n'"batch_rows = $BATCH_ROWS"
     mkdir -p "$dir"
     { mysql_task_header bench-incremental; cat <<EOF
 [migration]
 types = ["incremental"]
 start_position = "$START_FILE:$START_POS"
-[incremental]
-threads = $THREADS$batch
+[incremental]$settings
 [state]
 dir = "$dir/state"
 [[objects]]
@@ -275,7 +280,7 @@ database = "sbtest"
 EOF
     } >"$dir/task.toml"
     reset_copy "$DST_PORT" "$label"
-    log "$label: tidemark run --stop-when-caught-up (incremental threads = $THREADS${BATCH_ROWS:+, batch_rows = $BATCH_ROWS})"
+    log "$label: tidemark run --stop-when-caught-up (incremental threads = ${THREADS:-default}${BATCH_ROWS:+, batch_rows = $BATCH_ROWS})"
     local s0 d0 m0 t0 t1
     s0=$(cpu_s "$SRC_PID"); d0=$(cpu_s "$DST_PID"); m0=$(machine_cpu); t0=$(now)
     if ! "$TIME" -v -o "$dir/time.txt" "$TIDEMARK" run --no-progress --stop-when-caught-up "$dir/task.toml" \
@@ -349,7 +354,7 @@ for ROUND in $(seq 1 "$REPEAT"); do
     [ "$REPEAT" -eq 1 ] || log "round $ROUND of $REPEAT"
     if want tidemark; then run_tidemark; fi
     if want mariadb-replica; then run_replica mariadb-replica 0; fi
-    if want mariadb-replica-parallel; then run_replica mariadb-replica-parallel "$THREADS"; fi
+    if want mariadb-replica-parallel; then run_replica mariadb-replica-parallel "$REPLICA_THREADS"; fi
     if want tidemark; then DST_STATE=end; fi
     if want mariadb-replica || want mariadb-replica-parallel; then REP_STATE=end; fi
 done
@@ -606,22 +611,22 @@ lat_record() { # label dir note
 
 run_latency_tidemark() {
     local label=tidemark dir="$LAT_DIR/tidemark"
-    local batch=""
-    [ -z "$BATCH_ROWS" ] || batch=$'\n'"batch_rows = $BATCH_ROWS"
+    local settings=""
+    [ -z "$THREADS" ] || settings+=$'\n'"threads = $THREADS"
+    [ -z "$BATCH_ROWS" ] || settings+=$'\n'"batch_rows = $BATCH_ROWS"
     mkdir -p "$dir"
     { mysql_task_header bench-latency; cat <<EOT
 [migration]
 types = ["incremental"]
 start_position = "$LAT_FILE:$LAT_POS"
-[incremental]
-threads = $THREADS$batch
+[incremental]$settings
 [state]
 dir = "$dir/state"
 [[objects]]
 database = "sbtest"
 EOT
     } >"$dir/task.toml"
-    log "latency: $label: tidemark run --no-progress in the background (incremental threads = $THREADS${BATCH_ROWS:+, batch_rows = $BATCH_ROWS})"
+    log "latency: $label: tidemark run --no-progress in the background (incremental threads = ${THREADS:-default}${BATCH_ROWS:+, batch_rows = $BATCH_ROWS})"
     "$TIDEMARK" run --no-progress "$dir/task.toml" >"$dir/tidemark.log" 2>&1 &
     TM_PID=$!
     local i
@@ -692,7 +697,7 @@ if section latency; then
     lat_setup
     if lat_want tidemark; then run_latency_tidemark; fi
     if lat_want mariadb-replica; then run_latency_replica mariadb-replica 0; fi
-    if lat_want mariadb-replica-parallel; then run_latency_replica mariadb-replica-parallel "$THREADS"; fi
+    if lat_want mariadb-replica-parallel; then run_latency_replica mariadb-replica-parallel "$REPLICA_THREADS"; fi
 fi
 
 # ---------------------------------------------------------------- report ----------
@@ -732,7 +737,7 @@ END {
 report_catchup() {
     echo "## Catch-up: $TABLES table(s) x $ROWS rows, $EVENTS oltp_write_only transactions"
     echo
-    echo "tidemark [incremental] threads = $THREADS${BATCH_ROWS:+, batch_rows = $BATCH_ROWS}; $REPEAT round(s)."
+    echo "tidemark [incremental] threads = ${THREADS:-default}${BATCH_ROWS:+, batch_rows = $BATCH_ROWS}; parallel replica slave_parallel_threads = $REPLICA_THREADS; $REPEAT round(s)."
     echo "Binlog $START_FILE:$START_POS → $END_FILE:$END_POS ($BINLOG_MB MB): $TRANSACTIONS transactions, $ROW_CHANGES row changes"
     echo "($UPDATES updates, $DELETES deletes, $INSERTS inserts), written by sysbench --threads=$SB_THREADS on the source in $WORKLOAD_S s ($SOURCE_TPS transactions/s)."
     echo

@@ -7,7 +7,6 @@
 // modified, or distributed except according to those terms.
 
 use std::{
-    borrow::Cow,
     convert::{TryFrom, TryInto},
     fmt, io,
     sync::Arc,
@@ -214,13 +213,6 @@ impl<'de> MyDeserialize<'de> for BinlogRow {
             };
 
             let column_name_raw = column_name_iter.next().transpose()?;
-            let column_name = column_name_raw
-                .as_ref()
-                .map(|x| Cow::Borrowed(x.name_raw()))
-                .unwrap_or_else(|| {
-                    // default column name is `@<i>` where i is a column offset in a table
-                    Cow::Owned(format!("@{}", i).into())
-                });
 
             let mut column_flags = ColumnFlags::empty();
 
@@ -240,13 +232,16 @@ impl<'de> MyDeserialize<'de> for BinlogRow {
             // leaves it out (`binlog_row_image = MINIMAL`/`NOBLOB`), so that index `i`
             // of the row is column `i` of the table map; the compacted list put values
             // on the wrong columns (and read them with the wrong column's type).
-            let column = Column::new(column_type)
-                .with_schema(table_info.database_name_raw())
-                .with_table(table_info.table_name_raw())
-                .with_name(column_name.as_ref())
+            // tidemark: the column carries its type, flags, character set and (when the
+            // table map logs it) name, but not the schema and table names: four copies
+            // of them per column of every row were a tenth of the binlog reader's time.
+            // The rows event's table map has them.
+            let mut column = Column::new(column_type)
                 .with_flags(column_flags)
-                .with_org_table(table_info.table_name_raw())
                 .with_character_set(charset);
+            if let Some(name) = &column_name_raw {
+                column = column.with_name(name.name_raw());
+            }
             columns.push(column);
             if !cols.get(i).as_deref().copied().unwrap_or(false) {
                 values.push(None);

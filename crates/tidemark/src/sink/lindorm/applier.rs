@@ -48,7 +48,7 @@ impl<'a> Applier<'a> {
         task: &'a Task,
         counters: &'a super::Counters,
     ) -> Result<Applier<'a>> {
-        let threads = task.incremental.threads.max(1);
+        let threads = task.incremental.threads_for(None);
         let conns = (0..threads)
             .map(|_| kind.connect())
             .collect::<Result<Vec<_>>>()?;

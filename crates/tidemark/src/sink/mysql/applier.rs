@@ -75,11 +75,20 @@ impl<'a> Applier<'a> {
                 limits.max_rows()
             );
         }
+        let cpus = super::full::destination_cpus(&mut ddl_conn);
+        let threads = task.incremental.threads_for(cpus);
+        if task.incremental.threads.is_none() {
+            tracing::info!(
+                "incremental: {threads} apply connections{}",
+                cpus.map(|n| format!(" (the destination has {n} CPUs)"))
+                    .unwrap_or_default()
+            );
+        }
         Ok(Applier {
             task,
             endpoint,
-            batch: Coalescer::new(task.incremental.threads, false),
-            workers: start_workers(task, endpoint)?,
+            batch: Coalescer::new(threads, false),
+            workers: start_workers(task, endpoint, threads)?,
             ddl_conn,
             limits,
             writing: Vec::new(),
@@ -235,9 +244,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     }
 }
 
-fn start_workers(task: &Task, endpoint: &Endpoint) -> Result<Vec<Worker>> {
+fn start_workers(task: &Task, endpoint: &Endpoint, threads: usize) -> Result<Vec<Worker>> {
     let mut workers = Vec::new();
-    for _ in 0..task.incremental.threads {
+    for _ in 0..threads {
         let (jobs_tx, jobs_rx) = bounded::<Job>(1);
         let (done_tx, done_rx) = bounded::<Result<u64>>(1);
         let mut dst = apply_connection(endpoint)?;
