@@ -240,7 +240,7 @@ impl Reader {
         self.buf.clear();
         raw.write(mysql::binlog::BinlogVersion::Version4, &mut self.buf)
             .context("re-framing a binlog event")?;
-        let event = self.decoder.decode(&self.buf).with_context(|| {
+        let event = self.decoder.decode_checked(&self.buf).with_context(|| {
             format!(
                 "decoding the event (type {}) before {}:{}",
                 raw.header().event_type_raw(),

@@ -231,14 +231,24 @@ impl Decoder {
 
     /// Decodes one whole event (header, body and checksum, as the server wrote it).
     pub fn decode(&mut self, frame: &[u8]) -> Result<Event> {
-        self.decode_inner(frame, true)
+        self.decode_framed(frame, Crc::Verify)
+    }
+
+    /// [`Self::decode`] for an event whose checksum the caller has already verified (the
+    /// replication client checks the one the server sent, then frames the event anew).
+    pub fn decode_checked(&mut self, frame: &[u8]) -> Result<Event> {
+        self.decode_framed(frame, Crc::Checked)
+    }
+
+    fn decode_framed(&mut self, frame: &[u8], crc: Crc) -> Result<Event> {
+        self.decode_inner(frame, crc)
             .with_context(|| match frame.get(4) {
                 Some(&code) => format!("in a {} event", type_name(code)),
                 None => "in an event".to_string(),
             })
     }
 
-    fn decode_inner(&mut self, frame: &[u8], checksummed: bool) -> Result<Event> {
+    fn decode_inner(&mut self, frame: &[u8], crc: Crc) -> Result<Event> {
         let mut header = header(frame)?;
         let renumbered;
         let frame = match pre_ga_type(self.pre_ga_numbering, header.type_code) {
@@ -273,8 +283,8 @@ impl Decoder {
         if is_fde {
             return self.format_description(frame, header);
         }
-        let with_crc = checksummed && self.checksum;
-        if with_crc {
+        let with_crc = crc != Crc::Absent && self.checksum;
+        if with_crc && crc == Crc::Verify {
             verify_crc(frame, header)?;
         }
         let plain_len = frame.len() - if with_crc { 4 } else { 0 };
@@ -440,6 +450,13 @@ impl Decoder {
                 position: r.position(),
             },
             EventData::TableMapEvent(t) => {
+                // A server logs a table's map before each of its rows events: one equal to
+                // the map last seen for its id is that map, already converted.
+                if let Some((known, map)) = self.tables.get(&t.table_id()) {
+                    if *known == t {
+                        return Ok(Body::TableMap(map.clone()));
+                    }
+                }
                 let map = Arc::new(table_map(&t)?);
                 self.tables
                     .insert(t.table_id(), (t.into_owned(), map.clone()));
@@ -507,7 +524,7 @@ impl Decoder {
                     let frame = payload.get(at..end).ok_or_else(|| {
                         anyhow!("TRANSACTION_PAYLOAD: an event runs past the end")
                     })?;
-                    events.push(self.decode_inner(frame, false)?);
+                    events.push(self.decode_inner(frame, Crc::Absent)?);
                     at = end;
                 }
                 Body::TransactionPayload { events }
@@ -809,6 +826,17 @@ pub fn header(frame: &[u8]) -> Result<Header> {
         );
     }
     Ok(header)
+}
+
+/// What the last four bytes of an event frame are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Crc {
+    /// A checksum to verify (when the format description says events carry one).
+    Verify,
+    /// A checksum the caller has verified.
+    Checked,
+    /// No checksum: events inside a TRANSACTION_PAYLOAD.
+    Absent,
 }
 
 fn verify_crc(frame: &[u8], header: Header) -> Result<()> {
