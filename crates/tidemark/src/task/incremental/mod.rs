@@ -480,10 +480,14 @@ fn coordinate(
                 }
                 let rows = tracker.changes(&txn, applier, &mut filter, &task.source)?;
                 applier.advance(&txn, rows);
-                // Handed over without waiting: the next batch is gathered while this
-                // one is written.
-                if applier.pending_rows() >= batch_rows || rx.is_empty() {
+                // A full batch is handed over without waiting: the next one is gathered
+                // while it is written. With nothing more to read there is nothing to
+                // gather: the batch is waited for, so its checkpoint and status are
+                // recorded as soon as it is committed.
+                if applier.pending_rows() >= batch_rows {
                     applier.submit(tracker)?;
+                } else if rx.is_empty() {
+                    applier.flush(tracker)?;
                 }
             }
             Ok(Item::Connected { endpoint, identity }) => {
