@@ -75,7 +75,7 @@ impl<'a> Applier<'a> {
                 limits.max_rows()
             );
         }
-        let cpus = super::full::destination_cpus(&mut ddl_conn);
+        let cpus = super::destination_cpus(&mut ddl_conn);
         let threads = task.incremental.threads_for(cpus);
         if task.incremental.threads.is_none() {
             tracing::info!(

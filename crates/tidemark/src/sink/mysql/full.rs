@@ -439,17 +439,7 @@ fn dominant(plan: &Plan) -> Option<usize> {
 /// count is MariaDB's `thread_pool_size`, which defaults to it; unknown (MySQL): no limit.
 fn pipelines(dst: &mut mysql::Conn, plan: &Plan) -> Option<usize> {
     dominant(plan)?;
-    Some(destination_cpus(dst)?.max(2))
-}
-
-/// The destination's CPU count: MariaDB's `thread_pool_size`, which defaults to it;
-/// `None` where the variable is unknown (MySQL).
-pub(super) fn destination_cpus(dst: &mut mysql::Conn) -> Option<usize> {
-    let cpus = dst
-        .query_first::<u64, _>("SELECT @@thread_pool_size")
-        .ok()
-        .flatten()?;
-    Some(usize::try_from(cpus).unwrap_or(usize::MAX))
+    Some(super::destination_cpus(dst)?.max(2))
 }
 
 /// Rows are batched as LOAD DATA input or prepared INSERT statements.

@@ -131,3 +131,14 @@ fn empty_table(dst: &mut mysql::Conn, target: &str) -> Result<()> {
     .with_context(|| format!("emptying {target} on the destination"))?;
     Ok(())
 }
+
+/// The destination's CPU count, which sizes the full copy's pipelines into one table and
+/// the apply connections: MariaDB's `thread_pool_size`, which defaults to it; `None`
+/// where the variable is unknown (MySQL).
+fn destination_cpus(dst: &mut mysql::Conn) -> Option<usize> {
+    let cpus = dst
+        .query_first::<u64, _>("SELECT @@thread_pool_size")
+        .ok()
+        .flatten()?;
+    Some(usize::try_from(cpus).unwrap_or(usize::MAX))
+}
