@@ -9,7 +9,7 @@
 #            file holding that workload, against `mariadb-binlog --verbose` on the same file.
 #   latency  steady state: the appliers run continuously while sysbench writes to the source
 #            at a fixed rate (--rate, --latency-seconds); a heartbeat row written on the
-#            source every 0.5 s and read on the applying server gives the end-to-end lag.
+#            source every 0.2 s and read on the applying server gives the end-to-end lag.
 #
 #   bash bench/incremental.sh [--tables N] [--rows N] [--events N] [--threads N] [options]
 #
@@ -19,6 +19,9 @@
 #   --rows N          rows per table [100000]
 #   --events N        catchup/decode: oltp_write_only transactions run on the source while
 #                     nothing replicates; each changes 4 rows (2 updates, 1 delete, 1 insert) [50000]
+#   --tx-scale K      every transaction runs K times oltp_write_only's statements: K index
+#                     updates, K other updates, K deletes and K inserts, 4K row changes (both
+#                     sections; a higher rate of row changes for the same commit rate) [1]
 #   --sb-threads N    sysbench client threads generating transactions [4]
 #   --threads N       tidemark [incremental] threads, and slave_parallel_threads of
 #                     mariadb-replica-parallel [tidemark: not set, its default; replica: 4]
@@ -53,6 +56,7 @@ TABLES=4
 ROWS=100000
 EVENTS=50000
 SB_THREADS=4
+TX_SCALE=1
 # tidemark's [incremental] threads (empty: not set, tidemark's default) and the parallel
 # replica's slave_parallel_threads.
 THREADS=""
@@ -68,8 +72,8 @@ DECODE_REPEAT=3
 RATE=200
 LAT_SECONDS=30
 LAT_TOOLS="tidemark,mariadb-replica"
-HB_INTERVAL=0.5      # latency: heartbeat written on the source every HB_INTERVAL s
-POLL_INTERVAL=0.05   # latency: heartbeat read on the applying server every POLL_INTERVAL s
+HB_INTERVAL=0.2      # latency: heartbeat written on the source every HB_INTERVAL s
+POLL_INTERVAL=0.02   # latency: heartbeat read on the applying server every POLL_INTERVAL s
 STATUS_INTERVAL=0.5  # latency: positions (tidemark status / SHOW SLAVE STATUS) every STATUS_INTERVAL s
 
 while [ $# -gt 0 ]; do
@@ -89,18 +93,19 @@ while [ $# -gt 0 ]; do
         --sections) SECTIONS="${2:?}"; shift 2 ;;
         --decode-repeat) DECODE_REPEAT="${2:?}"; shift 2 ;;
         --rate) RATE="${2:?}"; shift 2 ;;
+        --tx-scale) TX_SCALE="${2:?}"; shift 2 ;;
         --latency-seconds) LAT_SECONDS="${2:?}"; shift 2 ;;
         --latency-tools) LAT_TOOLS="${2:?}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-whole_numbers TABLES ROWS EVENTS SB_THREADS REPLICA_THREADS RSS_LIMIT_MB REPEAT DECODE_REPEAT RATE LAT_SECONDS:--latency-seconds
+whole_numbers TABLES ROWS EVENTS TX_SCALE:--tx-scale SB_THREADS REPLICA_THREADS RSS_LIMIT_MB REPEAT DECODE_REPEAT RATE LAT_SECONDS:--latency-seconds
 whole_numbers_or_empty BATCH_ROWS
 [ "$TABLES" -ge 1 ] && [ "$ROWS" -ge 1 ] && [ "$EVENTS" -ge 1 ] && [ "$SB_THREADS" -ge 1 ] \
     && [ "$REPLICA_THREADS" -ge 1 ] && { [ -z "$THREADS" ] || [ "$THREADS" -ge 1 ]; } && [ "$REPEAT" -ge 1 ] && [ "$DECODE_REPEAT" -ge 1 ] && [ "$RATE" -ge 1 ] \
-    && [ "$LAT_SECONDS" -ge 1 ] \
-    || die "--tables, --rows, --events, --sb-threads, --threads, --repeat, --decode-repeat, --rate and --latency-seconds must be at least 1"
+    && [ "$LAT_SECONDS" -ge 1 ] && [ "$TX_SCALE" -ge 1 ] \
+    || die "--tables, --rows, --events, --sb-threads, --threads, --repeat, --decode-repeat, --rate, --latency-seconds and --tx-scale must be at least 1"
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 for t in ${SECTIONS//,/ }; do
     case "$t" in catchup|decode|latency) ;; *) die "--sections: unknown section '$t'" ;; esac
@@ -180,8 +185,10 @@ wait_ready replica "$REP_PORT" "$REP_PID"
 SERVER_VERSION=$(src_sql 'SELECT VERSION()')
 log "MariaDB $SERVER_VERSION; generating $TABLES sysbench table(s) x $ROWS rows on the source"
 src_sql 'CREATE DATABASE sbtest'
+# oltp_write_only's statements per transaction (--tx-scale).
+TX_MIX=(--index_updates="$TX_SCALE" --non_index_updates="$TX_SCALE" --delete_inserts="$TX_SCALE")
 sb() { # sysbench oltp_write_only against the source: [options...] command
-    "$SYSBENCH" oltp_write_only --db-driver=mysql --tables="$TABLES" --table-size="$ROWS" \
+    "$SYSBENCH" oltp_write_only --db-driver=mysql --tables="$TABLES" --table-size="$ROWS" "${TX_MIX[@]}" \
         --mysql-host=127.0.0.1 --mysql-port="$SRC_PORT" --mysql-user=root --mysql-db=sbtest "$@"
 }
 t0=$(now)
@@ -360,12 +367,12 @@ for ROUND in $(seq 1 "$REPEAT"); do
 done
 
 # ---------------------------------------------------------------- decode ----------
-# Percentiles of numbers, one a line on stdin -> "p50 p95 max count" (nearest rank), or
-# "- - - 0" when there are none.
+# Percentiles of numbers, one a line on stdin -> "p50 p95 p99 max count" (nearest rank),
+# or "- - - - 0" when there are none.
 pctl() {
     sort -g | awk '{ v[NR] = $1 }
         function at(p,    r) { r = p * NR; r = (r > int(r)) ? int(r) + 1 : int(r); return v[r < 1 ? 1 : r] }
-        END { if (NR == 0) { print "- - - 0"; exit } printf "%.0f %.0f %.0f %d\n", at(0.50), at(0.95), v[NR], NR }'
+        END { if (NR == 0) { print "- - - - 0"; exit } printf "%.0f %.0f %.0f %.0f %d\n", at(0.50), at(0.95), at(0.99), v[NR], NR }'
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
@@ -547,7 +554,7 @@ measure_latency() { # label dir kind(tidemark|replica) apply-port apply-server-p
     s0=$(cpu_s "$SRC_PID"); a0=$(cpu_s "$apid"); m0=$(machine_cpu)
     [ -z "$tpid" ] || c0=$(cpu_s "$tpid")
     LAT_T0=$(now)
-    "$TIME" -v -o "$dir/sysbench.time" "$SYSBENCH" oltp_write_only --db-driver=mysql --tables="$TABLES" --table-size="$ROWS" \
+    "$TIME" -v -o "$dir/sysbench.time" "$SYSBENCH" oltp_write_only --db-driver=mysql --tables="$TABLES" --table-size="$ROWS" "${TX_MIX[@]}" \
         --mysql-host=127.0.0.1 --mysql-port="$SRC_PORT" --mysql-user=root --mysql-db=sbtest \
         --threads="$SB_THREADS" --rate="$RATE" --time="$LAT_SECONDS" --events=0 --percentile=95 run \
         >"$dir/sysbench.log" 2>&1 || { cat "$dir/sysbench.log" >&2; die "latency: $label: sysbench run failed"; }
@@ -606,7 +613,7 @@ lat_record() { # label dir note
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$d" "$(cat "$dir/missing.txt")" "$a" \
         "$counts" "$bytes" "$own" "${tps:-?}" "${p95:-?}" "$LAT_TOOL_CPU" "$LAT_APPLY_CPU" "$LAT_SRC_CPU" "$sbcpu" "$other" \
         "${LAT_RSS:--}" "$note" >>"$LAT_RESULTS"
-    log "  $label: heartbeat visibility delay p50/p95/max/n = $d ms; age $a ms; positions n/unreadable/behind = $counts"
+    log "  $label: heartbeat visibility delay p50/p95/p99/max/n = $d ms; age $a ms; positions n/unreadable/behind = $counts"
 }
 
 run_latency_tidemark() {
@@ -735,7 +742,7 @@ END {
         }
 }'
 report_catchup() {
-    echo "## Catch-up: $TABLES table(s) x $ROWS rows, $EVENTS oltp_write_only transactions"
+    echo "## Catch-up: $TABLES table(s) x $ROWS rows, $EVENTS oltp_write_only transactions ($(( 4 * TX_SCALE )) row changes each)"
     echo
     echo "tidemark [incremental] threads = ${THREADS:-default}${BATCH_ROWS:+, batch_rows = $BATCH_ROWS}; parallel replica slave_parallel_threads = $REPLICA_THREADS; $REPEAT round(s)."
     echo "Binlog $START_FILE:$START_POS → $END_FILE:$END_POS ($BINLOG_MB MB): $TRANSACTIONS transactions, $ROW_CHANGES row changes"
@@ -778,7 +785,7 @@ report_decode() {
 }
 
 report_latency() {
-    echo "## Steady state: sysbench oltp_write_only --rate=$RATE --time=$LAT_SECONDS (--threads=$SB_THREADS) on the source, appliers running"
+    echo "## Steady state: sysbench oltp_write_only --rate=$RATE --time=$LAT_SECONDS (--threads=$SB_THREADS, $(( 4 * TX_SCALE )) row changes a transaction) on the source, appliers running"
     echo
     echo "Each applier in turn runs continuously from $LAT_FILE:$LAT_POS (tidemark: \`tidemark run --no-progress\`, no --stop-when-caught-up,"
     echo "stopped with SIGTERM after the run; replicas: START SLAVE). A heartbeat row (sbtest.bench_heartbeat) is set to NOW(6) on the source every"
@@ -786,9 +793,9 @@ report_latency() {
     echo "*visibility delay*: for each heartbeat, the first read that shows it (or a later one) minus its source time (resolution ${POLL_INTERVAL} s)."
     echo "*heartbeat age*: read time minus the source time of the heartbeat the applying server has: includes the 0–${HB_INTERVAL} s the heartbeat is old on the source itself."
     echo
-    echo "| tool | heartbeats | visibility delay p50 ms | p95 ms | max ms | not seen | heartbeat age p50 ms | p95 ms | max ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' '{ split($2, d, " "); split($4, a, " "); printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, d[4], d[1], d[2], d[3], $3, a[1], a[2], a[3] }' "$LAT_RESULTS"
+    echo "| tool | heartbeats | visibility delay p50 ms | p95 ms | p99 ms | max ms | not seen | heartbeat age p50 ms | p95 ms | p99 ms | max ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ split($2, d, " "); split($4, a, " "); printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, d[5], d[1], d[2], d[3], d[4], $3, a[1], a[2], a[3], a[4] }' "$LAT_RESULTS"
     echo
     echo "Positions: the applier's applied position (tidemark: \`tidemark status --json\` incremental.position; replica: Relay_Master_Log_File:Exec_Master_Log_Pos),"
     echo "then the source's SHOW MASTER STATUS. *Own lag figure*: tidemark's incremental.latency_seconds, the replica's Seconds_Behind_Master, in ms."
@@ -796,11 +803,11 @@ report_latency() {
     echo "| tool | position samples | unreadable | behind the source | bytes behind p50 | p95 | max | own lag figure p50 ms | p95 ms | max ms |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F'\t' '{ split($5, c, " "); split($6, b, " "); split($7, o, " ")
-        printf "| %s | %s | %s | %s (%.0f%%) | %s | %s | %s | %s | %s | %s |\n", $1, c[1], c[2], c[3], (c[1] - c[2] > 0 ? 100 * c[3] / (c[1] - c[2]) : 0), b[1], b[2], b[3], o[1], o[2], o[3] }' "$LAT_RESULTS"
+        printf "| %s | %s | %s | %s (%.0f%%) | %s | %s | %s | %s | %s | %s |\n", $1, c[1], c[2], c[3], (c[1] - c[2] > 0 ? 100 * c[3] / (c[1] - c[2]) : 0), b[1], b[2], b[4], o[1], o[2], o[4] }' "$LAT_RESULTS"
     echo
-    echo "| tool | sysbench transactions/s | sysbench p95 latency ms | client CPU s | applying server CPU s | source server CPU s | sysbench CPU s | other CPU s | peak RSS MiB | note |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $8, $9, $10, $11, $12, $13, $14, $15, $16 }' "$LAT_RESULTS"
+    echo "| tool | sysbench transactions/s | row changes/s | sysbench p95 latency ms | client CPU s | applying server CPU s | source server CPU s | sysbench CPU s | other CPU s | peak RSS MiB | note |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' -v per="$(( 4 * TX_SCALE ))" '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $8, ($8 == "?" ? "?" : sprintf("%.0f", $8 * per)), $9, $10, $11, $12, $13, $14, $15, $16 }' "$LAT_RESULTS"
 }
 
 report() {

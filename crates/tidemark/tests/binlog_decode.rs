@@ -830,3 +830,107 @@ fn partial_json_update_with_a_minimal_before_image_decodes() {
     let text = String::from_utf8(text).expect("text");
     assert!(text.contains(&format!("###   @2={change}\n")), "{text}");
 }
+
+/// The replication client decodes most events from the driver's own parse of them
+/// (`client::decode_as_read`) instead of framing them anew: on every fixture, each event
+/// read that way decodes exactly as the file reader decodes its bytes.
+#[test]
+fn events_as_the_driver_reads_them_decode_as_their_bytes_do() {
+    use mysql_common::binlog::{consts::BinlogVersion, EventStreamReader};
+    use tidemark::source::binlog::{client, Decoder};
+    let mut compared = 0usize;
+    for path in fixtures() {
+        let data = std::fs::read(&path).expect("fixture");
+        let (mut framed, mut as_read) = (Decoder::new(), Decoder::new());
+        let mut driver = EventStreamReader::new(BinlogVersion::Version4);
+        let mut buf = Vec::new();
+        for (at, _, size) in event_frames(&data) {
+            let frame = &data[at..at + size];
+            // Damaged fixtures: compare up to their first damaged event.
+            let Ok(expected) = framed.decode(frame) else {
+                break;
+            };
+            let raw = driver
+                .read(frame)
+                .unwrap_or_else(|e| {
+                    panic!("{}@{at}: the driver cannot read it: {e}", path.display())
+                })
+                .unwrap_or_else(|| panic!("{}@{at}: the driver read nothing", path.display()));
+            let got = client::decode_as_read(&mut as_read, &raw, &mut buf)
+                .unwrap_or_else(|e| panic!("{}@{at}: {e:#}", path.display()));
+            assert_eq!(
+                serde_json::to_string(&got).expect("json"),
+                serde_json::to_string(&expected).expect("json"),
+                "{}@{at}",
+                path.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000, "only {compared} events compared");
+}
+
+/// The driver's event reader (vendored `mysql_common`, `Event::read`) on an event whose
+/// header claims more bytes than arrived, or fewer than its checksum: an error, not a
+/// panic or an allocation of the claimed size.
+#[test]
+fn a_received_event_shorter_than_its_header_is_an_error() {
+    use mysql_common::binlog::{consts::BinlogVersion, EventStreamReader};
+    // A MySQL 8.0 binlog: its events carry a CRC32.
+    let path = fixtures()
+        .into_iter()
+        .find(|p| p.ends_with("binlog_transaction_with_GTID.000001"))
+        .expect("the binlog_transaction_with_GTID fixture");
+    let data = std::fs::read(path).expect("fixture");
+    let frames = event_frames(&data);
+    let mut driver = EventStreamReader::new(BinlogVersion::Version4);
+    // The format description first, so that later events are read with its checksum.
+    let (at, _, size) = frames[0];
+    driver
+        .read(&data[at..at + size])
+        .expect("format description")
+        .expect("an event");
+    let (at, _, size) = frames[1];
+    let mut event = data[at..at + size].to_vec();
+    // A size near 4 GiB, and the event cut short.
+    event[9..13].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let e = driver.read(&event[..]).expect_err("a short event");
+    assert!(e.to_string().contains("shorter than its header"), "{e}");
+    // A size that leaves no room for the checksum.
+    event[9..13].copy_from_slice(&21u32.to_le_bytes());
+    assert!(driver.read(&event[..21]).is_err());
+}
+
+/// A live dump opens with an artificial ROTATE, sent before any format description and
+/// carrying a checksum the driver cannot know about yet (it leaves it on the event's
+/// data). The client's decoder knows the stream's checksum from `@@binlog_checksum`: the
+/// file name comes out without the checksum's bytes.
+#[test]
+fn the_dumps_opening_rotate_is_read_without_its_checksum() {
+    use mysql_common::binlog::{consts::BinlogVersion, EventStreamReader};
+    use tidemark::source::binlog::{client, Decoder};
+    let name = b"binlog.000007";
+    let size = (19 + 8 + name.len() + 4) as u32;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&0u32.to_le_bytes()); // timestamp
+    frame.push(4); // ROTATE_EVENT
+    frame.extend_from_slice(&1u32.to_le_bytes()); // server id
+    frame.extend_from_slice(&size.to_le_bytes());
+    frame.extend_from_slice(&0u32.to_le_bytes()); // next position: artificial
+    frame.extend_from_slice(&0x20u16.to_le_bytes()); // LOG_EVENT_ARTIFICIAL_F
+    frame.extend_from_slice(&4u64.to_le_bytes());
+    frame.extend_from_slice(name);
+    // The checksum's value: the client verifies it before decoding; here only its place counts.
+    frame.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    let mut driver = EventStreamReader::new(BinlogVersion::Version4);
+    let raw = driver.read(&frame[..]).expect("read").expect("an event");
+    let mut decoder = Decoder::with_checksum(true);
+    let event = client::decode_as_read(&mut decoder, &raw, &mut Vec::new()).expect("decoded");
+    match event.body {
+        Body::Rotate { file, position } => {
+            assert_eq!(file, "binlog.000007");
+            assert_eq!(position, 4);
+        }
+        other => panic!("expected a ROTATE, got {other:?}"),
+    }
+}

@@ -339,6 +339,22 @@ fn incremental_only_from_a_position_until_caught_up() {
     ));
     let out = t.tidemark(&["run", "--no-progress", "--stop-when-caught-up"]);
     assert!(out.status.success(), "{}", text(&out));
+    // `threads` unset: as many apply connections as the destination has CPUs (MariaDB's
+    // thread_pool_size), within 2..=8.
+    let cpus: u64 = env()
+        .dst()
+        .query_first("SELECT @@thread_pool_size")
+        .unwrap()
+        .unwrap();
+    let expected = format!(
+        "incremental: {} apply connections (the destination has {cpus} CPUs)",
+        cpus.clamp(2, 8)
+    );
+    assert!(
+        text(&out).contains(&expected),
+        "expected {expected:?} in:\n{}",
+        text(&out)
+    );
     for table in ["k", "nokey"] {
         let (mut s, mut d) = (env().src(), env().dst());
         assert_eq!(

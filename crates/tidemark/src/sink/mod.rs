@@ -438,11 +438,10 @@ pub trait ChangeApplier {
     /// being written, but only once every batch flushed before it is acknowledged
     /// (committed on every connection, acknowledged by the broker).
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>>;
-    /// Returns once everything flushed is acknowledged. Kinds whose `flush` waits for
-    /// its own batch have nothing to do.
-    fn settle(&mut self) -> Result<()> {
-        Ok(())
-    }
+    /// Returns once everything flushed is acknowledged. No default: a kind whose `flush`
+    /// waits for its own batch says so, and one that wraps another kind's applier must
+    /// pass this on (the task checkpoints what `settle` has returned for).
+    fn settle(&mut self) -> Result<()>;
     /// Applies (or forwards) a DDL statement alone, after everything before it.
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome>;
     /// A followed table's definition now, where the kind keeps it (the destination's

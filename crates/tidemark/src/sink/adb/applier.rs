@@ -216,6 +216,11 @@ impl ChangeApplier for Applier<'_> {
         })
     }
 
+    /// The MySQL applier's flush returns while its batch is being written.
+    fn settle(&mut self) -> Result<()> {
+        self.inner.settle()
+    }
+
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
         // The plans change with the table: read again at the next change.
         self.plans.clear();

@@ -224,6 +224,11 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         self.batch.rows
     }
 
+    /// Nothing in flight: `flush` returns once its batch is written.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         if self.batch.is_empty() {
             return Ok(None);

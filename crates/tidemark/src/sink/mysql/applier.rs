@@ -114,9 +114,8 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     /// batch meanwhile. Batches are written one after the other (a key may go to another
     /// worker in the next batch), so the one before is waited for first.
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
-        self.settle()?;
         if self.batch.is_empty() {
-            return Ok(None);
+            return self.settle().map(|()| None);
         }
         self.batch.set_exact(f.exact);
         let (rows, bytes) = (self.batch.rows as u64, self.batch.bytes);
@@ -128,8 +127,11 @@ impl crate::sink::ChangeApplier for Applier<'_> {
                 .rows_per_transaction(bytes / rows.max(1), u64::MAX);
             usize::try_from(per).unwrap_or(usize::MAX)
         };
+        // Split while the batch before is still being written.
+        let shares = self.batch.take();
+        self.settle()?;
         (f.in_flight)()?;
-        self.writing = hand_over(&self.workers, self.batch.take(), per_txn)?;
+        self.writing = hand_over(&self.workers, shares, per_txn)?;
         Ok(Some((rows, bytes)))
     }
 

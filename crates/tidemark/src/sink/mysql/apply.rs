@@ -57,6 +57,8 @@ struct KeyState {
     row: Option<Row>,
     /// The key's first change in the batch was an insert.
     inserted: bool,
+    /// Hash of the key, which picks the connection that writes it.
+    spread: u64,
 }
 
 /// Reduces a batch of changes to their net effect per key.
@@ -131,16 +133,19 @@ impl Coalescer {
         };
         let key_of = |row: &Row| -> Vec<Value> { key.iter().map(|&i| row[i].clone()).collect() };
         let mut set = |key: Vec<Value>, row: Option<Row>, insert: bool| {
-            let id = key_bytes(&key);
+            let id = key_id(&key);
             match t.keys.get(&id) {
                 Some(&i) => t.states[i].1.row = row,
                 None => {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    id.hash(&mut h);
                     t.keys.insert(id, t.states.len());
                     t.states.push((
                         key,
                         KeyState {
                             row,
                             inserted: insert,
+                            spread: h.finish(),
                         },
                     ));
                 }
@@ -151,7 +156,7 @@ impl Coalescer {
             Change::Delete { before, .. } => set(key_of(&before), None, false),
             Change::Update { before, after, .. } => {
                 let (old, new) = (key_of(&before), key_of(&after));
-                if key_bytes(&old) != key_bytes(&new) {
+                if old != new {
                     set(old, None, false);
                 }
                 set(new, Some(after), false);
@@ -174,11 +179,17 @@ impl Coalescer {
         let mut shares: Vec<Work> = (0..workers).map(|_| Vec::new()).collect();
         for t in self.tables.drain(..) {
             let mut per: Vec<TableWork> = (0..workers).map(|_| TableWork::default()).collect();
+            // Every column copied, in order: the row is the destination's row as it is.
+            let whole = t.plan.copied.iter().enumerate().all(|(at, &i)| at == i);
             for (key, state) in t.states {
-                let w = worker_of(&key, workers);
+                let w = (state.spread % workers as u64) as usize;
                 match state.row {
                     Some(row) => {
-                        let copied: Row = t.plan.copied.iter().map(|&i| row[i].clone()).collect();
+                        let copied: Row = if whole && row.len() == t.plan.copied.len() {
+                            row
+                        } else {
+                            t.plan.copied.iter().map(|&i| row[i].clone()).collect()
+                        };
                         if self.exact && state.inserted {
                             per[w].inserts.push(copied);
                         } else {
@@ -202,19 +213,57 @@ impl Coalescer {
     }
 }
 
-fn key_bytes(key: &[Value]) -> Vec<u8> {
-    let mut s = String::new();
+/// A key's identity within a batch: each value tagged with its kind, strings framed by
+/// their length, so two ids are equal exactly when the values are (built without
+/// formatting: this runs for every change).
+fn key_id(key: &[Value]) -> Vec<u8> {
+    let mut id = Vec::with_capacity(key.len() * 9);
+    let framed = |id: &mut Vec<u8>, tag: u8, b: &[u8]| {
+        id.push(tag);
+        id.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        id.extend_from_slice(b);
+    };
     for v in key {
-        push_literal(&mut s, v);
-        s.push('\u{1}');
+        match v {
+            Value::Null => id.push(0),
+            Value::Int(n) => framed(&mut id, 1, &n.to_le_bytes()),
+            Value::UInt(n) => framed(&mut id, 2, &n.to_le_bytes()),
+            Value::Float(f) => framed(&mut id, 3, &f.to_le_bytes()),
+            Value::Double(f) => framed(&mut id, 4, &f.to_le_bytes()),
+            Value::Decimal(t) => framed(&mut id, 5, t.as_bytes()),
+            Value::Bytes(b) => framed(&mut id, 6, b),
+            Value::Bit(n) => framed(&mut id, 7, &n.to_le_bytes()),
+            Value::Json(b) => framed(&mut id, 8, b),
+            Value::Date(d) | Value::DateTime(d) => {
+                let tag = if matches!(v, Value::Date(_)) { 9 } else { 10 };
+                let [y0, y1] = d.year.to_le_bytes();
+                let [m0, m1, m2, m3] = d.micros.to_le_bytes();
+                let fields = [
+                    y0, y1, d.month, d.day, d.hour, d.minute, d.second, m0, m1, m2, m3,
+                ];
+                framed(&mut id, tag, &fields);
+            }
+            Value::Time(t) => {
+                let [h0, h1, h2, h3] = t.hours.to_le_bytes();
+                let [m0, m1, m2, m3] = t.micros.to_le_bytes();
+                let fields = [
+                    u8::from(t.negative),
+                    h0,
+                    h1,
+                    h2,
+                    h3,
+                    t.minutes,
+                    t.seconds,
+                    m0,
+                    m1,
+                    m2,
+                    m3,
+                ];
+                framed(&mut id, 11, &fields);
+            }
+        }
     }
-    s.into_bytes()
-}
-
-fn worker_of(key: &[Value], workers: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key_bytes(key).hash(&mut h);
-    (h.finish() % workers as u64) as usize
+    id
 }
 
 /// Writes the rows `part` of one share (by their place in the share: each table's
@@ -424,5 +473,27 @@ fn keyless_statements(plan: &TablePlan, change: &Change) -> Vec<(String, ErrorVa
             )]
         }
         Change::Ddl { .. } | Change::Commit { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_id;
+    use tidemark_core::Value;
+
+    #[test]
+    fn key_ids_are_equal_exactly_when_the_values_are() {
+        let bytes = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        assert_eq!(
+            key_id(&[Value::Int(7), bytes("a")]),
+            key_id(&[Value::Int(7), bytes("a")])
+        );
+        // Framing: the boundary between two strings is part of the identity.
+        assert_ne!(
+            key_id(&[bytes("a"), bytes("bc")]),
+            key_id(&[bytes("ab"), bytes("c")])
+        );
+        assert_ne!(key_id(&[Value::Null]), key_id(&[bytes("")]));
+        assert_ne!(key_id(&[Value::Int(1)]), key_id(&[Value::Int(256)]));
     }
 }

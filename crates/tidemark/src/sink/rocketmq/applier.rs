@@ -206,6 +206,11 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         self.rows
     }
 
+    /// Nothing in flight: `flush` returns once the broker has acknowledged every message of its batch.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         let (rows, bytes) = (self.rows as u64, self.bytes);
         if let Some(e) = self.failed.take() {

@@ -225,8 +225,8 @@ impl Reader {
             // Kept as the driver's error, so a lost connection is recognised and retried.
             _ => anyhow::Error::new(e).context("reading the source's binlog"),
         })?;
-        // The driver has already split the checksum off: verify it here, since the
-        // event is re-framed (with a freshly computed checksum) for the decoder.
+        // The driver has already split the checksum off: verify it here (the decoder
+        // reads the driver's parse, or the event framed anew).
         if let Some(sum) = raw.checksum() {
             let alg = mysql::binlog::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32;
             if self.decoder.checksum() && u32::from_le_bytes(sum) != raw.calc_checksum(alg) {
@@ -237,10 +237,7 @@ impl Reader {
                 );
             }
         }
-        self.buf.clear();
-        raw.write(mysql::binlog::BinlogVersion::Version4, &mut self.buf)
-            .context("re-framing a binlog event")?;
-        let event = self.decoder.decode_checked(&self.buf).with_context(|| {
+        let event = decode_as_read(&mut self.decoder, &raw, &mut self.buf).with_context(|| {
             format!(
                 "decoding the event (type {}) before {}:{}",
                 raw.header().event_type_raw(),
@@ -270,6 +267,24 @@ impl Reader {
     /// The decoder, for its table maps and its database filter.
     pub fn decoder(&mut self) -> &mut Decoder {
         &mut self.decoder
+    }
+}
+
+/// Decodes an event as the driver read it (checksum split off, already verified): from
+/// the driver's parse where the decoder takes it as it is, else framed anew in `buf`.
+pub fn decode_as_read(
+    decoder: &mut Decoder,
+    raw: &mysql::binlog::events::Event,
+    buf: &mut Vec<u8>,
+) -> Result<Event> {
+    match decoder.decode_received(raw) {
+        Some(decoded) => decoded,
+        None => {
+            buf.clear();
+            raw.write(mysql::binlog::BinlogVersion::Version4, &mut *buf)
+                .context("re-framing a binlog event")?;
+            decoder.decode_checked(buf)
+        }
     }
 }
 

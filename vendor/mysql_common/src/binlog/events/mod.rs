@@ -124,8 +124,18 @@ impl Event {
         input.read_exact(&mut header_buf)?;
         let header = BinlogEventHeader::deserialize((), &mut ParseBuf(&header_buf))?;
 
-        let mut data = vec![0_u8; (S(header.event_size() as usize) - S(binlog_header_len)).0];
-        input.read_exact(&mut data).unwrap();
+        // tidemark: the size is the header's claim; the data was unwrapped from
+        // `read_exact` (a panic when the input is shorter) and allocated whole before
+        // it was read (up to 4 GiB for a damaged header).
+        let want = (S(header.event_size() as usize) - S(binlog_header_len)).0;
+        let mut data = Vec::with_capacity(want.min(1 << 20));
+        input.by_ref().take(want as u64).read_to_end(&mut data)?;
+        if data.len() != want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "binlog event shorter than its header says",
+            ));
+        }
 
         let is_fde = header.event_type.0 == EventType::FORMAT_DESCRIPTION_EVENT as u8;
         let mut bytes_to_truncate = 0;
@@ -153,6 +163,13 @@ impl Event {
         if contains_checksum {
             // truncate checksum
             bytes_to_truncate += BinlogEventFooter::BINLOG_CHECKSUM_LEN;
+            // tidemark: an event shorter than its footer underflowed the slice below.
+            if data.len() < bytes_to_truncate {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "binlog event shorter than its checksum",
+                ));
+            }
             checksum.copy_from_slice(&data[data.len() - BinlogEventFooter::BINLOG_CHECKSUM_LEN..]);
         }
 
