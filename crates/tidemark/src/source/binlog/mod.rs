@@ -1,9 +1,9 @@
 //! The binary log reader: where a binlog event is decoded.
 //!
-//! - [`event`]: one event's bytes → a typed [`event::Event`]. MySQL's events are parsed
-//!   with `mysql_common`'s binlog structures; MariaDB's own events (GTID, GTID_LIST,
-//!   BINLOG_CHECKPOINT, ANNOTATE_ROWS, compressed query and row events) in [`mariadb`].
-//!   Checksums are verified here.
+//! - [`event`]: one event's bytes (or the replication driver's parse of them) → a typed
+//!   [`event::Event`]. MySQL's events are parsed with `mysql_common`'s binlog structures;
+//!   MariaDB's own events (GTID, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS, compressed
+//!   query and row events) in [`mariadb`]. Checksums are verified here.
 //! - [`value`]: a column value as the binlog stores it → the same [`tidemark_core::Value`]
 //!   the snapshot reader produces for that row.
 //! - [`file`]: reading a binlog file from disk, with clear errors for damaged files.
