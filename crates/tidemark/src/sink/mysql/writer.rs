@@ -143,26 +143,32 @@ pub struct InsertBuilder {
     error_values: ErrorValues,
 }
 
+/// `INSERT INTO t (columns) VALUES ` (or REPLACE, INSERT IGNORE) for a table's copied
+/// columns.
+fn insert_prefix(t: &TablePlan, mode: InsertMode) -> String {
+    let mut prefix = String::from(match mode {
+        InsertMode::Insert => "INSERT INTO ",
+        InsertMode::Replace => "REPLACE INTO ",
+        InsertMode::Ignore => "INSERT IGNORE INTO ",
+    });
+    prefix.push_str(&t.target.quoted());
+    prefix.push_str(" (");
+    for (i, c) in t.target_columns().iter().enumerate() {
+        if i > 0 {
+            prefix.push_str(", ");
+        }
+        push_ident(&mut prefix, c);
+    }
+    prefix.push_str(") VALUES ");
+    prefix
+}
+
 impl InsertBuilder {
     pub fn new(t: &TablePlan, mode: InsertMode, max_rows: usize, max_bytes: usize) -> Self {
-        let mut prefix = String::from(match mode {
-            InsertMode::Insert => "INSERT INTO ",
-            InsertMode::Replace => "REPLACE INTO ",
-            InsertMode::Ignore => "INSERT IGNORE INTO ",
-        });
-        prefix.push_str(&t.target.quoted());
-        prefix.push_str(" (");
-        for (i, c) in t.target_columns().iter().enumerate() {
-            if i > 0 {
-                prefix.push_str(", ");
-            }
-            push_ident(&mut prefix, c);
-        }
-        prefix.push_str(") VALUES ");
         let text = t.copied_columns().map(text_typed).collect();
         InsertBuilder {
             sql: String::new(),
-            prefix,
+            prefix: insert_prefix(t, mode),
             rows: 0,
             max_rows,
             max_bytes,
@@ -343,7 +349,7 @@ pub struct PreparedBuilder {
 
 impl PreparedBuilder {
     pub fn new(t: &TablePlan, mode: InsertMode, max_rows: usize, max_bytes: usize) -> Self {
-        let prefix = InsertBuilder::new(t, mode, 0, 0).prefix;
+        let prefix = insert_prefix(t, mode);
         let marks: Vec<&str> = t
             .copied_columns()
             .map(|c| {
