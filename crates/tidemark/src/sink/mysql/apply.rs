@@ -218,52 +218,47 @@ impl Coalescer {
 /// formatting: this runs for every change).
 fn key_id(key: &[Value]) -> Vec<u8> {
     let mut id = Vec::with_capacity(key.len() * 9);
-    let framed = |id: &mut Vec<u8>, tag: u8, b: &[u8]| {
-        id.push(tag);
-        id.extend_from_slice(&(b.len() as u64).to_le_bytes());
-        id.extend_from_slice(b);
-    };
     for v in key {
         match v {
             Value::Null => id.push(0),
-            Value::Int(n) => framed(&mut id, 1, &n.to_le_bytes()),
-            Value::UInt(n) => framed(&mut id, 2, &n.to_le_bytes()),
-            Value::Float(f) => framed(&mut id, 3, &f.to_le_bytes()),
-            Value::Double(f) => framed(&mut id, 4, &f.to_le_bytes()),
-            Value::Decimal(t) => framed(&mut id, 5, t.as_bytes()),
-            Value::Bytes(b) => framed(&mut id, 6, b),
-            Value::Bit(n) => framed(&mut id, 7, &n.to_le_bytes()),
-            Value::Json(b) => framed(&mut id, 8, b),
+            Value::Int(n) => push_fixed(&mut id, 1, &n.to_le_bytes()),
+            Value::UInt(n) => push_fixed(&mut id, 2, &n.to_le_bytes()),
+            Value::Float(f) => push_fixed(&mut id, 3, &f.to_le_bytes()),
+            Value::Double(f) => push_fixed(&mut id, 4, &f.to_le_bytes()),
+            Value::Bit(n) => push_fixed(&mut id, 5, &n.to_le_bytes()),
+            Value::Decimal(t) => push_framed(&mut id, 6, t.as_bytes()),
+            Value::Bytes(b) => push_framed(&mut id, 7, b),
+            Value::Json(b) => push_framed(&mut id, 8, b),
             Value::Date(d) | Value::DateTime(d) => {
-                let tag = if matches!(v, Value::Date(_)) { 9 } else { 10 };
-                let [y0, y1] = d.year.to_le_bytes();
-                let [m0, m1, m2, m3] = d.micros.to_le_bytes();
-                let fields = [
-                    y0, y1, d.month, d.day, d.hour, d.minute, d.second, m0, m1, m2, m3,
-                ];
-                framed(&mut id, tag, &fields);
+                push_fixed(
+                    &mut id,
+                    if matches!(v, Value::Date(_)) { 9 } else { 10 },
+                    &d.year.to_le_bytes(),
+                );
+                id.extend_from_slice(&[d.month, d.day, d.hour, d.minute, d.second]);
+                id.extend_from_slice(&d.micros.to_le_bytes());
             }
             Value::Time(t) => {
-                let [h0, h1, h2, h3] = t.hours.to_le_bytes();
-                let [m0, m1, m2, m3] = t.micros.to_le_bytes();
-                let fields = [
-                    u8::from(t.negative),
-                    h0,
-                    h1,
-                    h2,
-                    h3,
-                    t.minutes,
-                    t.seconds,
-                    m0,
-                    m1,
-                    m2,
-                    m3,
-                ];
-                framed(&mut id, 11, &fields);
+                push_fixed(&mut id, 11, &[u8::from(t.negative)]);
+                id.extend_from_slice(&t.hours.to_le_bytes());
+                id.extend_from_slice(&[t.minutes, t.seconds]);
+                id.extend_from_slice(&t.micros.to_le_bytes());
             }
         }
     }
     id
+}
+
+/// A value of a fixed width for its tag.
+fn push_fixed(id: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    id.push(tag);
+    id.extend_from_slice(bytes);
+}
+
+/// A value of any length: the length first, so that it ends where it says.
+fn push_framed(id: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    push_fixed(id, tag, &(bytes.len() as u64).to_le_bytes());
+    id.extend_from_slice(bytes);
 }
 
 /// Writes the rows `part` of one share (by their place in the share: each table's
