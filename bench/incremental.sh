@@ -245,7 +245,9 @@ reset_copy() { # port label [dump checksums]: the initial data (or that dump) on
     sql_at "$1" "CHECKSUM TABLE $QUALIFIED" | sort >"$RUN_DIR/$2.initial.checksums"
     cmp -s "$sums" "$RUN_DIR/$2.initial.checksums" \
         || die "$2: the loaded copy differs from the source's data"
-    settle "$1"
+    # Both applying servers, not only this one: the other one's dirty pages from its own
+    # run would otherwise be flushed while this one applies.
+    settle "$DST_PORT"; settle "$REP_PORT"
 }
 
 verify() { # port label
