@@ -5,6 +5,7 @@
 
 use super::config::{MAX_KEY_BYTES, MAX_ROW_VALUE_BYTES};
 use super::types::push_value;
+use crate::sink::mysql::writer::values_head;
 use crate::transform::mapping::TablePlan;
 use anyhow::{anyhow, bail, Result};
 use tidemark_core::schema::ColumnDef;
@@ -47,16 +48,7 @@ impl<'a> Upserts<'a> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut head = String::from("UPSERT INTO ");
-        head.push_str(&table.target.quoted());
-        head.push_str(" (");
-        for (i, name) in table.target_columns().iter().enumerate() {
-            if i > 0 {
-                head.push_str(", ");
-            }
-            push_ident(&mut head, name);
-        }
-        head.push_str(") VALUES ");
+        let head = values_head("UPSERT INTO ", table);
         Ok(Upserts {
             table,
             columns: table.copied_columns().collect(),

@@ -146,11 +146,20 @@ pub struct InsertBuilder {
 /// `INSERT INTO t (columns) VALUES ` (or REPLACE, INSERT IGNORE) for a table's copied
 /// columns.
 fn insert_prefix(t: &TablePlan, mode: InsertMode) -> String {
-    let mut prefix = String::from(match mode {
-        InsertMode::Insert => "INSERT INTO ",
-        InsertMode::Replace => "REPLACE INTO ",
-        InsertMode::Ignore => "INSERT IGNORE INTO ",
-    });
+    values_head(
+        match mode {
+            InsertMode::Insert => "INSERT INTO ",
+            InsertMode::Replace => "REPLACE INTO ",
+            InsertMode::Ignore => "INSERT IGNORE INTO ",
+        },
+        t,
+    )
+}
+
+/// `verb` (e.g. `"UPSERT INTO "`), then `t (columns) VALUES ` with the destination table
+/// and its copied columns quoted.
+pub fn values_head(verb: &str, t: &TablePlan) -> String {
+    let mut prefix = String::from(verb);
     prefix.push_str(&t.target.quoted());
     prefix.push_str(" (");
     for (i, c) in t.target_columns().iter().enumerate() {

@@ -277,10 +277,7 @@ impl Decoder {
             next_position: h.log_pos(),
             flags: h.flags_raw(),
         };
-        let parsed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.body(raw, type_code)));
-        let body = parsed
-            .unwrap_or_else(|_| Err(malformed(type_code)))
+        let body = unpanicked(type_code, || self.body(raw, type_code))
             .with_context(|| format!("in a {} event", type_name(type_code)));
         Some(body.map(|body| Event { header, body }))
     }
@@ -417,13 +414,10 @@ impl Decoder {
             owned[9..13].copy_from_slice(&size.to_le_bytes());
             &owned
         };
-        // The parser indexes into column metadata without bounds checks; a damaged
-        // event must end in an error, not bring the task down.
-        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let body = unpanicked(header.type_code, || {
             let raw = RawEvent::read(&self.fde, input).context("reading the event")?;
             self.body(&raw, header.type_code)
-        }));
-        let body = parsed.unwrap_or_else(|_| Err(malformed(header.type_code)))?;
+        })?;
         Ok(Event { header, body })
     }
 
@@ -842,8 +836,14 @@ pub fn type_name(code: u8) -> String {
 }
 
 /// Parses the 19-byte header at the start of `frame`.
-fn malformed(type_code: u8) -> anyhow::Error {
-    anyhow!("event of type {type_code} is malformed (its column metadata does not match its data)")
+/// Runs the parser on an event: it indexes into column metadata without bounds checks,
+/// and a damaged event must end in an error, not bring the task down.
+fn unpanicked<T>(type_code: u8, parse: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).unwrap_or_else(|_| {
+        Err(anyhow!(
+            "event of type {type_code} is malformed (its column metadata does not match its data)"
+        ))
+    })
 }
 
 pub fn header(frame: &[u8]) -> Result<Header> {
