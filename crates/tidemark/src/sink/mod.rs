@@ -442,6 +442,10 @@ pub trait ChangeApplier {
     /// waits for its own batch says so, and one that wraps another kind's applier must
     /// pass this on (the task checkpoints what `settle` has returned for).
     fn settle(&mut self) -> Result<()>;
+    /// Whether something flushed is still being written (`settle` would wait). The task
+    /// hands a partial batch over only when the kind is not busy, and keeps gathering
+    /// while it is. No default, for the reason `settle` has none.
+    fn busy(&self) -> bool;
     /// Applies (or forwards) a DDL statement alone, after everything before it.
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome>;
     /// A followed table's definition now, where the kind keeps it (the destination's

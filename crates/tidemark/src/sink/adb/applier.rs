@@ -221,6 +221,10 @@ impl ChangeApplier for Applier<'_> {
         self.inner.settle()
     }
 
+    fn busy(&self) -> bool {
+        self.inner.busy()
+    }
+
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
         // The plans change with the table: read again at the next change.
         self.plans.clear();

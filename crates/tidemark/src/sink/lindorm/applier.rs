@@ -229,6 +229,10 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         Ok(())
     }
 
+    fn busy(&self) -> bool {
+        false
+    }
+
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         if self.batch.is_empty() {
             return Ok(None);

@@ -1,7 +1,10 @@
 //! The MySQL destination's change applier: a batch is coalesced per key
 //! ([`apply::Coalescer`]) and its shares written by one worker connection each, in
 //! parallel. A flush returns once the shares are handed over; the next flush (or
-//! `settle`) waits for them, so one batch is written while the next is gathered. A
+//! `settle`) waits for them, so one batch is written while the next is gathered. A key
+//! goes to the same worker in every batch split by key, so the next batch's shares are
+//! queued behind the current ones before they are waited for: a worker done with its
+//! share starts on the next instead of waiting for the slowest. A
 //! share that fails with a deadlock or a lost connection is retried whole within the
 //! task's retry windows. DDL statements, table definitions read back and tables copied in mid-stream go
 //! through a separate connection whose reads may run long.
@@ -28,6 +31,7 @@ use crate::transform::mapping::TablePlan;
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mysql::prelude::Queryable;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemark_core::{Change, TableName};
@@ -41,8 +45,11 @@ pub(crate) struct Applier<'a> {
     ddl_conn: mysql::Conn,
     /// The destination's transaction size limits.
     limits: Limits,
-    /// The workers writing the batch handed over last, not yet waited for.
-    writing: Vec<usize>,
+    /// Per batch handed over and not yet waited for (at most two, oldest first): the
+    /// workers that got a share of it.
+    writing: VecDeque<Vec<usize>>,
+    /// The batch handed over last was split by key (not written whole by one worker).
+    last_split: bool,
 }
 
 /// A share and the rows one destination transaction may carry.
@@ -91,8 +98,27 @@ impl<'a> Applier<'a> {
             workers: start_workers(task, endpoint, threads)?,
             ddl_conn,
             limits,
-            writing: Vec::new(),
+            writing: VecDeque::new(),
+            last_split: false,
         })
+    }
+}
+
+impl Applier<'_> {
+    /// Waits for the oldest batches until at most `batches` are in flight. All of them
+    /// are waited for even when one failed (a worker's answers must not be left for the
+    /// next batch to read); the first error is returned.
+    fn wait_until_in_flight(&mut self, batches: usize) -> Result<()> {
+        let mut first_error = None;
+        while self.writing.len() > batches {
+            let Some(batch) = self.writing.pop_front() else {
+                break;
+            };
+            if let Err(e) = wait_for(&self.workers, batch) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -110,9 +136,11 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         self.batch.rows
     }
 
-    /// Hands the shares to the workers and returns: the coordinator gathers the next
-    /// batch meanwhile. Batches are written one after the other (a key may go to another
-    /// worker in the next batch), so the one before is waited for first.
+    /// Hands the shares to the workers and returns once the batch before is committed:
+    /// the coordinator gathers the next batch meanwhile. When this batch and the one
+    /// before were both split by key, every key has the worker it had, so this one is
+    /// queued behind it; otherwise (a small batch goes to one worker whole, and a key may
+    /// change worker) the one before is waited for first.
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         if self.batch.is_empty() {
             return self.settle().map(|()| None);
@@ -129,14 +157,29 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         };
         // Split while the batch before is still being written.
         let shares = self.batch.take();
-        self.settle()?;
+        let split = shares.len() == self.workers.len();
+        if !(split && self.last_split) {
+            self.settle()?;
+        }
         (f.in_flight)()?;
-        self.writing = hand_over(&self.workers, shares, per_txn)?;
+        let sent = hand_over(&self.workers, shares, per_txn)?;
+        self.writing.push_back(sent);
+        self.last_split = split;
+        self.wait_until_in_flight(1)?;
         Ok(Some((rows, bytes)))
     }
 
     fn settle(&mut self) -> Result<()> {
-        wait_for(&self.workers, std::mem::take(&mut self.writing))
+        self.wait_until_in_flight(0)
+    }
+
+    /// A worker has not answered for every share it was given. Answers come in the order
+    /// the shares were given, so a worker is done when it has one per batch it is in.
+    fn busy(&self) -> bool {
+        self.workers.iter().enumerate().any(|(w, worker)| {
+            let given = self.writing.iter().filter(|b| b.contains(&w)).count();
+            worker.done.len() < given
+        })
     }
 
     fn ddl(&mut self, d: &Ddl<'_>) -> Result<DdlOutcome> {
@@ -249,8 +292,9 @@ impl crate::sink::ChangeApplier for Applier<'_> {
 fn start_workers(task: &Task, endpoint: &Endpoint, threads: usize) -> Result<Vec<Worker>> {
     let mut workers = Vec::new();
     for _ in 0..threads {
-        let (jobs_tx, jobs_rx) = bounded::<Job>(1);
-        let (done_tx, done_rx) = bounded::<Result<u64>>(1);
+        // Two batches at most: the one being written and the one queued behind it.
+        let (jobs_tx, jobs_rx) = bounded::<Job>(2);
+        let (done_tx, done_rx) = bounded::<Result<u64>>(2);
         let mut dst = apply_connection(endpoint)?;
         let (task, endpoint) = (task.clone(), endpoint.clone());
         let handle = std::thread::spawn(move || {

@@ -211,6 +211,11 @@ impl crate::sink::ChangeApplier for Applier<'_> {
         Ok(())
     }
 
+    /// Nothing in flight, as for `settle`.
+    fn busy(&self) -> bool {
+        false
+    }
+
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         let (rows, bytes) = (self.rows as u64, self.bytes);
         if let Some(e) = self.failed.take() {

@@ -163,7 +163,25 @@ impl<'a> Applier<'a> {
         if let Some(before) = self.submitted.replace(Submitted { end, batch }) {
             self.committed(tracker, before)?;
         }
+        // Already written (a kind whose flush waits, or a small batch): its outcome is
+        // taken and it is checkpointed now rather than with the next batch.
+        if !self.target.busy() {
+            if let Some(batch) = self.submitted.take() {
+                self.target.settle()?;
+                self.committed(tracker, batch)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a batch handed over is still being written.
+    pub(super) fn busy(&self) -> bool {
+        self.target.busy()
+    }
+
+    /// Whether transactions were gathered since the last batch was handed over.
+    pub(super) fn gathered(&self) -> bool {
+        self.batch_end.is_some()
     }
 
     /// Records a committed batch: checkpoint (with the tracker's definitions) and status.

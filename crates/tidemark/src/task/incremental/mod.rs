@@ -453,8 +453,14 @@ fn coordinate(
                 }
             }
         }
-        // With live verification, look at its requests often: each chunk waits for them.
-        let wait = Duration::from_millis(if control.is_some() { 20 } else { 200 });
+        // While a batch is written or one is gathered, look again soon: the gathered one
+        // goes as soon as the destination is free. With live verification, look at its
+        // requests often: each chunk waits for them.
+        let wait = if applier.busy() || applier.gathered() {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(if control.is_some() { 20 } else { 200 })
+        };
         match rx.recv_timeout(wait) {
             Ok(Item::Txn(txn)) => {
                 // Held at a position this transaction goes past: stop before it.
@@ -480,14 +486,13 @@ fn coordinate(
                 }
                 let rows = tracker.changes(&txn, applier, &mut filter, &task.source)?;
                 applier.advance(&txn, rows);
-                // A full batch is handed over without waiting: the next one is gathered
-                // while it is written. With nothing more to read there is nothing to
-                // gather: the batch is waited for, so its checkpoint and status are
-                // recorded as soon as it is committed.
-                if applier.pending_rows() >= batch_rows {
+                // A batch is handed over without waiting for it: the next one is
+                // gathered while it is written. A full one goes at once; a partial one
+                // when nothing more is there to read and the destination is free. So
+                // batches are as large as what arrives while the one before is written
+                // (no waiting when the source is quiet, full ones when catching up).
+                if applier.pending_rows() >= batch_rows || (rx.is_empty() && !applier.busy()) {
                     applier.submit(tracker)?;
-                } else if rx.is_empty() {
-                    applier.flush(tracker)?;
                 }
             }
             Ok(Item::Connected { endpoint, identity }) => {
@@ -504,6 +509,16 @@ fn coordinate(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
+                // The destination is still writing: gather on, or wait for it.
+                if applier.busy() {
+                    continue;
+                }
+                // Nothing more to read: what was gathered goes now, and once it is
+                // written it is checkpointed (`flush` below, at the next timeout).
+                if applier.gathered() {
+                    applier.submit(tracker)?;
+                    continue;
+                }
                 applier.flush(tracker)?;
                 if opts.stop_when_caught_up
                     && last_caught_up_check.elapsed() > Duration::from_millis(500)
