@@ -150,7 +150,8 @@ pub struct IncrementalOptions {
     /// Unset: as many as the destination has CPUs, see [`IncrementalOptions::threads_for`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    /// Row changes gathered into one batch before it is applied.
+    /// Row changes gathered into one batch at most; a smaller one is applied as soon as
+    /// nothing more is there to read and the destination is free.
     pub batch_rows: usize,
     /// Rows per second applied, 0 = unlimited.
     pub rows_per_second: u64,
