@@ -756,3 +756,71 @@ fn continuous_verification_under_writes() {
         "no pass ran under writes:\n{log}"
     );
 }
+
+/// A batch split over the apply connections is queued behind the one before on each
+/// connection: a connection done with its share writes its share of the next batch while
+/// another still waits (here on a row lock held on the destination), instead of every
+/// connection waiting for the slowest before the next batch is handed over.
+#[test]
+fn a_connection_writes_the_next_batch_while_another_waits_on_a_lock() {
+    let db = "inc_queued";
+    let e = env();
+    e.src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE t (id INT PRIMARY KEY, v INT);
+         INSERT INTO t SELECT seq, 0 FROM seq_1_to_10;"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+         [incremental]\nbatch_rows = 300\nthreads = 2\n\
+         [[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    assert!(
+        wait_equal(&[(db, "t", db, "t")], Duration::from_secs(60)),
+        "the copy never finished"
+    );
+    // A destination session holds row 1: the share that changes it waits.
+    let mut holder = e.dst();
+    holder.query_drop("START TRANSACTION").unwrap();
+    holder
+        .query_drop(format!("SELECT * FROM {db}.t WHERE id = 1 FOR UPDATE"))
+        .unwrap();
+    // Two full batches (more than batch_rows each, split over both connections).
+    let mut s = e.src();
+    for sql in [
+        format!("USE {db}"),
+        "START TRANSACTION".to_string(),
+        format!("UPDATE {db}.t SET v = 1 WHERE id = 1"),
+        format!("INSERT INTO {db}.t SELECT seq, 1 FROM seq_1001_to_1599"),
+        "COMMIT".to_string(),
+        format!("INSERT INTO {db}.t SELECT seq, 2 FROM seq_2001_to_2600"),
+    ] {
+        s.query_drop(sql).unwrap();
+    }
+    let mut d = e.dst();
+    let count = |d: &mut mysql::Conn, q: &str| -> u64 { d.query_first(q).unwrap().unwrap_or(0) };
+    let started = Instant::now();
+    let mut second = 0;
+    while second == 0 && started.elapsed() < Duration::from_secs(30) {
+        second = count(
+            &mut d,
+            &format!("SELECT COUNT(*) FROM {db}.t WHERE id > 2000"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first_held = count(&mut d, &format!("SELECT v FROM {db}.t WHERE id = 1"));
+    holder.query_drop("ROLLBACK").unwrap();
+    let equal = wait_equal(&[(db, "t", db, "t")], Duration::from_secs(60));
+    let log = stop(child);
+    assert!(
+        second > 0,
+        "no row of the second batch was written while the first waited on the lock:\n{log}"
+    );
+    assert_eq!(first_held, 0, "the locked row changed while it was held");
+    assert!(
+        equal,
+        "destination differs after the lock was released:\n{log}"
+    );
+}
