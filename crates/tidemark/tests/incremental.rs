@@ -824,3 +824,79 @@ fn a_connection_writes_the_next_batch_while_another_waits_on_a_lock() {
         "destination differs after the lock was released:\n{log}"
     );
 }
+
+/// A table with a second unique key: a change may free a unique value that another
+/// key's change takes in the next batch. The next batch is then not queued behind the
+/// one before (its share on a free connection could be written first, and the earlier
+/// REPLACE would delete the row that took the value): nothing is lost.
+#[test]
+fn a_unique_value_moved_between_keys_across_batches_is_not_lost() {
+    let db = "inc_unique_moves";
+    let e = env();
+    e.src_sql(&format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE u (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, v INT, UNIQUE KEY (code));
+         INSERT INTO u SELECT seq, CONCAT('o', seq), 0 FROM seq_1_to_20;"
+    ));
+    let t = TaskDir::new(&format!(
+        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
+         [incremental]\nbatch_rows = 300\nthreads = 2\n\
+         [[objects]]\ndatabase = \"{db}\"\n"
+    ));
+    let mut child = spawn(&t, &[]);
+    wait_incremental(&t, &mut child);
+    assert!(
+        wait_equal(&[(db, "u", db, "u")], Duration::from_secs(60)),
+        "the copy never finished"
+    );
+    let mut holder = e.dst();
+    holder.query_drop("START TRANSACTION").unwrap();
+    holder
+        .query_drop(format!("SELECT * FROM {db}.u WHERE id = 1 FOR UPDATE"))
+        .unwrap();
+    // Batch one: keys 1-20 take x1-x20. Batch two: they move on to y1-y20, and keys
+    // 21-40 take x1-x20. Each is more than batch_rows, split over both connections.
+    let mut s = e.src();
+    for sql in [
+        format!("USE {db}"),
+        "START TRANSACTION".to_string(),
+        "UPDATE u SET code = CONCAT('x', id) WHERE id <= 20".to_string(),
+        "INSERT INTO u SELECT seq, CONCAT('f', seq), 1 FROM seq_1001_to_1300".to_string(),
+        "COMMIT".to_string(),
+        "START TRANSACTION".to_string(),
+        "UPDATE u SET code = CONCAT('y', id) WHERE id <= 20".to_string(),
+        "INSERT INTO u SELECT seq + 20, CONCAT('x', seq), 2 FROM seq_1_to_20".to_string(),
+        "INSERT INTO u SELECT seq, CONCAT('f', seq), 2 FROM seq_2001_to_2300".to_string(),
+        "COMMIT".to_string(),
+    ] {
+        s.query_drop(sql).unwrap();
+    }
+    // Batch two waits for batch one, which waits for the lock: give a connection that
+    // would not wait the time to write (it would show in rows of batch two).
+    let mut d = e.dst();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let second: u64 = d
+            .query_first(format!("SELECT COUNT(*) FROM {db}.u WHERE id > 2000"))
+            .unwrap()
+            .unwrap_or(0);
+        if second > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    holder.query_drop("ROLLBACK").unwrap();
+    let equal = wait_equal(&[(db, "u", db, "u")], Duration::from_secs(60));
+    let missing: u64 = d
+        .query_first(format!(
+            "SELECT 20 - COUNT(*) FROM {db}.u WHERE id BETWEEN 21 AND 40"
+        ))
+        .unwrap()
+        .unwrap_or(0);
+    let log = stop(child);
+    assert_eq!(
+        missing, 0,
+        "rows that took a freed unique value were lost:\n{log}"
+    );
+    assert!(equal, "destination differs:\n{log}");
+}

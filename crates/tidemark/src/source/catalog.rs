@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tidemark_core::{ColumnDef, ColumnKind, TableDef, TableName};
 
 /// One index: whether it is unique, and its columns with their prefix lengths.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Index {
     pub unique: bool,
     pub parts: Vec<(String, Option<u64>)>,

@@ -4,7 +4,8 @@
 //! `settle`) waits for them, so one batch is written while the next is gathered. A key
 //! goes to the same worker in every batch split by key, so the next batch's shares are
 //! queued behind the current ones before they are waited for: a worker done with its
-//! share starts on the next instead of waiting for the slowest. A
+//! share starts on the next instead of waiting for the slowest (unless a table of the
+//! batches has another unique key, see [`apply::Coalescer::independent`]). A
 //! share that fails with a deadlock or a lost connection is retried whole within the
 //! task's retry windows. DDL statements, table definitions read back and tables copied in mid-stream go
 //! through a separate connection whose reads may run long.
@@ -48,8 +49,9 @@ pub(crate) struct Applier<'a> {
     /// Per batch handed over and not yet waited for (at most two, oldest first): the
     /// workers that got a share of it.
     writing: VecDeque<Vec<usize>>,
-    /// The batch handed over last was split by key (not written whole by one worker).
-    last_split: bool,
+    /// The next batch may be queued behind the one handed over last: that one was split
+    /// by key (not written whole by one worker) over tables whose keys are independent.
+    last_queueable: bool,
 }
 
 /// A share and the rows one destination transaction may carry.
@@ -99,7 +101,7 @@ impl<'a> Applier<'a> {
             ddl_conn,
             limits,
             writing: VecDeque::new(),
-            last_split: false,
+            last_queueable: false,
         })
     }
 }
@@ -140,7 +142,8 @@ impl crate::sink::ChangeApplier for Applier<'_> {
     /// the coordinator gathers the next batch meanwhile. When this batch and the one
     /// before were both split by key, every key has the worker it had, so this one is
     /// queued behind it; otherwise (a small batch goes to one worker whole, and a key may
-    /// change worker) the one before is waited for first.
+    /// change worker; or another unique key ties keys together) the one before is waited
+    /// for first.
     fn flush(&mut self, f: &Flush<'_>) -> Result<Option<(u64, u64)>> {
         if self.batch.is_empty() {
             return self.settle().map(|()| None);
@@ -156,15 +159,16 @@ impl crate::sink::ChangeApplier for Applier<'_> {
             usize::try_from(per).unwrap_or(usize::MAX)
         };
         // Split while the batch before is still being written.
+        let independent = self.batch.independent;
         let shares = self.batch.take();
-        let split = shares.len() == self.workers.len();
-        if !(split && self.last_split) {
+        let queueable = independent && shares.len() == self.workers.len();
+        if !(queueable && self.last_queueable) {
             self.settle()?;
         }
         (f.in_flight)()?;
         let sent = hand_over(&self.workers, shares, per_txn)?;
         self.writing.push_back(sent);
-        self.last_split = split;
+        self.last_queueable = queueable;
         self.wait_until_in_flight(1)?;
         Ok(Some((rows, bytes)))
     }

@@ -28,7 +28,9 @@ const SMALL_BATCH: usize = 256;
 pub struct TableWork {
     /// Rows (copied columns, destination order) that replace whatever has their key.
     pub upserts: Vec<Row>,
-    /// Rows that must not exist yet (exact mode): a duplicate key is an error.
+    /// Rows that must not exist yet (exact mode): a duplicate key is an error. Tables
+    /// with another unique key have none: a value a row takes may be freed by another
+    /// row's change written after it, so their rows are all upserts.
     pub inserts: Vec<Row>,
     /// Key values (source key order) of rows to delete.
     pub deletes: Vec<Row>,
@@ -73,10 +75,15 @@ pub struct Coalescer {
     pub rows: usize,
     /// Approximate bytes of the row images pushed (for the MB/s throttle).
     pub bytes: u64,
+    /// Every table of the batch has its keys independent of each other (see
+    /// [`keys_independent`]).
+    pub independent: bool,
 }
 
 struct TableState {
     plan: Arc<TablePlan>,
+    /// See [`keys_independent`].
+    independent: bool,
     keys: HashMap<Vec<u8>, usize>,
     states: Vec<(Vec<Value>, KeyState)>,
     ordered: Vec<Change>,
@@ -91,6 +98,7 @@ impl Coalescer {
             index: HashMap::new(),
             rows: 0,
             bytes: 0,
+            independent: true,
         }
     }
 
@@ -116,8 +124,11 @@ impl Coalescer {
             .index
             .entry(Arc::as_ptr(plan) as usize)
             .or_insert_with(|| {
+                let independent = keys_independent(plan);
+                self.independent &= independent;
                 self.tables.push(TableState {
                     plan: plan.clone(),
+                    independent,
                     keys: HashMap::new(),
                     states: Vec::new(),
                     ordered: Vec::new(),
@@ -190,7 +201,7 @@ impl Coalescer {
                         } else {
                             t.plan.copied.iter().map(|&i| row[i].clone()).collect()
                         };
-                        if self.exact && state.inserted {
+                        if self.exact && state.inserted && t.independent {
                             per[w].inserts.push(copied);
                         } else {
                             per[w].upserts.push(copied);
@@ -209,8 +220,26 @@ impl Coalescer {
         self.index.clear();
         self.rows = 0;
         self.bytes = 0;
+        self.independent = true;
         shares
     }
+}
+
+/// Whether a key's changes depend on no other key's: the table has no unique index but
+/// the one its rows are spread by (a keyless table's changes stay on one connection, in
+/// order). Otherwise a change may free a unique value that another key's change, on
+/// another connection, takes in a later batch; REPLACE would then delete the row that
+/// took it if the later batch were written first. Unknown indexes count as unique ones.
+fn keys_independent(plan: &TablePlan) -> bool {
+    let def = plan.def();
+    if def.key.is_none() {
+        return true;
+    }
+    let indexes = &plan.source.indexes;
+    !indexes.is_empty()
+        && indexes
+            .iter()
+            .all(|(name, index)| !index.unique || def.key_name.as_deref() == Some(name.as_str()))
 }
 
 /// A key's identity within a batch: each value tagged with its kind, strings framed by

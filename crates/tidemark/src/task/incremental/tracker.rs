@@ -55,6 +55,9 @@ pub(super) struct SavedTable {
     source: TableName,
     target: TableName,
     def: TableDef,
+    /// Its indexes (state saved before they were kept has none: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    indexes: Option<std::collections::BTreeMap<String, catalog::Index>>,
 }
 
 impl Tracker {
@@ -88,7 +91,7 @@ impl Tracker {
                     },
                     rows: 0,
                     bytes: 0,
-                    indexes: Default::default(),
+                    indexes: s.indexes.unwrap_or_default(),
                     adb: None,
                 };
                 let plan = match planned.get(&key) {
@@ -152,6 +155,7 @@ impl Tracker {
                     source: t.def().name.clone(),
                     target: t.target.clone(),
                     def: t.def().clone(),
+                    indexes: Some(t.source.indexes.clone()).filter(|i| !i.is_empty()),
                 })
                 .collect();
             entries.push((TABLES, serde_json::to_string(&saved)?));
