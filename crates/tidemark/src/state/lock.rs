@@ -91,7 +91,17 @@ impl RunLock {
             .truncate(false)
             .open(&p)
             .with_context(|| format!("cannot open {}", p.display()))?;
-        if !try_flock(&file, libc::LOCK_EX)? {
+        // `status` holds a shared lock for an instant to see whether a run is alive:
+        // refused only for that long, the lock is tried again for a moment.
+        let mut taken = try_flock(&file, libc::LOCK_EX)?;
+        for _ in 0..50 {
+            if taken {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            taken = try_flock(&file, libc::LOCK_EX)?;
+        }
+        if !taken {
             let who = read_holder(&mut file)
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| "a process that is just starting".into());
