@@ -757,19 +757,15 @@ fn continuous_verification_under_writes() {
     );
 }
 
-/// A batch split over the apply connections is queued behind the one before on each
-/// connection: a connection done with its share writes its share of the next batch while
-/// another still waits (here on a row lock held on the destination), instead of every
-/// connection waiting for the slowest before the next batch is handed over.
-#[test]
-fn a_connection_writes_the_next_batch_while_another_waits_on_a_lock() {
-    let db = "inc_queued";
+/// Database `db` made by `setup` and followed with batches of 300 row changes over two
+/// connections, once copied; and a destination session holding row `id = 1` of `table`.
+fn followed_with_row_1_held(
+    db: &str,
+    table: &str,
+    setup: &str,
+) -> (TaskDir, std::process::Child, mysql::Conn) {
     let e = env();
-    e.src_sql(&format!(
-        "CREATE DATABASE {db}; USE {db};
-         CREATE TABLE t (id INT PRIMARY KEY, v INT);
-         INSERT INTO t SELECT seq, 0 FROM seq_1_to_10;"
-    ));
+    e.src_sql(&format!("CREATE DATABASE {db}; USE {db}; {setup}"));
     let t = TaskDir::new(&format!(
         "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
          [incremental]\nbatch_rows = 300\nthreads = 2\n\
@@ -778,15 +774,32 @@ fn a_connection_writes_the_next_batch_while_another_waits_on_a_lock() {
     let mut child = spawn(&t, &[]);
     wait_incremental(&t, &mut child);
     assert!(
-        wait_equal(&[(db, "t", db, "t")], Duration::from_secs(60)),
+        wait_equal(&[(db, table, db, table)], Duration::from_secs(60)),
         "the copy never finished"
     );
-    // A destination session holds row 1: the share that changes it waits.
     let mut holder = e.dst();
     holder.query_drop("START TRANSACTION").unwrap();
     holder
-        .query_drop(format!("SELECT * FROM {db}.t WHERE id = 1 FOR UPDATE"))
+        .query_drop(format!(
+            "SELECT * FROM {db}.{table} WHERE id = 1 FOR UPDATE"
+        ))
         .unwrap();
+    (t, child, holder)
+}
+
+/// A batch split over the apply connections is queued behind the one before on each
+/// connection: a connection done with its share writes its share of the next batch while
+/// another still waits (here on a row lock held on the destination), instead of every
+/// connection waiting for the slowest before the next batch is handed over.
+#[test]
+fn a_connection_writes_the_next_batch_while_another_waits_on_a_lock() {
+    let db = "inc_queued";
+    let e = env();
+    let (_t, child, mut holder) = followed_with_row_1_held(
+        db,
+        "t",
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t SELECT seq, 0 FROM seq_1_to_10;",
+    );
     // Two full batches (more than batch_rows each, split over both connections).
     let mut s = e.src();
     for sql in [
@@ -833,27 +846,12 @@ fn a_connection_writes_the_next_batch_while_another_waits_on_a_lock() {
 fn a_unique_value_moved_between_keys_across_batches_is_not_lost() {
     let db = "inc_unique_moves";
     let e = env();
-    e.src_sql(&format!(
-        "CREATE DATABASE {db}; USE {db};
-         CREATE TABLE u (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, v INT, UNIQUE KEY (code));
-         INSERT INTO u SELECT seq, CONCAT('o', seq), 0 FROM seq_1_to_20;"
-    ));
-    let t = TaskDir::new(&format!(
-        "[migration]\ntypes = [\"schema\", \"full\", \"incremental\"]\n\
-         [incremental]\nbatch_rows = 300\nthreads = 2\n\
-         [[objects]]\ndatabase = \"{db}\"\n"
-    ));
-    let mut child = spawn(&t, &[]);
-    wait_incremental(&t, &mut child);
-    assert!(
-        wait_equal(&[(db, "u", db, "u")], Duration::from_secs(60)),
-        "the copy never finished"
+    let (_t, child, mut holder) = followed_with_row_1_held(
+        db,
+        "u",
+        "CREATE TABLE u (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, v INT, UNIQUE KEY (code));
+         INSERT INTO u SELECT seq, CONCAT('o', seq), 0 FROM seq_1_to_20;",
     );
-    let mut holder = e.dst();
-    holder.query_drop("START TRANSACTION").unwrap();
-    holder
-        .query_drop(format!("SELECT * FROM {db}.u WHERE id = 1 FOR UPDATE"))
-        .unwrap();
     // Batch one: keys 1-20 take x1-x20. Batch two: they move on to y1-y20, and keys
     // 21-40 take x1-x20. Each is more than batch_rows, split over both connections.
     let mut s = e.src();
